@@ -1,0 +1,40 @@
+// Each subcommand lives in its own apps/nextn/cmd_*.cpp and registers itself here, so adding a
+// command never touches main.cpp.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <vector>
+
+namespace nextn::cli {
+
+using CommandSetup = std::function<void(CLI::App& app)>;
+
+struct RegisteredCommand {
+  int order;  // position in `nextn --help`
+  CommandSetup setup;
+};
+
+std::vector<RegisteredCommand>& command_registry();
+
+struct CommandRegistrar {
+  CommandRegistrar(int order, CommandSetup setup) {
+    command_registry().push_back({order, std::move(setup)});
+  }
+};
+
+// A command group that several files extend (e.g. `nextn bench tokenizer` and `nextn bench
+// train`): returns the existing subcommand `name` or creates it.
+CLI::App& command_group(CLI::App& app, const std::string& name, const std::string& description);
+
+// Options every command that computes shares.
+void add_threads_option(CLI::App& command, int& threads);
+void apply_threads(int threads);  // 0 = all cores
+
+}  // namespace nextn::cli
+
+#define NEXTN_CONCAT_INNER(a, b) a##b
+#define NEXTN_CONCAT(a, b) NEXTN_CONCAT_INNER(a, b)
+#define NEXTN_REGISTER_COMMAND(order, setup_fn) \
+  static ::nextn::cli::CommandRegistrar NEXTN_CONCAT(nextn_command_, __LINE__)(order, setup_fn)

@@ -1,0 +1,63 @@
+// nextn: train DeepSeek-V3-style MoE language models with multi-token prediction, and run them
+// with the MTP modules as speculative drafters.
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <iostream>
+#include <thread>
+
+#include "command_registry.h"
+#include "nextn/util/error.h"
+
+namespace nextn::cli {
+
+std::vector<RegisteredCommand>& command_registry() {
+  static std::vector<RegisteredCommand> commands;
+  return commands;
+}
+
+CLI::App& command_group(CLI::App& app, const std::string& name, const std::string& description) {
+  std::function<bool(CLI::App*)> named = [&](CLI::App* sub) { return sub->get_name() == name; };
+  std::vector<CLI::App*> existing = app.get_subcommands(named);
+  if (!existing.empty()) return *existing.front();
+  CLI::App* group = app.add_subcommand(name, description);
+  group->require_subcommand(1);
+  return *group;
+}
+
+void add_threads_option(CLI::App& command, int& threads) {
+  command.add_option("--threads", threads, "CPU threads for libtorch (0 = all cores)")
+      ->check(CLI::NonNegativeNumber);
+}
+
+void apply_threads(int threads) {
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  torch::set_num_threads(threads);
+}
+
+}  // namespace nextn::cli
+
+int main(int argc, char** argv) {
+  CLI::App app{"nextn: DeepSeek-V3-style MoE language models with multi-token prediction"};
+  app.set_version_flag("--version", std::string("nextn ") + NEXTN_VERSION);
+  app.require_subcommand(1);
+  auto& commands = nextn::cli::command_registry();
+  std::stable_sort(commands.begin(), commands.end(),
+                   [](const auto& a, const auto& b) { return a.order < b.order; });
+  for (const auto& command : commands) command.setup(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const nextn::Error& e) {
+    std::cerr << "nextn: error: " << e.what() << "\n";
+    return 1;
+  } catch (const c10::Error& e) {
+    std::cerr << "nextn: error (libtorch): " << e.what_without_backtrace() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "nextn: error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs everything nextn needs from Debian 12's packages. Idempotent, and silent when all is
+# already there. Run as root or with sudo available.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config git
+  libtorch-dev                # libtorch 1.13 (CPU), the backbone
+  libopenblas0-pthread        # the BLAS libtorch must call at run time (reference BLAS is 20x slower)
+  nlohmann-json3-dev          # config.json, safetensors headers, tokenizer.json
+  libcli11-dev                # the nextn command line
+  libgtest-dev                # tests
+  libpcre2-dev                # DeepSeek-V3 pre-tokenizer regexes
+  python3-torch               # the plain-PyTorch reference model (bench/reference)
+)
+
+if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi
+
+missing=()
+for package in "${PACKAGES[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null || true)
+  [ "$status" = "install ok installed" ] || missing+=("$package")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  "${SUDO[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+fi
+
+# libtorch links libblas.so.3 and liblapack.so.3, which Debian resolves through alternatives.
+# Point both at OpenBLAS (pthread flavour) if something else is selected.
+multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch)
+for lib in libblas.so.3 liblapack.so.3; do
+  name="$lib-$multiarch"
+  want="/usr/lib/$multiarch/openblas-pthread/$lib"
+  current=$(update-alternatives --query "$name" 2>/dev/null | sed -n 's/^Value: //p')
+  if [ -e "$want" ] && [ "$current" != "$want" ]; then
+    echo "setup: selecting OpenBLAS for $lib"
+    "${SUDO[@]}" update-alternatives --quiet --set "$name" "$want"
+  fi
+done

@@ -1,0 +1,164 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "nextn/config/model_config.h"
+#include "nextn/io/atomic_file.h"
+#include "nextn/util/error.h"
+
+namespace nextn {
+namespace {
+
+nlohmann::json preset_json(const std::string& name) {
+  return nlohmann::json::parse(io::read_file(std::string(NEXTN_SOURCE_DIR) + "/configs/" + name + ".json"));
+}
+
+// Expects parsing `j` to fail with a message that contains every one of `fragments`.
+void expect_config_error(const nlohmann::json& j, std::initializer_list<const char*> fragments) {
+  try {
+    model_config_from_json(j);
+    FAIL() << "expected a config error for " << j.dump();
+  } catch (const Error& e) {
+    for (const char* fragment : fragments) {
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos)
+          << "message '" << e.what() << "' lacks '" << fragment << "'";
+    }
+  }
+}
+
+TEST(ModelConfig, PresetsLoadWithTheirIntendedSizes) {
+  ModelConfig tiny = model_config_from_json(preset_json("tiny"));
+  ModelConfig small = model_config_from_json(preset_json("small"));
+  ModelConfig base = model_config_from_json(preset_json("base"));
+  EXPECT_LT(count_parameters(tiny).total, 1'000'000);
+  EXPECT_GE(count_parameters(small).total, 5'000'000);
+  EXPECT_LE(count_parameters(small).total, 20'000'000);
+  EXPECT_GE(count_parameters(base).total, 150'000'000);
+  EXPECT_LE(count_parameters(base).total, 300'000'000);
+  EXPECT_EQ(tiny.mtp_kind, MtpKind::kSequential);
+  EXPECT_TRUE(tiny.q_lora_rank.has_value());
+  EXPECT_FALSE(small.q_lora_rank.has_value());
+}
+
+TEST(ModelConfig, MissingRequiredKeyIsNamed) {
+  for (const char* key : {"vocab_size", "hidden_size", "num_hidden_layers", "kv_lora_rank",
+                          "qk_rope_head_dim", "max_position_embeddings"}) {
+    nlohmann::json j = preset_json("tiny");
+    j.erase(key);
+    expect_config_error(j, {"missing", key});
+  }
+}
+
+TEST(ModelConfig, WrongTypesAreNamed) {
+  nlohmann::json j = preset_json("tiny");
+  j["hidden_size"] = "32";
+  expect_config_error(j, {"hidden_size", "integer"});
+  j = preset_json("tiny");
+  j["hidden_size"] = 32.5;
+  expect_config_error(j, {"hidden_size"});
+  j = preset_json("tiny");
+  j["norm_topk_prob"] = 1;
+  expect_config_error(j, {"norm_topk_prob"});
+  j = preset_json("tiny");
+  j["rope_scaling"]["type"] = "linear";
+  expect_config_error(j, {"rope_scaling.type"});
+}
+
+TEST(ModelConfig, InconsistentRoutingIsNamed) {
+  nlohmann::json j = preset_json("tiny");
+  j["topk_group"] = 5;  // n_group is 4
+  expect_config_error(j, {"topk_group", "n_group"});
+  j = preset_json("tiny");
+  j["n_group"] = 3;  // 8 experts into 3 groups
+  expect_config_error(j, {"n_routed_experts", "n_group"});
+  j = preset_json("tiny");
+  j["num_experts_per_tok"] = 3;  // not divisible by topk_group = 2
+  expect_config_error(j, {"num_experts_per_tok", "topk_group"});
+  j = preset_json("tiny");
+  j["num_experts_per_tok"] = 9;
+  expect_config_error(j, {"num_experts_per_tok", "n_routed_experts"});
+  j = preset_json("tiny");
+  j["num_key_value_heads"] = 1;
+  expect_config_error(j, {"num_key_value_heads"});
+  j = preset_json("tiny");
+  j["qk_rope_head_dim"] = 5;
+  expect_config_error(j, {"qk_rope_head_dim", "even"});
+  j = preset_json("tiny");
+  j["first_k_dense_replace"] = 7;
+  expect_config_error(j, {"first_k_dense_replace"});
+  j = preset_json("tiny");
+  j["scoring_func"] = "softmax";
+  expect_config_error(j, {"scoring_func"});
+  j = preset_json("tiny");
+  j["mtp_kind"] = "diagonal";
+  expect_config_error(j, {"mtp_kind"});
+  j = preset_json("tiny");
+  j["eos_token_id"] = 128;
+  expect_config_error(j, {"eos_token_id"});
+  j = preset_json("tiny");
+  j["quantization_config"] = {{"quant_method", "fp8"}};
+  expect_config_error(j, {"quantization_config", "fp8"});
+}
+
+TEST(ModelConfig, JsonRoundTripKeepsEveryKeyIncludingUnknownOnes) {
+  nlohmann::json j = preset_json("tiny");
+  j["auto_map"] = {{"AutoConfig", "configuration_deepseek.DeepseekV3Config"}};
+  j["ep_size"] = 1;
+  ModelConfig first = model_config_from_json(j);
+  nlohmann::ordered_json written = model_config_to_json(first);
+  EXPECT_EQ(written["auto_map"].dump(), j["auto_map"].dump());
+  EXPECT_EQ(written["ep_size"], 1);
+  ModelConfig second = model_config_from_json(written);
+  EXPECT_EQ(model_config_to_json(second).dump(), written.dump());
+  EXPECT_EQ(second.rope_scaling->factor, 2.0);
+  EXPECT_EQ(second.q_lora_rank.value(), 24);
+}
+
+TEST(ModelConfig, SaveAndLoadThroughAFile) {
+  auto dir = std::filesystem::temp_directory_path() / "nextn_config_test";
+  std::filesystem::create_directories(dir);
+  ModelConfig config = model_config_from_json(preset_json("small"));
+  config.mtp_kind = MtpKind::kParallel;
+  save_model_config(config, (dir / "config.json").string());
+  ModelConfig loaded = load_model_config((dir / "config.json").string());
+  EXPECT_EQ(loaded.mtp_kind, MtpKind::kParallel);
+  EXPECT_EQ(loaded.vocab_size, 8192);
+  EXPECT_FALSE(loaded.q_lora_rank.has_value());
+  std::filesystem::remove_all(dir);
+}
+
+TEST(ModelConfig, BadJsonFileNamesThePath) {
+  auto path = std::filesystem::temp_directory_path() / "nextn_bad_config.json";
+  io::write_file_atomic(path.string(), "{\"vocab_size\": 12,");
+  try {
+    load_model_config(path.string());
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("nextn_bad_config.json"), std::string::npos);
+  }
+  std::filesystem::remove(path);
+}
+
+TEST(ModelConfig, SoftmaxScaleFollowsYarn) {
+  ModelConfig tiny = model_config_from_json(preset_json("tiny"));
+  // mscale = 0.1 * mscale_all_dim * ln(factor) + 1; scale = (nope + rope)^-0.5 * mscale^2.
+  double mscale = 0.1 * 1.0 * std::log(2.0) + 1.0;
+  EXPECT_NEAR(tiny.softmax_scale(), mscale * mscale / std::sqrt(12.0), 1e-12);
+  ModelConfig small = model_config_from_json(preset_json("small"));
+  EXPECT_NEAR(small.softmax_scale(), 1.0 / std::sqrt(48.0), 1e-12);
+}
+
+TEST(ModelConfig, MoeLayerLayout) {
+  nlohmann::json j = preset_json("tiny");
+  j["num_hidden_layers"] = 6;
+  j["first_k_dense_replace"] = 2;
+  j["moe_layer_freq"] = 2;
+  ModelConfig c = model_config_from_json(j);
+  std::vector<bool> moe;
+  for (int l = 0; l < 6; ++l) moe.push_back(c.is_moe_layer(l));
+  EXPECT_EQ(moe, (std::vector<bool>{false, false, true, false, true, false}));
+}
+
+}  // namespace
+}  // namespace nextn
