@@ -1,0 +1,23 @@
+#include "nextn/model/decoder_layer.h"
+
+namespace nextn {
+
+DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& config, int64_t layer_index) {
+  input_layernorm = register_module("input_layernorm", RMSNorm(config.hidden_size, config.rms_norm_eps));
+  self_attn = register_module("self_attn", MlaAttention(config));
+  post_attention_layernorm =
+      register_module("post_attention_layernorm", RMSNorm(config.hidden_size, config.rms_norm_eps));
+  if (config.is_moe_layer(layer_index)) {
+    moe = register_module("mlp", Moe(config));
+  } else {
+    mlp = register_module("mlp", DenseMlp(config.hidden_size, config.intermediate_size));
+  }
+}
+
+torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const RopeAngles& angles, MoeStats* moe_stats) {
+  auto h = x + self_attn(input_layernorm(x), angles);
+  auto normed = post_attention_layernorm(h);
+  return h + (is_moe() ? moe(normed, moe_stats) : mlp(normed));
+}
+
+}  // namespace nextn

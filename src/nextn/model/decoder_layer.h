@@ -1,0 +1,32 @@
+// One pre-norm transformer block: x + MLA(norm(x)), then + FFN(norm(.)) where the FFN is a dense
+// SwiGLU (layers below first_k_dense_replace) or a DeepSeekMoE layer. HF names: input_layernorm,
+// self_attn, post_attention_layernorm, mlp.
+#pragma once
+
+#include <torch/torch.h>
+
+#include "nextn/config/model_config.h"
+#include "nextn/model/dense_mlp.h"
+#include "nextn/model/mla_attention.h"
+#include "nextn/model/moe.h"
+#include "nextn/model/rms_norm.h"
+
+namespace nextn {
+
+class DecoderLayerImpl : public torch::nn::Module {
+ public:
+  // layer_index decides dense vs MoE (MTP modules use num_hidden_layers + k - 1).
+  DecoderLayerImpl(const ModelConfig& config, int64_t layer_index);
+  // `moe_stats` receives the MoE statistics of this layer when it is an MoE layer.
+  torch::Tensor forward(const torch::Tensor& x, const RopeAngles& angles, MoeStats* moe_stats = nullptr);
+
+  bool is_moe() const { return !moe.is_empty(); }
+
+  RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+  MlaAttention self_attn{nullptr};
+  DenseMlp mlp{nullptr};  // dense layers
+  Moe moe{nullptr};       // MoE layers (HF prefix "mlp." as well)
+};
+TORCH_MODULE(DecoderLayer);
+
+}  // namespace nextn

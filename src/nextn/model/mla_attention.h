@@ -1,0 +1,59 @@
+// Multi-head Latent Attention (DeepSeek-V2 section 2.1, DeepSeek-V3 Eq. 1-11).
+//
+//   q       = W_qb RMSNorm(W_qa x)        (or W_q x when q_lora_rank is null), per head [nope | rope]
+//   [c; kr] = W_kva x                     c: the compressed kv latent (kv_lora_rank), kr: a RoPE key
+//   c       = RMSNorm(c)                  shared by all heads (qk_rope_head_dim)
+//   [kn; v] = W_kvb c                     per head: nope key and value
+//   score   = (q_nope . kn + rope(q_pe) . rope(kr)) * softmax_scale, causal
+//
+// The training/prefill path expands keys and values per head ("naive" form). The decode path
+// folds W_kvb into the query and the output and caches only c and rope(kr) ("absorbed" form).
+#pragma once
+
+#include <torch/torch.h>
+
+#include "nextn/config/model_config.h"
+#include "nextn/model/rms_norm.h"
+#include "nextn/model/rotary_embedding.h"
+
+namespace nextn {
+
+// What one layer's input turns into before attention; rotations already applied.
+struct MlaProjections {
+  torch::Tensor q_nope;  // [B, T, heads, qk_nope_head_dim]
+  torch::Tensor q_pe;    // [B, T, heads, qk_rope_head_dim]
+  torch::Tensor c_kv;    // [B, T, kv_lora_rank], normalised
+  torch::Tensor k_pe;    // [B, T, qk_rope_head_dim], shared by all heads
+};
+
+class MlaAttentionImpl : public torch::nn::Module {
+ public:
+  explicit MlaAttentionImpl(const ModelConfig& config);
+
+  // x [B, T, hidden], angles for positions 0..T-1 (or the given positions), causal over T.
+  torch::Tensor forward(const torch::Tensor& x, const RopeAngles& angles);
+
+  MlaProjections project(const torch::Tensor& x, const RopeAngles& angles);
+  // Naive attention of queries over keys/values computed from (c_kv, k_pe); `mask` is additive,
+  // [T_q, T_k]. Returns [B, T_q, heads * v_head_dim] before o_proj.
+  torch::Tensor attend_naive(const MlaProjections& queries, const torch::Tensor& c_kv,
+                             const torch::Tensor& k_pe, const torch::Tensor& mask);
+
+  const ModelConfig& config() const { return config_; }
+
+  // Query path: either q_proj, or q_a_proj -> q_a_layernorm -> q_b_proj (q_lora_rank set).
+  torch::nn::Linear q_proj{nullptr}, q_a_proj{nullptr}, q_b_proj{nullptr};
+  RMSNorm q_a_layernorm{nullptr};
+  torch::nn::Linear kv_a_proj_with_mqa{nullptr}, kv_b_proj{nullptr}, o_proj{nullptr};
+  RMSNorm kv_a_layernorm{nullptr};
+
+ private:
+  ModelConfig config_;
+  double softmax_scale_;
+};
+TORCH_MODULE(MlaAttention);
+
+// Additive causal mask [T, T]: 0 on and below the diagonal, -inf above.
+torch::Tensor causal_mask(int64_t length, const torch::TensorOptions& options);
+
+}  // namespace nextn

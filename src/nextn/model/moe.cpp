@@ -1,0 +1,31 @@
+#include "nextn/model/moe.h"
+
+#include "nextn/model/load_balance.h"
+
+namespace nextn {
+
+MoeImpl::MoeImpl(const ModelConfig& config) {
+  gate = register_module("gate", MoeGate(config));
+  experts = register_module("experts", RoutedExperts(config));
+  if (config.n_shared_experts > 0) {
+    shared_experts = register_module(
+        "shared_experts", DenseMlp(config.hidden_size, config.moe_intermediate_size * config.n_shared_experts));
+  }
+}
+
+torch::Tensor MoeImpl::forward(const torch::Tensor& x, MoeStats* stats) {
+  const int64_t batch = x.size(0), length = x.size(1);
+  auto x_flat = x.reshape({batch * length, x.size(2)});
+  Routing routing = gate(x_flat);
+  auto out = experts(x_flat, routing);
+  if (shared_experts) out = out + shared_experts(x_flat);
+  if (stats != nullptr) {
+    stats->expert_counts = expert_token_counts(routing.expert_ids, experts->num_experts());
+    stats->sequence_balance = sequence_balance_term(routing.scores, routing.expert_ids, batch, length);
+    stats->batch_balance = batch_balance_term(routing.scores, routing.expert_ids);
+    stats->expert_ids = routing.expert_ids;
+  }
+  return out.view(x.sizes());
+}
+
+}  // namespace nextn

@@ -1,0 +1,85 @@
+#include "nextn/model/objective.h"
+
+#include "nextn/model/rms_norm.h"
+#include "nextn/util/error.h"
+
+namespace nextn {
+namespace {
+
+struct PredictionLoss {
+  torch::Tensor loss_sum;  // sum of -log p(target) over counted positions
+  torch::Tensor correct;   // number of counted positions where argmax == target
+  int64_t count = 0;
+};
+
+// logits [B, L, V], targets [B, L] with ignore_index where nothing is predicted.
+PredictionLoss prediction_loss(const torch::Tensor& logits, const torch::Tensor& targets, int64_t ignore_index) {
+  auto flat_logits = logits.reshape({-1, logits.size(-1)});
+  auto flat_targets = targets.reshape({-1});
+  auto log_probs = torch::log_softmax(flat_logits.to(compute_dtype(logits.scalar_type())), -1);
+  auto counted = flat_targets.ne(ignore_index);
+  auto safe_targets = flat_targets.masked_fill(counted.logical_not(), 0);
+  auto target_log_probs = log_probs.gather(1, safe_targets.unsqueeze(1)).squeeze(1);
+  PredictionLoss result;
+  result.loss_sum = -(target_log_probs * counted.to(target_log_probs.scalar_type())).sum();
+  {
+    torch::NoGradGuard no_grad;
+    auto hits = flat_logits.argmax(-1).eq(flat_targets).logical_and(counted);
+    result.correct = hits.sum().to(torch::kDouble);
+    result.count = counted.sum().item<int64_t>();
+  }
+  return result;
+}
+
+}  // namespace
+
+ObjectiveOutput compute_objective(const ModelOutput& output, const torch::Tensor& labels,
+                                  const torch::Tensor& segment_ids, const ObjectiveOptions& options) {
+  const int64_t batch = output.logits.size(0), length = output.logits.size(1);
+  NEXTN_CHECK(labels.sizes() == torch::IntArrayRef({batch, length}), "labels must be [", batch, ", ",
+              length, "], got ", labels.sizes());
+  if (segment_ids.defined()) {
+    NEXTN_CHECK(segment_ids.sizes() == torch::IntArrayRef({batch, length + 1}), "segment_ids must be [",
+                batch, ", ", length + 1, "] (the whole window), got ", segment_ids.sizes());
+  }
+  ObjectiveOutput out;
+  PredictionLoss main = prediction_loss(output.logits, labels, options.ignore_index);
+  out.main_tokens = main.count;
+  const double denominator = static_cast<double>(std::max<int64_t>(main.count, 1));
+  out.main_loss = main.loss_sum / denominator;
+  out.main_accuracy = main.correct / denominator;
+  out.total = out.main_loss;
+
+  const int64_t depth = static_cast<int64_t>(output.mtp_logits.size());
+  for (int64_t k = 1; k <= depth; ++k) {
+    const int64_t span = length - k;
+    auto targets = labels.narrow(1, k, span);  // position i predicts t_{i+k+1} = labels[i+k]
+    if (segment_ids.defined()) {
+      auto same_document = segment_ids.narrow(1, 0, span).eq(segment_ids.narrow(1, k + 1, span));
+      targets = targets.masked_fill(same_document.logical_not(), options.ignore_index);
+    }
+    PredictionLoss mtp = prediction_loss(output.mtp_logits[k - 1], targets, options.ignore_index);
+    out.mtp_loss.push_back(mtp.loss_sum / denominator);  // Eq. 24: divided by T, not T-k
+    out.mtp_accuracy.push_back(mtp.correct / static_cast<double>(std::max<int64_t>(mtp.count, 1)));
+    out.mtp_tokens.push_back(mtp.count);
+  }
+  if (depth > 0) {
+    auto mtp_sum = out.mtp_loss[0];
+    for (int64_t k = 1; k < depth; ++k) mtp_sum = mtp_sum + out.mtp_loss[k];
+    out.total = out.total + (options.mtp_lambda / static_cast<double>(depth)) * mtp_sum;  // Eq. 25
+  }
+
+  out.balance_loss = torch::zeros({}, out.main_loss.options());
+  for (const MoeStats& stats : output.moe_stats) {
+    if (options.sequence_balance_alpha != 0.0) {
+      out.balance_loss = out.balance_loss + options.sequence_balance_alpha * stats.sequence_balance;
+    }
+    if (options.batch_balance_alpha != 0.0) {
+      out.balance_loss = out.balance_loss + options.batch_balance_alpha * stats.batch_balance;
+    }
+  }
+  out.total = out.total + out.balance_loss.to(out.total.scalar_type());
+  return out;
+}
+
+}  // namespace nextn

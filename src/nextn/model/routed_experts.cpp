@@ -1,0 +1,119 @@
+#include "nextn/model/routed_experts.h"
+
+#include "nextn/compat/torch_compat.h"
+#include "nextn/util/error.h"
+
+namespace nextn {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// silu(gate) * up for pre-activations [n, 2I] = [gate | up].
+torch::Tensor swiglu(const torch::Tensor& pre, int64_t inter) {
+  return torch::silu(pre.narrow(1, 0, inter)) * pre.narrow(1, inter, inter);
+}
+
+class GroupedSwiGLU : public torch::autograd::Function<GroupedSwiGLU> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, torch::Tensor x, torch::Tensor gate_up,
+                               torch::Tensor down, std::vector<int64_t> tokens_per_expert) {
+    const int64_t inter = down.size(2);
+    auto pre = torch::empty({x.size(0), 2 * inter}, x.options());  // kept for backward
+    auto out = torch::empty({x.size(0), down.size(1)}, x.options());
+    int64_t offset = 0;
+    for (size_t e = 0; e < tokens_per_expert.size(); ++e) {
+      const int64_t n = tokens_per_expert[e];
+      if (n == 0) continue;
+      auto pre_e = pre.narrow(0, offset, n);
+      torch::mm_out(pre_e, x.narrow(0, offset, n), gate_up[e].t());
+      auto out_e = out.narrow(0, offset, n);
+      torch::mm_out(out_e, swiglu(pre_e, inter), down[e].t());
+      offset += n;
+    }
+    ctx->save_for_backward({x, gate_up, down, pre});
+    ctx->saved_data["tokens_per_expert"] = tokens_per_expert;
+    return out;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    auto saved = ctx->get_saved_variables();
+    const auto& x = saved[0];
+    const auto& gate_up = saved[1];
+    const auto& down = saved[2];
+    const auto& pre = saved[3];
+    auto tokens_per_expert = ctx->saved_data["tokens_per_expert"].toIntVector();
+    auto grad_out = grad_outputs[0].contiguous();
+    const int64_t inter = down.size(2);
+
+    auto grad_x = torch::empty_like(x);
+    auto grad_gate_up = torch::empty_like(gate_up);
+    auto grad_down = torch::empty_like(down);
+    int64_t offset = 0;
+    for (size_t e = 0; e < tokens_per_expert.size(); ++e) {
+      const int64_t n = tokens_per_expert[e];
+      if (n == 0) {
+        grad_gate_up[e].zero_();
+        grad_down[e].zero_();
+        continue;
+      }
+      auto x_e = x.narrow(0, offset, n);
+      auto pre_e = pre.narrow(0, offset, n);
+      auto gate = pre_e.narrow(1, 0, inter);
+      auto up = pre_e.narrow(1, inter, inter);
+      auto g_out = grad_out.narrow(0, offset, n);
+      auto sig = torch::sigmoid(gate);
+      auto silu = gate * sig;
+
+      auto grad_down_e = grad_down[e];
+      torch::mm_out(grad_down_e, g_out.t(), silu * up);  // [hidden, I]
+      auto grad_act = torch::mm(g_out, down[e]);           // [n, I]
+      // d silu(g)/dg = sig * (1 + g * (1 - sig))
+      auto grad_pre = torch::cat({grad_act * up * sig * (1 + gate * (1 - sig)), grad_act * silu}, 1);
+      auto grad_gate_up_e = grad_gate_up[e];
+      torch::mm_out(grad_gate_up_e, grad_pre.t(), x_e);  // [2I, hidden]
+      auto grad_x_e = grad_x.narrow(0, offset, n);
+      torch::mm_out(grad_x_e, grad_pre, gate_up[e]);     // [n, hidden]
+      offset += n;
+    }
+    return {grad_x, grad_gate_up, grad_down, torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+ExpertDispatch dispatch_by_expert(const torch::Tensor& expert_ids, int64_t num_experts) {
+  const int64_t k = expert_ids.size(1);
+  auto flat = expert_ids.reshape({-1});
+  ExpertDispatch d;
+  d.assignment_order = compat::stable_argsort(flat);
+  d.token_index = torch::div(d.assignment_order, k, "floor");
+  auto counts = torch::bincount(flat, /*weights=*/{}, num_experts).to(torch::kCPU);
+  auto accessor = counts.accessor<int64_t, 1>();
+  d.tokens_per_expert.assign(accessor.data(), accessor.data() + num_experts);
+  return d;
+}
+
+torch::Tensor grouped_swiglu(const torch::Tensor& x_sorted, const torch::Tensor& gate_up_proj,
+                             const torch::Tensor& down_proj, const std::vector<int64_t>& tokens_per_expert) {
+  NEXTN_CHECK(static_cast<int64_t>(tokens_per_expert.size()) == gate_up_proj.size(0),
+              "grouped_swiglu: ", tokens_per_expert.size(), " token counts for ", gate_up_proj.size(0), " experts");
+  return GroupedSwiGLU::apply(x_sorted.contiguous(), gate_up_proj, down_proj, tokens_per_expert);
+}
+
+RoutedExpertsImpl::RoutedExpertsImpl(const ModelConfig& config) {
+  const int64_t e = config.n_routed_experts, h = config.hidden_size, inter = config.moe_intermediate_size;
+  gate_up_proj = register_parameter("gate_up_proj", torch::empty({e, 2 * inter, h}));
+  down_proj = register_parameter("down_proj", torch::empty({e, h, inter}));
+}
+
+torch::Tensor RoutedExpertsImpl::forward(const torch::Tensor& x_flat, const Routing& routing) {
+  ExpertDispatch d = dispatch_by_expert(routing.expert_ids, num_experts());
+  auto x_sorted = x_flat.index_select(0, d.token_index);
+  auto y_sorted = grouped_swiglu(x_sorted, gate_up_proj.to(x_flat.scalar_type()),
+                                 down_proj.to(x_flat.scalar_type()), d.tokens_per_expert);
+  auto weights = routing.weights.reshape({-1}).index_select(0, d.assignment_order).to(y_sorted.scalar_type());
+  return torch::zeros_like(x_flat).index_add(0, d.token_index, y_sorted * weights.unsqueeze(1));
+}
+
+}  // namespace nextn

@@ -1,0 +1,46 @@
+// The routed experts of one MoE layer, computed at the cost of the ACTIVATED experts only:
+// the N*K (token, expert) assignments are sorted by expert, every expert runs one SwiGLU over its
+// contiguous block of tokens, and the weighted outputs are added back to their tokens. Tokens
+// are never dropped (no capacity factor) and no expert ever sees a token not routed to it.
+//
+// Weights are stacked per layer: gate_up_proj [E, 2I, hidden] (gate rows then up rows, so one
+// matmul computes both) and down_proj [E, hidden, I]. The HF checkpoint's per-expert
+// `experts.{j}.{gate,up,down}_proj.weight` are views into these (checkpoint/hf_tensor_names).
+#pragma once
+
+#include <torch/torch.h>
+
+#include "nextn/config/model_config.h"
+#include "nextn/model/router.h"
+
+namespace nextn {
+
+// (token, expert) assignments grouped by expert.
+struct ExpertDispatch {
+  torch::Tensor token_index;            // int64 [N*K]: token of each sorted assignment
+  torch::Tensor assignment_order;       // int64 [N*K]: position of each sorted assignment in expert_ids.view(-1)
+  std::vector<int64_t> tokens_per_expert;  // [E], sums to N*K
+};
+ExpertDispatch dispatch_by_expert(const torch::Tensor& expert_ids, int64_t num_experts);
+
+// SwiGLU of each expert over its block of rows of x_sorted; differentiable in x_sorted and both
+// weight stacks, with a hand-written backward that writes each expert's weight gradient in place
+// (autograd through per-expert slices would allocate a full-size zero gradient per expert).
+torch::Tensor grouped_swiglu(const torch::Tensor& x_sorted, const torch::Tensor& gate_up_proj,
+                             const torch::Tensor& down_proj, const std::vector<int64_t>& tokens_per_expert);
+
+class RoutedExpertsImpl : public torch::nn::Module {
+ public:
+  explicit RoutedExpertsImpl(const ModelConfig& config);
+  // x_flat [N, hidden] -> sum_k weight[n, k] * expert_{ids[n, k]}(x_flat[n]), [N, hidden].
+  torch::Tensor forward(const torch::Tensor& x_flat, const Routing& routing);
+
+  int64_t num_experts() const { return gate_up_proj.size(0); }
+  int64_t intermediate_size() const { return down_proj.size(2); }
+
+  torch::Tensor gate_up_proj;  // [E, 2I, hidden]
+  torch::Tensor down_proj;     // [E, hidden, I]
+};
+TORCH_MODULE(RoutedExperts);
+
+}  // namespace nextn
