@@ -1,0 +1,123 @@
+#include "nextn/training/metrics_log.h"
+
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+
+#include "nextn/io/atomic_file.h"
+#include "nextn/util/error.h"
+
+namespace nextn {
+
+std::string format_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  auto s = static_cast<int64_t>(seconds + 0.5);
+  char buffer[32];
+  if (s >= 3600) {
+    std::snprintf(buffer, sizeof buffer, "%lldh%02lldm", static_cast<long long>(s / 3600),
+                  static_cast<long long>(s % 3600 / 60));
+  } else if (s >= 60) {
+    std::snprintf(buffer, sizeof buffer, "%lldm%02llds", static_cast<long long>(s / 60), static_cast<long long>(s % 60));
+  } else {
+    std::snprintf(buffer, sizeof buffer, "%llds", static_cast<long long>(s));
+  }
+  return buffer;
+}
+
+namespace {
+
+std::string progress_bar(int64_t done, int64_t total, int width = 20) {
+  double fraction = total > 0 ? std::min(1.0, static_cast<double>(done) / total) : 0.0;
+  int filled = static_cast<int>(fraction * width);
+  return "[" + std::string(filled, '#') + std::string(width - filled, '.') + "]";
+}
+
+}  // namespace
+
+std::string format_step_line(const StepMetrics& m) {
+  char buffer[256];
+  std::ostringstream line;
+  std::snprintf(buffer, sizeof buffer, "step %lld/%lld %s %3.0f%% | loss %.4f main %.4f",
+                static_cast<long long>(m.step), static_cast<long long>(m.total_steps),
+                progress_bar(m.step, m.total_steps).c_str(), 100.0 * m.step / std::max<int64_t>(m.total_steps, 1),
+                m.loss, m.main_loss);
+  line << buffer;
+  for (size_t k = 0; k < m.mtp_loss.size(); ++k) {
+    std::snprintf(buffer, sizeof buffer, " mtp%zu %.4f", k + 1, m.mtp_loss[k]);
+    line << buffer;
+  }
+  std::snprintf(buffer, sizeof buffer, " | lr %.2e | gnorm %.3f | maxvio %.3f | %.0f tok/s | ETA %s", m.lr,
+                m.grad_norm, m.max_vio_batch, m.tokens_per_second, format_duration(m.eta_seconds).c_str());
+  line << buffer;
+  if (m.skipped) line << " | SKIPPED (non-finite loss or gradient)";
+  if (m.skipped_steps > 0) line << " | skipped " << m.skipped_steps;
+  return line.str();
+}
+
+std::string format_eval_line(const EvalMetrics& m) {
+  char buffer[128];
+  std::ostringstream line;
+  std::snprintf(buffer, sizeof buffer, "eval step %lld | %lld tokens | main loss %.4f acc %.3f",
+                static_cast<long long>(m.step), static_cast<long long>(m.tokens), m.main_loss, m.main_accuracy);
+  line << buffer;
+  for (size_t k = 0; k < m.mtp_loss.size(); ++k) {
+    std::snprintf(buffer, sizeof buffer, " | depth %zu loss %.4f acc %.3f", k + 1, m.mtp_loss[k], m.mtp_accuracy[k]);
+    line << buffer;
+  }
+  double worst = 0;
+  for (double v : m.max_vio_global) worst = std::max(worst, v);
+  double mean = 0;
+  for (double v : m.max_vio_global) mean += v / static_cast<double>(m.max_vio_global.size());
+  std::snprintf(buffer, sizeof buffer, " | MaxVio_global mean %.3f max %.3f", mean, worst);
+  line << buffer;
+  return line.str();
+}
+
+nlohmann::json to_json(const StepMetrics& m) {
+  return {{"type", "train"},          {"step", m.step},
+          {"total_steps", m.total_steps}, {"loss", m.loss},
+          {"main_loss", m.main_loss},   {"main_accuracy", m.main_accuracy},
+          {"mtp_loss", m.mtp_loss},     {"mtp_accuracy", m.mtp_accuracy},
+          {"balance_loss", m.balance_loss}, {"lr", m.lr},
+          {"grad_norm", m.grad_norm},   {"mtp_lambda", m.mtp_lambda},
+          {"bias_gamma", m.bias_gamma}, {"max_vio_batch", m.max_vio_batch},
+          {"max_vio_layers", m.max_vio_layers}, {"tokens_per_second", m.tokens_per_second},
+          {"tokens_seen", m.tokens_seen}, {"skipped", m.skipped},
+          {"skipped_steps", m.skipped_steps}, {"elapsed_seconds", m.elapsed_seconds}};
+}
+
+nlohmann::json to_json(const EvalMetrics& m) {
+  return {{"type", "eval"},
+          {"step", m.step},
+          {"tokens", m.tokens},
+          {"main_loss", m.main_loss},
+          {"main_accuracy", m.main_accuracy},
+          {"mtp_loss", m.mtp_loss},
+          {"mtp_accuracy", m.mtp_accuracy},
+          {"max_vio_global", m.max_vio_global},
+          {"expert_load", m.expert_load}};
+}
+
+void JsonLinesLog::open(const std::string& path, int64_t keep_through_step) {
+  path_ = path;
+  if (keep_through_step >= 0 && io::file_exists(path)) {
+    std::istringstream existing(io::read_file(path));
+    std::string kept, line;
+    while (std::getline(existing, line)) {
+      nlohmann::json record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (record.is_discarded()) continue;  // a line torn by a crash
+      if (record.value("step", int64_t{0}) <= keep_through_step) kept += line + "\n";
+    }
+    io::write_file_atomic(path, kept);
+  }
+  out_.open(path, std::ios::app);
+  NEXTN_CHECK(out_.good(), "cannot open '", path, "' for writing");
+}
+
+void JsonLinesLog::write(const nlohmann::json& record) {
+  out_ << record.dump() << "\n";
+  out_.flush();
+  NEXTN_CHECK(out_.good(), "cannot write to '", path_, "'");
+}
+
+}  // namespace nextn

@@ -1,0 +1,60 @@
+// What a training run reports: one console line per logged step (with a progress bar and ETA)
+// and the same figures as JSON lines in <run>/metrics.jsonl for tools.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <fstream>
+#include <string>
+#include <vector>
+
+namespace nextn {
+
+struct StepMetrics {
+  int64_t step = 0;  // 1-based: the number of optimizer steps done
+  int64_t total_steps = 0;
+  double loss = 0, main_loss = 0, main_accuracy = 0;
+  std::vector<double> mtp_loss, mtp_accuracy;
+  double balance_loss = 0;
+  double lr = 0, grad_norm = 0, mtp_lambda = 0, bias_gamma = 0;
+  double max_vio_batch = 0;               // mean over MoE layers
+  std::vector<double> max_vio_layers;     // per MoE layer
+  double tokens_per_second = 0;
+  int64_t tokens_seen = 0;
+  int64_t skipped_steps = 0;
+  bool skipped = false;                   // this step was skipped (non-finite loss or gradient)
+  double elapsed_seconds = 0, eta_seconds = 0;
+};
+
+struct EvalMetrics {
+  int64_t step = 0;
+  int64_t tokens = 0;
+  double main_loss = 0, main_accuracy = 0;
+  std::vector<double> mtp_loss;      // mean NLL per counted position of depth k
+  std::vector<double> mtp_accuracy;  // top-1 accuracy of depth k: the acceptance a greedy drafter would see
+  std::vector<double> max_vio_global;             // per MoE layer, over the whole evaluation set
+  std::vector<std::vector<double>> expert_load;   // per MoE layer, fraction of assignments per expert
+};
+
+std::string format_step_line(const StepMetrics& m);
+std::string format_eval_line(const EvalMetrics& m);
+nlohmann::json to_json(const StepMetrics& m);
+nlohmann::json to_json(const EvalMetrics& m);
+std::string format_duration(double seconds);  // "1h02m", "3m05s", "42s"
+
+// Appends JSON lines to a file, one flushed line per record.
+class JsonLinesLog {
+ public:
+  JsonLinesLog() = default;
+  // Opens `path` for appending. keep_through_step >= 0: first drops every record whose "step" is
+  // larger (a resumed run replays those steps) and any torn last line left by a crash.
+  void open(const std::string& path, int64_t keep_through_step);
+  void write(const nlohmann::json& record);
+
+ private:
+  std::ofstream out_;
+  std::string path_;
+};
+
+}  // namespace nextn

@@ -1,0 +1,137 @@
+#include "nextn/training/train_options.h"
+
+#include "nextn/util/error.h"
+
+namespace nextn {
+
+BalanceMode balance_mode_from_string(const std::string& name) {
+  if (name == "aux-free") return BalanceMode::kAuxFree;
+  if (name == "aux-loss") return BalanceMode::kAuxLoss;
+  if (name == "none") return BalanceMode::kNone;
+  fail("unknown balance mode '", name, "' (expected aux-free, aux-loss or none)");
+}
+
+std::string to_string(BalanceMode mode) {
+  switch (mode) {
+    case BalanceMode::kAuxFree: return "aux-free";
+    case BalanceMode::kAuxLoss: return "aux-loss";
+    case BalanceMode::kNone: return "none";
+  }
+  return "?";
+}
+
+void TrainOptions::validate() const {
+  NEXTN_CHECK(!data_dir.empty(), "no dataset given (--data)");
+  NEXTN_CHECK(!run_dir.empty(), "no run directory given (--run)");
+  NEXTN_CHECK(batch_size > 0, "--batch-size must be positive, got ", batch_size);
+  NEXTN_CHECK(seq_len >= 2, "--seq-len must be at least 2, got ", seq_len);
+  NEXTN_CHECK(grad_accum > 0, "--grad-accum must be positive, got ", grad_accum);
+  NEXTN_CHECK(steps > 0 || minutes > 0, "--steps must be positive, got ", steps);
+  NEXTN_CHECK(minutes >= 0, "--minutes must be >= 0, got ", minutes);
+  NEXTN_CHECK(lr > 0, "--lr must be positive, got ", lr);
+  NEXTN_CHECK(min_lr_ratio >= 0 && min_lr_ratio <= 1, "--min-lr-ratio must be in [0, 1], got ", min_lr_ratio);
+  NEXTN_CHECK(warmup_steps >= 0, "--warmup must be >= 0, got ", warmup_steps);
+  NEXTN_CHECK(decay_fraction >= 0 && decay_fraction <= 1, "--decay-fraction must be in [0, 1], got ", decay_fraction);
+  NEXTN_CHECK(adamw.beta1 >= 0 && adamw.beta1 < 1 && adamw.beta2 >= 0 && adamw.beta2 < 1,
+              "AdamW betas must be in [0, 1)");
+  NEXTN_CHECK(adamw.eps > 0, "--adam-eps must be positive");
+  NEXTN_CHECK(adamw.weight_decay >= 0, "--weight-decay must be >= 0");
+  NEXTN_CHECK(mtp_lambda.value >= 0 && mtp_lambda.late_value >= 0, "--mtp-lambda must be >= 0");
+  NEXTN_CHECK(bias_gamma.value >= 0 && bias_gamma.late_value >= 0, "--bias-gamma must be >= 0");
+  NEXTN_CHECK(sequence_alpha >= 0 && aux_alpha >= 0, "balance loss coefficients must be >= 0");
+  NEXTN_CHECK(log_every > 0, "--log-every must be positive");
+  NEXTN_CHECK(eval_every >= 0 && checkpoint_every >= 0, "--eval-every and --checkpoint-every must be >= 0");
+  NEXTN_CHECK(eval_batches > 0, "--eval-batches must be positive");
+  NEXTN_CHECK(keep_checkpoints > 0, "--keep-checkpoints must be positive");
+  NEXTN_CHECK(max_bad_steps > 0, "--max-bad-steps must be positive");
+}
+
+nlohmann::json train_options_to_json(const TrainOptions& o) {
+  auto schedule = [](const SwitchSchedule& s) {
+    return nlohmann::json{{"value", s.value}, {"late_value", s.late_value}, {"switch_fraction", s.switch_fraction}};
+  };
+  return {{"config_path", o.config_path},
+          {"data_dir", o.data_dir},
+          {"run_dir", o.run_dir},
+          {"batch_size", o.batch_size},
+          {"seq_len", o.seq_len},
+          {"grad_accum", o.grad_accum},
+          {"steps", o.steps},
+          {"minutes", o.minutes},
+          {"lr", o.lr},
+          {"min_lr_ratio", o.min_lr_ratio},
+          {"warmup_steps", o.warmup_steps},
+          {"lr_shape", to_string(o.lr_shape)},
+          {"decay_fraction", o.decay_fraction},
+          {"beta1", o.adamw.beta1},
+          {"beta2", o.adamw.beta2},
+          {"adam_eps", o.adamw.eps},
+          {"weight_decay", o.adamw.weight_decay},
+          {"clip_grad", o.clip_grad},
+          {"decay_embedding", o.decay_embedding},
+          {"mtp", o.mtp},
+          {"mtp_lambda", schedule(o.mtp_lambda)},
+          {"balance", to_string(o.balance)},
+          {"bias_gamma", schedule(o.bias_gamma)},
+          {"bias_recenter", o.bias_recenter},
+          {"sequence_alpha", o.sequence_alpha},
+          {"aux_alpha", o.aux_alpha},
+          {"seed", o.seed},
+          {"log_every", o.log_every},
+          {"eval_every", o.eval_every},
+          {"eval_batches", o.eval_batches},
+          {"checkpoint_every", o.checkpoint_every},
+          {"keep_checkpoints", o.keep_checkpoints},
+          {"max_bad_steps", o.max_bad_steps},
+          {"inject_nan_step", o.inject_nan_step}};
+}
+
+TrainOptions train_options_from_json(const nlohmann::json& j) {
+  TrainOptions o;
+  try {
+    auto schedule = [](const nlohmann::json& s) {
+      return SwitchSchedule{s.at("value").get<double>(), s.at("late_value").get<double>(),
+                            s.at("switch_fraction").get<double>()};
+    };
+    o.config_path = j.at("config_path").get<std::string>();
+    o.data_dir = j.at("data_dir").get<std::string>();
+    o.run_dir = j.at("run_dir").get<std::string>();
+    o.batch_size = j.at("batch_size").get<int64_t>();
+    o.seq_len = j.at("seq_len").get<int64_t>();
+    o.grad_accum = j.at("grad_accum").get<int64_t>();
+    o.steps = j.at("steps").get<int64_t>();
+    o.minutes = j.at("minutes").get<double>();
+    o.lr = j.at("lr").get<double>();
+    o.min_lr_ratio = j.at("min_lr_ratio").get<double>();
+    o.warmup_steps = j.at("warmup_steps").get<int64_t>();
+    o.lr_shape = lr_shape_from_string(j.at("lr_shape").get<std::string>());
+    o.decay_fraction = j.at("decay_fraction").get<double>();
+    o.adamw.beta1 = j.at("beta1").get<double>();
+    o.adamw.beta2 = j.at("beta2").get<double>();
+    o.adamw.eps = j.at("adam_eps").get<double>();
+    o.adamw.weight_decay = j.at("weight_decay").get<double>();
+    o.clip_grad = j.at("clip_grad").get<double>();
+    o.decay_embedding = j.at("decay_embedding").get<bool>();
+    o.mtp = j.at("mtp").get<bool>();
+    o.mtp_lambda = schedule(j.at("mtp_lambda"));
+    o.balance = balance_mode_from_string(j.at("balance").get<std::string>());
+    o.bias_gamma = schedule(j.at("bias_gamma"));
+    o.bias_recenter = j.at("bias_recenter").get<bool>();
+    o.sequence_alpha = j.at("sequence_alpha").get<double>();
+    o.aux_alpha = j.at("aux_alpha").get<double>();
+    o.seed = j.at("seed").get<uint64_t>();
+    o.log_every = j.at("log_every").get<int64_t>();
+    o.eval_every = j.at("eval_every").get<int64_t>();
+    o.eval_batches = j.at("eval_batches").get<int64_t>();
+    o.checkpoint_every = j.at("checkpoint_every").get<int64_t>();
+    o.keep_checkpoints = j.at("keep_checkpoints").get<int64_t>();
+    o.max_bad_steps = j.at("max_bad_steps").get<int64_t>();
+    o.inject_nan_step = j.at("inject_nan_step").get<int64_t>();
+  } catch (const nlohmann::json::exception& e) {
+    fail("run options (run.json) are incomplete or mistyped: ", e.what());
+  }
+  o.validate();
+  return o;
+}
+
+}  // namespace nextn

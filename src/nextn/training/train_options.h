@@ -1,0 +1,74 @@
+// Everything a training run is configured with. A run writes its options to <run>/run.json; a
+// resumed run reads them back, so `nextn train --run DIR --resume` continues with no flags
+// repeated and cannot silently change what the run computes.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+
+#include "nextn/training/adamw.h"
+#include "nextn/training/schedules.h"
+
+namespace nextn {
+
+enum class BalanceMode {
+  kAuxFree,  // DeepSeek-V3: bias update (gamma) + complementary sequence-wise loss (alpha)
+  kAuxLoss,  // baseline: classic batch-level auxiliary loss with coefficient aux_alpha, no bias
+  kNone,     // baseline: no balancing at all
+};
+BalanceMode balance_mode_from_string(const std::string& name);  // "aux-free" | "aux-loss" | "none"
+std::string to_string(BalanceMode mode);
+
+struct TrainOptions {
+  // Inputs and outputs.
+  std::string config_path;  // model config.json (ignored on resume: the checkpoint's is used)
+  std::string data_dir;     // a dataset prepared by `nextn data prepare`
+  std::string run_dir;
+
+  // Batches: batch_size windows of seq_len + 1 tokens per micro-batch, grad_accum micro-batches
+  // per optimizer step.
+  int64_t batch_size = 8;
+  int64_t seq_len = 256;
+  int64_t grad_accum = 1;
+  int64_t steps = 1000;     // optimizer steps (replaced by the time budget's estimate when minutes > 0)
+  double minutes = 0.0;     // time budget; 0 = none
+
+  // Optimizer and learning rate.
+  double lr = 1e-3;
+  double min_lr_ratio = 0.1;
+  int64_t warmup_steps = 100;
+  LrShape lr_shape = LrShape::kCosine;
+  double decay_fraction = 0.2;  // WSD only
+  AdamWOptions adamw;
+  double clip_grad = 1.0;
+  bool decay_embedding = false;
+
+  // Objective.
+  bool mtp = true;  // false: next-token-only baseline (--no-mtp)
+  SwitchSchedule mtp_lambda{0.3, 0.1, 10.0 / 14.8};  // V3: 0.3 for the first 10T of 14.8T tokens
+  BalanceMode balance = BalanceMode::kAuxFree;
+  SwitchSchedule bias_gamma{1e-3, 0.0, 1.0 - 0.5 / 14.8};  // V3: 0 for the last 500B tokens
+  bool bias_recenter = false;
+  double sequence_alpha = 1e-4;  // V3's complementary sequence-wise loss
+  double aux_alpha = 1e-2;       // the aux-loss baseline's coefficient
+
+  // Run control.
+  uint64_t seed = 0;
+  int64_t log_every = 1;
+  int64_t eval_every = 200;    // 0: only at the end
+  int64_t eval_batches = 16;
+  int64_t checkpoint_every = 200;  // 0: only at the end
+  int64_t keep_checkpoints = 2;
+  int64_t max_bad_steps = 5;   // consecutive non-finite steps before the run stops
+  int64_t inject_nan_step = -1;  // testing: poison this step's loss with NaN
+
+  // Throws nextn::Error naming the first bad option.
+  void validate() const;
+};
+
+nlohmann::json train_options_to_json(const TrainOptions& options);
+TrainOptions train_options_from_json(const nlohmann::json& json);
+
+}  // namespace nextn
