@@ -5,6 +5,7 @@
 
 #include <torch/torch.h>
 
+#include <optional>
 #include <string>
 
 #define NEXTN_TORCH_AT_LEAST(major, minor) \
@@ -21,6 +22,41 @@ inline std::string torch_version() {
 // exists in 1.13 and 2.x with the same signature; kept here so callers need not know.)
 inline torch::Tensor stable_argsort(const torch::Tensor& values) {
   return std::get<1>(values.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false));
+}
+
+// Element types that only newer libtorch versions define. Code that maps external dtype names
+// (safetensors "F8_E4M3", "U16", ...) asks here instead of naming the enumerators, which do not
+// compile on older libtorch.
+enum class NewerDtype {
+  kFloat8_e4m3fn,    // 2.1+
+  kFloat8_e5m2,      // 2.1+
+  kFloat8_e4m3fnuz,  // appeared around 2.2; gated at 2.3, where it is certainly present
+  kFloat8_e5m2fnuz,  // as above
+  kUInt16,           // 2.3+
+  kUInt32,           // 2.3+
+  kUInt64,           // 2.3+
+  kFloat8_e8m0fnu,   // 2.7+
+};
+
+// The libtorch dtype for `which`, or nullopt where this libtorch lacks it.
+inline std::optional<torch::Dtype> newer_dtype(NewerDtype which) {
+  switch (which) {
+#if NEXTN_TORCH_AT_LEAST(2, 1)
+    case NewerDtype::kFloat8_e4m3fn: return c10::ScalarType::Float8_e4m3fn;
+    case NewerDtype::kFloat8_e5m2: return c10::ScalarType::Float8_e5m2;
+#endif
+#if NEXTN_TORCH_AT_LEAST(2, 3)
+    case NewerDtype::kFloat8_e4m3fnuz: return c10::ScalarType::Float8_e4m3fnuz;
+    case NewerDtype::kFloat8_e5m2fnuz: return c10::ScalarType::Float8_e5m2fnuz;
+    case NewerDtype::kUInt16: return c10::ScalarType::UInt16;
+    case NewerDtype::kUInt32: return c10::ScalarType::UInt32;
+    case NewerDtype::kUInt64: return c10::ScalarType::UInt64;
+#endif
+#if NEXTN_TORCH_AT_LEAST(2, 7)
+    case NewerDtype::kFloat8_e8m0fnu: return c10::ScalarType::Float8_e8m0fnu;
+#endif
+    default: return std::nullopt;
+  }
 }
 
 }  // namespace nextn::compat
