@@ -51,19 +51,26 @@ std::vector<std::pair<std::string, torch::Tensor>> AdamW::state_tensors() const 
   return out;
 }
 
+namespace {
+
+void load_state_tensor(const std::map<std::string, torch::Tensor>& tensors, const std::string& name,
+                       torch::Tensor& target) {
+  auto it = tensors.find(name);
+  NEXTN_CHECK(it != tensors.end(), "optimizer state lacks '", name, "'");
+  NEXTN_CHECK(it->second.sizes() == target.sizes(), "optimizer state '", name, "' has shape ", it->second.sizes(),
+              ", expected ", target.sizes());
+  target.copy_(it->second);
+}
+
+}  // namespace
+
 void AdamW::load_state(const std::map<std::string, torch::Tensor>& tensors, int64_t steps_taken) {
   torch::NoGradGuard no_grad;
   NEXTN_CHECK(tensors.size() == 2 * params_.size(), "optimizer state has ", tensors.size(),
               " tensors, expected ", 2 * params_.size(), " (two per trained parameter)");
   for (auto& p : params_) {
-    for (auto* [suffix, target] : {std::pair<const char*, torch::Tensor*>{".exp_avg", &p.exp_avg},
-                                   std::pair<const char*, torch::Tensor*>{".exp_avg_sq", &p.exp_avg_sq}}) {
-      auto it = tensors.find(p.name + suffix);
-      NEXTN_CHECK(it != tensors.end(), "optimizer state lacks '", p.name, suffix, "'");
-      NEXTN_CHECK(it->second.sizes() == target->sizes(), "optimizer state '", p.name, suffix, "' has shape ",
-                  it->second.sizes(), ", expected ", target->sizes());
-      target->copy_(it->second);
-    }
+    load_state_tensor(tensors, p.name + ".exp_avg", p.exp_avg);
+    load_state_tensor(tensors, p.name + ".exp_avg_sq", p.exp_avg_sq);
   }
   steps_ = steps_taken;
 }

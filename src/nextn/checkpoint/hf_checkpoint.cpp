@@ -1,0 +1,96 @@
+#include "nextn/checkpoint/hf_checkpoint.h"
+
+#include <filesystem>
+#include <iostream>
+#include <set>
+
+#include "nextn/checkpoint/hf_tensor_map.h"
+#include "nextn/config/model_config.h"
+#include "nextn/io/checkpoint_shards.h"
+#include "nextn/io/safetensors.h"
+#include "nextn/util/error.h"
+
+namespace nextn {
+
+torch::ScalarType dtype_from_name(const std::string& name) {
+  if (name == "float32") return torch::kFloat;
+  if (name == "bfloat16") return torch::kBFloat16;
+  if (name == "float16") return torch::kHalf;
+  fail("unsupported dtype '", name, "' (expected float32, bfloat16 or float16)");
+}
+
+std::string dtype_name(torch::ScalarType dtype) {
+  switch (dtype) {
+    case torch::kFloat: return "float32";
+    case torch::kBFloat16: return "bfloat16";
+    case torch::kHalf: return "float16";
+    default: fail("unsupported checkpoint dtype ", dtype);
+  }
+}
+
+void save_model(DeepSeekV3Impl& model, const std::string& dir, const SaveModelOptions& options) {
+  ModelConfig config = model.config();
+  torch::ScalarType dtype = options.dtype.value_or(dtype_from_name(config.torch_dtype));
+  config.torch_dtype = dtype_name(dtype);
+  if (options.drop_mtp) config.num_nextn_predict_layers = 0;
+  const int64_t main_layers = config.num_hidden_layers;
+
+  std::vector<io::NamedTensor> tensors;
+  torch::NoGradGuard no_grad;
+  for (const HfTensor& t : hf_tensor_map(model)) {
+    if (options.drop_mtp && t.name.rfind("model.layers.", 0) == 0) {
+      int64_t layer = std::stoll(t.name.substr(13, t.name.find('.', 13) - 13));
+      if (layer >= main_layers) continue;
+    }
+    auto on_disk = t.tensor.detach().to(torch::kCPU).to(t.keep_fp32 ? torch::kFloat : dtype).contiguous();
+    tensors.push_back({t.name, on_disk});
+  }
+  std::filesystem::create_directories(dir);
+  io::write_checkpoint_shards(dir, tensors, options.max_shard_bytes, {{"format", "pt"}});
+  save_model_config(config, (std::filesystem::path(dir) / "config.json").string());
+}
+
+void load_weights(DeepSeekV3Impl& model, const std::string& dir) {
+  io::CheckpointShards shards(dir);
+  std::vector<HfTensor> expected = hf_tensor_map(model);
+
+  // Check names and shapes of everything before touching the model.
+  std::set<std::string> expected_names;
+  for (const HfTensor& t : expected) {
+    expected_names.insert(t.name);
+    NEXTN_CHECK(shards.contains(t.name), "checkpoint '", dir, "' lacks tensor '", t.name, "'");
+    const io::SafetensorsEntry& entry = shards.entry(t.name);
+    NEXTN_CHECK(torch::IntArrayRef(entry.shape) == t.tensor.sizes(), "checkpoint tensor '", t.name,
+                "' has shape ", torch::IntArrayRef(entry.shape), ", the model expects ", t.tensor.sizes());
+  }
+  for (const std::string& name : shards.names()) {
+    NEXTN_CHECK(expected_names.count(name), "checkpoint '", dir, "' has tensor '", name,
+                "' that a model with this config.json does not have");
+  }
+
+  torch::NoGradGuard no_grad;
+  for (const HfTensor& t : expected) {
+    if (t.shared_copy) continue;
+    t.tensor.copy_(shards.read(t.name));
+  }
+  // The MTP modules' copies of the shared embedding and head should equal the main tensors; nextn
+  // shares one tensor, so a difference means the file's copies are ignored: say so.
+  for (const HfTensor& t : expected) {
+    if (!t.shared_copy) continue;
+    auto copy = shards.read(t.name).to(t.tensor.scalar_type());
+    if (!torch::equal(copy, t.tensor.to(torch::kCPU))) {
+      std::cerr << "nextn: warning: '" << t.name << "' differs from the main model's tensor; nextn uses the "
+                << "main model's (MTP modules share the embedding and output head)\n";
+    }
+  }
+}
+
+DeepSeekV3 load_model(const std::string& dir, torch::Device device) {
+  ModelConfig config = load_model_config((std::filesystem::path(dir) / "config.json").string());
+  DeepSeekV3 model(config);
+  load_weights(*model, dir);
+  model->to(device);
+  return model;
+}
+
+}  // namespace nextn
