@@ -1,0 +1,172 @@
+#include "nextn/training/run_checkpoint.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+
+#include "nextn/checkpoint/hf_checkpoint.h"
+#include "nextn/io/atomic_file.h"
+#include "nextn/io/safetensors.h"
+#include "nextn/util/error.h"
+
+namespace fs = std::filesystem;
+
+namespace nextn {
+namespace {
+
+constexpr const char* kPrefix = "step-";
+constexpr const char* kTempPrefix = ".tmp-";
+constexpr const char* kRngTensor = "rng.cpu_state";
+
+std::optional<int64_t> step_of(const std::string& name) {
+  if (name.rfind(kPrefix, 0) != 0) return std::nullopt;
+  std::string digits = name.substr(std::string(kPrefix).size());
+  if (digits.empty() || !std::all_of(digits.begin(), digits.end(), ::isdigit)) return std::nullopt;
+  return std::stoll(digits);
+}
+
+std::vector<std::pair<int64_t, fs::path>> complete_checkpoints(const std::string& run_dir) {
+  std::vector<std::pair<int64_t, fs::path>> found;
+  fs::path dir = checkpoints_dir(run_dir);
+  if (!fs::exists(dir)) return found;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    if (!entry.is_directory()) continue;
+    if (auto step = step_of(entry.path().filename().string())) found.push_back({*step, entry.path()});
+  }
+  std::sort(found.begin(), found.end());
+  return found;
+}
+
+void fsync_tree(const fs::path& dir) {
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    if (entry.is_regular_file()) {
+      FILE* f = std::fopen(entry.path().c_str(), "rb");
+      NEXTN_CHECK(f != nullptr, "cannot open '", entry.path().string(), "' to sync it");
+      int rc = ::fsync(fileno(f));
+      std::fclose(f);
+      NEXTN_CHECK(rc == 0, "cannot fsync '", entry.path().string(), "'");
+    }
+  }
+  io::fsync_directory(dir.string());
+}
+
+}  // namespace
+
+nlohmann::json to_json(const TrainerState& s) {
+  return {{"step", s.step},
+          {"total_steps", s.total_steps},
+          {"tokens_seen", s.tokens_seen},
+          {"skipped_steps", s.skipped_steps},
+          {"consecutive_bad_steps", s.consecutive_bad_steps},
+          {"elapsed_seconds", s.elapsed_seconds},
+          {"loader_state", s.loader_state},
+          {"dataset_id", s.dataset_id}};
+}
+
+TrainerState trainer_state_from_json(const nlohmann::json& j) {
+  TrainerState s;
+  try {
+    s.step = j.at("step").get<int64_t>();
+    s.total_steps = j.at("total_steps").get<int64_t>();
+    s.tokens_seen = j.at("tokens_seen").get<int64_t>();
+    s.skipped_steps = j.at("skipped_steps").get<int64_t>();
+    s.consecutive_bad_steps = j.at("consecutive_bad_steps").get<int64_t>();
+    s.elapsed_seconds = j.at("elapsed_seconds").get<double>();
+    s.loader_state = j.at("loader_state");
+    s.dataset_id = j.at("dataset_id").get<std::string>();
+  } catch (const nlohmann::json::exception& e) {
+    fail("trainer_state.json is incomplete or mistyped: ", e.what());
+  }
+  NEXTN_CHECK(s.step >= 0 && s.step <= s.total_steps, "trainer_state.json: step ", s.step, " outside [0, total_steps=",
+              s.total_steps, "]");
+  return s;
+}
+
+std::string checkpoints_dir(const std::string& run_dir) { return (fs::path(run_dir) / "checkpoints").string(); }
+
+std::string checkpoint_dir_name(int64_t step) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%s%08lld", kPrefix, static_cast<long long>(step));
+  return buffer;
+}
+
+std::string save_run_checkpoint(const std::string& run_dir, DeepSeekV3Impl& model, const AdamW& optimizer,
+                                const TrainerState& state, const std::string& tokenizer_json, int64_t keep) {
+  const fs::path parent = checkpoints_dir(run_dir);
+  fs::create_directories(parent);
+  const fs::path final_dir = parent / checkpoint_dir_name(state.step);
+  const fs::path temp_dir = parent / (kTempPrefix + checkpoint_dir_name(state.step) + "-" + std::to_string(::getpid()));
+  fs::remove_all(temp_dir);
+  fs::create_directories(temp_dir);
+
+  SaveModelOptions model_options;
+  model_options.dtype = torch::kFloat;  // master weights, exactly
+  save_model(model, temp_dir.string(), model_options);
+
+  std::vector<io::NamedTensor> optimizer_tensors;
+  for (const auto& [name, tensor] : optimizer.state_tensors()) optimizer_tensors.push_back({name, tensor.to(torch::kCPU)});
+  optimizer_tensors.push_back({kRngTensor, torch::globalContext().defaultGenerator(torch::kCPU).get_state()});
+  io::write_safetensors((temp_dir / "optimizer.safetensors").string(), optimizer_tensors,
+                        {{"optimizer_steps", std::to_string(optimizer.steps_taken())}});
+
+  io::write_file_atomic((temp_dir / "trainer_state.json").string(), to_json(state).dump(2) + "\n");
+  if (!tokenizer_json.empty()) io::write_file_atomic((temp_dir / "tokenizer.json").string(), io::read_file(tokenizer_json));
+  fsync_tree(temp_dir);
+
+  // Commit: the rename makes the checkpoint visible in one step.
+  if (fs::exists(final_dir)) fs::remove_all(final_dir);  // only when a step is saved twice
+  fs::rename(temp_dir, final_dir);
+  io::fsync_directory(parent.string());
+
+  auto all = complete_checkpoints(run_dir);
+  for (size_t i = 0; i + static_cast<size_t>(keep) < all.size(); ++i) fs::remove_all(all[i].second);
+  return final_dir.string();
+}
+
+std::optional<std::string> latest_run_checkpoint(const std::string& run_dir) {
+  auto all = complete_checkpoints(run_dir);
+  if (all.empty()) return std::nullopt;
+  return all.back().second.string();
+}
+
+TrainerState load_run_checkpoint(const std::string& dir, DeepSeekV3Impl& model, AdamW& optimizer) {
+  const fs::path path(dir);
+  load_weights(model, dir);
+  io::SafetensorsReader reader((path / "optimizer.safetensors").string());
+  std::map<std::string, torch::Tensor> tensors;
+  torch::Tensor rng_state;
+  for (const auto& entry : reader.entries()) {
+    if (entry.name == kRngTensor) {
+      rng_state = reader.read(entry.name);
+    } else {
+      tensors[entry.name] = reader.read(entry.name);
+    }
+  }
+  NEXTN_CHECK(rng_state.defined(), "'", (path / "optimizer.safetensors").string(), "' lacks ", kRngTensor);
+  auto steps = reader.metadata().find("optimizer_steps");
+  NEXTN_CHECK(steps != reader.metadata().end(), "'", (path / "optimizer.safetensors").string(),
+              "' lacks the optimizer_steps metadata");
+  optimizer.load_state(tensors, std::stoll(steps->second));
+  at::Generator generator = torch::globalContext().defaultGenerator(torch::kCPU);  // a handle to the global one
+  generator.set_state(rng_state);
+  nlohmann::json state;
+  try {
+    state = nlohmann::json::parse(io::read_file((path / "trainer_state.json").string()));
+  } catch (const nlohmann::json::parse_error& e) {
+    fail("'", (path / "trainer_state.json").string(), "' is not valid JSON: ", e.what());
+  }
+  return trainer_state_from_json(state);
+}
+
+void remove_incomplete_checkpoints(const std::string& run_dir) {
+  fs::path dir = checkpoints_dir(run_dir);
+  if (!fs::exists(dir)) return;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    if (entry.path().filename().string().rfind(kTempPrefix, 0) == 0) fs::remove_all(entry.path());
+  }
+}
+
+}  // namespace nextn

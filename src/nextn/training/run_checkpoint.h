@@ -1,0 +1,49 @@
+// Training checkpoints: <run>/checkpoints/step-NNNNNNNN/ holds the model in the HF layout (fp32,
+// so a resumed run continues bit for bit), the optimizer state and RNG (optimizer.safetensors),
+// the trainer's counters and data-loader position (trainer_state.json) and the tokenizer.
+// A checkpoint is written into a temporary directory, every file fsynced, then renamed into
+// place: a kill at any instant leaves the previous checkpoint intact and no partial one visible.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <optional>
+#include <string>
+
+#include "nextn/model/deepseek_v3.h"
+#include "nextn/training/adamw.h"
+
+namespace nextn {
+
+struct TrainerState {
+  int64_t step = 0;              // optimizer steps done (including skipped ones)
+  int64_t total_steps = 0;
+  int64_t tokens_seen = 0;
+  int64_t skipped_steps = 0;
+  int64_t consecutive_bad_steps = 0;
+  double elapsed_seconds = 0;    // training time before this process
+  nlohmann::json loader_state;   // the data loader's position
+  std::string dataset_id;        // identifies the dataset the run trains on
+};
+
+nlohmann::json to_json(const TrainerState& state);
+TrainerState trainer_state_from_json(const nlohmann::json& json);
+
+std::string checkpoints_dir(const std::string& run_dir);
+std::string checkpoint_dir_name(int64_t step);  // "step-00000100"
+
+// Writes the checkpoint of `state.step`; removes all but the newest `keep` afterwards.
+// tokenizer_json: a file copied into the checkpoint so it is self-contained (may be empty).
+std::string save_run_checkpoint(const std::string& run_dir, DeepSeekV3Impl& model, const AdamW& optimizer,
+                                const TrainerState& state, const std::string& tokenizer_json, int64_t keep);
+
+// The newest complete checkpoint of the run, if any (temporary directories are ignored).
+std::optional<std::string> latest_run_checkpoint(const std::string& run_dir);
+
+// Loads model weights, optimizer state and RNG from `dir` and returns the trainer state.
+TrainerState load_run_checkpoint(const std::string& dir, DeepSeekV3Impl& model, AdamW& optimizer);
+
+// Removes temporary directories left by a crash during a save.
+void remove_incomplete_checkpoints(const std::string& run_dir);
+
+}  // namespace nextn
