@@ -1,0 +1,137 @@
+// `nextn bench tokenizer`: the tokenizer's speed figures. Trains a tokenizer on the corpus (the
+// Python standard library by default; target: 8192 tokens in under 60 s on 2 cores), then
+// measures encoding on ONE core (first pass with an empty piece cache, then a second pass with the
+// cache warm), pre-tokenisation alone and decoding, and checks that every document round-trips.
+#include <chrono>
+#include <iomanip>
+#include <iostream>
+#include <thread>
+
+#include "command_registry.h"
+#include "corpus_options.h"
+#include "nextn/data/tokenizer_training.h"
+#include "nextn/tokenizer/tokenizer.h"
+#include "nextn/util/error.h"
+#include "nextn/util/runtime_info.h"
+
+namespace nextn::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+struct BenchFlags {
+  CorpusFlags corpus;
+  std::string tokenizer_path;
+  int32_t vocab_size = 8192;
+  std::string pre_tokenizer = "deepseek-v3";
+  int threads = 0;
+};
+
+std::string megabytes_per_second(int64_t bytes, double seconds) {
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(1) << double(bytes) / 1e6 / seconds << " MB/s";
+  return out.str();
+}
+
+struct EncodeTimings {
+  double cold_seconds = 0;
+  double warm_seconds = 0;
+  double pre_tokenize_seconds = 0;
+  double decode_seconds = 0;
+  int64_t tokens = 0;
+  int64_t mismatches = 0;
+};
+
+// Runs on a thread of its own so that the piece cache (per thread) starts empty.
+EncodeTimings time_encoding(const tokenizer::Tokenizer& tok, const std::vector<std::string>& documents) {
+  EncodeTimings t;
+  std::vector<std::vector<int32_t>> encoded(documents.size());
+  auto start = Clock::now();
+  for (std::size_t i = 0; i < documents.size(); ++i) encoded[i] = tok.encode_ordinary(documents[i]);
+  t.cold_seconds = seconds_since(start);
+  start = Clock::now();
+  for (const std::string& document : documents) t.tokens += int64_t(tok.encode_ordinary(document).size());
+  t.warm_seconds = seconds_since(start);
+  start = Clock::now();
+  int64_t pieces = 0;
+  std::vector<std::string_view> views;
+  for (const std::string& document : documents) {
+    views.clear();
+    tok.pre_tokenizer().split(document, views);
+    pieces += int64_t(views.size());
+  }
+  t.pre_tokenize_seconds = seconds_since(start);
+  start = Clock::now();
+  std::vector<std::string> decoded(documents.size());
+  for (std::size_t i = 0; i < documents.size(); ++i) decoded[i] = tok.decode(encoded[i]);
+  t.decode_seconds = seconds_since(start);
+  for (std::size_t i = 0; i < documents.size(); ++i) t.mismatches += decoded[i] != documents[i];
+  return t;
+}
+
+void run_bench(const BenchFlags& flags) {
+  int threads = flags.threads > 0 ? flags.threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  std::cout << describe(runtime_info()) << "\n";
+  data::CorpusOptions corpus = corpus_options_from(flags.corpus);
+
+  tokenizer::Tokenizer tok = [&] {
+    if (!flags.tokenizer_path.empty()) return tokenizer::Tokenizer::load(flags.tokenizer_path);
+    data::TokenizerTrainingOptions options;
+    options.bpe.vocab_size = flags.vocab_size;
+    options.bpe.pre_tokenizer = tokenizer::pre_tokenizer_by_name(flags.pre_tokenizer);
+    options.threads = threads;
+    data::TokenizerTrainingReport report;
+    auto start = Clock::now();
+    tokenizer::Tokenizer trained = data::train_tokenizer(corpus, options, report);
+    double seconds = seconds_since(start);
+    std::cout << "train: " << trained.vocab_size() << "-token vocabulary (" << flags.pre_tokenizer << ") on "
+              << report.corpus.bytes / 1e6 << " MB (" << report.corpus.documents << " documents) in "
+              << std::setprecision(3) << seconds << " s with " << threads << " threads (counting "
+              << report.count_seconds << " s, merging " << report.merge_seconds << " s)\n";
+    return trained;
+  }();
+
+  std::vector<std::string> documents;
+  int64_t bytes = 0;
+  data::CorpusReader reader(corpus);
+  data::Document document;
+  while (reader.next(document)) {
+    bytes += int64_t(document.text.size());
+    documents.push_back(std::move(document.text));
+  }
+  NEXTN_CHECK(!documents.empty(), "no usable documents in the input (", reader.stats().describe(), ")");
+
+  EncodeTimings t;
+  std::thread worker([&] { t = time_encoding(tok, documents); });
+  worker.join();
+  std::cout << "encode (1 core, empty piece cache): " << megabytes_per_second(bytes, t.cold_seconds) << " ("
+            << bytes / 1e6 << " MB -> " << t.tokens << " tokens, " << std::setprecision(3)
+            << double(bytes) / double(t.tokens) << " bytes/token)\n"
+            << "encode (1 core, warm piece cache): " << megabytes_per_second(bytes, t.warm_seconds) << "\n"
+            << "pre-tokenize only (1 core): " << megabytes_per_second(bytes, t.pre_tokenize_seconds) << "\n"
+            << "decode (1 core): " << megabytes_per_second(bytes, t.decode_seconds) << "\n"
+            << "round trip: " << (t.mismatches == 0 ? "every document decodes to itself" : "MISMATCHES") << "\n";
+  NEXTN_CHECK(t.mismatches == 0, t.mismatches, " documents did not round-trip");
+}
+
+void setup_bench_tokenizer(CLI::App& app) {
+  CLI::App& bench = command_group(app, "bench", "Benchmarks that report nextn's speed figures");
+  auto flags = std::make_shared<BenchFlags>();
+  auto* cmd = bench.add_subcommand("tokenizer", "Tokenizer training time and encode/decode MB/s on one core");
+  add_corpus_options(*cmd, flags->corpus);
+  cmd->add_option("--tokenizer,-t", flags->tokenizer_path, "Measure this tokenizer.json instead of training one");
+  cmd->add_option("--vocab-size", flags->vocab_size, "Vocabulary size to train")->capture_default_str();
+  cmd->add_option("--pre-tokenizer", flags->pre_tokenizer, "deepseek-v3, gpt2 or simple")->capture_default_str();
+  cmd->add_option("--threads", flags->threads, "Threads for training (0 = all cores); encoding uses one")
+      ->capture_default_str();
+  cmd->callback([flags] { run_bench(*flags); });
+}
+
+NEXTN_REGISTER_COMMAND(90, setup_bench_tokenizer);
+
+}  // namespace
+}  // namespace nextn::cli
