@@ -1,0 +1,177 @@
+// `nextn train` and `nextn eval`.
+#include <filesystem>
+#include <functional>
+#include <iostream>
+
+#include "command_registry.h"
+#include "nextn/checkpoint/hf_checkpoint.h"
+#include "nextn/data/token_dataset.h"
+#include "nextn/io/atomic_file.h"
+#include "nextn/training/evaluator.h"
+#include "nextn/training/run_checkpoint.h"
+#include "nextn/training/trainer.h"
+#include "nextn/util/error.h"
+
+namespace fs = std::filesystem;
+
+namespace nextn::cli {
+namespace {
+
+// The flags of `nextn train`, each bound to an option and to its key in run.json, so that a
+// resumed run can check that flags given again agree with the run's.
+struct TrainFlags {
+  TrainOptions options;
+  bool resume = false;
+  int threads = 0;
+  std::string lr_shape = "cosine", balance = "aux-free";
+  bool no_mtp = false;
+  std::vector<std::pair<CLI::Option*, std::function<nlohmann::json(const nlohmann::json&)>>> checked;
+
+  template <typename T>
+  void add(CLI::App* cmd, const std::string& flag, T& value, const std::string& help,
+           std::function<nlohmann::json(const nlohmann::json&)> from_run_json) {
+    checked.push_back({cmd->add_option(flag, value, help), std::move(from_run_json)});
+  }
+};
+
+std::function<nlohmann::json(const nlohmann::json&)> key(const std::string& k) {
+  return [k](const nlohmann::json& j) { return j.at(k); };
+}
+std::function<nlohmann::json(const nlohmann::json&)> sub(const std::string& k, const std::string& s) {
+  return [k, s](const nlohmann::json& j) { return j.at(k).at(s); };
+}
+
+void setup_train(CLI::App& app) {
+  auto f = std::make_shared<TrainFlags>();
+  TrainOptions& o = f->options;
+  auto* cmd = app.add_subcommand("train", "Train a model with the MTP objective on a prepared dataset");
+  cmd->add_option("--config", o.config_path, "model config.json (e.g. configs/small.json)");
+  cmd->add_option("--data", o.data_dir, "dataset directory made by `nextn data prepare`");
+  cmd->add_option("--run", o.run_dir, "run directory: checkpoints, metrics.jsonl, run.json")->required();
+  cmd->add_flag("--resume", f->resume, "continue the run from its newest checkpoint, with its run.json options");
+  f->add(cmd, "--batch-size", o.batch_size, "sequences per micro-batch", key("batch_size"));
+  f->add(cmd, "--seq-len", o.seq_len, "tokens per sequence (T)", key("seq_len"));
+  f->add(cmd, "--grad-accum", o.grad_accum, "micro-batches per optimizer step", key("grad_accum"));
+  f->add(cmd, "--steps", o.steps, "optimizer steps", key("steps"));
+  f->add(cmd, "--minutes", o.minutes, "time budget: the step count is estimated from the first steps", key("minutes"));
+  f->add(cmd, "--lr", o.lr, "peak learning rate", key("lr"));
+  f->add(cmd, "--min-lr-ratio", o.min_lr_ratio, "final learning rate as a fraction of the peak", key("min_lr_ratio"));
+  f->add(cmd, "--warmup", o.warmup_steps, "linear warmup steps", key("warmup_steps"));
+  f->add(cmd, "--lr-schedule", f->lr_shape, "cosine or wsd (warmup-stable-decay)", key("lr_shape"));
+  f->add(cmd, "--decay-fraction", o.decay_fraction, "wsd: fraction of steps that decay", key("decay_fraction"));
+  f->add(cmd, "--beta1", o.adamw.beta1, "AdamW beta1", key("beta1"));
+  f->add(cmd, "--beta2", o.adamw.beta2, "AdamW beta2", key("beta2"));
+  f->add(cmd, "--adam-eps", o.adamw.eps, "AdamW epsilon", key("adam_eps"));
+  f->add(cmd, "--weight-decay", o.adamw.weight_decay, "AdamW decoupled weight decay", key("weight_decay"));
+  f->add(cmd, "--clip-grad", o.clip_grad, "clip the global gradient norm to this (0: off)", key("clip_grad"));
+  f->checked.push_back({cmd->add_flag("--decay-embedding", o.decay_embedding, "apply weight decay to the embedding"),
+                        key("decay_embedding")});
+  f->checked.push_back({cmd->add_flag("--no-mtp", f->no_mtp, "next-token-only baseline: no MTP modules"),
+                        [](const nlohmann::json& j) { return nlohmann::json(!j.at("mtp").get<bool>()); }});
+  f->add(cmd, "--mtp-lambda", o.mtp_lambda.value, "MTP loss weight lambda (V3: 0.3)", sub("mtp_lambda", "value"));
+  f->add(cmd, "--mtp-lambda-late", o.mtp_lambda.late_value, "lambda after the switch (V3: 0.1)",
+         sub("mtp_lambda", "late_value"));
+  f->add(cmd, "--mtp-lambda-switch", o.mtp_lambda.switch_fraction, "fraction of steps before lambda switches",
+         sub("mtp_lambda", "switch_fraction"));
+  f->add(cmd, "--balance", f->balance, "aux-free (bias + sequence loss), aux-loss (classic baseline) or none",
+         key("balance"));
+  f->add(cmd, "--bias-gamma", o.bias_gamma.value, "expert bias update speed gamma (V3: 0.001)",
+         sub("bias_gamma", "value"));
+  f->add(cmd, "--bias-gamma-late", o.bias_gamma.late_value, "gamma after the switch (V3: 0)",
+         sub("bias_gamma", "late_value"));
+  f->add(cmd, "--bias-gamma-switch", o.bias_gamma.switch_fraction, "fraction of steps before gamma switches",
+         sub("bias_gamma", "switch_fraction"));
+  f->checked.push_back({cmd->add_flag("--bias-recenter", o.bias_recenter, "re-centre each layer's bias to mean 0"),
+                        key("bias_recenter")});
+  f->add(cmd, "--seq-alpha", o.sequence_alpha, "sequence-wise balance loss alpha (V3: 1e-4)", key("sequence_alpha"));
+  f->add(cmd, "--aux-alpha", o.aux_alpha, "aux-loss baseline: batch-level balance loss alpha", key("aux_alpha"));
+  f->add(cmd, "--seed", o.seed, "seed of weights and data order", key("seed"));
+  f->add(cmd, "--log-every", o.log_every, "steps between console lines", key("log_every"));
+  f->add(cmd, "--eval-every", o.eval_every, "steps between evaluations (0: at the end only)", key("eval_every"));
+  f->add(cmd, "--eval-batches", o.eval_batches, "validation batches per evaluation", key("eval_batches"));
+  f->add(cmd, "--checkpoint-every", o.checkpoint_every, "steps between checkpoints (0: at the end only)",
+         key("checkpoint_every"));
+  f->add(cmd, "--keep-checkpoints", o.keep_checkpoints, "checkpoints kept", key("keep_checkpoints"));
+  f->add(cmd, "--max-bad-steps", o.max_bad_steps, "consecutive non-finite steps before the run stops",
+         key("max_bad_steps"));
+  f->add(cmd, "--inject-nan-step", o.inject_nan_step, "testing: make this step's loss NaN", key("inject_nan_step"));
+  add_threads_option(*cmd, f->threads);
+
+  cmd->callback([f] {
+    apply_threads(f->threads);
+    TrainOptions options = f->options;
+    options.lr_shape = lr_shape_from_string(f->lr_shape);
+    options.balance = balance_mode_from_string(f->balance);
+    options.mtp = !f->no_mtp;
+    if (f->resume) {
+      const std::string run_json = (fs::path(options.run_dir) / "run.json").string();
+      NEXTN_CHECK(io::file_exists(run_json), "--resume: '", run_json, "' does not exist");
+      nlohmann::json saved;
+      try {
+        saved = nlohmann::json::parse(io::read_file(run_json));
+      } catch (const nlohmann::json::parse_error& e) {
+        fail("'", run_json, "' is not valid JSON: ", e.what());
+      }
+      nlohmann::json given = train_options_to_json(options);
+      for (const auto& [option, from_json] : f->checked) {
+        if (option->count() == 0) continue;
+        NEXTN_CHECK(from_json(given) == from_json(saved), "--resume: ", option->get_name(), " is ",
+                    from_json(given).dump(), " but the run was started with ", from_json(saved).dump());
+      }
+      TrainOptions resumed = train_options_from_json(saved);
+      resumed.run_dir = options.run_dir;
+      if (!options.data_dir.empty()) resumed.data_dir = options.data_dir;
+      if (!options.config_path.empty()) resumed.config_path = options.config_path;
+      options = resumed;
+    }
+    TrainResult result = train(options, f->resume);
+    std::cout << "done: " << result.steps_done << " steps; last checkpoint " << result.last_checkpoint << "\n";
+  });
+}
+
+// A checkpoint directory, or a run directory whose newest checkpoint is meant.
+std::string resolve_model_dir(const std::string& path) {
+  if (io::file_exists((fs::path(path) / "config.json").string())) return path;
+  if (auto latest = latest_run_checkpoint(path)) return *latest;
+  fail("'", path, "' is neither a model directory (no config.json) nor a run directory with checkpoints");
+}
+
+void setup_eval(CLI::App& app) {
+  struct EvalFlags {
+    std::string model_dir, data_dir;
+    EvalOptions options;
+    bool no_mtp = false;
+    int threads = 0;
+  };
+  auto f = std::make_shared<EvalFlags>();
+  auto* cmd = app.add_subcommand("eval", "Validation losses, per-depth accuracy and expert load of a model");
+  cmd->add_option("--model", f->model_dir, "model or run directory")->required();
+  cmd->add_option("--data", f->data_dir, "dataset directory")->required();
+  cmd->add_option("--batch-size", f->options.batch_size, "sequences per batch");
+  cmd->add_option("--seq-len", f->options.seq_len, "tokens per sequence");
+  cmd->add_option("--max-batches", f->options.max_batches, "batches to evaluate (0: the whole validation split)");
+  cmd->add_flag("--no-mtp", f->no_mtp, "evaluate the main model only");
+  add_threads_option(*cmd, f->threads);
+  cmd->callback([f] {
+    apply_threads(f->threads);
+    const std::string dir = resolve_model_dir(f->model_dir);
+    DeepSeekV3 model = load_model(dir);
+    auto dataset = data::TokenDataset::open(f->data_dir);
+    EvalOptions options = f->options;
+    options.mtp = !f->no_mtp;
+    EvalMetrics m = evaluate(*model, dataset, options);
+    std::cout << "model " << dir << "\n" << format_eval_line(m) << "\n";
+    for (size_t l = 0; l < m.expert_load.size(); ++l) {
+      std::cout << "MoE layer " << l << " MaxVio " << m.max_vio_global[l] << " load";
+      for (double v : m.expert_load[l]) std::printf(" %.3f", v);
+      std::cout << "\n";
+    }
+    std::cout << to_json(m).dump() << "\n";
+  });
+}
+
+NEXTN_REGISTER_COMMAND(40, setup_train);
+NEXTN_REGISTER_COMMAND(50, setup_eval);
+
+}  // namespace
+}  // namespace nextn::cli

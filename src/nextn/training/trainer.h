@@ -1,0 +1,25 @@
+// `nextn train`: the MTP objective with auxiliary-loss-free balancing on a prepared dataset,
+// with AdamW, a warmup+cosine or WSD schedule, gradient accumulation and clipping, evaluation,
+// crash-safe checkpoints and exact resume (DeepSeek-V3 sections 2.1.2, 2.2, 4.1-4.2).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "nextn/training/train_options.h"
+
+namespace nextn {
+
+struct TrainResult {
+  int64_t steps_done = 0;
+  bool stopped_by_signal = false;
+  bool stopped_by_time_budget = false;
+  std::string last_checkpoint;
+};
+
+// Opens and checks everything (config, dataset, run directory, checkpoint) before any work, then
+// trains. Throws nextn::Error for bad input or a run that diverged (too many non-finite steps).
+// resume: continue from the newest checkpoint of options.run_dir.
+TrainResult train(const TrainOptions& options, bool resume);
+
+}  // namespace nextn
