@@ -1,9 +1,10 @@
 #include "nextn/io/checkpoint_shards.h"
 
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
-#include <regex>
 #include <set>
+#include <string_view>
 #include <system_error>
 
 #include "nextn/io/atomic_file.h"
@@ -30,9 +31,21 @@ bool is_safetensors_file_name(const std::string& name) {
   return name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+// "model-<at least 5 digits>-of-<at least 5 digits>.safetensors", the names HF gives shards.
 bool looks_like_shard_file(const std::string& name) {
-  static const std::regex pattern(R"(model-[0-9]{5,}-of-[0-9]{5,}\.safetensors)");
-  return std::regex_match(name, pattern);
+  size_t pos = 0;
+  auto literal = [&](std::string_view text) {
+    if (name.compare(pos, text.size(), text) != 0) return false;
+    pos += text.size();
+    return true;
+  };
+  auto digits = [&] {
+    const size_t start = pos;
+    while (pos < name.size() && std::isdigit(static_cast<unsigned char>(name[pos]))) ++pos;
+    return pos - start >= 5;
+  };
+  return literal("model-") && digits() && literal("-of-") && digits() && literal(".safetensors") &&
+         pos == name.size();
 }
 
 std::vector<std::string> shard_files_in(const std::string& dir) {
@@ -47,7 +60,8 @@ std::vector<std::string> shard_files_in(const std::string& dir) {
 
 // ---- writing --------------------------------------------------------------------------------------
 
-// Positions into `tensors`, grouped into shards in the given order.
+// Positions into `tensors`, grouped into shards in the given order: a shard is closed when the next
+// tensor would take it past the limit, so a tensor larger than the limit ends up alone.
 std::vector<std::vector<size_t>> plan_shards(const std::vector<NamedTensor>& tensors, uint64_t max_shard_bytes) {
   std::vector<std::vector<size_t>> shards;
   std::vector<size_t> current;

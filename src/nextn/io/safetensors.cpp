@@ -416,7 +416,13 @@ torch::Tensor SafetensorsReader::read(const std::string& name) const {
   NEXTN_CHECK(safetensors_byte_size(tensor) == entry->byte_size(), context, "internal: ", entry->dtype,
               " tensor of shape ", tensor.sizes(), " is ", safetensors_byte_size(tensor), " bytes, header says ",
               entry->byte_size());
-  if (entry->byte_size() > 0) file_->read_exact(tensor.data_ptr(), entry->byte_size(), data_start_ + entry->data_begin);
+  if (entry->byte_size() > 0) {
+    try {
+      file_->read_exact(tensor.data_ptr(), entry->byte_size(), data_start_ + entry->data_begin);
+    } catch (const Error& e) {
+      fail(context, e.what());
+    }
+  }
 
   if (*dtype == torch::kBool) {
     // Any byte but 0 and 1 in a bool is undefined behaviour in C++ (and in libtorch's kernels).
