@@ -235,6 +235,48 @@ TEST(CheckpointShards, RewritingWithADifferentShardingLeavesOneConsistentCheckpo
   expect_checkpoint_holds(dir.path(), four_shards);
 }
 
+// Makes the next write of `file` in `dir` fail: AtomicFileWriter cannot create its temporary file
+// when a directory of that name is in the way. Returns the blocking directory.
+std::string block_write_of(const ScratchDir& dir, const std::string& file) {
+  const std::string blocker = dir.file(cat(file, ".tmp.", ::getpid()));
+  fs::create_directories(blocker);
+  return blocker;
+}
+
+TEST(CheckpointShards, AnInterruptedRewriteWithNewFileNamesLeavesTheOldCheckpoint) {
+  ScratchDir dir;
+  const auto old_tensors = model_tensors(6, 1.0f);
+  write_checkpoint_shards(dir.path(), old_tensors, 1000);  // 3 shards
+  const std::string blocker = block_write_of(dir, "model-00002-of-00002.safetensors");
+  EXPECT_THROW(write_checkpoint_shards(dir.path(), model_tensors(6, 2.0f), 1200), Error);  // 2 shards
+  expect_checkpoint_holds(dir.path(), old_tensors);  // the old index still rules, untouched
+  fs::remove(blocker);
+}
+
+TEST(CheckpointShards, AnInterruptedRewriteOfTheSameFilesIsReportedNotMixed) {
+  ScratchDir dir;
+  write_checkpoint_shards(dir.path(), model_tensors(6, 1.0f), 1000);  // 3 shards
+  const std::string blocker = block_write_of(dir, "model-00002-of-00003.safetensors");
+  // Shard 1 gets new contents, shard 2 cannot be written: old and new shards would match the old
+  // index name for name, so the old index must already be gone.
+  EXPECT_THROW(write_checkpoint_shards(dir.path(), model_tensors(6, 2.0f), 1000), Error);
+  expect_error([&] { CheckpointShards checkpoint(dir.path()); }, {"no checkpoint in", "interrupted"});
+  fs::remove(blocker);
+  const auto retried = model_tensors(6, 3.0f);
+  write_checkpoint_shards(dir.path(), retried, 1000);
+  expect_checkpoint_holds(dir.path(), retried);
+}
+
+TEST(CheckpointShards, AnInterruptedRewriteOfAStraySingleFileKeepsTheIndexedCheckpoint) {
+  ScratchDir dir;
+  const auto old_tensors = model_tensors(4, 1.0f);
+  write_checkpoint_shards(dir.path(), old_tensors, 1000);
+  const std::string blocker = block_write_of(dir, kSingleCheckpointFile);
+  EXPECT_THROW(write_checkpoint_shards(dir.path(), model_tensors(4, 2.0f), 1u << 20), Error);
+  expect_checkpoint_holds(dir.path(), old_tensors);
+  fs::remove(blocker);
+}
+
 TEST(CheckpointShards, RewritingReplacesAnUnreadableOldIndex) {
   ScratchDir dir;
   test::write_raw_file(dir.file(kCheckpointIndexFile), "{not json");

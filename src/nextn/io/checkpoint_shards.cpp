@@ -1,9 +1,10 @@
 #include "nextn/io/checkpoint_shards.h"
 
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
-#include <regex>
 #include <set>
+#include <string_view>
 #include <system_error>
 
 #include "nextn/io/atomic_file.h"
@@ -25,9 +26,26 @@ bool is_plain_file_name(const std::string& name) {
          name.find('\0') == std::string::npos;
 }
 
+bool is_safetensors_file_name(const std::string& name) {
+  const std::string suffix = ".safetensors";
+  return name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// "model-<at least 5 digits>-of-<at least 5 digits>.safetensors", the names HF gives shards.
 bool looks_like_shard_file(const std::string& name) {
-  static const std::regex pattern(R"(model-[0-9]{5,}-of-[0-9]{5,}\.safetensors)");
-  return std::regex_match(name, pattern);
+  size_t pos = 0;
+  auto literal = [&](std::string_view text) {
+    if (name.compare(pos, text.size(), text) != 0) return false;
+    pos += text.size();
+    return true;
+  };
+  auto digits = [&] {
+    const size_t start = pos;
+    while (pos < name.size() && std::isdigit(static_cast<unsigned char>(name[pos]))) ++pos;
+    return pos - start >= 5;
+  };
+  return literal("model-") && digits() && literal("-of-") && digits() && literal(".safetensors") &&
+         pos == name.size();
 }
 
 std::vector<std::string> shard_files_in(const std::string& dir) {
@@ -42,7 +60,8 @@ std::vector<std::string> shard_files_in(const std::string& dir) {
 
 // ---- writing --------------------------------------------------------------------------------------
 
-// Positions into `tensors`, grouped into shards in the given order.
+// Positions into `tensors`, grouped into shards in the given order: a shard is closed when the next
+// tensor would take it past the limit, so a tensor larger than the limit ends up alone.
 std::vector<std::vector<size_t>> plan_shards(const std::vector<NamedTensor>& tensors, uint64_t max_shard_bytes) {
   std::vector<std::vector<size_t>> shards;
   std::vector<size_t> current;
@@ -67,7 +86,8 @@ uint64_t total_bytes(const std::vector<NamedTensor>& tensors) {
   return total;
 }
 
-// The file names the index in `dir` refers to; if it cannot be parsed, `readable` is false and the
+// The safetensors files the index in `dir` refers to (only those: an index naming "config.json"
+// must not get that file deleted as stale); if it cannot be parsed, `readable` is false and the
 // caller must assume it may refer to anything.
 struct PreviousIndex {
   bool exists = false;
@@ -84,7 +104,7 @@ PreviousIndex read_previous_index(const std::string& dir) {
     const json index = json::parse(read_file(path));
     for (const auto& item : index.at("weight_map").items()) {
       const std::string file = item.value().get<std::string>();
-      if (is_plain_file_name(file)) previous.files.insert(file);
+      if (is_plain_file_name(file) && is_safetensors_file_name(file)) previous.files.insert(file);
     }
     previous.readable = true;
   } catch (const std::exception&) {
@@ -211,7 +231,7 @@ std::string checkpoint_shard_file_name(size_t shard_number, size_t shard_count) 
 void write_checkpoint_shards(const std::string& dir, const std::vector<NamedTensor>& tensors,
                              uint64_t max_shard_bytes, const std::map<std::string, std::string>& metadata) {
   NEXTN_CHECK(max_shard_bytes > 0, "cannot write checkpoint '", dir, "': the shard size limit must be positive");
-  check_tensors_writable(tensors, dir);
+  check_safetensors_writable(tensors, metadata, dir);
   std::error_code ec;
   fs::create_directories(dir, ec);
   NEXTN_CHECK(!ec, "cannot create checkpoint directory '", dir, "': ", ec.message());

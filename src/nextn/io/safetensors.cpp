@@ -339,8 +339,9 @@ class SafetensorsReader::OpenFile {
     fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     NEXTN_CHECK(fd_ >= 0, "cannot open safetensors file '", path, "': ", errno_text());
     struct stat st {};
-    if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) {
-      const std::string reason = S_ISREG(st.st_mode) ? errno_text() : "not a regular file";
+    const bool stat_ok = ::fstat(fd_, &st) == 0;
+    if (!stat_ok || !S_ISREG(st.st_mode)) {
+      const std::string reason = stat_ok ? "not a regular file" : errno_text();
       ::close(fd_);
       fail("cannot read safetensors file '", path, "': ", reason);
     }
@@ -415,7 +416,13 @@ torch::Tensor SafetensorsReader::read(const std::string& name) const {
   NEXTN_CHECK(safetensors_byte_size(tensor) == entry->byte_size(), context, "internal: ", entry->dtype,
               " tensor of shape ", tensor.sizes(), " is ", safetensors_byte_size(tensor), " bytes, header says ",
               entry->byte_size());
-  if (entry->byte_size() > 0) file_->read_exact(tensor.data_ptr(), entry->byte_size(), data_start_ + entry->data_begin);
+  if (entry->byte_size() > 0) {
+    try {
+      file_->read_exact(tensor.data_ptr(), entry->byte_size(), data_start_ + entry->data_begin);
+    } catch (const Error& e) {
+      fail(context, e.what());
+    }
+  }
 
   if (*dtype == torch::kBool) {
     // Any byte but 0 and 1 in a bool is undefined behaviour in C++ (and in libtorch's kernels).
@@ -430,7 +437,8 @@ torch::Tensor SafetensorsReader::read(const std::string& name) const {
 
 // ---- writing (public) ---------------------------------------------------------------------------------
 
-void check_tensors_writable(const std::vector<NamedTensor>& tensors, const std::string& target) {
+void check_safetensors_writable(const std::vector<NamedTensor>& tensors,
+                                const std::map<std::string, std::string>& metadata, const std::string& target) {
   std::unordered_set<std::string> seen;
   for (const NamedTensor& named : tensors) {
     const std::string context = cat("cannot write '", target, "': tensor '", named.name, "' ");
@@ -446,15 +454,15 @@ void check_tensors_writable(const std::vector<NamedTensor>& tensors, const std::
       fail(context, "cannot be written: ", e.what());
     }
   }
+  for (const auto& [key, value] : metadata) {
+    NEXTN_CHECK(is_valid_utf8(key) && is_valid_utf8(value), "cannot write '", target,
+                "': metadata keys and values must be valid UTF-8");
+  }
 }
 
 void write_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors,
                        const std::map<std::string, std::string>& metadata) {
-  check_tensors_writable(tensors, path);
-  for (const auto& [key, value] : metadata) {
-    NEXTN_CHECK(is_valid_utf8(key) && is_valid_utf8(value), "cannot write '", path,
-                "': metadata keys and values must be valid UTF-8");
-  }
+  check_safetensors_writable(tensors, metadata, path);
   const std::string header = build_header(tensors, metadata);
   AtomicFileWriter out(path);
   out.write(encode_u64_le(header.size()));

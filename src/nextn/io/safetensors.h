@@ -85,11 +85,13 @@ struct NamedTensor {
   torch::Tensor tensor;
 };
 
-// Checks that `tensors` can be written as one safetensors file: names unique and not
-// "__metadata__", tensors defined, strided (dense), of a dtype safetensors can name. nextn::Error
-// naming `target` and the offending tensor otherwise. write_safetensors calls it; callers that
-// write several files call it first so that nothing is written for an invalid list.
-void check_tensors_writable(const std::vector<NamedTensor>& tensors, const std::string& target);
+// Checks that `tensors` and `metadata` can be written as one safetensors file: tensor names unique,
+// valid UTF-8 and not "__metadata__"; tensors defined, strided (dense), of a dtype safetensors can
+// name; metadata valid UTF-8. nextn::Error naming `target` and the offending tensor otherwise.
+// write_safetensors calls it; callers that write several files call it first, so that nothing is
+// written for an invalid list.
+void check_safetensors_writable(const std::vector<NamedTensor>& tensors,
+                                const std::map<std::string, std::string>& metadata, const std::string& target);
 
 // The number of bytes `tensor` occupies in a safetensors byte buffer (numel x element size).
 uint64_t safetensors_byte_size(const torch::Tensor& tensor);
