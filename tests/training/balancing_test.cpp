@@ -79,22 +79,26 @@ std::pair<double, double> max_vio_before_and_after(double gamma) {
   torch::manual_seed(53);
   DeepSeekV3 model(c);
   torch::NoGradGuard no_grad;
-  // Skew: experts 0 and 1 of every layer get a large affinity for every token.
+  // Skew: every token's hidden state gets a shared direction u (through the embedding), and
+  // experts 0 and 1 of every layer align their gate rows with it, so they win every token.
+  auto u = torch::randn({c.hidden_size});
+  u = u / u.norm();
+  model->embed_tokens->weight.add_(u * 0.03);
   for (auto& moe : model->moe_layers()) {
     auto w = moe->gate->weight;
-    w.normal_(0.0, 0.02);
-    w[0].fill_(0.3);
-    w[1].fill_(0.3);
+    w.normal_(0.0, 0.3);
+    w[0].copy_(u * 2.0);
+    w[1].copy_(u * 2.0);
   }
   auto dataset = data::TokenDataset::open(tiny_corpus().dataset_dir);
   data::WindowLoader loader(dataset, data::Split::kTrain, 8, 32, 7);
   auto layers = model->moe_layers();
   double first = 0, last = 0;
-  for (int step = 0; step < 60; ++step) {
+  for (int step = 0; step < 80; ++step) {
     auto batch = loader.next();
     ModelOutput out = model(batch.tokens.narrow(1, 0, 32));
     if (step == 0) first = mean_max_violation(out);
-    if (step >= 50) last += mean_max_violation(out) / 10.0;
+    if (step >= 70) last += mean_max_violation(out) / 10.0;
     ExpertLoadAccumulator loads;
     loads.add(out.moe_stats);
     update_expert_bias(layers, loads.counts(), gamma, false);
@@ -103,9 +107,9 @@ std::pair<double, double> max_vio_before_and_after(double gamma) {
 }
 
 TEST(ExpertBias, BalancingLowersMaxVioFromASkewedStartAndNoBalancingDoesNot) {
-  auto [skewed, balanced] = max_vio_before_and_after(0.01);
+  auto [skewed, balanced] = max_vio_before_and_after(0.02);
   auto [skewed_again, unbalanced] = max_vio_before_and_after(0.0);
-  EXPECT_GT(skewed, 1.0);  // the skew is real: experts 0 and 1 take far more than their share
+  EXPECT_GT(skewed, 0.5);  // the skew is real: experts 0 and 1 take far more than their share
   EXPECT_NEAR(skewed, skewed_again, 1e-12);
   EXPECT_LT(balanced, 0.5 * skewed);
   EXPECT_GT(unbalanced, 0.8 * skewed);
