@@ -8,6 +8,7 @@
 
 #include "command_registry.h"
 #include "nextn/util/error.h"
+#include "nextn/util/runtime_info.h"
 
 namespace nextn::cli {
 
@@ -26,14 +27,11 @@ CLI::App& command_group(CLI::App& app, const std::string& name, const std::strin
 }
 
 void add_threads_option(CLI::App& command, int& threads) {
-  command.add_option("--threads", threads, "CPU threads for libtorch (0 = all cores)")
+  command.add_option("--threads", threads, "CPU threads for matrix products (0 = all cores)")
       ->check(CLI::NonNegativeNumber);
 }
 
-void apply_threads(int threads) {
-  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  torch::set_num_threads(threads);
-}
+void apply_threads(int threads) { set_cpu_threads(threads, 1); }
 
 }  // namespace nextn::cli
 

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "nextn/model/deepseek_v3.h"
+#include "nextn/model/cross_entropy.h"
 #include "nextn/model/objective.h"
 #include "test_support.h"
 
@@ -205,6 +206,38 @@ TEST(Gradients, FiniteDifferencesParallelMtpWithPlainQueriesAndTiedHead) {
   c.q_lora_rank.reset();
   c.tie_word_embeddings = true;
   check_gradients(c, {"embed_tokens", "q_proj", "kv_b_proj", "experts.gate_up_proj", "shared_head_norm"});
+}
+
+}  // namespace
+}  // namespace nextn
+
+namespace nextn {
+namespace {
+
+TEST(CrossEntropy, ValueAndGradientEqualAutogradThroughLogSoftmax) {
+  torch::manual_seed(23);
+  auto logits = torch::randn({9, 11}, torch::kDouble).requires_grad_(true);
+  auto reference_logits = logits.detach().clone().requires_grad_(true);
+  auto targets = torch::randint(11, {9}, torch::kLong);
+  targets[2] = -100;
+  targets[5] = -100;
+  CrossEntropySum ours = cross_entropy_sum(logits, targets, -100);
+  auto counted = targets.ne(-100);
+  auto reference = -torch::log_softmax(reference_logits, -1)
+                        .gather(1, targets.masked_fill(counted.logical_not(), 0).unsqueeze(1))
+                        .squeeze(1)
+                        .masked_fill(counted.logical_not(), 0.0)
+                        .sum();
+  EXPECT_NEAR(ours.loss_sum.item<double>(), reference.item<double>(), 1e-12);
+  EXPECT_EQ(ours.count, 7);
+  (ours.loss_sum * 0.7).backward();
+  (reference * 0.7).backward();
+  EXPECT_LT(testing::max_abs_diff(logits.grad(), reference_logits.grad()), 1e-14);
+  EXPECT_EQ(logits.grad()[2].abs().sum().item<double>(), 0.0);  // ignored rows get no gradient
+  auto argmax = logits.argmax(-1);
+  double correct = 0;
+  for (int64_t i = 0; i < 9; ++i) correct += counted[i].item<bool>() && argmax[i].item<int64_t>() == targets[i].item<int64_t>();
+  EXPECT_EQ(ours.correct.item<double>(), correct);
 }
 
 }  // namespace

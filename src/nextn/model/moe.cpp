@@ -1,6 +1,7 @@
 #include "nextn/model/moe.h"
 
 #include "nextn/model/load_balance.h"
+#include "nextn/util/phase_timer.h"
 
 namespace nextn {
 
@@ -16,7 +17,10 @@ MoeImpl::MoeImpl(const ModelConfig& config) {
 torch::Tensor MoeImpl::forward(const torch::Tensor& x, MoeStats* stats) {
   const int64_t batch = x.size(0), length = x.size(1);
   auto x_flat = x.reshape({batch * length, x.size(2)});
-  Routing routing = gate(x_flat);
+  Routing routing = [&] {
+    ScopedPhase phase("moe.route");
+    return gate(x_flat);
+  }();
   auto out = experts(x_flat, routing);
   if (shared_experts) out = out + shared_experts(x_flat);
   if (stats != nullptr) {

@@ -1,38 +1,9 @@
 #include "nextn/model/objective.h"
 
-#include "nextn/model/rms_norm.h"
+#include "nextn/model/cross_entropy.h"
 #include "nextn/util/error.h"
 
 namespace nextn {
-namespace {
-
-struct PredictionLoss {
-  torch::Tensor loss_sum;  // sum of -log p(target) over counted positions
-  torch::Tensor correct;   // number of counted positions where argmax == target
-  int64_t count = 0;
-};
-
-// logits [B, L, V], targets [B, L] with ignore_index where nothing is predicted.
-PredictionLoss prediction_loss(const torch::Tensor& logits, const torch::Tensor& targets, int64_t ignore_index) {
-  auto flat_logits = logits.reshape({-1, logits.size(-1)});
-  auto flat_targets = targets.reshape({-1});
-  auto log_probs = torch::log_softmax(flat_logits.to(compute_dtype(logits.scalar_type())), -1);
-  auto counted = flat_targets.ne(ignore_index);
-  auto safe_targets = flat_targets.masked_fill(counted.logical_not(), 0);
-  auto target_log_probs = log_probs.gather(1, safe_targets.unsqueeze(1)).squeeze(1);
-  PredictionLoss result;
-  result.loss_sum = -(target_log_probs * counted.to(target_log_probs.scalar_type())).sum();
-  {
-    torch::NoGradGuard no_grad;
-    auto hits = flat_logits.argmax(-1).eq(flat_targets).logical_and(counted);
-    result.correct = hits.sum().to(torch::kDouble);
-    result.count = counted.sum().item<int64_t>();
-  }
-  return result;
-}
-
-}  // namespace
-
 ObjectiveOutput compute_objective(const ModelOutput& output, const torch::Tensor& labels,
                                   const torch::Tensor& segment_ids, const ObjectiveOptions& options) {
   const int64_t batch = output.logits.size(0), length = output.logits.size(1);
@@ -43,7 +14,7 @@ ObjectiveOutput compute_objective(const ModelOutput& output, const torch::Tensor
                 batch, ", ", length + 1, "] (the whole window), got ", segment_ids.sizes());
   }
   ObjectiveOutput out;
-  PredictionLoss main = prediction_loss(output.logits, labels, options.ignore_index);
+  CrossEntropySum main = cross_entropy_sum(output.logits, labels, options.ignore_index);
   out.main_tokens = main.count;
   const double denominator = static_cast<double>(std::max<int64_t>(main.count, 1));
   out.main_loss = main.loss_sum / denominator;
@@ -58,7 +29,7 @@ ObjectiveOutput compute_objective(const ModelOutput& output, const torch::Tensor
       auto same_document = segment_ids.narrow(1, 0, span).eq(segment_ids.narrow(1, k + 1, span));
       targets = targets.masked_fill(same_document.logical_not(), options.ignore_index);
     }
-    PredictionLoss mtp = prediction_loss(output.mtp_logits[k - 1], targets, options.ignore_index);
+    CrossEntropySum mtp = cross_entropy_sum(output.mtp_logits[k - 1], targets, options.ignore_index);
     out.mtp_loss.push_back(mtp.loss_sum / denominator);  // Eq. 24: divided by T, not T-k
     out.mtp_accuracy.push_back(mtp.correct / static_cast<double>(std::max<int64_t>(mtp.count, 1)));
     out.mtp_tokens.push_back(mtp.count);

@@ -2,6 +2,7 @@
 
 #include "nextn/compat/torch_compat.h"
 #include "nextn/util/error.h"
+#include "nextn/util/phase_timer.h"
 
 namespace nextn {
 namespace {
@@ -108,10 +109,20 @@ RoutedExpertsImpl::RoutedExpertsImpl(const ModelConfig& config) {
 }
 
 torch::Tensor RoutedExpertsImpl::forward(const torch::Tensor& x_flat, const Routing& routing) {
-  ExpertDispatch d = dispatch_by_expert(routing.expert_ids, num_experts());
-  auto x_sorted = x_flat.index_select(0, d.token_index);
-  auto y_sorted = grouped_swiglu(x_sorted, gate_up_proj.to(x_flat.scalar_type()),
-                                 down_proj.to(x_flat.scalar_type()), d.tokens_per_expert);
+  ExpertDispatch d;
+  torch::Tensor x_sorted;
+  {
+    ScopedPhase phase("moe.dispatch");
+    d = dispatch_by_expert(routing.expert_ids, num_experts());
+    x_sorted = x_flat.index_select(0, d.token_index);
+  }
+  torch::Tensor y_sorted;
+  {
+    ScopedPhase phase("moe.experts");
+    y_sorted = grouped_swiglu(x_sorted, gate_up_proj.to(x_flat.scalar_type()), down_proj.to(x_flat.scalar_type()),
+                              d.tokens_per_expert);
+  }
+  ScopedPhase phase("moe.combine");
   auto weights = routing.weights.reshape({-1}).index_select(0, d.assignment_order).to(y_sorted.scalar_type());
   return torch::zeros_like(x_flat).index_add(0, d.token_index, y_sorted * weights.unsqueeze(1));
 }

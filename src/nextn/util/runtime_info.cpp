@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <fstream>
 #include <thread>
 
@@ -27,6 +28,21 @@ std::string blas_description(bool& is_openblas) {
   return "not OpenBLAS (reference BLAS or MKL?)";
 }
 
+// jemalloc, when linked into the executable, exports mallctl; report its version and whether it
+// keeps freed pages (src/runtime/jemalloc_conf.cpp).
+std::string allocator_description() {
+  using Mallctl = int (*)(const char*, void*, size_t*, void*, size_t);
+  auto mallctl = reinterpret_cast<Mallctl>(::dlsym(RTLD_DEFAULT, "mallctl"));
+  if (mallctl == nullptr) return "glibc malloc";
+  const char* version = nullptr;
+  size_t size = sizeof(version);
+  mallctl("version", &version, &size, nullptr, 0);
+  ssize_t decay = 0;
+  size = sizeof(decay);
+  mallctl("opt.dirty_decay_ms", &decay, &size, nullptr, 0);
+  return cat("jemalloc ", version == nullptr ? "?" : version, " (dirty_decay_ms ", decay, ")");
+}
+
 std::string cpu_model_name() {
   std::ifstream cpuinfo("/proc/cpuinfo");
   std::string line;
@@ -39,14 +55,32 @@ std::string cpu_model_name() {
   return "unknown";
 }
 
+int hardware_threads() { return static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
+
 }  // namespace
+
+void set_cpu_threads(int blas, int intra_op) {
+  if (blas <= 0) blas = hardware_threads();
+  if (intra_op <= 0) intra_op = hardware_threads();
+  torch::set_num_threads(intra_op);
+  using SetThreads = void (*)(int);
+  if (auto set = reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) set(blas);
+}
+
+int blas_threads() {
+  using GetThreads = int (*)();
+  auto get = reinterpret_cast<GetThreads>(::dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  return get == nullptr ? 0 : get();
+}
 
 RuntimeInfo runtime_info() {
   RuntimeInfo info;
   info.nextn_version = NEXTN_VERSION;
   info.torch_version = compat::torch_version();
   info.blas = blas_description(info.blas_is_openblas);
+  info.allocator = allocator_description();
   info.torch_threads = torch::get_num_threads();
+  info.blas_threads = blas_threads();
   info.hardware_threads = static_cast<int>(std::thread::hardware_concurrency());
   info.cuda_available = torch::cuda::is_available();
   info.cpu_model = cpu_model_name();
@@ -55,8 +89,9 @@ RuntimeInfo runtime_info() {
 
 std::string describe(const RuntimeInfo& info) {
   return cat("nextn ", info.nextn_version, " | libtorch ", info.torch_version, " | BLAS: ", info.blas,
+             " | allocator: ", info.allocator,
              "\nCPU: ", info.cpu_model, " | hardware threads ", info.hardware_threads,
-             " | torch threads ", info.torch_threads, " | CUDA ",
+             " | BLAS threads ", info.blas_threads, " | torch intra-op threads ", info.torch_threads, " | CUDA ",
              info.cuda_available ? "available" : "not available");
 }
 

@@ -11,13 +11,23 @@ struct RuntimeInfo {
   std::string torch_version;
   std::string blas;  // e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH ..."; "unknown" if not identifiable
   bool blas_is_openblas = false;
+  std::string allocator;  // "jemalloc 5.3.0 (dirty_decay_ms -1)" or "glibc malloc"
   int torch_threads = 0;
+  int blas_threads = 0;
   int hardware_threads = 0;
   bool cuda_available = false;
   std::string cpu_model;
 };
 
 RuntimeInfo runtime_info();
+
+// CPU threads: `blas_threads` for OpenBLAS (the matrix products, where threads pay off) and
+// `intra_op_threads` for libtorch's OpenMP pool (elementwise ops). Both pools busy-wait, and on
+// small machines two spinning pools on the same cores made training 2.5x slower than one
+// (docs/BENCHMARKS.md), so nextn runs libtorch's pool with 1 thread unless asked otherwise.
+// 0 = all hardware threads.
+void set_cpu_threads(int blas_threads, int intra_op_threads = 1);
+int blas_threads();  // OpenBLAS's current thread count, 0 if the BLAS is not OpenBLAS
 std::string describe(const RuntimeInfo& info);
 
 }  // namespace nextn

@@ -1,0 +1,139 @@
+#include "nextn/bench/train_bench.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <sstream>
+
+#include "nextn/model/deepseek_v3.h"
+#include "nextn/model/objective.h"
+#include "nextn/training/adamw.h"
+#include "nextn/training/expert_bias.h"
+#include "nextn/util/phase_timer.h"
+
+namespace nextn {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+struct Variant {
+  std::string name;
+  ModelConfig config;
+  DeepSeekV3 model{nullptr};
+  std::unique_ptr<AdamW> optimizer;
+  std::vector<torch::Tensor> params;
+  std::vector<Moe> moe_layers;
+  std::map<std::string, std::vector<double>> samples;  // phase -> seconds per timed step
+};
+
+void build(Variant& v, uint64_t seed) {
+  torch::manual_seed(seed);
+  v.model = DeepSeekV3(v.config);
+  std::vector<std::pair<std::string, torch::Tensor>> named;
+  for (auto& p : v.model->named_parameters()) {
+    named.push_back({p.key(), p.value()});
+    v.params.push_back(p.value());
+  }
+  v.optimizer = std::make_unique<AdamW>(named, default_weight_decay(named, false), AdamWOptions{});
+  v.moe_layers = v.model->moe_layers();
+}
+
+void step(Variant& v, const torch::Tensor& window, int64_t seq_len, bool timed) {
+  auto& phases = PhaseTimes::global();
+  phases.reset();
+  phases.enable(timed);
+  auto inputs = window.narrow(1, 0, seq_len), labels = window.narrow(1, 1, seq_len);
+  ObjectiveOptions objective;
+  objective.sequence_balance_alpha = 1e-4;
+
+  auto t0 = Clock::now();
+  v.optimizer->zero_grad();
+  ModelOutput out = v.model->forward(inputs, ForwardOptions{v.config.mtp_depth() > 0, true});
+  ObjectiveOutput loss = compute_objective(out, labels, torch::Tensor(), objective);
+  auto t1 = Clock::now();
+  phases.enable(false);
+  loss.total.backward();
+  auto t2 = Clock::now();
+  clip_grad_norm(v.params, 1.0);
+  v.optimizer->step(1e-4);
+  ExpertLoadAccumulator loads;
+  loads.add(out.moe_stats);
+  update_expert_bias(v.moe_layers, loads.counts(), 1e-3, false);
+  auto t3 = Clock::now();
+  if (!timed) return;
+  auto seconds = [](Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); };
+  v.samples["step"].push_back(seconds(t0, t3));
+  v.samples["forward"].push_back(seconds(t0, t1));
+  v.samples["backward"].push_back(seconds(t1, t2));
+  v.samples["optimizer"].push_back(seconds(t2, t3));
+  for (const char* phase : {"moe.route", "moe.dispatch", "moe.experts", "moe.combine"}) {
+    v.samples[phase].push_back(phases.seconds(phase));
+  }
+}
+
+}  // namespace
+
+std::vector<TrainBenchResult> benchmark_training(const ModelConfig& config, const TrainBenchOptions& options) {
+  std::vector<Variant> variants;
+  if (config.mtp_depth() > 0) {
+    variants.push_back({"MTP D=" + std::to_string(config.mtp_depth()), config});
+  }
+  ModelConfig no_mtp = config;
+  no_mtp.num_nextn_predict_layers = 0;
+  variants.push_back({"no MTP", no_mtp});
+  for (auto& v : variants) build(v, options.seed);
+
+  torch::manual_seed(options.seed + 1);
+  auto window = torch::randint(config.vocab_size, {options.batch_size, options.seq_len + 1}, torch::kLong);
+  for (int64_t i = 0; i < options.warmup + options.steps; ++i) {
+    for (auto& v : variants) step(v, window, options.seq_len, i >= options.warmup);
+  }
+  PhaseTimes::global().enable(false);
+
+  std::vector<TrainBenchResult> results;
+  for (auto& v : variants) {
+    TrainBenchResult r;
+    r.variant = v.name;
+    r.tokens_per_step = options.batch_size * options.seq_len;
+    r.step_seconds = median(v.samples["step"]);
+    r.forward_seconds = median(v.samples["forward"]);
+    r.backward_seconds = median(v.samples["backward"]);
+    r.optimizer_seconds = median(v.samples["optimizer"]);
+    r.moe_route_seconds = median(v.samples["moe.route"]);
+    r.moe_dispatch_seconds = median(v.samples["moe.dispatch"]);
+    r.moe_experts_seconds = median(v.samples["moe.experts"]);
+    r.moe_combine_seconds = median(v.samples["moe.combine"]);
+    results.push_back(r);
+  }
+  return results;
+}
+
+std::string format_train_bench(const std::vector<TrainBenchResult>& results) {
+  std::ostringstream out;
+  char line[256];
+  std::snprintf(line, sizeof line, "%-10s %9s %9s | %8s %8s %8s | %8s %8s %8s %8s\n", "variant", "tok/s", "step ms",
+                "fwd ms", "bwd ms", "opt ms", "route", "dispatch", "experts", "combine");
+  out << line;
+  for (const auto& r : results) {
+    std::snprintf(line, sizeof line, "%-10s %9.0f %9.1f | %8.1f %8.1f %8.1f | %8.1f %8.1f %8.1f %8.1f\n",
+                  r.variant.c_str(), r.tokens_per_second(), r.step_seconds * 1e3, r.forward_seconds * 1e3,
+                  r.backward_seconds * 1e3, r.optimizer_seconds * 1e3, r.moe_route_seconds * 1e3,
+                  r.moe_dispatch_seconds * 1e3, r.moe_experts_seconds * 1e3, r.moe_combine_seconds * 1e3);
+    out << line;
+  }
+  if (results.size() == 2) {
+    std::snprintf(line, sizeof line, "MTP step time / no-MTP step time: %.2fx\n",
+                  results[0].step_seconds / results[1].step_seconds);
+    out << line;
+  }
+  out << "(MoE phases are forward-only parts of fwd; medians of the timed steps)\n";
+  return out.str();
+}
+
+}  // namespace nextn

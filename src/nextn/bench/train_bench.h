@@ -1,0 +1,35 @@
+// `nextn bench train`: step time and tokens/s of training a config with and without its MTP
+// modules, on random tokens, with a breakdown into forward, backward, optimizer and the MoE
+// phases inside the forward. The variants run side by side (alternating steps) so that noise
+// on a shared machine hits both alike; medians over the timed steps are reported.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "nextn/config/model_config.h"
+
+namespace nextn {
+
+struct TrainBenchOptions {
+  int64_t batch_size = 8;
+  int64_t seq_len = 256;
+  int64_t steps = 6;   // timed steps per variant
+  int64_t warmup = 2;  // untimed steps per variant
+  uint64_t seed = 0;
+};
+
+struct TrainBenchResult {
+  std::string variant;  // "MTP D=2" / "no MTP"
+  int64_t tokens_per_step = 0;
+  double step_seconds = 0;  // medians
+  double forward_seconds = 0, backward_seconds = 0, optimizer_seconds = 0;
+  double moe_route_seconds = 0, moe_dispatch_seconds = 0, moe_experts_seconds = 0, moe_combine_seconds = 0;
+  double tokens_per_second() const { return tokens_per_step / step_seconds; }
+};
+
+std::vector<TrainBenchResult> benchmark_training(const ModelConfig& config, const TrainBenchOptions& options);
+std::string format_train_bench(const std::vector<TrainBenchResult>& results);
+
+}  // namespace nextn
