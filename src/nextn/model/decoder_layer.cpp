@@ -16,6 +16,16 @@ DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& config, int64_t layer_inde
 
 torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const RopeAngles& angles, MoeStats* moe_stats) {
   auto h = x + self_attn(input_layernorm(x), angles);
+  return add_feed_forward(h, moe_stats);
+}
+
+torch::Tensor DecoderLayerImpl::forward_cached(const torch::Tensor& x, const RopeAngles& angles,
+                                               const LatentKvSlot& slot, MlaForm form) {
+  auto h = x + self_attn->forward_cached(input_layernorm(x), angles, slot, form);
+  return add_feed_forward(h, nullptr);
+}
+
+torch::Tensor DecoderLayerImpl::add_feed_forward(const torch::Tensor& h, MoeStats* moe_stats) {
   auto normed = post_attention_layernorm(h);
   return h + (is_moe() ? moe(normed, moe_stats) : mlp(normed));
 }

@@ -19,6 +19,10 @@ class DecoderLayerImpl : public torch::nn::Module {
   DecoderLayerImpl(const ModelConfig& config, int64_t layer_index);
   // `moe_stats` receives the MoE statistics of this layer when it is an MoE layer.
   torch::Tensor forward(const torch::Tensor& x, const RopeAngles& angles, MoeStats* moe_stats = nullptr);
+  // The same block for new tokens appended after the cached ones (MlaAttentionImpl::forward_cached).
+  // Inference only: no MoE statistics.
+  torch::Tensor forward_cached(const torch::Tensor& x, const RopeAngles& angles, const LatentKvSlot& slot,
+                               MlaForm form);
 
   bool is_moe() const { return !moe.is_empty(); }
 
@@ -26,6 +30,10 @@ class DecoderLayerImpl : public torch::nn::Module {
   MlaAttention self_attn{nullptr};
   DenseMlp mlp{nullptr};  // dense layers
   Moe moe{nullptr};       // MoE layers (HF prefix "mlp." as well)
+
+ private:
+  // h + FFN(post_attention_layernorm(h)), the second half of the block.
+  torch::Tensor add_feed_forward(const torch::Tensor& h, MoeStats* moe_stats);
 };
 TORCH_MODULE(DecoderLayer);
 

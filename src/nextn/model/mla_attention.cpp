@@ -3,11 +3,18 @@
 #include <limits>
 
 #include "nextn/model/dense_mlp.h"
+#include "nextn/util/error.h"
 
 namespace nextn {
 
 torch::Tensor causal_mask(int64_t length, const torch::TensorOptions& options) {
   return torch::full({length, length}, -std::numeric_limits<double>::infinity(), options).triu(1);
+}
+
+torch::Tensor append_causal_mask(int64_t new_tokens, int64_t cached, const torch::TensorOptions& options) {
+  // Key s is hidden from new token j when s > cached + j, i.e. on diagonals >= cached + 1.
+  return torch::full({new_tokens, cached + new_tokens}, -std::numeric_limits<double>::infinity(), options)
+      .triu(cached + 1);
 }
 
 MlaAttentionImpl::MlaAttentionImpl(const ModelConfig& config)
@@ -59,9 +66,63 @@ torch::Tensor MlaAttentionImpl::attend_naive(const MlaProjections& queries, cons
   auto scores = torch::matmul(q_nope, k_nope.transpose(-1, -2)) +
                 torch::matmul(q_pe, k_pe.unsqueeze(1).transpose(-1, -2));
   auto dtype = compute_dtype(scores.scalar_type());
-  auto probs = torch::softmax(scores.to(dtype) * softmax_scale_ + mask.to(dtype), -1).to(value.scalar_type());
+  auto logits = scores.to(dtype) * softmax_scale_;
+  if (mask.defined()) logits = logits + mask.to(dtype);
+  auto probs = torch::softmax(logits, -1).to(value.scalar_type());
   auto out = torch::matmul(probs, value);  // [B, heads, T_q, v]
   return out.transpose(1, 2).reshape({batch, q_length, heads * config_.v_head_dim});
+}
+
+torch::Tensor MlaAttentionImpl::attend_absorbed(const MlaProjections& queries, const torch::Tensor& c_kv,
+                                                const torch::Tensor& k_pe, const torch::Tensor& mask) {
+  const int64_t batch = c_kv.size(0), kv_length = c_kv.size(1);
+  const int64_t q_length = queries.q_nope.size(1);
+  const int64_t heads = config_.num_attention_heads, rank = config_.kv_lora_rank;
+  const int64_t nope = config_.qk_nope_head_dim, rope = config_.qk_rope_head_dim, v_dim = config_.v_head_dim;
+  // kv_b_proj.weight is [heads * (nope + v), rank]: per head, the nope-key rows then the value rows.
+  auto w_kvb = kv_b_proj->weight.view({heads, nope + v_dim, rank});
+  auto w_uk = w_kvb.narrow(1, 0, nope);     // [heads, nope, rank]: k_nope = w_uk c
+  auto w_uv = w_kvb.narrow(1, nope, v_dim);  // [heads, v, rank]:   v = w_uv c
+
+  // Queries into the latent space, per head: [heads, B*T_q, nope] x [heads, nope, rank].
+  auto q_nope = queries.q_nope.permute({2, 0, 1, 3}).reshape({heads, batch * q_length, nope});
+  auto q_latent = torch::bmm(q_nope, w_uk).view({heads, batch, q_length, rank});
+  // Heads and query positions become the rows of one [B, heads*T_q, .] x [B, ., S] product, so the
+  // cache is read once per batch row and never copied per head.
+  q_latent = q_latent.permute({1, 0, 2, 3}).reshape({batch, heads * q_length, rank});
+  auto q_pe = queries.q_pe.transpose(1, 2).reshape({batch, heads * q_length, rope});
+  auto scores = torch::bmm(q_latent, c_kv.transpose(1, 2)) + torch::bmm(q_pe, k_pe.transpose(1, 2));
+
+  auto dtype = compute_dtype(scores.scalar_type());
+  auto logits = scores.to(dtype).view({batch, heads, q_length, kv_length}) * softmax_scale_;
+  if (mask.defined()) logits = logits + mask.to(dtype);
+  auto probs = torch::softmax(logits, -1).to(c_kv.scalar_type()).view({batch, heads * q_length, kv_length});
+
+  // Weighted sum of latents, then W_uv per head: [heads, B*T_q, rank] x [heads, rank, v].
+  auto latent_out = torch::bmm(probs, c_kv).view({batch, heads, q_length, rank});
+  latent_out = latent_out.permute({1, 0, 2, 3}).reshape({heads, batch * q_length, rank});
+  auto out = torch::bmm(latent_out, w_uv.transpose(1, 2)).view({heads, batch, q_length, v_dim});
+  return out.permute({1, 2, 0, 3}).reshape({batch, q_length, heads * v_dim});
+}
+
+torch::Tensor MlaAttentionImpl::forward_cached(const torch::Tensor& x, const RopeAngles& angles,
+                                               const LatentKvSlot& slot, MlaForm form) {
+  const int64_t new_tokens = x.size(1), cached = slot.length;
+  NEXTN_CHECK(cached + new_tokens <= slot.c_kv.size(1), "KV cache overflow: ", cached, " cached + ", new_tokens,
+              " new tokens exceed its capacity of ", slot.c_kv.size(1));
+  auto p = project(x, angles);
+  slot.c_kv.narrow(1, cached, new_tokens).copy_(p.c_kv);
+  slot.k_pe.narrow(1, cached, new_tokens).copy_(p.k_pe);
+  auto c_kv = slot.c_kv.narrow(1, 0, cached + new_tokens);
+  auto k_pe = slot.k_pe.narrow(1, 0, cached + new_tokens);
+  // A single new token sees everything: no mask to build.
+  torch::Tensor mask;
+  if (new_tokens > 1) {
+    mask = append_causal_mask(new_tokens, cached,
+                              torch::TensorOptions().dtype(compute_dtype(x.scalar_type())).device(x.device()));
+  }
+  auto attended = form == MlaForm::kAbsorbed ? attend_absorbed(p, c_kv, k_pe, mask) : attend_naive(p, c_kv, k_pe, mask);
+  return o_proj(attended);
 }
 
 torch::Tensor MlaAttentionImpl::forward(const torch::Tensor& x, const RopeAngles& angles) {

@@ -26,6 +26,20 @@ struct MlaProjections {
   torch::Tensor k_pe;    // [B, T, qk_rope_head_dim], shared by all heads
 };
 
+// One attention layer's slice of a latent KV cache (inference::KvCache owns the storage). Only
+// what the absorbed form needs is cached: c_kv and the rotated k_pe, per token.
+struct LatentKvSlot {
+  torch::Tensor c_kv;  // [B, capacity, kv_lora_rank]
+  torch::Tensor k_pe;  // [B, capacity, qk_rope_head_dim]
+  int64_t length = 0;  // entries [0, length) hold earlier tokens; new tokens are written from here
+};
+
+// How cached attention is computed. Both give the same result; they differ in cost. Naive expands
+// every cached token to per-head keys and values (cheap when many queries share the expansion: a
+// prefill); absorbed keeps keys and values in the latent space and moves W_kvb to the query and
+// output side (cheap for a few queries over a long cache: decoding, verifying drafts).
+enum class MlaForm { kNaive, kAbsorbed };
+
 class MlaAttentionImpl : public torch::nn::Module {
  public:
   explicit MlaAttentionImpl(const ModelConfig& config);
@@ -35,9 +49,22 @@ class MlaAttentionImpl : public torch::nn::Module {
 
   MlaProjections project(const torch::Tensor& x, const RopeAngles& angles);
   // Naive attention of queries over keys/values computed from (c_kv, k_pe); `mask` is additive,
-  // [T_q, T_k]. Returns [B, T_q, heads * v_head_dim] before o_proj.
+  // [T_q, T_k], or undefined for none. Returns [B, T_q, heads * v_head_dim] before o_proj.
   torch::Tensor attend_naive(const MlaProjections& queries, const torch::Tensor& c_kv,
                              const torch::Tensor& k_pe, const torch::Tensor& mask);
+  // The same attention in the absorbed form (DeepSeek-V2 section 2.1.2 "absorb"): with
+  // W_kvb = [W_uk; W_uv] per head, q_nope . (W_uk c) = (W_uk^T q_nope) . c, and
+  // sum_s p_s (W_uv c_s) = W_uv (sum_s p_s c_s), so scores and the weighted sum run over the
+  // kv_lora_rank-wide latents directly and per-head keys/values are never formed.
+  torch::Tensor attend_absorbed(const MlaProjections& queries, const torch::Tensor& c_kv,
+                                const torch::Tensor& k_pe, const torch::Tensor& mask);
+
+  // Incremental attention for x [B, T, hidden] = T new tokens at positions slot.length ..
+  // slot.length + T - 1 (`angles` for those positions): writes their c_kv and k_pe into the slot at
+  // [slot.length, slot.length + T) and attends over everything up to them, causally among the new
+  // tokens. The caller advances the cache's length once every layer has written.
+  torch::Tensor forward_cached(const torch::Tensor& x, const RopeAngles& angles, const LatentKvSlot& slot,
+                               MlaForm form);
 
   const ModelConfig& config() const { return config_; }
 
@@ -55,5 +82,8 @@ TORCH_MODULE(MlaAttention);
 
 // Additive causal mask [T, T]: 0 on and below the diagonal, -inf above.
 torch::Tensor causal_mask(int64_t length, const torch::TensorOptions& options);
+// Additive mask [T, cached + T] for T new tokens appended after `cached` ones: new token j sees every
+// cached token and the new tokens 0..j.
+torch::Tensor append_causal_mask(int64_t new_tokens, int64_t cached, const torch::TensorOptions& options);
 
 }  // namespace nextn

@@ -17,9 +17,17 @@ MtpModuleImpl::MtpModuleImpl(const ModelConfig& config, int64_t depth) : depth_(
 
 torch::Tensor MtpModuleImpl::forward(const torch::Tensor& previous_hidden, const torch::Tensor& token_embeddings,
                                      const RopeAngles& angles, MoeStats* moe_stats) {
-  if (kind_ == MtpKind::kParallel) return block(previous_hidden, angles, moe_stats);
-  auto combined = eh_proj(torch::cat({enorm(token_embeddings), hnorm(previous_hidden)}, -1));  // Eq. 21
-  return block(combined, angles, moe_stats);                                                    // Eq. 22
+  return block(block_input(previous_hidden, token_embeddings), angles, moe_stats);  // Eq. 22
+}
+
+torch::Tensor MtpModuleImpl::forward_cached(const torch::Tensor& previous_hidden, const torch::Tensor& token_embeddings,
+                                            const RopeAngles& angles, const LatentKvSlot& slot, MlaForm form) {
+  return block->forward_cached(block_input(previous_hidden, token_embeddings), angles, slot, form);
+}
+
+torch::Tensor MtpModuleImpl::block_input(const torch::Tensor& previous_hidden, const torch::Tensor& token_embeddings) {
+  if (kind_ == MtpKind::kParallel) return previous_hidden;
+  return eh_proj(torch::cat({enorm(token_embeddings), hnorm(previous_hidden)}, -1));  // Eq. 21
 }
 
 }  // namespace nextn

@@ -25,6 +25,9 @@ class MtpModuleImpl : public torch::nn::Module {
   // both [B, L, hidden]. Parallel: `token_embeddings` is ignored (pass an undefined tensor).
   torch::Tensor forward(const torch::Tensor& previous_hidden, const torch::Tensor& token_embeddings,
                         const RopeAngles& angles, MoeStats* moe_stats = nullptr);
+  // The same for new positions appended after the module's cached ones (its own KV cache slot).
+  torch::Tensor forward_cached(const torch::Tensor& previous_hidden, const torch::Tensor& token_embeddings,
+                               const RopeAngles& angles, const LatentKvSlot& slot, MlaForm form);
 
   int64_t depth() const { return depth_; }
   MtpKind kind() const { return kind_; }
@@ -35,6 +38,9 @@ class MtpModuleImpl : public torch::nn::Module {
   RMSNorm shared_head_norm{nullptr};
 
  private:
+  // The block's input: Eq. 21 for sequential modules, h^0 itself for parallel heads.
+  torch::Tensor block_input(const torch::Tensor& previous_hidden, const torch::Tensor& token_embeddings);
+
   int64_t depth_;
   MtpKind kind_;
 };

@@ -1,0 +1,71 @@
+#include "nextn/inference/plain_decoder.h"
+
+#include <chrono>
+
+#include "nextn/inference/cached_forward.h"
+#include "nextn/util/error.h"
+
+namespace nextn::inference {
+void check_capacity(int64_t capacity, const ModelConfig& config) {
+  NEXTN_CHECK(capacity >= 2 && capacity <= config.max_position_embeddings, "decoding capacity ", capacity,
+              " must be in [2, max_position_embeddings=", config.max_position_embeddings, "]");
+}
+
+void check_prompt(const std::vector<int64_t>& prompt, const ModelConfig& config, int64_t capacity) {
+  NEXTN_CHECK(!prompt.empty(), "the prompt is empty: at least one token is needed");
+  for (int64_t id : prompt) {
+    NEXTN_CHECK(id >= 0 && id < config.vocab_size, "prompt token id ", id, " is outside the vocabulary [0, ",
+                config.vocab_size, ")");
+  }
+  NEXTN_CHECK(static_cast<int64_t>(prompt.size()) < capacity, "the prompt has ", prompt.size(),
+              " tokens but the context holds ", capacity, " (prompt and generated tokens together): it leaves no room "
+              "to generate");
+}
+
+torch::Tensor ids_tensor(const std::vector<int64_t>& ids, const torch::Device& device) {
+  return torch::tensor(ids, torch::kLong).view({1, -1}).to(device);
+}
+
+PlainDecoder::PlainDecoder(DeepSeekV3 model, const SamplingOptions& sampling, int64_t capacity)
+    : model_(std::move(model)), sampler_(sampling), capacity_(capacity) {
+  check_capacity(capacity, model_->config());
+  const auto& weight = model_->embed_tokens->weight;
+  cache_ = KvCache::for_main_model(model_->config(), 1, capacity,
+                                   torch::TensorOptions().dtype(weight.scalar_type()).device(weight.device()));
+}
+
+std::vector<int64_t> PlainDecoder::start(const std::vector<int64_t>& prompt) {
+  torch::NoGradGuard no_grad;
+  check_prompt(prompt, model_->config(), capacity_);
+  const auto started = std::chrono::steady_clock::now();
+  cache_.clear();
+  stats_ = DecodeStats();
+  stats_.prompt_tokens = static_cast<int64_t>(prompt.size());
+  auto out = run_main_model_cached(*model_, ids_tensor(prompt, model_->embed_tokens->weight.device()), cache_,
+                                   LogitsFor::kLastPosition);
+  const int64_t first = sampler_.next_token(out.logits[0][0]);
+  tokens_ = prompt;
+  tokens_.push_back(first);
+  stats_.generated_tokens = 1;
+  stats_.prefill_seconds = seconds_since(started);
+  return {first};
+}
+
+std::vector<int64_t> PlainDecoder::step(int64_t max_tokens) {
+  torch::NoGradGuard no_grad;
+  NEXTN_CHECK(!tokens_.empty(), "step() before start()");
+  NEXTN_CHECK(max_tokens >= 1 && room() >= 1, "no room left to decode");
+  const auto started = std::chrono::steady_clock::now();
+  // The pending token (the last one handed out) goes through the model; its logits give the next.
+  auto out = run_main_model_cached(*model_, ids_tensor({tokens_.back()}, model_->embed_tokens->weight.device()),
+                                   cache_);
+  const int64_t next = sampler_.next_token(out.logits[0][0]);
+  tokens_.push_back(next);
+  stats_.generated_tokens += 1;
+  stats_.steps += 1;
+  stats_.step_tokens += 1;
+  stats_.decode_seconds += seconds_since(started);
+  return {next};
+}
+
+}  // namespace nextn::inference

@@ -1,0 +1,75 @@
+#include "nextn/inference/sampling.h"
+
+#include <cmath>
+#include <limits>
+
+#include "nextn/util/error.h"
+
+namespace nextn::inference {
+
+void SamplingOptions::validate() const {
+  NEXTN_CHECK(std::isfinite(temperature) && temperature >= 0.0, "temperature must be >= 0 (0: greedy), got ",
+              temperature);
+  NEXTN_CHECK(top_k >= 0, "top_k must be >= 0 (0: off), got ", top_k);
+  NEXTN_CHECK(top_p > 0.0 && top_p <= 1.0, "top_p must be in (0, 1] (1: off), got ", top_p);
+}
+
+torch::Tensor sampling_distribution(const torch::Tensor& logits, const SamplingOptions& options) {
+  options.validate();
+  torch::NoGradGuard no_grad;
+  const auto dtype = logits.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
+  auto x = logits.to(dtype);
+  const int64_t vocab = x.size(-1);
+  if (options.greedy()) {
+    auto best = x.argmax(-1, /*keepdim=*/true);
+    return torch::zeros_like(x).scatter_(-1, best, 1.0);
+  }
+  x = x / options.temperature;
+  const double minus_inf = -std::numeric_limits<double>::infinity();
+  if (options.top_k > 0 && options.top_k < vocab) {
+    // Everything below the k-th largest logit goes; ties with it stay.
+    auto kth = std::get<0>(x.topk(options.top_k, -1)).narrow(-1, options.top_k - 1, 1);
+    x = x.masked_fill(x < kth, minus_inf);
+  }
+  auto probs = torch::softmax(x, -1);
+  if (options.top_p < 1.0) {
+    // Sorted by probability, a token stays while the mass before it is still below top_p: the
+    // smallest prefix reaching top_p, and never empty (the first token has nothing before it).
+    auto sorted = probs.sort(-1, /*descending=*/true);
+    auto sorted_probs = std::get<0>(sorted);
+    auto mass_before = sorted_probs.cumsum(-1) - sorted_probs;
+    auto drop_sorted = mass_before >= options.top_p;
+    auto drop = torch::zeros_like(drop_sorted).scatter(-1, std::get<1>(sorted), drop_sorted);
+    probs = probs.masked_fill(drop, 0.0);
+    probs = probs / probs.sum(-1, /*keepdim=*/true);
+  }
+  return probs;
+}
+
+Sampler::Sampler(const SamplingOptions& options) : options_(options), engine_(options.seed) { options_.validate(); }
+
+double Sampler::uniform() { return static_cast<double>(engine_() >> 11) * 0x1.0p-53; }
+
+torch::Tensor Sampler::sample(const torch::Tensor& probabilities) {
+  torch::NoGradGuard no_grad;
+  const bool single = probabilities.dim() == 1;
+  auto rows = single ? probabilities.unsqueeze(0) : probabilities;
+  NEXTN_CHECK(rows.dim() == 2, "sample() takes probabilities [V] or [B, V], got ", probabilities.sizes());
+  // Inverse CDF on the device: the token is the first index whose cumulative mass exceeds u x total,
+  // i.e. the number of indices whose cumulative mass does not. Zero-probability tokens never win:
+  // their cumulative mass equals their predecessor's.
+  auto cdf = rows.to(torch::kDouble).cumsum(-1);
+  std::vector<double> u(rows.size(0));
+  for (double& value : u) value = uniform();
+  auto targets = torch::tensor(u, torch::kDouble).to(cdf.device()).unsqueeze(1) * cdf.narrow(1, cdf.size(1) - 1, 1);
+  auto tokens = (cdf <= targets).sum(-1).clamp_max(rows.size(1) - 1);
+  return single ? tokens.squeeze(0) : tokens;
+}
+
+int64_t Sampler::next_token(const torch::Tensor& logits) {
+  NEXTN_CHECK(logits.dim() == 1, "next_token() takes logits [V], got ", logits.sizes());
+  if (options_.greedy()) return logits.argmax().item<int64_t>();
+  return sample(distribution(logits)).item<int64_t>();
+}
+
+}  // namespace nextn::inference

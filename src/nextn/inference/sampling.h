@@ -1,0 +1,56 @@
+// Token sampling: greedy, temperature, top-k, top-p (nucleus), with a seeded generator that the
+// sampler owns (no global RNG state: two samplers with one seed draw the same tokens).
+//
+// The distribution tokens are drawn from is a function of its own, sampling_distribution(), since
+// speculative sampling needs both the target's p and the drafter's q explicitly (Leviathan et al.
+// 2023, arXiv 2211.17192): drafts must be drawn from exactly the q it is given.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <random>
+
+namespace nextn::inference {
+
+struct SamplingOptions {
+  double temperature = 1.0;  // 0: greedy (argmax); otherwise logits / temperature
+  int64_t top_k = 0;         // keep the k most probable tokens; 0: off
+  double top_p = 1.0;        // keep the smallest set whose mass reaches top_p; 1: off
+  uint64_t seed = 0;
+
+  bool greedy() const { return temperature == 0.0; }
+  void validate() const;  // nextn::Error naming the bad option
+};
+
+// Probabilities [..., V] that tokens are drawn from, for logits [..., V]: softmax(logits /
+// temperature), then top-k, then top-p (the order of Hugging Face's warpers), renormalised. Ties
+// at the top-k boundary are all kept. Greedy: one-hot at the argmax (the first one on ties), which
+// makes speculative sampling reduce to greedy verification. Computed in double for double logits,
+// in float otherwise.
+torch::Tensor sampling_distribution(const torch::Tensor& logits, const SamplingOptions& options);
+
+class Sampler {
+ public:
+  explicit Sampler(const SamplingOptions& options);
+
+  const SamplingOptions& options() const { return options_; }
+  torch::Tensor distribution(const torch::Tensor& logits) const { return sampling_distribution(logits, options_); }
+
+  // One token per row of probabilities [B, V] (or [V]) by inverse-CDF sampling with this sampler's
+  // uniforms; int64 [B] (or a scalar) on the probabilities' device. Rows need not be normalised.
+  torch::Tensor sample(const torch::Tensor& probabilities);
+  // The next token for logits [V]: argmax when greedy, else a draw from distribution(logits).
+  int64_t next_token(const torch::Tensor& logits);
+
+  // A uniform double in [0, 1) from the sampler's own generator (std::mt19937_64, whose output the
+  // C++ standard fixes, turned into 53 mantissa bits by hand rather than by
+  // std::uniform_real_distribution, whose algorithm is implementation-defined).
+  double uniform();
+
+ private:
+  SamplingOptions options_;
+  std::mt19937_64 engine_;
+};
+
+}  // namespace nextn::inference

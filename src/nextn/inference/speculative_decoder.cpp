@@ -1,0 +1,194 @@
+#include "nextn/inference/speculative_decoder.h"
+
+#include <algorithm>
+
+#include "nextn/inference/cached_forward.h"
+#include "nextn/inference/plain_decoder.h"
+#include "nextn/util/error.h"
+
+namespace nextn::inference {
+
+SpeculativeDecoder::SpeculativeDecoder(DeepSeekV3 model, const SpeculativeOptions& options,
+                                       const SamplingOptions& sampling, int64_t capacity)
+    : model_(std::move(model)), options_(options), sampler_(sampling), capacity_(capacity) {
+  const ModelConfig& config = model_->config();
+  check_capacity(capacity, config);
+  const int64_t depth_count = config.mtp_depth();
+  NEXTN_CHECK(depth_count >= 1, "speculative decoding needs MTP modules, and this model has none "
+              "(num_nextn_predict_layers = 0)");
+  NEXTN_CHECK(options.draft_tokens >= 1, "the number of draft tokens must be >= 1, got ", options.draft_tokens);
+  NEXTN_CHECK(options.draft_tokens <= depth_count || options.reuse_last_module, "drafting ", options.draft_tokens,
+              " tokens needs ", options.draft_tokens, " MTP modules but the model has ", depth_count,
+              "; reuse the last module for the deeper drafts with the option to do so (--mtp-reuse-last)");
+  sequential_ = config.mtp_kind == MtpKind::kSequential;
+
+  const auto& weight = model_->embed_tokens->weight;
+  const auto tensor_options = torch::TensorOptions().dtype(weight.scalar_type()).device(weight.device());
+  main_cache_ = KvCache::for_main_model(config, 1, capacity, tensor_options);
+  main_hidden_ = torch::zeros({1, capacity, config.hidden_size}, tensor_options);
+  for (int64_t k = 1; k <= options.draft_tokens; ++k) {
+    DraftDepth depth;
+    depth.module = std::min(k, depth_count);
+    depth.cache = KvCache::for_mtp_module(config, 1, capacity, tensor_options);
+    // Only a deeper sequential depth reads this depth's outputs.
+    if (sequential_ && k < options.draft_tokens) {
+      depth.hidden_history = torch::zeros({1, capacity, config.hidden_size}, tensor_options);
+    }
+    depths_.push_back(std::move(depth));
+  }
+  stats_.draft_tokens = options.draft_tokens;
+}
+
+const KvCache& SpeculativeDecoder::draft_cache(int64_t depth) const {
+  NEXTN_CHECK(depth >= 1 && depth <= static_cast<int64_t>(depths_.size()), "no draft depth ", depth);
+  return depths_[depth - 1].cache;
+}
+
+int64_t SpeculativeDecoder::module_for_depth(int64_t depth) const {
+  NEXTN_CHECK(depth >= 1 && depth <= static_cast<int64_t>(depths_.size()), "no draft depth ", depth);
+  return depths_[depth - 1].module;
+}
+
+std::vector<int64_t> SpeculativeDecoder::start(const std::vector<int64_t>& prompt) {
+  torch::NoGradGuard no_grad;
+  check_prompt(prompt, model_->config(), capacity_);
+  const auto started = std::chrono::steady_clock::now();
+  main_cache_.clear();
+  for (auto& depth : depths_) depth.cache.clear();
+  stats_ = DecodeStats();
+  stats_.draft_tokens = options_.draft_tokens;
+  const auto depth_count = static_cast<size_t>(options_.draft_tokens);
+  stats_.drafted_per_depth.assign(depth_count, 0);
+  stats_.reached_per_depth.assign(depth_count, 0);
+  stats_.accepted_per_depth.assign(depth_count, 0);
+  stats_.prompt_tokens = static_cast<int64_t>(prompt.size());
+
+  // The MTP caches are not filled here: the first step's draft runs each depth over the whole
+  // prompt, which is their prefill.
+  auto out = run_main_model_cached(*model_, ids_tensor(prompt, main_hidden_.device()), main_cache_,
+                                   LogitsFor::kLastPosition);
+  main_hidden_.narrow(1, 0, out.hidden.size(1)).copy_(out.hidden);
+  const int64_t first = sampler_.next_token(out.logits[0][0]);
+  tokens_ = prompt;
+  tokens_.push_back(first);
+  stats_.generated_tokens = 1;
+  stats_.prefill_seconds = seconds_since(started);
+  return {first};
+}
+
+torch::Tensor SpeculativeDecoder::input_hidden_history(int64_t depth) const {
+  return sequential_ && depth > 1 ? depths_[depth - 2].hidden_history : main_hidden_;
+}
+
+torch::Tensor SpeculativeDecoder::catch_up_and_draft_position(int64_t depth,
+                                                              const std::vector<int64_t>& tokens_with_drafts) {
+  DraftDepth& d = depths_[depth - 1];
+  const int64_t n = main_cache_.length();
+  const int64_t first = d.cache.length();  // positions [first, n) are missing; n - 1 is the draft position
+  const int64_t count = n - first;
+  auto previous_hidden = input_hidden_history(depth).narrow(1, first, count);
+  torch::Tensor token_ids;
+  if (sequential_) {
+    // Position j takes Emb(t_{j+k}): verified tokens, then (near the end) the drafts of the
+    // shallower depths of this step.
+    std::vector<int64_t> ids(tokens_with_drafts.begin() + first + depth, tokens_with_drafts.begin() + n + depth);
+    token_ids = ids_tensor(ids, main_hidden_.device());
+  }
+  auto h = run_mtp_module_cached(*model_, d.module, previous_hidden, token_ids, d.cache);
+  if (d.hidden_history.defined()) d.hidden_history.narrow(1, first, count).copy_(h);
+  return h;
+}
+
+SpeculativeDecoder::Drafts SpeculativeDecoder::draft(int64_t count) {
+  Drafts drafts;
+  std::vector<int64_t> tokens_with_drafts = tokens_;  // t_0..t_n, then d_1, d_2, ...
+  for (int64_t k = 1; k <= count; ++k) {
+    auto h = catch_up_and_draft_position(k, tokens_with_drafts);
+    auto logits = mtp_logits(*model_, depths_[k - 1].module, h.narrow(1, h.size(1) - 1, 1))[0][0];
+    int64_t token;
+    if (sampler_.options().greedy()) {
+      token = logits.argmax().item<int64_t>();
+    } else {
+      // Drafts come from q at the same temperature and filters as the target's p, as the
+      // acceptance rule requires (it is exact for any q, but acceptance is highest when q is close).
+      auto q = sampler_.distribution(logits);
+      token = sampler_.sample(q).item<int64_t>();
+      drafts.distributions.push_back(q);
+    }
+    drafts.tokens.push_back(token);
+    drafts.logits.push_back(logits);
+    tokens_with_drafts.push_back(token);
+  }
+  return drafts;
+}
+
+void SpeculativeDecoder::roll_back_draft_caches(int64_t verified_length) {
+  // Parallel heads read h^0 only, and h^0 at the positions they cached is verified: nothing to undo.
+  if (!sequential_) return;
+  // Depth k's entry j used t_{j+k}; tokens up to index verified_length - 1 are verified ones
+  // (t_{verified_length} is the new pending token, which replaced a rejected draft if any).
+  for (int64_t k = 1; k <= static_cast<int64_t>(depths_.size()); ++k) {
+    KvCache& cache = depths_[k - 1].cache;
+    const int64_t keep = std::max<int64_t>(0, verified_length - k);
+    if (cache.length() > keep) cache.truncate(keep);
+  }
+}
+
+std::vector<int64_t> SpeculativeDecoder::step(int64_t max_tokens) {
+  torch::NoGradGuard no_grad;
+  NEXTN_CHECK(!tokens_.empty(), "step() before start()");
+  NEXTN_CHECK(max_tokens >= 1 && room() >= 1, "no room left to decode");
+  const int64_t n = main_cache_.length();  // tokens_[n] is pending
+  // A step yields up to count + 1 tokens: stay within the caller's budget and the capacity.
+  const int64_t count = std::min({options_.draft_tokens, max_tokens - 1, room() - 1});
+
+  const auto started = std::chrono::steady_clock::now();
+  Drafts drafts = draft(count);
+  const double draft_seconds = seconds_since(started);
+
+  // Verify the pending token and every draft in one forward; row i predicts t_{n+i+1}.
+  std::vector<int64_t> verify_ids{tokens_[n]};
+  verify_ids.insert(verify_ids.end(), drafts.tokens.begin(), drafts.tokens.end());
+  auto out = run_main_model_cached(*model_, ids_tensor(verify_ids, main_hidden_.device()), main_cache_);
+  main_hidden_.narrow(1, n, count + 1).copy_(out.hidden);
+  auto target_logits = out.logits[0];  // [count + 1, V]
+  Verification verdict;
+  if (sampler_.options().greedy()) {
+    verdict = verify_greedy(target_logits, drafts.tokens);
+  } else {
+    auto target_probs = sampler_.distribution(target_logits);
+    auto draft_probs = count > 0 ? torch::stack(drafts.distributions) : torch::Tensor();
+    verdict = options_.sampled_verify_override
+                  ? options_.sampled_verify_override(target_probs, draft_probs, drafts.tokens, sampler_)
+                  : verify_sampled(target_probs, draft_probs, drafts.tokens, sampler_);
+  }
+
+  // Commit the accepted drafts and the target's token; forget everything computed from the rest.
+  std::vector<int64_t> produced(drafts.tokens.begin(), drafts.tokens.begin() + verdict.accepted);
+  produced.push_back(verdict.next_token);
+  tokens_.insert(tokens_.end(), produced.begin(), produced.end());
+  const int64_t verified_length = n + verdict.accepted + 1;
+  main_cache_.truncate(verified_length);
+  roll_back_draft_caches(verified_length);
+
+  for (int64_t k = 1; k <= count; ++k) {
+    stats_.drafted_per_depth[k - 1] += 1;
+    if (k <= verdict.accepted + 1) stats_.reached_per_depth[k - 1] += 1;
+    if (k <= verdict.accepted) stats_.accepted_per_depth[k - 1] += 1;
+  }
+  last_step_.position = n;
+  last_step_.drafts = drafts.tokens;
+  last_step_.draft_logits = count > 0 ? torch::stack(drafts.logits) : torch::Tensor();
+  last_step_.accepted = verdict.accepted;
+  last_step_.next_token = verdict.next_token;
+  const double step_seconds = seconds_since(started);
+  stats_.steps += 1;
+  stats_.step_tokens += static_cast<int64_t>(produced.size());
+  stats_.generated_tokens += static_cast<int64_t>(produced.size());
+  stats_.draft_seconds += draft_seconds;
+  stats_.verify_seconds += step_seconds - draft_seconds;
+  stats_.decode_seconds += step_seconds;
+  return produced;
+}
+
+}  // namespace nextn::inference

@@ -1,0 +1,108 @@
+// Speculative decoding with the model's own MTP modules as drafters (DeepSeek-V3 section 2.2 and
+// 5.4.3: the MTP module repurposed for speculative decoding; Leviathan et al. 2023 for the
+// acceptance rule).
+//
+// State between steps: the main model has processed tokens t_0..t_{n-1} (its cache holds n
+// entries) and the last token handed out, t_n, is pending. One step:
+//   1. Draft N tokens at position i = n - 1. Sequential MTP (Eq. 21-23): depth k combines
+//      h^{k-1}_i with Emb(t_{i+k}) and predicts t_{i+k+1}; with t_{n+1}.. unknown, depth k's
+//      token input at i is the draft of depth k - 1, so d_1 = t_{n+1} comes from (h^0_{n-1},
+//      Emb(t_n)), d_2 from (h^1_{n-1}, Emb(d_1)), and so on. Parallel heads (Gloeckle et al.): head k
+//      reads h^0_{n-1} alone and predicts t_{n+k}.
+//   2. Verify: one main-model forward over [t_n, d_1..d_N] gives the target's distributions for
+//      t_{n+1}..t_{n+N+1}.
+//   3. Accept a prefix of a drafts and one target token (speculative_sampling.h); a + 1 tokens out.
+//   4. Roll back: the main cache to n + a + 1 entries, every MTP cache to its entries that saw no
+//      rejected draft.
+//
+// Each depth k has its own KV cache (and the sequential kind a record of its outputs h^k), filled
+// exactly as the training forward fills that module: its entry at position j is computed from
+// h^{k-1}_j and Emb(t_{j+k}). Entry j is therefore correct once t_{j+k} is known, and depth k's
+// entries j > n - k at drafting time were computed from drafts. After verification, with n' = n +
+// a + 1 tokens processed and t_{n'} the new pending token, depth k keeps its entries j <= n' - k
+// (their tokens t_{j+k} are verified ones) and drops the rest; the next step's draft recomputes them
+// from the verified tokens before drafting at position n' - 1 (one cached forward per depth over
+// the positions it lacks). Parallel heads read only h^0, which is always verified: no rollback.
+//
+// Depths beyond the model's D run module D again (an option; each reuse has its own cache).
+#pragma once
+
+#include <torch/torch.h>
+
+#include "nextn/inference/kv_cache.h"
+#include "nextn/inference/sampling.h"
+#include "nextn/inference/speculative_sampling.h"
+#include "nextn/inference/token_decoder.h"
+#include "nextn/model/deepseek_v3.h"
+
+namespace nextn::inference {
+
+struct SpeculativeOptions {
+  int64_t draft_tokens = 1;        // N, drafts per step
+  bool reuse_last_module = false;  // N > D runs module D for depths D+1..N; otherwise N > D is an error
+  // Replaces verify_sampled when set. Only tests set it, to show that the distribution test
+  // catches a wrong acceptance rule.
+  SampledVerifyRule sampled_verify_override;
+};
+
+// What one step drafted and what became of it (for tests, `nextn inspect`-style tools, debugging).
+struct SpeculativeStep {
+  int64_t position = 0;             // n: the pending token's index; drafts are for n+1 .. n+N
+  std::vector<int64_t> drafts;      // d_1..d_N
+  torch::Tensor draft_logits;       // [N, V]: depth k's logits at position n - 1
+  int64_t accepted = 0;
+  int64_t next_token = -1;          // the target's token after the accepted drafts
+};
+
+class SpeculativeDecoder : public TokenDecoder {
+ public:
+  // capacity: the most tokens (prompt + generated) the sequence may reach.
+  SpeculativeDecoder(DeepSeekV3 model, const SpeculativeOptions& options, const SamplingOptions& sampling,
+                     int64_t capacity);
+
+  std::vector<int64_t> start(const std::vector<int64_t>& prompt) override;
+  // Drafts min(N, max_tokens - 1, room() - 1) tokens, verifies them, returns accepted + 1 tokens.
+  std::vector<int64_t> step(int64_t max_tokens) override;
+  int64_t room() const override { return capacity_ - static_cast<int64_t>(tokens_.size()); }
+  const std::vector<int64_t>& tokens() const override { return tokens_; }
+  const DecodeStats& stats() const override { return stats_; }
+
+  // For tests and tools.
+  const KvCache& main_cache() const { return main_cache_; }
+  const KvCache& draft_cache(int64_t depth) const;  // depth 1..N
+  int64_t module_for_depth(int64_t depth) const;     // the MTP module (1..D) that drafts at depth k
+  const SpeculativeStep& last_step() const { return last_step_; }
+
+ private:
+  struct DraftDepth {
+    int64_t module = 0;            // MTP module index, 1-based
+    KvCache cache;                 // entries for positions [0, cache.length())
+    torch::Tensor hidden_history;  // sequential: h^k [1, capacity, hidden] at the cached positions
+  };
+  struct Drafts {
+    std::vector<int64_t> tokens;
+    std::vector<torch::Tensor> logits;         // depth k's logits [V] per draft
+    std::vector<torch::Tensor> distributions;  // q_k [V] per draft (sampling only)
+  };
+
+  Drafts draft(int64_t count);
+  // Makes `depth` cover positions [its length, n) (n = the main cache's length) and returns its
+  // output h^k there: [1, n - length, hidden].
+  torch::Tensor catch_up_and_draft_position(int64_t depth, const std::vector<int64_t>& tokens_with_drafts);
+  void roll_back_draft_caches(int64_t verified_length);
+  torch::Tensor input_hidden_history(int64_t depth) const;  // h^{k-1} at every position
+
+  DeepSeekV3 model_;
+  SpeculativeOptions options_;
+  Sampler sampler_;
+  int64_t capacity_;
+  bool sequential_;
+  KvCache main_cache_;          // holds tokens_[0 .. size - 2]; the last token is pending
+  torch::Tensor main_hidden_;   // h^0 [1, capacity, hidden] of the processed tokens
+  std::vector<DraftDepth> depths_;
+  std::vector<int64_t> tokens_;
+  DecodeStats stats_;
+  SpeculativeStep last_step_;
+};
+
+}  // namespace nextn::inference

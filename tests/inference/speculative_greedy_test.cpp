@@ -1,0 +1,204 @@
+// Greedy speculative decoding must reproduce plain greedy decoding token for token, for both MTP
+// kinds and every draft count, and leave every cache as if the rejected drafts never existed.
+#include <gtest/gtest.h>
+
+#include "inference_test_support.h"
+#include "nextn/inference/cached_forward.h"
+#include "nextn/inference/generator.h"
+#include "nextn/inference/plain_decoder.h"
+#include "nextn/inference/speculative_decoder.h"
+#include "nextn/util/error.h"
+
+namespace nextn::inference {
+namespace {
+
+using testing::max_abs_diff;
+using testing::random_model;
+using testing::random_prompt;
+
+GenerationOptions greedy_options(int64_t max_new, int64_t drafts, bool reuse = false) {
+  GenerationOptions options;
+  options.max_new_tokens = max_new;
+  options.sampling.temperature = 0;
+  options.draft_tokens = drafts;
+  options.reuse_last_mtp_module = reuse;
+  return options;
+}
+
+// Greedy generation with N = 1 .. D + 2 drafts (beyond D with the reuse option) against plain
+// greedy generation, over several prompts. Returns the acceptance counts summed over all runs.
+DecodeStats check_greedy_equality(const ModelConfig& config, uint64_t seed, int prompts, bool agreeable = false) {
+  DeepSeekV3 model = agreeable ? testing::agreeable_model(config, seed) : random_model(config, seed, 0.4);
+  Generator generator(model);
+  DecodeStats total;
+  total.accepted_per_depth.assign(config.mtp_depth() + 2, 0);
+  total.reached_per_depth.assign(config.mtp_depth() + 2, 0);
+  for (int prompt_index = 0; prompt_index < prompts; ++prompt_index) {
+    auto prompt = random_prompt(1 + prompt_index * 3, config.vocab_size, seed * 100 + prompt_index);
+    auto plain = generator.generate(prompt, greedy_options(24, 0));
+    EXPECT_EQ(plain.tokens.size(), 24u);
+    for (int64_t drafts = 1; drafts <= config.mtp_depth() + 2; ++drafts) {
+      const bool reuse = drafts > config.mtp_depth();
+      auto speculative = generator.generate(prompt, greedy_options(24, drafts, reuse));
+      EXPECT_EQ(speculative.tokens, plain.tokens)
+          << to_string(config.mtp_kind) << " N=" << drafts << " prompt " << prompt_index;
+      EXPECT_EQ(speculative.stats.generated_tokens, 24);
+      EXPECT_EQ(speculative.stats.step_tokens, 23);  // every token after the prefill's came from a step
+      for (int64_t k = 0; k < drafts; ++k) {
+        total.accepted_per_depth[k] += speculative.stats.accepted_per_depth[k];
+        total.reached_per_depth[k] += speculative.stats.reached_per_depth[k];
+      }
+    }
+  }
+  return total;
+}
+
+// Both outcomes of verification must have occurred, at depth 1 and deeper, or equality proves little.
+void expect_accepts_and_rejections(const DecodeStats& total) {
+  EXPECT_GT(total.accepted_per_depth[0], 0);
+  EXPECT_LT(total.accepted_per_depth[0], total.reached_per_depth[0]);
+  EXPECT_GT(total.accepted_per_depth[1], 0);
+  EXPECT_GT(total.accepted_per_depth[2], 0);
+}
+
+TEST(SpeculativeGreedy, EqualsPlainGreedySequential) {
+  // Drafters that often agree with the target exercise acceptance at every depth; plain random
+  // weights reject nearly always.
+  expect_accepts_and_rejections(check_greedy_equality(testing::tiny_config(), 51, 6, /*agreeable=*/true));
+  check_greedy_equality(testing::tiny_config(), 52, 3);
+}
+
+TEST(SpeculativeGreedy, EqualsPlainGreedyParallel) {
+  expect_accepts_and_rejections(check_greedy_equality(testing::small_vocab_config(4, MtpKind::kParallel), 53, 6));
+  check_greedy_equality(testing::parallel_config(2), 54, 3);
+}
+
+TEST(SpeculativeGreedy, MoreDraftsThanModulesNeedsTheReuseOption) {
+  ModelConfig config = testing::tiny_config();  // D = 2
+  DeepSeekV3 model = random_model(config, 55);
+  EXPECT_THROW(SpeculativeDecoder(model, SpeculativeOptions{3, false, {}}, SamplingOptions{}, 32), Error);
+  SpeculativeDecoder decoder(model, SpeculativeOptions{4, true, {}}, SamplingOptions{}, 32);
+  EXPECT_EQ(decoder.module_for_depth(1), 1);
+  EXPECT_EQ(decoder.module_for_depth(2), 2);
+  EXPECT_EQ(decoder.module_for_depth(3), 2);
+  EXPECT_EQ(decoder.module_for_depth(4), 2);
+  ModelConfig no_mtp = config;
+  no_mtp.num_nextn_predict_layers = 0;
+  DeepSeekV3 main_only = random_model(no_mtp, 56);
+  Generator generator(main_only);
+  EXPECT_THROW(generator.generate({1, 2}, greedy_options(4, 1)), Error);
+  EXPECT_EQ(generator.generate({1, 2}, greedy_options(4, 0)).tokens.size(), 4u);
+}
+
+// The drafting chain is the training forward's: depth k's logits when drafting at position n - 1
+// equal mtp_logits[k - 1] at n - 1 of the full forward over the verified tokens and the drafts
+// (module k fed h^{k-1}_{n-1} and Emb(t_{n-1+k}), where t_{n+j} = d_j).
+void check_drafts_against_training_forward(const ModelConfig& config, int64_t drafts, bool reuse) {
+  DeepSeekV3 model = random_model(config, 59, 0.4);
+  SamplingOptions sampling;
+  sampling.temperature = 0.8;
+  sampling.seed = 5;
+  SpeculativeDecoder decoder(model, SpeculativeOptions{drafts, reuse, {}}, sampling, 64);
+  decoder.start(random_prompt(4, config.vocab_size, 60));
+  int64_t checked = 0;
+  for (int step = 0; step < 12; ++step) {
+    std::vector<int64_t> sequence = decoder.tokens();  // t_0..t_n
+    decoder.step(64);
+    const SpeculativeStep& record = decoder.last_step();
+    const int64_t n = record.position;
+    ASSERT_EQ(n + 1, static_cast<int64_t>(sequence.size()));
+    sequence.insert(sequence.end(), record.drafts.begin(), record.drafts.end());
+    auto full = model->forward(torch::tensor(sequence, torch::kLong).view({1, -1}), ForwardOptions{true, false});
+    for (int64_t k = 1; k <= std::min<int64_t>(drafts, config.mtp_depth()); ++k) {
+      ASSERT_LT(max_abs_diff(record.draft_logits[k - 1], full.mtp_logits[k - 1][0][n - 1]), 1e-10)
+          << "step " << step << " depth " << k;
+      ++checked;
+    }
+    // The verify forward's logits are the main model's at n .. n + N.
+    EXPECT_EQ(decoder.tokens()[n + record.accepted + 1], record.next_token);
+  }
+  EXPECT_GT(checked, 0);
+}
+
+TEST(SpeculativeDrafting, DraftLogitsEqualTheTrainingForwardsMtpLogits) {
+  check_drafts_against_training_forward(testing::tiny_config(), 2, false);
+  check_drafts_against_training_forward(testing::tiny_config(), 3, true);
+  check_drafts_against_training_forward(testing::parallel_config(3), 3, false);
+}
+
+// After every step, each cache's entries must equal those of a fresh run over the verified tokens
+// only: the main model prefilled with them, and every depth recomputed from its inputs there.
+void check_caches_against_fresh_run(DeepSeekV3& model, const SpeculativeDecoder& decoder, int64_t depths) {
+  const ModelConfig& config = model->config();
+  const auto& tokens = decoder.tokens();
+  const int64_t processed = static_cast<int64_t>(tokens.size()) - 1;  // the last token is pending
+  const KvCache& main = decoder.main_cache();
+  ASSERT_EQ(main.length(), processed);
+  auto options = torch::TensorOptions().dtype(torch::kDouble);
+  auto ids = torch::tensor(tokens, torch::kLong).view({1, -1});
+
+  KvCache fresh_main = KvCache::for_main_model(config, 1, processed, options);
+  auto h0 = run_main_model_cached(*model, ids.narrow(1, 0, processed), fresh_main).hidden;
+  for (int64_t layer = 0; layer < config.num_hidden_layers; ++layer) {
+    ASSERT_LT(max_abs_diff(main.c_kv(layer), fresh_main.c_kv(layer)), 1e-10) << "main layer " << layer;
+    ASSERT_LT(max_abs_diff(main.k_pe(layer), fresh_main.k_pe(layer)), 1e-10) << "main layer " << layer;
+  }
+  torch::Tensor previous = h0;
+  for (int64_t k = 1; k <= depths; ++k) {
+    const KvCache& cache = decoder.draft_cache(k);
+    // Depth k at position j needs t_{j+k}: verified up to the pending token tokens[processed].
+    const int64_t computable = config.mtp_kind == MtpKind::kSequential ? processed - k + 1 : processed;
+    if (computable <= 0) break;
+    ASSERT_LE(cache.length(), computable) << "depth " << k << " holds an entry built from an unverified token";
+    KvCache fresh = KvCache::for_mtp_module(config, 1, computable, options);
+    torch::Tensor token_ids;
+    auto input = config.mtp_kind == MtpKind::kSequential ? previous : h0;
+    if (config.mtp_kind == MtpKind::kSequential) token_ids = ids.narrow(1, k, computable);
+    auto h = run_mtp_module_cached(*model, decoder.module_for_depth(k), input.narrow(1, 0, computable), token_ids, fresh);
+    if (cache.length() > 0) {
+      ASSERT_LT(max_abs_diff(cache.c_kv(0), fresh.c_kv(0).narrow(1, 0, cache.length())), 1e-10) << "depth " << k;
+      ASSERT_LT(max_abs_diff(cache.k_pe(0), fresh.k_pe(0).narrow(1, 0, cache.length())), 1e-10) << "depth " << k;
+    }
+    previous = h;
+  }
+}
+
+void check_rollback(const ModelConfig& config, int64_t drafts, bool reuse, bool agreeable) {
+  DeepSeekV3 model = agreeable ? testing::agreeable_model(config, 57) : random_model(config, 57, 0.4);
+  SamplingOptions greedy;
+  greedy.temperature = 0;
+  SpeculativeDecoder decoder(model, SpeculativeOptions{drafts, reuse, {}}, greedy, 64);
+  decoder.start(random_prompt(5, config.vocab_size, 58));
+  int64_t rejections = 0, truncated_depths = 0, accepted = 0;
+  for (int step = 0; step < 20 && decoder.room() > 0; ++step) {
+    const int64_t before = decoder.main_cache().length();
+    decoder.step(64);
+    const SpeculativeStep& record = decoder.last_step();
+    accepted += record.accepted;
+    if (record.accepted < static_cast<int64_t>(record.drafts.size())) ++rejections;
+    for (int64_t k = 2; k <= drafts; ++k) {
+      // Depth k drafted from position `before` - 1 with the drafts of depths < k; it loses that entry
+      // when one of them was rejected.
+      if (decoder.draft_cache(k).length() < before) ++truncated_depths;
+    }
+    check_caches_against_fresh_run(model, decoder, drafts);
+    if (::testing::Test::HasFatalFailure()) return;
+  }
+  EXPECT_GT(rejections, 0);
+  if (agreeable) {
+    EXPECT_GT(accepted, 0);  // kept entries computed from accepted drafts are checked too
+  }
+  if (config.mtp_kind == MtpKind::kSequential && drafts >= 2) {
+    EXPECT_GT(truncated_depths, 0);
+  }
+}
+
+TEST(SpeculativeRollback, CachesEqualAFreshRunOverTheVerifiedTokens) {
+  check_rollback(testing::tiny_config(), 2, false, /*agreeable=*/true);
+  check_rollback(testing::tiny_config(), 4, true, /*agreeable=*/true);
+  check_rollback(testing::small_vocab_config(8), 2, false, /*agreeable=*/false);
+  check_rollback(testing::small_vocab_config(8, MtpKind::kParallel), 3, true, /*agreeable=*/false);
+}
+
+}  // namespace
+}  // namespace nextn::inference
