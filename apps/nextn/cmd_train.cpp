@@ -129,13 +129,6 @@ void setup_train(CLI::App& app) {
   });
 }
 
-// A checkpoint directory, or a run directory whose newest checkpoint is meant.
-std::string resolve_model_dir(const std::string& path) {
-  if (io::file_exists((fs::path(path) / "config.json").string())) return path;
-  if (auto latest = latest_run_checkpoint(path)) return *latest;
-  fail("'", path, "' is neither a model directory (no config.json) nor a run directory with checkpoints");
-}
-
 void setup_eval(CLI::App& app) {
   struct EvalFlags {
     std::string model_dir, data_dir;

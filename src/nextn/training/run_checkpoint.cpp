@@ -161,6 +161,12 @@ TrainerState load_run_checkpoint(const std::string& dir, DeepSeekV3Impl& model, 
   return trainer_state_from_json(state);
 }
 
+std::string resolve_model_dir(const std::string& path) {
+  if (io::file_exists((fs::path(path) / "config.json").string())) return path;
+  if (auto latest = latest_run_checkpoint(path)) return *latest;
+  fail("'", path, "' is neither a model directory (no config.json) nor a run directory with checkpoints");
+}
+
 void remove_incomplete_checkpoints(const std::string& run_dir) {
   fs::path dir = checkpoints_dir(run_dir);
   if (!fs::exists(dir)) return;

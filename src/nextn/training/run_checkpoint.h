@@ -43,6 +43,10 @@ std::optional<std::string> latest_run_checkpoint(const std::string& run_dir);
 // Loads model weights, optimizer state and RNG from `dir` and returns the trainer state.
 TrainerState load_run_checkpoint(const std::string& dir, DeepSeekV3Impl& model, AdamW& optimizer);
 
+// A model directory as users name it: a directory with config.json, or a run directory, meaning
+// its newest checkpoint. nextn::Error when it is neither.
+std::string resolve_model_dir(const std::string& path);
+
 // Removes temporary directories left by a crash during a save.
 void remove_incomplete_checkpoints(const std::string& run_dir);
 
