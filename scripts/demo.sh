@@ -1,7 +1,64 @@
 #!/usr/bin/env bash
-# The main job: builds nextn and runs a forward/backward smoke run of the `small` preset on random
-# tokens, printing the loss of the main model and of each MTP depth.
+# The main job, from nothing to a model that writes Python and drafts for itself:
+#   1. build nextn;
+#   2. prepare the default corpus (this machine's Python standard library sources): train a
+#      byte-level BPE tokenizer and write token shards to data/python-stdlib (kept if present);
+#   3. train the `small` preset (14M parameters, 2 sequential MTP modules) for a bounded time;
+#   4. generate Python from a few prompts, plain and with MTP speculative decoding, printing each
+#      depth's acceptance and the speedup measured in the same run, then the decode benchmark.
+#
+# Usage: scripts/demo.sh [--minutes M] [--run DIR] [--skip-training]
+#   --minutes M       training time budget (default 10)
+#   --run DIR         run directory (default runs/demo); an existing run is replaced
+#   --skip-training   reuse the model already in --run
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+minutes=10
+run=runs/demo
+train=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --minutes) minutes="$2"; shift 2 ;;
+    --run) run="$2"; shift 2 ;;
+    --skip-training) train=0; shift ;;
+    *) echo "demo: unknown argument '$1' (see the usage at the top of scripts/demo.sh)" >&2; exit 2 ;;
+  esac
+done
+
+section() { printf '\n=== %s\n' "$*"; }
+
+section "build"
 bash scripts/build.sh
-./build/nextn smoke --config configs/small.json "$@"
+nextn=./build/nextn
+"$nextn" info
+
+section "data: the Python standard library sources as token shards"
+if [ -f data/python-stdlib/manifest.json ]; then
+  echo "data/python-stdlib exists (delete it to prepare it again)"
+else
+  "$nextn" data prepare
+fi
+
+if [ "$train" = 1 ]; then
+  section "train: configs/small.json for $minutes minutes"
+  rm -rf "$run"
+  "$nextn" train --config configs/small.json --data data/python-stdlib --run "$run" --minutes "$minutes" \
+    --lr 2e-3 --warmup 30 --log-every 10 --eval-every 200 --checkpoint-every 200
+fi
+
+section "generate: plain decoding against MTP speculative decoding (greedy, 2 drafts per step)"
+prompts=(
+  $'import os\n\n\ndef list_python_files(directory):\n    '
+  $'class Stack:\n    """A last-in, first-out stack."""\n\n    def __init__(self):\n        '
+  $'    def __repr__(self):\n        return '
+  $'if __name__ == "__main__":\n    '
+)
+for prompt in "${prompts[@]}"; do
+  printf '\n--- prompt:\n%s\n--- continuation:\n' "$prompt"
+  "$nextn" generate --model "$run" --prompt "$prompt" --greedy --max-new-tokens 96 \
+    --speculative mtp --draft 2 --compare
+done
+
+section "bench decode: plain against N = 1..3 drafts per step, side by side"
+"$nextn" bench decode --model "$run" --new-tokens 128 --repeats 3

@@ -37,7 +37,11 @@ double seconds_since(Clock::time_point start) {
 
 // Steps run before a time budget is turned into a step count: inside the warmup, where the
 // learning rate does not depend on the total yet.
-constexpr int64_t kCalibrationSteps = 4;
+// A --minutes budget is turned into a step count from the time of steps kCalibrationSkip ..
+// kCalibrationSteps: the first steps are slower (page faults of fresh buffers, thread start-up)
+// and would shorten the run by a third.
+constexpr int64_t kCalibrationSkip = 3;
+constexpr int64_t kCalibrationSteps = 10;
 
 void check_run_dir_writable(const std::string& run_dir) {
   std::error_code error;
@@ -290,13 +294,17 @@ TrainResult TrainingRun::run() {
   const int64_t first_step = state_.step;
   auto loop_start = Clock::now();
   auto interval_start = loop_start;
+  auto calibration_start = loop_start;
   int64_t interval_tokens = 0;
   StepMetrics metrics;
   metrics.mtp_loss.assign(config_.mtp_depth(), 0.0);
   while (state_.step < state_.total_steps) {
     train_one_step(metrics);
     interval_tokens += options_.batch_size * options_.seq_len * options_.grad_accum;
-    if (state_.step - first_step >= 2) maybe_calibrate_total_steps(seconds_since(loop_start) / (state_.step - first_step));
+    if (state_.step - first_step == kCalibrationSkip) calibration_start = Clock::now();
+    if (state_.step - first_step > kCalibrationSkip) {
+      maybe_calibrate_total_steps(seconds_since(calibration_start) / (state_.step - first_step - kCalibrationSkip));
+    }
 
     NEXTN_CHECK(state_.consecutive_bad_steps < options_.max_bad_steps, "stopping: ", state_.consecutive_bad_steps,
                 " consecutive steps had a non-finite loss or gradient (last at step ", state_.step, "); ",

@@ -1,0 +1,100 @@
+// `nextn bench decode`: plain against MTP speculative decoding (N = 1..3), side by side.
+#include <filesystem>
+#include <iostream>
+
+#include "command_registry.h"
+#include "nextn/bench/decode_bench.h"
+#include "nextn/checkpoint/hf_checkpoint.h"
+#include "nextn/io/atomic_file.h"
+#include "nextn/tokenizer/tokenizer.h"
+#include "nextn/training/run_checkpoint.h"
+#include "nextn/util/error.h"
+#include "nextn/util/runtime_info.h"
+
+namespace fs = std::filesystem;
+
+namespace nextn::cli {
+namespace {
+
+// The start of a Python function: what the demo's model was trained on.
+constexpr const char* kDefaultPrompt =
+    "import os\nimport sys\n\n\ndef main(argv):\n    \"\"\"Print every file name given on the command line.\"\"\"\n"
+    "    for name in argv[1:]:\n";
+
+struct Flags {
+  std::string model_dir, config = "configs/small.json", prompt = kDefaultPrompt;
+  int64_t prompt_tokens = 32;
+  uint64_t init_seed = 0;
+  bool json = false;
+  bool profile = false;
+  int threads = 0;
+  DecodeBenchOptions options;
+};
+
+void run(const Flags& f) {
+  apply_threads(f.threads);
+  DeepSeekV3 model{nullptr};
+  std::vector<int64_t> prompt;
+  std::string source;
+  if (!f.model_dir.empty()) {
+    const std::string dir = resolve_model_dir(f.model_dir);
+    model = load_model(dir);
+    const std::string tokenizer_path = (fs::path(dir) / "tokenizer.json").string();
+    NEXTN_CHECK(io::file_exists(tokenizer_path), "bench decode: no tokenizer.json in '", dir, "'");
+    auto tok = tokenizer::Tokenizer::load(tokenizer_path);
+    prompt.push_back(tok.eos_id());  // a prompt starts a document, as in `nextn generate`
+    for (int32_t id : tok.encode(f.prompt)) prompt.push_back(id);
+    source = "model " + dir;
+  } else {
+    torch::manual_seed(f.init_seed);
+    model = DeepSeekV3(load_model_config(f.config));
+    auto ids = torch::randint(model->config().vocab_size, {f.prompt_tokens}, torch::kLong);
+    prompt.assign(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + f.prompt_tokens);
+    source = "config " + f.config + " with random weights (acceptance is meaningless; pass --model for a trained one)";
+  }
+  model->eval();
+  if (f.profile) {
+    std::cout << "operators per decoding step (outermost ones; the rest of a step is overhead between them)\n";
+    for (int64_t n = 0; n <= f.options.max_draft; ++n) {
+      if (n > model->config().mtp_depth() && !f.options.reuse_last_module) break;
+      if (n > 0 && model->config().mtp_depth() == 0) break;
+      std::cout << "\n" << profile_decoding(model, prompt, f.options, n, 25);
+    }
+    return;
+  }
+  auto results = benchmark_decoding(model, prompt, f.options);
+  if (f.json) {
+    std::cout << decode_bench_json(results);
+    return;
+  }
+  std::cout << describe(runtime_info()) << "\n"
+            << "nextn bench decode: " << source << "\n"
+            << "batch 1, prompt " << prompt.size() << " tokens, " << f.options.new_tokens << " new tokens, "
+            << (f.options.temperature > 0 ? "temperature " + std::to_string(f.options.temperature) : "greedy")
+            << ", median of " << f.options.repeats << " runs per variant\n"
+            << format_decode_bench(results);
+}
+
+void setup_bench_decode(CLI::App& app) {
+  CLI::App& bench = command_group(app, "bench", "Benchmarks (figures for docs/BENCHMARKS.md)");
+  auto* cmd = bench.add_subcommand("decode", "Plain against MTP speculative decoding: tokens/s, acceptance, efficiency");
+  auto f = std::make_shared<Flags>();
+  cmd->add_option("--model", f->model_dir, "model or run directory (default: --config with random weights)");
+  cmd->add_option("--config", f->config, "model config.json when no --model is given");
+  cmd->add_option("--prompt", f->prompt, "prompt text (with --model; default: the start of a Python function)");
+  cmd->add_option("--prompt-tokens", f->prompt_tokens, "random prompt length (without --model)");
+  cmd->add_option("--new-tokens", f->options.new_tokens, "tokens generated per run");
+  cmd->add_option("--max-draft", f->options.max_draft, "speculative variants N = 1..this");
+  cmd->add_option("--repeats", f->options.repeats, "runs per variant (medians reported)");
+  cmd->add_option("--temperature", f->options.temperature, "0: greedy (outputs checked identical to plain)");
+  cmd->add_option("--seed", f->options.seed, "sampling seed");
+  cmd->add_flag("--json", f->json, "one JSON object per variant and line");
+  cmd->add_flag("--profile", f->profile, "instead: the operators of a decoding step, with counts and times");
+  add_threads_option(*cmd, f->threads);
+  cmd->callback([f] { run(*f); });
+}
+
+NEXTN_REGISTER_COMMAND(91, setup_bench_decode);
+
+}  // namespace
+}  // namespace nextn::cli

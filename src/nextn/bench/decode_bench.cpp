@@ -1,0 +1,185 @@
+#include "nextn/bench/decode_bench.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <sstream>
+
+#include "nextn/inference/generator.h"
+#include "nextn/inference/plain_decoder.h"
+#include "nextn/inference/speculative_decoder.h"
+#include "nextn/util/op_profiler.h"
+#include "nextn/util/error.h"
+
+namespace nextn {
+namespace {
+
+using inference::GenerationOptions;
+using inference::GenerationResult;
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+double per_step_ms(double seconds, int64_t steps) { return steps > 0 ? 1e3 * seconds / steps : 0.0; }
+
+struct Samples {
+  std::vector<double> tokens_per_second, prefill, step_ms, draft_ms, verify_ms;
+  inference::DecodeStats totals;  // acceptance counts summed over repeats
+  std::vector<int64_t> first_output;
+  bool same_output_as_plain = true;
+};
+
+void add_counts(std::vector<int64_t>& sum, const std::vector<int64_t>& more) {
+  if (sum.size() < more.size()) sum.resize(more.size(), 0);
+  for (size_t i = 0; i < more.size(); ++i) sum[i] += more[i];
+}
+
+std::string fixed(double value, int digits) {
+  char buffer[64];
+  std::snprintf(buffer, sizeof(buffer), "%.*f", digits, value);
+  return buffer;
+}
+
+}  // namespace
+
+std::vector<DecodeBenchResult> benchmark_decoding(DeepSeekV3 model, const std::vector<int64_t>& prompt,
+                                                  const DecodeBenchOptions& options) {
+  NEXTN_CHECK(options.new_tokens >= 2, "bench decode: --new-tokens must be >= 2, got ", options.new_tokens);
+  NEXTN_CHECK(options.repeats >= 1, "bench decode: --repeats must be >= 1, got ", options.repeats);
+  NEXTN_CHECK(options.max_draft >= 0, "bench decode: --max-draft must be >= 0, got ", options.max_draft);
+  const int64_t depth = model->config().mtp_depth();
+  std::vector<int64_t> drafts{0};
+  for (int64_t n = 1; n <= options.max_draft; ++n) {
+    if (depth > 0 && (n <= depth || options.reuse_last_module)) drafts.push_back(n);
+  }
+
+  inference::Generator generator(model);
+  GenerationOptions base;
+  base.max_new_tokens = options.new_tokens;
+  base.sampling.temperature = options.temperature;
+  base.sampling.seed = options.seed;
+  base.reuse_last_mtp_module = options.reuse_last_module;
+
+  std::vector<Samples> samples(drafts.size());
+  // One untimed plain run warms the allocator's pages and the BLAS threads.
+  generator.generate(prompt, base);
+  for (int64_t r = 0; r < options.repeats; ++r) {
+    for (size_t v = 0; v < drafts.size(); ++v) {
+      GenerationOptions run = base;
+      run.draft_tokens = drafts[v];
+      GenerationResult result = generator.generate(prompt, run);
+      NEXTN_CHECK(static_cast<int64_t>(result.tokens.size()) == options.new_tokens, "bench decode: generated ",
+                  result.tokens.size(), " tokens, expected ", options.new_tokens, " (context too short?)");
+      const auto& s = result.stats;
+      Samples& out = samples[v];
+      out.tokens_per_second.push_back(s.decode_tokens_per_second());
+      out.prefill.push_back(s.prefill_seconds);
+      out.step_ms.push_back(per_step_ms(s.decode_seconds, s.steps));
+      out.draft_ms.push_back(per_step_ms(s.draft_seconds, s.steps));
+      out.verify_ms.push_back(per_step_ms(s.verify_seconds, s.steps));
+      out.totals.steps += s.steps;
+      out.totals.step_tokens += s.step_tokens;
+      add_counts(out.totals.drafted_per_depth, s.drafted_per_depth);
+      add_counts(out.totals.reached_per_depth, s.reached_per_depth);
+      add_counts(out.totals.accepted_per_depth, s.accepted_per_depth);
+      if (r == 0) out.first_output = result.tokens;
+      if (base.sampling.greedy() && result.tokens != samples[0].first_output) out.same_output_as_plain = false;
+    }
+  }
+
+  std::vector<DecodeBenchResult> results;
+  for (size_t v = 0; v < drafts.size(); ++v) {
+    const Samples& s = samples[v];
+    DecodeBenchResult r;
+    r.draft_tokens = drafts[v];
+    r.variant = drafts[v] == 0 ? "plain" : "mtp N=" + std::to_string(drafts[v]);
+    r.decode_tokens_per_second = median(s.tokens_per_second);
+    r.prefill_seconds = median(s.prefill);
+    r.step_ms = median(s.step_ms);
+    r.draft_ms = median(s.draft_ms);
+    r.verify_ms = median(s.verify_ms);
+    r.mean_tokens_per_step = drafts[v] == 0 ? 1.0 : s.totals.mean_tokens_per_step();
+    for (int64_t k = 1; k <= drafts[v]; ++k) r.acceptance_per_depth.push_back(s.totals.acceptance_rate(k));
+    r.speedup = v == 0 ? 1.0 : r.decode_tokens_per_second / results.front().decode_tokens_per_second;
+    r.efficiency = r.speedup / r.mean_tokens_per_step;
+    r.same_output_as_plain = s.same_output_as_plain;
+    results.push_back(r);
+  }
+  return results;
+}
+
+std::string format_decode_bench(const std::vector<DecodeBenchResult>& results) {
+  std::ostringstream out;
+  char line[256];
+  std::snprintf(line, sizeof(line), "%-9s %10s %9s %9s %9s %11s %8s %10s  %s\n", "variant", "tokens/s", "step ms",
+                "draft ms", "verify ms", "tokens/step", "speedup", "efficiency", "acceptance per depth");
+  out << line;
+  for (const auto& r : results) {
+    std::string acceptance;
+    for (size_t k = 0; k < r.acceptance_per_depth.size(); ++k) {
+      acceptance += (k ? " " : "") + fixed(100.0 * r.acceptance_per_depth[k], 1) + "%";
+    }
+    if (!r.same_output_as_plain) acceptance += "  OUTPUT DIFFERS FROM PLAIN";
+    std::snprintf(line, sizeof(line), "%-9s %10.1f %9.3f %9.3f %9.3f %11.3f %7.2fx %10.3f  %s\n", r.variant.c_str(),
+                  r.decode_tokens_per_second, r.step_ms, r.draft_ms, r.verify_ms, r.mean_tokens_per_step, r.speedup,
+                  r.efficiency, acceptance.c_str());
+    out << line;
+  }
+  return out.str();
+}
+
+std::string profile_decoding(DeepSeekV3 model, const std::vector<int64_t>& prompt, const DecodeBenchOptions& options,
+                             int64_t draft_tokens, int top) {
+  inference::SamplingOptions sampling;
+  sampling.temperature = options.temperature;
+  sampling.seed = options.seed;
+  const int64_t capacity = static_cast<int64_t>(prompt.size()) + options.new_tokens;
+  std::unique_ptr<inference::TokenDecoder> decoder;
+  if (draft_tokens == 0) {
+    decoder = std::make_unique<inference::PlainDecoder>(model, sampling, capacity);
+  } else {
+    inference::SpeculativeOptions speculative;
+    speculative.draft_tokens = draft_tokens;
+    speculative.reuse_last_module = options.reuse_last_module;
+    decoder = std::make_unique<inference::SpeculativeDecoder>(model, speculative, sampling, capacity);
+  }
+  decoder->start(prompt);
+  const auto started = std::chrono::steady_clock::now();
+  int64_t steps = 0, produced = 1;
+  std::string report;
+  {
+    OpProfiler profiler;
+    while (produced < options.new_tokens && decoder->room() > 0) {
+      produced += static_cast<int64_t>(decoder->step(options.new_tokens - produced).size());
+      ++steps;
+    }
+    report = profiler.report(top, static_cast<double>(steps), "step");
+  }
+  const double seconds = inference::seconds_since(started);
+  std::ostringstream out;
+  out << (draft_tokens == 0 ? std::string("plain") : "mtp N=" + std::to_string(draft_tokens)) << ": " << steps
+      << " steps, " << fixed(1e3 * seconds / steps, 3) << " ms per step with the profiler on, "
+      << fixed(static_cast<double>(produced - 1) / steps, 3) << " tokens per step\n"
+      << report;
+  return out.str();
+}
+
+std::string decode_bench_json(const std::vector<DecodeBenchResult>& results) {
+  std::ostringstream out;
+  for (const auto& r : results) {
+    out << "{\"variant\":\"" << r.variant << "\",\"draft_tokens\":" << r.draft_tokens
+        << ",\"tokens_per_second\":" << fixed(r.decode_tokens_per_second, 3) << ",\"step_ms\":" << fixed(r.step_ms, 4)
+        << ",\"draft_ms\":" << fixed(r.draft_ms, 4) << ",\"verify_ms\":" << fixed(r.verify_ms, 4)
+        << ",\"prefill_seconds\":" << fixed(r.prefill_seconds, 5)
+        << ",\"mean_tokens_per_step\":" << fixed(r.mean_tokens_per_step, 4) << ",\"acceptance_per_depth\":[";
+    for (size_t k = 0; k < r.acceptance_per_depth.size(); ++k) {
+      out << (k ? "," : "") << fixed(r.acceptance_per_depth[k], 4);
+    }
+    out << "],\"speedup\":" << fixed(r.speedup, 4) << ",\"efficiency\":" << fixed(r.efficiency, 4)
+        << ",\"same_output_as_plain\":" << (r.same_output_as_plain ? "true" : "false") << "}\n";
+  }
+  return out.str();
+}
+
+}  // namespace nextn

@@ -1,0 +1,52 @@
+// `nextn bench decode`: tokens/s of plain decoding and of MTP speculative decoding with N = 1..3
+// drafts per step, measured side by side in one run (the variants alternate within each repeat,
+// so that noise on a shared machine hits them alike), with each depth's acceptance, the mean
+// tokens per verify step, the speedup over plain decoding and the efficiency
+//   efficiency = speedup / mean tokens per verify step,
+// which is 1 when drafting and verifying N + 1 tokens cost nothing beyond a plain step
+// (DeepSeek-V3 reports 1.8x at 85-90% acceptance with N = 1, i.e. about 0.95).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "nextn/model/deepseek_v3.h"
+
+namespace nextn {
+
+struct DecodeBenchOptions {
+  int64_t new_tokens = 128;      // generated per run (greedy, no stop token)
+  int64_t max_draft = 3;         // speculative variants N = 1..max_draft
+  bool reuse_last_module = true; // N > D runs module D again (otherwise such N are skipped)
+  int64_t repeats = 3;           // runs per variant; medians are reported
+  double temperature = 0.0;      // 0: greedy (outputs are then checked identical to plain)
+  uint64_t seed = 0;             // sampling seed
+};
+
+struct DecodeBenchResult {
+  std::string variant;                      // "plain", "mtp N=1", ...
+  int64_t draft_tokens = 0;                 // 0 for plain
+  double decode_tokens_per_second = 0;      // median over repeats, prefill excluded
+  double prefill_seconds = 0;               // median
+  double step_ms = 0, draft_ms = 0, verify_ms = 0;  // per decoding step, medians
+  double mean_tokens_per_step = 1;
+  std::vector<double> acceptance_per_depth;  // given the earlier drafts were accepted
+  double speedup = 1;                       // decode tokens/s over plain's
+  double efficiency = 1;                    // speedup / mean_tokens_per_step
+  bool same_output_as_plain = true;         // greedy only; always true for sampling
+};
+
+// The model must be in eval mode; the prompt is token ids.
+std::vector<DecodeBenchResult> benchmark_decoding(DeepSeekV3 model, const std::vector<int64_t>& prompt,
+                                                  const DecodeBenchOptions& options);
+std::string format_decode_bench(const std::vector<DecodeBenchResult>& results);
+// The operators one decoding step dispatches (counts and times per step, top `top` by time),
+// for plain decoding (draft_tokens 0) or speculative decoding with N drafts, after a prefill of
+// the prompt: where a step's time goes.
+std::string profile_decoding(DeepSeekV3 model, const std::vector<int64_t>& prompt, const DecodeBenchOptions& options,
+                             int64_t draft_tokens, int top);
+// One JSON object per line, one line per variant (for bench/compare.sh and other tools).
+std::string decode_bench_json(const std::vector<DecodeBenchResult>& results);
+
+}  // namespace nextn
