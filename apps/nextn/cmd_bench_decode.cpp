@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "command_registry.h"
+#include "nextn/device/device.h"
 #include "nextn/bench/decode_bench.h"
 #include "nextn/checkpoint/hf_checkpoint.h"
 #include "nextn/io/atomic_file.h"
@@ -28,11 +29,13 @@ struct Flags {
   bool json = false;
   bool profile = false;
   int threads = 0;
+  std::string device = "cpu";
   DecodeBenchOptions options;
 };
 
 void run(const Flags& f) {
   apply_threads(f.threads);
+  const torch::Device device = resolve_device(f.device);
   DeepSeekV3 model{nullptr};
   std::vector<int64_t> prompt;
   std::string source;
@@ -52,6 +55,7 @@ void run(const Flags& f) {
     prompt.assign(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + f.prompt_tokens);
     source = "config " + f.config + " with random weights (acceptance is meaningless; pass --model for a trained one)";
   }
+  model->to(device);
   model->eval();
   if (f.profile) {
     std::cout << "operators per decoding step (outermost ones; the rest of a step is overhead between them)\n";
@@ -91,6 +95,7 @@ void setup_bench_decode(CLI::App& app) {
   cmd->add_flag("--json", f->json, "one JSON object per variant and line");
   cmd->add_flag("--profile", f->profile, "instead: the operators of a decoding step, with counts and times");
   add_threads_option(*cmd, f->threads);
+  cmd->add_option("--device", f->device, "cpu or cuda[:N]");
   cmd->callback([f] { run(*f); });
 }
 

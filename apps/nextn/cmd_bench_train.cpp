@@ -23,6 +23,7 @@ void setup_bench_train(CLI::App& app) {
   cmd->add_option("--steps", f->options.steps, "timed steps per variant");
   cmd->add_option("--warmup", f->options.warmup, "untimed steps per variant");
   add_threads_option(*cmd, f->threads);
+  cmd->add_option("--device", f->options.device, "cpu (fp32) or cuda[:N] (bf16 autocast)");
   cmd->callback([f] {
     apply_threads(f->threads);
     ModelConfig config = load_model_config(f->config);

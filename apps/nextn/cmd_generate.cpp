@@ -8,6 +8,7 @@
 #include <iterator>
 
 #include "command_registry.h"
+#include "nextn/device/device.h"
 #include "nextn/checkpoint/hf_checkpoint.h"
 #include "nextn/inference/generator.h"
 #include "nextn/inference/stop_strings.h"
@@ -29,6 +30,7 @@ struct ModelFlags {
   std::string prompt, prompt_file;
   bool no_document_start = false;
   int threads = 0;
+  std::string device = "cpu";
 
   void add(CLI::App* cmd) {
     cmd->add_option("--model", model_dir, "model directory, or a run directory (its newest checkpoint)")->required();
@@ -39,6 +41,7 @@ struct ModelFlags {
                   "do not precede the prompt with EOS (training data separates documents with EOS, so "
                   "by default a prompt starts a new document)");
     add_threads_option(*cmd, threads);
+    cmd->add_option("--device", device, "cpu or cuda[:N]");
   }
 };
 
@@ -52,7 +55,7 @@ LoadedModel load(const ModelFlags& f) {
   std::string dir = resolve_model_dir(f.model_dir);
   std::string tokenizer_path = f.tokenizer_path.empty() ? (fs::path(dir) / "tokenizer.json").string() : f.tokenizer_path;
   NEXTN_CHECK(io::file_exists(tokenizer_path), "no tokenizer: '", tokenizer_path, "' does not exist (pass --tokenizer)");
-  LoadedModel m{dir, load_model(dir), tokenizer::Tokenizer::load(tokenizer_path)};
+  LoadedModel m{dir, load_model(dir, resolve_device(f.device)), tokenizer::Tokenizer::load(tokenizer_path)};
   NEXTN_CHECK(m.tok.vocab_size() <= m.model->config().vocab_size, "tokenizer '", tokenizer_path, "' has ",
               m.tok.vocab_size(), " tokens, more than the model's vocab_size ", m.model->config().vocab_size);
   m.model->eval();

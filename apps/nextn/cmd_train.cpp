@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "command_registry.h"
+#include "nextn/device/device.h"
 #include "nextn/checkpoint/hf_checkpoint.h"
 #include "nextn/data/token_dataset.h"
 #include "nextn/io/atomic_file.h"
@@ -96,6 +97,7 @@ void setup_train(CLI::App& app) {
          key("max_bad_steps"));
   f->add(cmd, "--inject-nan-step", o.inject_nan_step, "testing: make this step's loss NaN", key("inject_nan_step"));
   add_threads_option(*cmd, f->threads);
+  cmd->add_option("--device", f->options.device, "cpu (fp32) or cuda[:N] (bf16 autocast); a run may resume on another");
 
   cmd->callback([f] {
     apply_threads(f->threads);
@@ -122,6 +124,7 @@ void setup_train(CLI::App& app) {
       resumed.run_dir = options.run_dir;
       if (!options.data_dir.empty()) resumed.data_dir = options.data_dir;
       if (!options.config_path.empty()) resumed.config_path = options.config_path;
+      resumed.device = options.device;
       options = resumed;
     }
     TrainResult result = train(options, f->resume);
@@ -135,6 +138,7 @@ void setup_eval(CLI::App& app) {
     EvalOptions options;
     bool no_mtp = false;
     int threads = 0;
+    std::string device = "cpu";
   };
   auto f = std::make_shared<EvalFlags>();
   auto* cmd = app.add_subcommand("eval", "Validation losses, per-depth accuracy and expert load of a model");
@@ -145,10 +149,12 @@ void setup_eval(CLI::App& app) {
   cmd->add_option("--max-batches", f->options.max_batches, "batches to evaluate (0: the whole validation split)");
   cmd->add_flag("--no-mtp", f->no_mtp, "evaluate the main model only");
   add_threads_option(*cmd, f->threads);
+  cmd->add_option("--device", f->device, "cpu or cuda[:N]");
   cmd->callback([f] {
     apply_threads(f->threads);
+    const torch::Device device = resolve_device(f->device);
     const std::string dir = resolve_model_dir(f->model_dir);
-    DeepSeekV3 model = load_model(dir);
+    DeepSeekV3 model = load_model(dir, device);
     auto dataset = data::TokenDataset::open(f->data_dir);
     EvalOptions options = f->options;
     options.mtp = !f->no_mtp;

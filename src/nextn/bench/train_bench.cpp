@@ -6,6 +6,7 @@
 #include <memory>
 #include <sstream>
 
+#include "nextn/device/device.h"
 #include "nextn/model/deepseek_v3.h"
 #include "nextn/model/objective.h"
 #include "nextn/training/adamw.h"
@@ -32,9 +33,10 @@ struct Variant {
   std::map<std::string, std::vector<double>> samples;  // phase -> seconds per timed step
 };
 
-void build(Variant& v, uint64_t seed) {
+void build(Variant& v, uint64_t seed, const torch::Device& device) {
   torch::manual_seed(seed);
   v.model = DeepSeekV3(v.config);
+  v.model->to(device);
   std::vector<std::pair<std::string, torch::Tensor>> named;
   for (auto& p : v.model->named_parameters()) {
     named.push_back({p.key(), p.value()});
@@ -44,7 +46,14 @@ void build(Variant& v, uint64_t seed) {
   v.moe_layers = v.model->moe_layers();
 }
 
+// Reads the clock after the device has finished the work queued so far.
+Clock::time_point now(const torch::Device& device) {
+  if (device.is_cuda()) torch::cuda::synchronize(device.index());
+  return Clock::now();
+}
+
 void step(Variant& v, const torch::Tensor& window, int64_t seq_len, bool timed) {
+  const torch::Device device = window.device();
   auto& phases = PhaseTimes::global();
   phases.reset();
   phases.enable(timed);
@@ -52,20 +61,25 @@ void step(Variant& v, const torch::Tensor& window, int64_t seq_len, bool timed) 
   ObjectiveOptions objective;
   objective.sequence_balance_alpha = 1e-4;
 
-  auto t0 = Clock::now();
+  auto t0 = now(device);
   v.optimizer->zero_grad();
-  ModelOutput out = v.model->forward(inputs, ForwardOptions{v.config.mtp_depth() > 0, true});
-  ObjectiveOutput loss = compute_objective(out, labels, torch::Tensor(), objective);
-  auto t1 = Clock::now();
+  ModelOutput out;
+  ObjectiveOutput loss;
+  {
+    TrainingPrecisionScope precision(device);
+    out = v.model->forward(inputs, ForwardOptions{v.config.mtp_depth() > 0, true});
+    loss = compute_objective(out, labels, torch::Tensor(), objective);
+  }
+  auto t1 = now(device);
   phases.enable(false);
   loss.total.backward();
-  auto t2 = Clock::now();
+  auto t2 = now(device);
   clip_grad_norm(v.params, 1.0);
   v.optimizer->step(1e-4);
   ExpertLoadAccumulator loads;
   loads.add(out.moe_stats);
   update_expert_bias(v.moe_layers, loads.counts(), 1e-3, false);
-  auto t3 = Clock::now();
+  auto t3 = now(device);
   if (!timed) return;
   auto seconds = [](Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); };
   v.samples["step"].push_back(seconds(t0, t3));
@@ -87,10 +101,11 @@ std::vector<TrainBenchResult> benchmark_training(const ModelConfig& config, cons
   ModelConfig no_mtp = config;
   no_mtp.num_nextn_predict_layers = 0;
   variants.push_back({"no MTP", no_mtp});
-  for (auto& v : variants) build(v, options.seed);
+  const torch::Device device = resolve_device(options.device);
+  for (auto& v : variants) build(v, options.seed, device);
 
   torch::manual_seed(options.seed + 1);
-  auto window = torch::randint(config.vocab_size, {options.batch_size, options.seq_len + 1}, torch::kLong);
+  auto window = torch::randint(config.vocab_size, {options.batch_size, options.seq_len + 1}, torch::kLong).to(device);
   for (int64_t i = 0; i < options.warmup + options.steps; ++i) {
     for (auto& v : variants) step(v, window, options.seq_len, i >= options.warmup);
   }

@@ -18,6 +18,7 @@ struct TrainBenchOptions {
   int64_t steps = 6;   // timed steps per variant
   int64_t warmup = 2;  // untimed steps per variant
   uint64_t seed = 0;
+  std::string device = "cpu";  // cpu (fp32) or cuda[:N] (bf16 autocast, as nextn train)
 };
 
 struct TrainBenchResult {

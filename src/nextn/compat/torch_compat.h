@@ -3,6 +3,7 @@
 // instead of testing versions itself.
 #pragma once
 
+#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
 #include <optional>
@@ -57,6 +58,37 @@ inline std::optional<torch::Dtype> newer_dtype(NewerDtype which) {
 #endif
     default: return std::nullopt;
   }
+}
+
+// CUDA autocast, entered and left as torch.autocast("cuda", dtype) does. libtorch 2.4 replaced
+// the per-device functions (set_enabled, set_autocast_gpu_dtype) with ones taking a device type.
+inline bool cuda_autocast_enabled() {
+#if NEXTN_TORCH_AT_LEAST(2, 4)
+  return at::autocast::is_autocast_enabled(at::kCUDA);
+#else
+  return at::autocast::is_enabled();
+#endif
+}
+
+inline void enter_cuda_autocast(at::ScalarType dtype) {
+#if NEXTN_TORCH_AT_LEAST(2, 4)
+  at::autocast::set_autocast_dtype(at::kCUDA, dtype);
+  at::autocast::set_autocast_enabled(at::kCUDA, true);
+#else
+  at::autocast::set_autocast_gpu_dtype(dtype);
+  at::autocast::set_enabled(true);
+#endif
+  at::autocast::increment_nesting();
+}
+
+inline void exit_cuda_autocast(bool previous_enabled) {
+  // Leaving the outermost scope frees the casted weight copies autocast caches.
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+#if NEXTN_TORCH_AT_LEAST(2, 4)
+  at::autocast::set_autocast_enabled(at::kCUDA, previous_enabled);
+#else
+  at::autocast::set_enabled(previous_enabled);
+#endif
 }
 
 }  // namespace nextn::compat

@@ -26,6 +26,9 @@ struct TrainOptions {
   std::string config_path;  // model config.json (ignored on resume: the checkpoint's is used)
   std::string data_dir;     // a dataset prepared by `nextn data prepare`
   std::string run_dir;
+  // Where to train: "cpu" (fp32) or "cuda[:N]" (bf16 autocast). Not written to run.json: a run
+  // may be resumed on another device.
+  std::string device = "cpu";
 
   // Batches: batch_size windows of seq_len + 1 tokens per micro-batch, grad_accum micro-batches
   // per optimizer step.

@@ -11,6 +11,7 @@
 #include "nextn/config/model_config.h"
 #include "nextn/data/token_dataset.h"
 #include "nextn/data/window_loader.h"
+#include "nextn/device/device.h"
 #include "nextn/io/atomic_file.h"
 #include "nextn/model/deepseek_v3.h"
 #include "nextn/model/load_balance.h"
@@ -85,6 +86,7 @@ class TrainingRun {
   TrainOptions options_;
   bool resume_;
   ModelConfig config_;
+  torch::Device device_{torch::kCPU};
   std::optional<data::TokenDataset> dataset_;
   std::optional<data::WindowLoader> loader_;
   std::string tokenizer_path_;
@@ -103,6 +105,7 @@ class TrainingRun {
 
 void TrainingRun::open_inputs() {
   options_.validate();
+  device_ = resolve_device(options_.device);
   if (resume_) {
     auto latest = latest_run_checkpoint(options_.run_dir);
     NEXTN_CHECK(latest.has_value(), "--resume: run directory '", options_.run_dir, "' has no checkpoint");
@@ -134,6 +137,7 @@ void TrainingRun::open_inputs() {
 void TrainingRun::build_model_and_optimizer() {
   torch::manual_seed(options_.seed);
   model_ = DeepSeekV3(config_);
+  model_->to(device_);  // initialised on the CPU generator, so the weights do not depend on the device
   model_->train();
   std::vector<std::pair<std::string, torch::Tensor>> named;
   for (auto& p : model_->named_parameters()) {
@@ -189,8 +193,13 @@ void TrainingRun::train_one_step(StepMetrics& m) {
     data::Batch batch = loader_->next();
     auto inputs = batch.tokens.narrow(1, 0, options_.seq_len);
     auto labels = batch.tokens.narrow(1, 1, options_.seq_len);
-    ModelOutput out = model_->forward(inputs, ForwardOptions{run_mtp, true});
-    ObjectiveOutput obj = compute_objective(out, labels, batch.segment_ids, objective);
+    ModelOutput out;
+    ObjectiveOutput obj;
+    {
+      TrainingPrecisionScope precision(device_);
+      out = model_->forward(inputs.to(device_), ForwardOptions{run_mtp, true});
+      obj = compute_objective(out, labels.to(device_), batch.segment_ids.to(device_), objective);
+    }
     torch::Tensor scaled = obj.total * micro_weight;
     if (step + 1 == options_.inject_nan_step) scaled = scaled * std::numeric_limits<double>::quiet_NaN();
     scaled.backward();
@@ -282,7 +291,8 @@ TrainResult TrainingRun::run() {
   std::cout << describe(runtime_info()) << "\n"
             << "model: " << count.total / 1e6 << "M parameters (" << count.activated / 1e6 << "M activated), "
             << config_.num_hidden_layers << " layers, MTP depth " << config_.mtp_depth() << " ("
-            << to_string(config_.mtp_kind) << "), balance " << to_string(options_.balance) << "\n"
+            << to_string(config_.mtp_kind) << "), balance " << to_string(options_.balance) << ", device "
+            << device_.str() << " (" << training_precision(device_) << ")\n"
             << "data: " << dataset_->num_tokens(data::Split::kTrain) << " training tokens in " << options_.data_dir
             << "; batch " << options_.batch_size << " x " << options_.seq_len << " x " << options_.grad_accum
             << " accumulation\n";
