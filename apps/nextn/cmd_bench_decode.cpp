@@ -62,7 +62,10 @@ void run(const Flags& f) {
     for (int64_t n = 0; n <= f.options.max_draft; ++n) {
       if (n > model->config().mtp_depth() && !f.options.reuse_last_module) break;
       if (n > 0 && model->config().mtp_depth() == 0) break;
-      std::cout << "\n" << profile_decoding(model, prompt, f.options, n, 25);
+      std::cout << "\n" << profile_decoding(model, prompt, f.options, n, 0, 25);
+      if (n > 0 && f.options.draft_vocab > 0) {
+        std::cout << "\n" << profile_decoding(model, prompt, f.options, n, f.options.draft_vocab, 25);
+      }
     }
     return;
   }
@@ -92,6 +95,7 @@ void setup_bench_decode(CLI::App& app) {
   cmd->add_option("--repeats", f->options.repeats, "runs per variant (medians reported)");
   cmd->add_option("--temperature", f->options.temperature, "0: greedy (outputs checked identical to plain)");
   cmd->add_option("--seed", f->options.seed, "sampling seed");
+  cmd->add_option("--draft-vocab", f->options.draft_vocab, "also draft from token ids [0, V) only (0: not)");
   cmd->add_flag("--json", f->json, "one JSON object per variant and line");
   cmd->add_flag("--profile", f->profile, "instead: the operators of a decoding step, with counts and times");
   add_threads_option(*cmd, f->threads);

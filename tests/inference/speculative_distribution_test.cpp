@@ -138,6 +138,7 @@ struct Case {
   double temperature;
   int64_t top_k;
   double top_p;
+  int64_t draft_vocab = 0;  // SpeculativeOptions::draft_vocab_size
 };
 
 // A small dense model: thousands of generations must take seconds. Two layers, one MTP block each
@@ -166,6 +167,7 @@ void run_case(const Case& c, int64_t samples, bool check_wrong_rules) {
   const auto expected = exact_joint(model, prompt, sampling);
 
   SpeculativeOptions speculative{c.drafts, c.reuse, {}};
+  speculative.draft_vocab_size = c.draft_vocab;
   Samples exact_samples = sample_joint(model, prompt, sampling, speculative, samples);
   // Every branch of the rule must have run: acceptances at the first two depths (so deeper drafts
   // and the bonus token were used) and rejections (so the residual distribution was).
@@ -194,6 +196,11 @@ TEST(SpeculativeSampling, FiltersAndReuseReproduceTheTargetDistribution) {
   run_case({"sequential N=3 reuse, T=0.8 top-k 6 top-p 0.95", MtpKind::kSequential, 3, true, 0.8, 6, 0.95}, 1500,
            false);
   run_case({"parallel N=2, T=1.3", MtpKind::kParallel, 2, false, 1.3, 0, 1.0}, 1500, false);
+}
+
+TEST(SpeculativeSampling, AReducedDraftVocabularyReproducesTheTargetDistribution) {
+  // Drafts only from ids 0..4 of 8: q is 0 for the rest, which the target still produces.
+  run_case({"sequential N=2, draft vocabulary 5 of 8", MtpKind::kSequential, 2, false, 1.0, 0, 1.0, 5}, 1500, false);
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include "nextn/data/token_dataset.h"
 #include "nextn/inference/cached_forward.h"
 #include "nextn/inference/generator.h"
+#include "nextn/inference/speculative_decoder.h"
 #include "nextn/training/run_checkpoint.h"
 #include "nextn/training/trainer.h"
 #include "training/tiny_corpus.h"
@@ -98,6 +99,46 @@ TEST(TrainedModel, SpeculativeGreedyEqualsPlainGreedyForManyPromptsAndDraftCount
     std::cout << "depth " << k + 1 << ": accepted " << accepted[k] << " of " << reached[k] << "\n";
     EXPECT_GT(accepted[k], reached[k] / 5) << "depth " << k + 1 << ": " << accepted[k] << " of " << reached[k];
     EXPECT_LT(accepted[k], reached[k]) << "depth " << k + 1;
+  }
+}
+
+TEST(TrainedModel, AReducedDraftVocabularyKeepsGreedyOutputAndDraftsOnlyFromIt) {
+  DeepSeekV3 model = trained_model().model;
+  Generator generator(model);
+  constexpr int64_t kDraftVocab = 300;  // specials, the 256 bytes, the first 38 merges
+  int64_t accepted = 0;
+  for (const auto& prompt : validation_prompts(6, 24)) {
+    auto plain = generator.generate(prompt, greedy(32, 0));
+    for (int64_t n = 1; n <= 2; ++n) {
+      GenerationOptions options = greedy(32, n);
+      options.draft_vocab_size = kDraftVocab;
+      auto speculative = generator.generate(prompt, options);
+      EXPECT_EQ(speculative.tokens, plain.tokens) << "N=" << n;
+      accepted += speculative.stats.accepted_per_depth[0];
+    }
+  }
+  EXPECT_GT(accepted, 0);
+  // Every draft comes from the subset, and its logits are the full head's first rows.
+  auto prompt = validation_prompts(1, 24).at(0);
+  SpeculativeOptions options;
+  options.draft_tokens = 2;
+  options.draft_vocab_size = kDraftVocab;
+  SpeculativeDecoder reduced(model, options, SamplingOptions{0.0}, 64);
+  options.draft_vocab_size = 0;
+  SpeculativeDecoder full(model, options, SamplingOptions{0.0}, 64);
+  reduced.start(prompt);
+  full.start(prompt);
+  for (int i = 0; i < 10; ++i) {
+    reduced.step(3);
+    full.step(3);
+    for (int64_t d : reduced.last_step().drafts) EXPECT_LT(d, kDraftVocab);
+    ASSERT_EQ(reduced.last_step().draft_logits.size(1), kDraftVocab);
+    // The first step drafts at the same position from the same input at depth 1 (later steps
+    // differ: the two accept different numbers of drafts per step).
+    if (i == 0) {
+      EXPECT_LT(testing::max_abs_diff(reduced.last_step().draft_logits[0],
+                                      full.last_step().draft_logits[0].narrow(0, 0, kDraftVocab)), 1e-4);
+    }
   }
 }
 

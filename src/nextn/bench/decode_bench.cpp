@@ -49,9 +49,16 @@ std::vector<DecodeBenchResult> benchmark_decoding(DeepSeekV3 model, const std::v
   NEXTN_CHECK(options.repeats >= 1, "bench decode: --repeats must be >= 1, got ", options.repeats);
   NEXTN_CHECK(options.max_draft >= 0, "bench decode: --max-draft must be >= 0, got ", options.max_draft);
   const int64_t depth = model->config().mtp_depth();
-  std::vector<int64_t> drafts{0};
-  for (int64_t n = 1; n <= options.max_draft; ++n) {
-    if (depth > 0 && (n <= depth || options.reuse_last_module)) drafts.push_back(n);
+  struct Variant {
+    int64_t drafts = 0, vocab = 0;
+  };
+  std::vector<Variant> variants{{0, 0}};
+  std::vector<int64_t> vocabularies{0};
+  if (options.draft_vocab > 0) vocabularies.push_back(options.draft_vocab);
+  for (int64_t vocab : vocabularies) {
+    for (int64_t n = 1; n <= options.max_draft; ++n) {
+      if (depth > 0 && (n <= depth || options.reuse_last_module)) variants.push_back({n, vocab});
+    }
   }
 
   inference::Generator generator(model);
@@ -61,13 +68,14 @@ std::vector<DecodeBenchResult> benchmark_decoding(DeepSeekV3 model, const std::v
   base.sampling.seed = options.seed;
   base.reuse_last_mtp_module = options.reuse_last_module;
 
-  std::vector<Samples> samples(drafts.size());
+  std::vector<Samples> samples(variants.size());
   // One untimed plain run warms the allocator's pages and the BLAS threads.
   generator.generate(prompt, base);
   for (int64_t r = 0; r < options.repeats; ++r) {
-    for (size_t v = 0; v < drafts.size(); ++v) {
+    for (size_t v = 0; v < variants.size(); ++v) {
       GenerationOptions run = base;
-      run.draft_tokens = drafts[v];
+      run.draft_tokens = variants[v].drafts;
+      run.draft_vocab_size = variants[v].vocab;
       GenerationResult result = generator.generate(prompt, run);
       NEXTN_CHECK(static_cast<int64_t>(result.tokens.size()) == options.new_tokens, "bench decode: generated ",
                   result.tokens.size(), " tokens, expected ", options.new_tokens, " (context too short?)");
@@ -89,18 +97,21 @@ std::vector<DecodeBenchResult> benchmark_decoding(DeepSeekV3 model, const std::v
   }
 
   std::vector<DecodeBenchResult> results;
-  for (size_t v = 0; v < drafts.size(); ++v) {
+  for (size_t v = 0; v < variants.size(); ++v) {
     const Samples& s = samples[v];
+    const int64_t drafts = variants[v].drafts;
     DecodeBenchResult r;
-    r.draft_tokens = drafts[v];
-    r.variant = drafts[v] == 0 ? "plain" : "mtp N=" + std::to_string(drafts[v]);
+    r.draft_tokens = drafts;
+    r.draft_vocab = variants[v].vocab;
+    r.variant = drafts == 0 ? "plain" : "mtp N=" + std::to_string(drafts);
+    if (r.draft_vocab > 0) r.variant += " V=" + std::to_string(r.draft_vocab);
     r.decode_tokens_per_second = median(s.tokens_per_second);
     r.prefill_seconds = median(s.prefill);
     r.step_ms = median(s.step_ms);
     r.draft_ms = median(s.draft_ms);
     r.verify_ms = median(s.verify_ms);
-    r.mean_tokens_per_step = drafts[v] == 0 ? 1.0 : s.totals.mean_tokens_per_step();
-    for (int64_t k = 1; k <= drafts[v]; ++k) r.acceptance_per_depth.push_back(s.totals.acceptance_rate(k));
+    r.mean_tokens_per_step = drafts == 0 ? 1.0 : s.totals.mean_tokens_per_step();
+    for (int64_t k = 1; k <= drafts; ++k) r.acceptance_per_depth.push_back(s.totals.acceptance_rate(k));
     r.speedup = v == 0 ? 1.0 : r.decode_tokens_per_second / results.front().decode_tokens_per_second;
     r.efficiency = r.speedup / r.mean_tokens_per_step;
     r.same_output_as_plain = s.same_output_as_plain;
@@ -112,7 +123,7 @@ std::vector<DecodeBenchResult> benchmark_decoding(DeepSeekV3 model, const std::v
 std::string format_decode_bench(const std::vector<DecodeBenchResult>& results) {
   std::ostringstream out;
   char line[256];
-  std::snprintf(line, sizeof(line), "%-9s %10s %9s %9s %9s %11s %8s %10s  %s\n", "variant", "tokens/s", "step ms",
+  std::snprintf(line, sizeof(line), "%-16s %10s %9s %9s %9s %11s %8s %10s  %s\n", "variant", "tokens/s", "step ms",
                 "draft ms", "verify ms", "tokens/step", "speedup", "efficiency", "acceptance per depth");
   out << line;
   for (const auto& r : results) {
@@ -121,7 +132,7 @@ std::string format_decode_bench(const std::vector<DecodeBenchResult>& results) {
       acceptance += (k ? " " : "") + fixed(100.0 * r.acceptance_per_depth[k], 1) + "%";
     }
     if (!r.same_output_as_plain) acceptance += "  OUTPUT DIFFERS FROM PLAIN";
-    std::snprintf(line, sizeof(line), "%-9s %10.1f %9.3f %9.3f %9.3f %11.3f %7.2fx %10.3f  %s\n", r.variant.c_str(),
+    std::snprintf(line, sizeof(line), "%-16s %10.1f %9.3f %9.3f %9.3f %11.3f %7.2fx %10.3f  %s\n", r.variant.c_str(),
                   r.decode_tokens_per_second, r.step_ms, r.draft_ms, r.verify_ms, r.mean_tokens_per_step, r.speedup,
                   r.efficiency, acceptance.c_str());
     out << line;
@@ -130,7 +141,7 @@ std::string format_decode_bench(const std::vector<DecodeBenchResult>& results) {
 }
 
 std::string profile_decoding(DeepSeekV3 model, const std::vector<int64_t>& prompt, const DecodeBenchOptions& options,
-                             int64_t draft_tokens, int top) {
+                             int64_t draft_tokens, int64_t draft_vocab, int top) {
   inference::SamplingOptions sampling;
   sampling.temperature = options.temperature;
   sampling.seed = options.seed;
@@ -142,6 +153,7 @@ std::string profile_decoding(DeepSeekV3 model, const std::vector<int64_t>& promp
     inference::SpeculativeOptions speculative;
     speculative.draft_tokens = draft_tokens;
     speculative.reuse_last_module = options.reuse_last_module;
+    speculative.draft_vocab_size = draft_vocab;
     decoder = std::make_unique<inference::SpeculativeDecoder>(model, speculative, sampling, capacity);
   }
   decoder->start(prompt);
@@ -158,7 +170,8 @@ std::string profile_decoding(DeepSeekV3 model, const std::vector<int64_t>& promp
   }
   const double seconds = inference::seconds_since(started);
   std::ostringstream out;
-  out << (draft_tokens == 0 ? std::string("plain") : "mtp N=" + std::to_string(draft_tokens)) << ": " << steps
+  out << (draft_tokens == 0 ? std::string("plain") : "mtp N=" + std::to_string(draft_tokens))
+      << (draft_vocab > 0 ? " V=" + std::to_string(draft_vocab) : std::string()) << ": " << steps
       << " steps, " << fixed(1e3 * seconds / steps, 3) << " ms per step with the profiler on, "
       << fixed(static_cast<double>(produced - 1) / steps, 3) << " tokens per step\n"
       << report;
@@ -169,6 +182,7 @@ std::string decode_bench_json(const std::vector<DecodeBenchResult>& results) {
   std::ostringstream out;
   for (const auto& r : results) {
     out << "{\"variant\":\"" << r.variant << "\",\"draft_tokens\":" << r.draft_tokens
+        << ",\"draft_vocab\":" << r.draft_vocab
         << ",\"tokens_per_second\":" << fixed(r.decode_tokens_per_second, 3) << ",\"step_ms\":" << fixed(r.step_ms, 4)
         << ",\"draft_ms\":" << fixed(r.draft_ms, 4) << ",\"verify_ms\":" << fixed(r.verify_ms, 4)
         << ",\"prefill_seconds\":" << fixed(r.prefill_seconds, 5)

@@ -22,11 +22,13 @@ struct DecodeBenchOptions {
   int64_t repeats = 3;           // runs per variant; medians are reported
   double temperature = 0.0;      // 0: greedy (outputs are then checked identical to plain)
   uint64_t seed = 0;             // sampling seed
+  int64_t draft_vocab = 0;       // > 0: also N = 1..max_draft drafting from token ids [0, draft_vocab)
 };
 
 struct DecodeBenchResult {
   std::string variant;                      // "plain", "mtp N=1", ...
   int64_t draft_tokens = 0;                 // 0 for plain
+  int64_t draft_vocab = 0;                  // 0: the whole vocabulary
   double decode_tokens_per_second = 0;      // median over repeats, prefill excluded
   double prefill_seconds = 0;               // median
   double step_ms = 0, draft_ms = 0, verify_ms = 0;  // per decoding step, medians
@@ -45,7 +47,7 @@ std::string format_decode_bench(const std::vector<DecodeBenchResult>& results);
 // for plain decoding (draft_tokens 0) or speculative decoding with N drafts, after a prefill of
 // the prompt: where a step's time goes.
 std::string profile_decoding(DeepSeekV3 model, const std::vector<int64_t>& prompt, const DecodeBenchOptions& options,
-                             int64_t draft_tokens, int top);
+                             int64_t draft_tokens, int64_t draft_vocab, int top);
 // One JSON object per line, one line per variant (for bench/compare.sh and other tools).
 std::string decode_bench_json(const std::vector<DecodeBenchResult>& results);
 

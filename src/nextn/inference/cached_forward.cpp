@@ -74,9 +74,13 @@ torch::Tensor run_mtp_module_cached(DeepSeekV3Impl& model, int64_t module, const
   return h;
 }
 
-torch::Tensor mtp_logits(DeepSeekV3Impl& model, int64_t module, const torch::Tensor& hidden) {
+torch::Tensor mtp_logits(DeepSeekV3Impl& model, int64_t module, const torch::Tensor& hidden, int64_t vocab_limit) {
   torch::NoGradGuard no_grad;
-  return model.output_head(hidden, model.mtp_module(module)->shared_head_norm);
+  if (vocab_limit <= 0 || vocab_limit >= model.config().vocab_size) {
+    return model.output_head(hidden, model.mtp_module(module)->shared_head_norm);
+  }
+  auto normed = model.mtp_module(module)->shared_head_norm(hidden);
+  return torch::nn::functional::linear(normed, model.output_weight().narrow(0, 0, vocab_limit));
 }
 
 }  // namespace nextn::inference

@@ -43,7 +43,8 @@ torch::Tensor run_mtp_module_cached(DeepSeekV3Impl& model, int64_t module, const
                                     const torch::Tensor& token_ids, KvCache& cache,
                                     AttentionForm form = AttentionForm::kAuto);
 
-// The logits of MTP module `module` for its hidden states h^k (its own norm, the shared head; Eq. 23).
-torch::Tensor mtp_logits(DeepSeekV3Impl& model, int64_t module, const torch::Tensor& hidden);
+// The logits of MTP module `module` for its hidden states h^k (its own norm, the shared head; Eq. 23),
+// for token ids [0, vocab_limit) only when vocab_limit > 0 (the head's first rows; no copy).
+torch::Tensor mtp_logits(DeepSeekV3Impl& model, int64_t module, const torch::Tensor& hidden, int64_t vocab_limit = 0);
 
 }  // namespace nextn::inference

@@ -70,6 +70,7 @@ GenerationResult Generator::generate(const std::vector<int64_t>& prompt_in, cons
     SpeculativeOptions speculative;
     speculative.draft_tokens = options.draft_tokens;
     speculative.reuse_last_module = options.reuse_last_mtp_module;
+    speculative.draft_vocab_size = options.draft_vocab_size;
     decoder = std::make_unique<SpeculativeDecoder>(model_, speculative, options.sampling, capacity);
   } else {
     decoder = std::make_unique<PlainDecoder>(model_, options.sampling, capacity);

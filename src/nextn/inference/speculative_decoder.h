@@ -43,13 +43,20 @@ struct SpeculativeOptions {
   // Replaces verify_sampled when set. Only tests set it, to show that the distribution test
   // catches a wrong acceptance rule.
   SampledVerifyRule sampled_verify_override;
+  // Drafts come from the first `draft_vocab_size` token ids only (0: the whole vocabulary). The
+  // drafter's output head is most of its cost at batch 1 (vocab x hidden weights read per draft);
+  // BPE ids are in merge order, so low ids are the frequent tokens (the idea of FR-Spec, Zhao et
+  // al. 2025, arXiv 2502.14856, with merge rank standing in for corpus frequency). Exactness is
+  // untouched: greedy drafts are just other guesses, and for sampling q is a distribution that is
+  // 0 outside the subset, which the acceptance rule handles like any other q.
+  int64_t draft_vocab_size = 0;
 };
 
 // What one step drafted and what became of it (for tests, `nextn inspect`-style tools, debugging).
 struct SpeculativeStep {
   int64_t position = 0;             // n: the pending token's index; drafts are for n+1 .. n+N
   std::vector<int64_t> drafts;      // d_1..d_N
-  torch::Tensor draft_logits;       // [N, V]: depth k's logits at position n - 1
+  torch::Tensor draft_logits;       // [N, V] (V: the draft vocabulary): depth k's logits at n - 1
   int64_t accepted = 0;
   int64_t next_token = -1;          // the target's token after the accepted drafts
 };
