@@ -15,6 +15,7 @@ void setup_bench_train(CLI::App& app) {
     std::string config = "configs/small.json";
     TrainBenchOptions options;
     int threads = 0;
+    bool json = false;
   };
   auto f = std::make_shared<Flags>();
   cmd->add_option("--config", f->config, "model config.json");
@@ -22,11 +23,16 @@ void setup_bench_train(CLI::App& app) {
   cmd->add_option("--seq-len", f->options.seq_len, "tokens per sequence");
   cmd->add_option("--steps", f->options.steps, "timed steps per variant");
   cmd->add_option("--warmup", f->options.warmup, "untimed steps per variant");
+  cmd->add_flag("--json", f->json, "one JSON object per variant and line, nothing else");
   add_threads_option(*cmd, f->threads);
   cmd->add_option("--device", f->options.device, "cpu (fp32) or cuda[:N] (bf16 autocast)");
   cmd->callback([f] {
     apply_threads(f->threads);
     ModelConfig config = load_model_config(f->config);
+    if (f->json) {
+      std::cout << train_bench_json(benchmark_training(config, f->options));
+      return;
+    }
     std::cout << describe(runtime_info()) << "\n"
               << "nextn bench train --config " << f->config << " --batch-size " << f->options.batch_size
               << " --seq-len " << f->options.seq_len << " --steps " << f->options.steps << "\n";

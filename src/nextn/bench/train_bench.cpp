@@ -151,4 +151,20 @@ std::string format_train_bench(const std::vector<TrainBenchResult>& results) {
   return out.str();
 }
 
+std::string train_bench_json(const std::vector<TrainBenchResult>& results) {
+  std::ostringstream out;
+  char line[512];
+  for (const auto& r : results) {
+    std::snprintf(line, sizeof line,
+                  "{\"variant\":\"%s\",\"tokens_per_step\":%lld,\"step_seconds\":%.6f,\"forward_seconds\":%.6f,"
+                  "\"backward_seconds\":%.6f,\"optimizer_seconds\":%.6f,\"moe_route_seconds\":%.6f,"
+                  "\"moe_dispatch_seconds\":%.6f,\"moe_experts_seconds\":%.6f,\"moe_combine_seconds\":%.6f}\n",
+                  r.variant.c_str(), static_cast<long long>(r.tokens_per_step), r.step_seconds, r.forward_seconds,
+                  r.backward_seconds, r.optimizer_seconds, r.moe_route_seconds, r.moe_dispatch_seconds,
+                  r.moe_experts_seconds, r.moe_combine_seconds);
+    out << line;
+  }
+  return out.str();
+}
+
 }  // namespace nextn

@@ -32,5 +32,7 @@ struct TrainBenchResult {
 
 std::vector<TrainBenchResult> benchmark_training(const ModelConfig& config, const TrainBenchOptions& options);
 std::string format_train_bench(const std::vector<TrainBenchResult>& results);
+// One JSON object per line, one line per variant (for bench/compare.sh), times in seconds.
+std::string train_bench_json(const std::vector<TrainBenchResult>& results);
 
 }  // namespace nextn
