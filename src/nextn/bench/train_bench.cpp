@@ -96,11 +96,15 @@ void step(Variant& v, const torch::Tensor& window, int64_t seq_len, bool timed) 
 std::vector<TrainBenchResult> benchmark_training(const ModelConfig& config, const TrainBenchOptions& options) {
   std::vector<Variant> variants;
   if (config.mtp_depth() > 0) {
-    variants.push_back({"MTP D=" + std::to_string(config.mtp_depth()), config});
+    variants.emplace_back();
+    variants.back().name = "MTP D=" + std::to_string(config.mtp_depth());
+    variants.back().config = config;
   }
   ModelConfig no_mtp = config;
   no_mtp.num_nextn_predict_layers = 0;
-  variants.push_back({"no MTP", no_mtp});
+  variants.emplace_back();
+  variants.back().name = "no MTP";
+  variants.back().config = no_mtp;
   const torch::Device device = resolve_device(options.device);
   for (auto& v : variants) build(v, options.seed, device);
 
