@@ -43,12 +43,15 @@ def max_rss_mib():
 
 
 def runtime_description():
+    # Which BLAS library the process really loaded (torch's build info says only "generic" for
+    # Debian's build, which calls whatever libblas.so.3 the alternatives system points to).
+    torch.mm(torch.ones(2, 2), torch.ones(2, 2))
     blas = "?"
     try:
-        for line in torch.__config__.show().splitlines():
-            if "BLAS_INFO" in line:
-                blas = line.split("BLAS_INFO=")[1].split(",")[0]
-    except Exception:  # the build-info text is informative only
+        with open("/proc/self/maps") as f:
+            libs = {line.split()[-1] for line in f if "blas" in line.lower()}
+        blas = ", ".join(sorted(os.path.basename(l) for l in libs if "/" in l)) or "?"
+    except OSError:  # not Linux: informative only
         pass
     return {"python_torch": torch.__version__, "torch_threads": torch.get_num_threads(),
             "openblas_threads_env": os.environ.get("OPENBLAS_NUM_THREADS", ""), "blas": blas}

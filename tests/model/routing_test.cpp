@@ -80,7 +80,9 @@ ModelConfig routing_config(int64_t experts, int64_t groups, int64_t topk_group, 
 TEST(Routing, MatchesPerTokenReferenceForSeveralGroupLayouts) {
   torch::manual_seed(1);
   for (auto [experts, groups, topk_group, k] : std::vector<std::array<int64_t, 4>>{
-           {8, 4, 2, 4}, {16, 4, 1, 2}, {16, 8, 4, 8}, {12, 1, 1, 3}, {32, 8, 4, 8}}) {
+           {8, 4, 2, 4}, {16, 4, 1, 2}, {16, 8, 4, 8}, {12, 1, 1, 3}, {32, 8, 4, 8},
+           // a group scored by its best 3 and by its best 1 (the repeated-max loop of mask_to_top_groups)
+           {24, 4, 1, 3}, {16, 4, 2, 2}}) {
     ModelConfig c = routing_config(experts, groups, topk_group, k);
     auto scores = torch::rand({64, experts}, torch::kDouble);
     auto bias = torch::randn({experts}, torch::kDouble) * 0.1;
