@@ -199,7 +199,9 @@ TEST(Dispatch, SortedGroupedExpertsEqualNaivePerTokenLoopWithGradients) {
   // Experts that received no token get exactly zero gradient.
   auto counts = expert_token_counts(r.expert_ids, c.n_routed_experts);
   for (int64_t e = 0; e < c.n_routed_experts; ++e) {
-    if (counts[e].item<int64_t>() == 0) EXPECT_EQ(fast_grads[1][e].abs().sum().item<double>(), 0.0);
+    if (counts[e].item<int64_t>() == 0) {
+      EXPECT_EQ(fast_grads[1][e].abs().sum().item<double>(), 0.0);
+    }
   }
 }
 
