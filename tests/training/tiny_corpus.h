@@ -38,7 +38,10 @@ inline const TinyCorpus& tiny_corpus() {
     data::prepare_dataset(tok, prepare);
     c.dataset_dir = prepare.output_dir;
     c.vocab_size = tok.vocab_size();
-    std::atexit([] { std::filesystem::remove_all(tiny_corpus().root); });
+    // The path is copied into a static constructed before the handler is registered, so that it
+    // outlives the handler (the corpus itself is destroyed before it runs).
+    static const std::string root_to_remove = c.root;
+    std::atexit([] { std::filesystem::remove_all(root_to_remove); });
     return c;
   }();
   return corpus;
