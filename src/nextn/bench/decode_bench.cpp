@@ -1,4 +1,5 @@
 #include "nextn/bench/decode_bench.h"
+#include "nextn/bench/median.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -15,11 +16,6 @@ namespace {
 
 using inference::GenerationOptions;
 using inference::GenerationResult;
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
-}
 
 double per_step_ms(double seconds, int64_t steps) { return steps > 0 ? 1e3 * seconds / steps : 0.0; }
 

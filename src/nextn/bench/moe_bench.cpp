@@ -1,4 +1,5 @@
 #include "nextn/bench/moe_bench.h"
+#include "nextn/bench/median.h"
 
 #include <algorithm>
 #include <chrono>
@@ -14,11 +15,6 @@ namespace nextn {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
-}
 
 double seconds_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();

@@ -1,4 +1,5 @@
 #include "nextn/bench/train_bench.h"
+#include "nextn/bench/median.h"
 
 #include <algorithm>
 #include <chrono>
@@ -17,11 +18,6 @@ namespace nextn {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
-}
 
 struct Variant {
   std::string name;
