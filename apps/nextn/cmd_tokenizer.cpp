@@ -19,7 +19,7 @@ int resolve_threads(int threads) {
   return threads > 0 ? threads : int(std::max(1u, std::thread::hardware_concurrency()));
 }
 
-struct TrainFlags {
+struct TokenizerTrainFlags {
   CorpusFlags corpus;
   int32_t vocab_size = 8192;
   int64_t min_frequency = 2;
@@ -28,7 +28,7 @@ struct TrainFlags {
   int threads = 0;
 };
 
-void run_train(const TrainFlags& flags) {
+void run_tokenizer_train(const TokenizerTrainFlags& flags) {
   data::TokenizerTrainingOptions options;
   options.bpe.vocab_size = flags.vocab_size;
   options.bpe.min_frequency = flags.min_frequency;
@@ -117,7 +117,7 @@ void setup_tokenizer(CLI::App& app) {
   auto* group = app.add_subcommand("tokenizer", "Train and use byte-level BPE tokenizers (tokenizer.json)");
   group->require_subcommand(1);
 
-  auto train_flags = std::make_shared<TrainFlags>();
+  auto train_flags = std::make_shared<TokenizerTrainFlags>();
   auto* train = group->add_subcommand("train", "Learn a BPE vocabulary from a corpus");
   add_corpus_options(*train, train_flags->corpus);
   train->add_option("--vocab-size", train_flags->vocab_size, "Vocabulary size, special tokens included")
@@ -128,7 +128,7 @@ void setup_tokenizer(CLI::App& app) {
       ->capture_default_str();
   train->add_option("--output,-o", train_flags->output, "Where to write tokenizer.json")->required();
   train->add_option("--threads", train_flags->threads, "Worker threads (0 = all cores)")->capture_default_str();
-  train->callback([train_flags] { run_train(*train_flags); });
+  train->callback([train_flags] { run_tokenizer_train(*train_flags); });
 
   struct CodecFlags {
     std::string tokenizer, text, file;

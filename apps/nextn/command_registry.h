@@ -37,4 +37,4 @@ void apply_threads(int threads);  // 0 = all cores
 #define NEXTN_CONCAT_INNER(a, b) a##b
 #define NEXTN_CONCAT(a, b) NEXTN_CONCAT_INNER(a, b)
 #define NEXTN_REGISTER_COMMAND(order, setup_fn) \
-  static ::nextn::cli::CommandRegistrar NEXTN_CONCAT(nextn_command_, __LINE__)(order, setup_fn)
+  static ::nextn::cli::CommandRegistrar NEXTN_CONCAT(nextn_command_, __COUNTER__)(order, setup_fn)

@@ -10,6 +10,7 @@ namespace {
 namespace fs = std::filesystem;
 
 using testing::TempDir;
+using testing::expect_error;
 using testing::write_text;
 
 std::vector<Document> read_all(CorpusReader& reader) {
@@ -34,16 +35,6 @@ void write_mixed_corpus(const TempDir& dir) {
   write_text(dir / "bin.dat", std::string("ab\0cd", 5));
   write_text(dir / "latin1.txt", "caf\xE9\n");
   write_text(dir / "empty.txt", "");
-}
-
-template <typename F>
-void expect_error(F&& f, const std::string& fragment) {
-  try {
-    f();
-    FAIL() << "expected an error with '" << fragment << "'";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
-  }
 }
 
 TEST(CorpusReader, ReadsDirectoriesInSortedOrderAndCountsWhatItSkips) {

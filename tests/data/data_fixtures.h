@@ -1,6 +1,8 @@
 // Small corpora, tokenizers and datasets for the data tests, built in temporary directories.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <filesystem>
 #include <random>
 #include <string>
@@ -10,6 +12,7 @@
 #include "nextn/io/atomic_file.h"
 #include "nextn/tokenizer/bpe_trainer.h"
 #include "nextn/tokenizer/tokenizer.h"
+#include "nextn/util/error.h"
 
 namespace nextn::data::testing {
 
@@ -82,6 +85,17 @@ inline PrepareOptions prepare_options(const std::string& corpus_dir, const std::
   options.shard_tokens = 300;         // several shards per split
   options.threads = 2;
   return options;
+}
+
+// Runs `action` and expects a nextn::Error whose message contains `fragment`.
+template <typename F>
+void expect_error(F&& action, const std::string& fragment) {
+  try {
+    action();
+    FAIL() << "expected an error with '" << fragment << "'";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace nextn::data::testing

@@ -16,20 +16,11 @@ namespace {
 namespace fs = std::filesystem;
 
 using testing::TempDir;
+using testing::expect_error;
 using testing::corpus_tokenizer;
 using testing::prepare_options;
 using testing::write_corpus;
 using testing::write_text;
-
-template <typename F>
-void expect_error(F&& f, const std::string& fragment) {
-  try {
-    f();
-    FAIL() << "expected an error with '" << fragment << "'";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
-  }
-}
 
 std::vector<int32_t> shard_stream(const TokenDataset& dataset, Split split) {
   std::vector<int32_t> stream;
@@ -82,7 +73,9 @@ TEST_F(DatasetTest, ShardsEndAtDocumentEndsPastTheirSize) {
   ASSERT_GE(shards.size(), 3u);
   for (std::size_t s = 0; s < shards.size(); ++s) {
     EXPECT_EQ(shards[s].token(shards[s].size() - 1), dataset.eos_id()) << "shard " << s;
-    if (s + 1 < shards.size()) EXPECT_GE(shards[s].size(), 300) << "shard " << s;
+    if (s + 1 < shards.size()) {
+      EXPECT_GE(shards[s].size(), 300) << "shard " << s;
+    }
   }
   for (Split split : {Split::kTrain, Split::kValidation}) {
     int64_t documents = 0;

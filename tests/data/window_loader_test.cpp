@@ -12,6 +12,7 @@ namespace nextn::data {
 namespace {
 
 using testing::TempDir;
+using testing::expect_error;
 
 // One dataset for the whole file: 30 generated documents in shards of ~300 tokens.
 const TokenDataset& shared_dataset() {
@@ -26,16 +27,6 @@ const TokenDataset& shared_dataset() {
 
 bool equal(const Batch& a, const Batch& b) {
   return torch::equal(a.tokens, b.tokens) && torch::equal(a.segment_ids, b.segment_ids);
-}
-
-template <typename F>
-void expect_error(F&& f, const std::string& fragment) {
-  try {
-    f();
-    FAIL() << "expected an error with '" << fragment << "'";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
-  }
 }
 
 TEST(WindowLoader, SameSeedSameBatches) {

@@ -128,7 +128,9 @@ TEST(StreamDecoder, EmitsCompleteCharactersAndAddsUpToDecode) {
     bool valid_text = is_valid_utf8(text);
     for (int32_t id : ids) {
       std::string piece = decoder.push(id);
-      if (valid_text) EXPECT_TRUE(is_valid_utf8(piece));
+      if (valid_text) {
+        EXPECT_TRUE(is_valid_utf8(piece));
+      }
       joined += piece;
     }
     joined += decoder.flush();

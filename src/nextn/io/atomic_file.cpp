@@ -15,8 +15,6 @@
 namespace nextn::io {
 namespace {
 
-std::string errno_text() { return std::strerror(errno); }
-
 std::string parent_dir(const std::string& path) {
   auto parent = std::filesystem::path(path).parent_path();
   return parent.empty() ? std::string(".") : parent.string();

@@ -263,8 +263,6 @@ std::string encode_u64_le(uint64_t value) {
   return bytes;
 }
 
-std::string errno_text() { return std::strerror(errno); }
-
 // ---- writing ------------------------------------------------------------------------------------
 
 bool is_valid_utf8(const std::string& text) {

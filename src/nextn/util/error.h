@@ -2,6 +2,8 @@
 // config) is a nextn::Error with a message that names what is wrong; the CLI prints it and exits 1.
 #pragma once
 
+#include <cerrno>
+#include <cstring>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -25,6 +27,9 @@ template <typename... Args>
 [[noreturn]] void fail(const Args&... args) {
   throw Error(cat(args...));
 }
+
+// The text of the current errno, for messages about failed system calls.
+inline std::string errno_text() { return std::strerror(errno); }
 
 }  // namespace nextn
 
