@@ -14,7 +14,7 @@ class TensorMapBuilder {
   }
 
   void add_norm(const std::string& name, RMSNorm& norm) { add(name, norm->weight); }
-  void add_linear(const std::string& name, torch::nn::Linear& linear) { add(name, linear->weight); }
+  void add_linear(const std::string& name, Linear& linear) { add(name, linear->weight); }
 
   void add_attention(const std::string& prefix, MlaAttention& attn) {
     if (attn->q_proj) {

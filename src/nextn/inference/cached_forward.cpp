@@ -1,5 +1,6 @@
 #include "nextn/inference/cached_forward.h"
 
+#include "nextn/model/linear.h"
 #include "nextn/util/error.h"
 
 namespace nextn::inference {
@@ -80,7 +81,7 @@ torch::Tensor mtp_logits(DeepSeekV3Impl& model, int64_t module, const torch::Ten
     return model.output_head(hidden, model.mtp_module(module)->shared_head_norm);
   }
   auto normed = model.mtp_module(module)->shared_head_norm(hidden);
-  return torch::nn::functional::linear(normed, model.output_weight().narrow(0, 0, vocab_limit));
+  return linear_no_bias(normed, model.output_weight().narrow(0, 0, vocab_limit));
 }
 
 }  // namespace nextn::inference

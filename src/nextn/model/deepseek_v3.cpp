@@ -12,7 +12,7 @@ DeepSeekV3Impl::DeepSeekV3Impl(const ModelConfig& config) : config_(config) {
   for (int64_t i = 0; i < config.num_hidden_layers; ++i) layers->push_back(DecoderLayer(config, i));
   norm = register_module("norm", RMSNorm(config.hidden_size, config.rms_norm_eps));
   if (!config.tie_word_embeddings) {
-    lm_head = register_module("lm_head", linear_no_bias(config.hidden_size, config.vocab_size));
+    lm_head = register_module("lm_head", Linear(config.hidden_size, config.vocab_size));
   }
   mtp = register_module("mtp", torch::nn::ModuleList());
   for (int64_t k = 1; k <= config.num_nextn_predict_layers; ++k) mtp->push_back(MtpModule(config, k));
@@ -40,7 +40,7 @@ torch::Tensor& DeepSeekV3Impl::output_weight() {
 torch::Tensor DeepSeekV3Impl::embed(const torch::Tensor& ids) { return embed_tokens(ids); }
 
 torch::Tensor DeepSeekV3Impl::output_head(const torch::Tensor& hidden, RMSNorm& norm_before_head) {
-  return torch::nn::functional::linear(norm_before_head(hidden), output_weight());
+  return linear_no_bias(norm_before_head(hidden), output_weight());
 }
 
 std::vector<Moe> DeepSeekV3Impl::moe_layers() {

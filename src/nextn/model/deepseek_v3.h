@@ -10,6 +10,7 @@
 #include "nextn/model/decoder_layer.h"
 #include "nextn/model/moe.h"
 #include "nextn/model/mtp_module.h"
+#include "nextn/model/linear.h"
 #include "nextn/model/rms_norm.h"
 #include "nextn/model/rotary_embedding.h"
 
@@ -51,7 +52,7 @@ class DeepSeekV3Impl : public torch::nn::Module {
   torch::nn::Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
   RMSNorm norm{nullptr};
-  torch::nn::Linear lm_head{nullptr};  // null when tie_word_embeddings
+  Linear lm_head{nullptr};  // null when tie_word_embeddings
   torch::nn::ModuleList mtp{nullptr};  // D MtpModule
   RotaryEmbedding rotary{nullptr};
 

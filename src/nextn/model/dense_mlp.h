@@ -5,6 +5,8 @@
 
 #include <torch/torch.h>
 
+#include "nextn/model/linear.h"
+
 namespace nextn {
 
 class DenseMlpImpl : public torch::nn::Module {
@@ -12,11 +14,8 @@ class DenseMlpImpl : public torch::nn::Module {
   DenseMlpImpl(int64_t hidden_size, int64_t intermediate_size);
   torch::Tensor forward(const torch::Tensor& x);
 
-  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+  Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
 };
 TORCH_MODULE(DenseMlp);
-
-// A bias-free linear layer, the only kind DeepSeek-V3 uses.
-torch::nn::Linear linear_no_bias(int64_t in_features, int64_t out_features);
 
 }  // namespace nextn

@@ -2,7 +2,7 @@
 
 #include <limits>
 
-#include "nextn/model/dense_mlp.h"
+#include "nextn/model/linear.h"
 #include "nextn/util/error.h"
 
 namespace nextn {
@@ -22,18 +22,18 @@ MlaAttentionImpl::MlaAttentionImpl(const ModelConfig& config)
   const int64_t h = config.hidden_size;
   const int64_t heads = config.num_attention_heads;
   if (config.q_lora_rank) {
-    q_a_proj = register_module("q_a_proj", linear_no_bias(h, *config.q_lora_rank));
+    q_a_proj = register_module("q_a_proj", Linear(h, *config.q_lora_rank));
     q_a_layernorm = register_module("q_a_layernorm", RMSNorm(*config.q_lora_rank, config.rms_norm_eps));
-    q_b_proj = register_module("q_b_proj", linear_no_bias(*config.q_lora_rank, heads * config.qk_head_dim()));
+    q_b_proj = register_module("q_b_proj", Linear(*config.q_lora_rank, heads * config.qk_head_dim()));
   } else {
-    q_proj = register_module("q_proj", linear_no_bias(h, heads * config.qk_head_dim()));
+    q_proj = register_module("q_proj", Linear(h, heads * config.qk_head_dim()));
   }
   kv_a_proj_with_mqa = register_module(
-      "kv_a_proj_with_mqa", linear_no_bias(h, config.kv_lora_rank + config.qk_rope_head_dim));
+      "kv_a_proj_with_mqa", Linear(h, config.kv_lora_rank + config.qk_rope_head_dim));
   kv_a_layernorm = register_module("kv_a_layernorm", RMSNorm(config.kv_lora_rank, config.rms_norm_eps));
   kv_b_proj = register_module(
-      "kv_b_proj", linear_no_bias(config.kv_lora_rank, heads * (config.qk_nope_head_dim + config.v_head_dim)));
-  o_proj = register_module("o_proj", linear_no_bias(heads * config.v_head_dim, h));
+      "kv_b_proj", Linear(config.kv_lora_rank, heads * (config.qk_nope_head_dim + config.v_head_dim)));
+  o_proj = register_module("o_proj", Linear(heads * config.v_head_dim, h));
 }
 
 MlaProjections MlaAttentionImpl::project(const torch::Tensor& x, const RopeAngles& angles) {

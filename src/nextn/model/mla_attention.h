@@ -13,6 +13,7 @@
 #include <torch/torch.h>
 
 #include "nextn/config/model_config.h"
+#include "nextn/model/linear.h"
 #include "nextn/model/rms_norm.h"
 #include "nextn/model/rotary_embedding.h"
 
@@ -69,9 +70,9 @@ class MlaAttentionImpl : public torch::nn::Module {
   const ModelConfig& config() const { return config_; }
 
   // Query path: either q_proj, or q_a_proj -> q_a_layernorm -> q_b_proj (q_lora_rank set).
-  torch::nn::Linear q_proj{nullptr}, q_a_proj{nullptr}, q_b_proj{nullptr};
+  Linear q_proj{nullptr}, q_a_proj{nullptr}, q_b_proj{nullptr};
   RMSNorm q_a_layernorm{nullptr};
-  torch::nn::Linear kv_a_proj_with_mqa{nullptr}, kv_b_proj{nullptr}, o_proj{nullptr};
+  Linear kv_a_proj_with_mqa{nullptr}, kv_b_proj{nullptr}, o_proj{nullptr};
   RMSNorm kv_a_layernorm{nullptr};
 
  private:

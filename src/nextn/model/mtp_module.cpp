@@ -1,6 +1,6 @@
 #include "nextn/model/mtp_module.h"
 
-#include "nextn/model/dense_mlp.h"
+#include "nextn/model/linear.h"
 
 namespace nextn {
 
@@ -9,7 +9,7 @@ MtpModuleImpl::MtpModuleImpl(const ModelConfig& config, int64_t depth) : depth_(
   if (kind_ == MtpKind::kSequential) {
     enorm = register_module("enorm", RMSNorm(h, config.rms_norm_eps));
     hnorm = register_module("hnorm", RMSNorm(h, config.rms_norm_eps));
-    eh_proj = register_module("eh_proj", linear_no_bias(2 * h, h));
+    eh_proj = register_module("eh_proj", Linear(2 * h, h));
   }
   block = register_module("block", DecoderLayer(config, config.num_hidden_layers + depth - 1));
   shared_head_norm = register_module("shared_head_norm", RMSNorm(h, config.rms_norm_eps));

@@ -13,6 +13,7 @@
 
 #include "nextn/config/model_config.h"
 #include "nextn/model/decoder_layer.h"
+#include "nextn/model/linear.h"
 #include "nextn/model/rms_norm.h"
 
 namespace nextn {
@@ -33,7 +34,7 @@ class MtpModuleImpl : public torch::nn::Module {
   MtpKind kind() const { return kind_; }
 
   RMSNorm enorm{nullptr}, hnorm{nullptr};  // sequential only
-  torch::nn::Linear eh_proj{nullptr};      // sequential only, [hidden, 2 * hidden]
+  Linear eh_proj{nullptr};      // sequential only, [hidden, 2 * hidden]
   DecoderLayer block{nullptr};
   RMSNorm shared_head_norm{nullptr};
 

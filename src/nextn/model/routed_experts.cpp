@@ -1,6 +1,7 @@
 #include "nextn/model/routed_experts.h"
 
 #include "nextn/compat/torch_compat.h"
+#include "nextn/model/linear.h"
 #include "nextn/util/error.h"
 #include "nextn/util/phase_timer.h"
 
@@ -30,7 +31,7 @@ class GroupedSwiGLU : public torch::autograd::Function<GroupedSwiGLU> {
       const int64_t n = tokens_per_expert[e];
       if (n == 0) continue;
       auto pre_e = pre.narrow(0, offset, n);
-      torch::mm_out(pre_e, x.narrow(0, offset, n), gate_up[e].t());
+      linear_no_bias_out(pre_e, x.narrow(0, offset, n), gate_up[e]);
       offset += n;
     }
     auto act = swiglu(pre, inter);
@@ -40,7 +41,7 @@ class GroupedSwiGLU : public torch::autograd::Function<GroupedSwiGLU> {
       const int64_t n = tokens_per_expert[e];
       if (n == 0) continue;
       auto out_e = out.narrow(0, offset, n);
-      torch::mm_out(out_e, act.narrow(0, offset, n), down[e].t());
+      linear_no_bias_out(out_e, act.narrow(0, offset, n), down[e]);
       offset += n;
     }
     ctx->save_for_backward({x, gate_up, down, pre});

@@ -2,6 +2,7 @@
 
 #include <limits>
 
+#include "nextn/model/linear.h"
 #include "nextn/model/rms_norm.h"
 
 namespace nextn {
@@ -57,7 +58,7 @@ MoeGateImpl::MoeGateImpl(const ModelConfig& config) : config_(config) {
 Routing MoeGateImpl::forward(const torch::Tensor& x_flat) {
   // Affinities in at least fp32: selection among close scores must not depend on bf16 rounding.
   auto dtype = compute_dtype(x_flat.scalar_type());
-  auto scores = torch::sigmoid(torch::nn::functional::linear(x_flat.to(dtype), weight.to(dtype)));
+  auto scores = torch::sigmoid(linear_no_bias(x_flat.to(dtype), weight.to(dtype)));
   return route_tokens(scores, e_score_correction_bias, config_);
 }
 
