@@ -9,8 +9,8 @@ namespace nextn {
 // Up to this many rows, on CPU and outside autograd, y = x W^T runs as one matrix-vector product
 // per row. OpenBLAS's sgemm packs the whole weight on every call, which for one row costs 3-6x
 // its sgemv (2-core EPYC, OpenBLAS 0.3.21: the 8192x256 output head 350 vs 92 us, a 256x768
-// projection 63 vs 15 us); from about 4 rows on, sgemm wins.
-constexpr int64_t kMatVecMaxRows = 3;
+// projection 63 vs 15 us; 4 rows of the head 798 vs 353 us); from about 8 rows on, sgemm wins.
+constexpr int64_t kMatVecMaxRows = 4;
 
 // y = x W^T for x [..., in] and weight [out, in]: torch::nn::functional::linear without bias,
 // with the matrix-vector path above (same values to rounding).
