@@ -26,6 +26,10 @@ void setup_bench_train(CLI::App& app) {
   cmd->add_flag("--json", f->json, "one JSON object per variant and line, nothing else");
   add_threads_option(*cmd, f->threads);
   cmd->add_option("--device", f->options.device, "cpu (fp32) or cuda[:N] (bf16 autocast)");
+  cmd->add_option("--peak-tflops", f->options.peak_tflops,
+                  "the device's peak TFLOP/s for the step's precision, to report MFU (e.g. 989 for an H100 "
+                  "SXM in bf16)")
+      ->check(CLI::NonNegativeNumber);
   cmd->callback([f] {
     apply_threads(f->threads);
     ModelConfig config = load_model_config(f->config);
@@ -36,7 +40,7 @@ void setup_bench_train(CLI::App& app) {
     std::cout << describe(runtime_info()) << "\n"
               << "nextn bench train --config " << f->config << " --batch-size " << f->options.batch_size
               << " --seq-len " << f->options.seq_len << " --steps " << f->options.steps << "\n";
-    std::cout << format_train_bench(benchmark_training(config, f->options));
+    std::cout << format_train_bench(benchmark_training(config, f->options), f->options.peak_tflops);
   });
 }
 

@@ -106,6 +106,26 @@ TEST(Trainer, NonFiniteStepIsSkippedAndCountedAndChangesNothing) {
   EXPECT_EQ(state["skipped_steps"].get<int64_t>(), 1);
 }
 
+TEST(Trainer, ATimeBudgetEndsTheRunWithAnEvaluationAndACheckpoint) {
+  TempDir dir("trainer_budget");
+  TrainOptions o = tiny_options(dir, "budget");
+  o.minutes = 1e-6;  // spent before the first step ends
+  o.steps = 50;
+  o.checkpoint_every = 0;
+  TrainResult result = train(o, false);
+  EXPECT_TRUE(result.stopped_by_time_budget);
+  EXPECT_EQ(result.steps_done, 1);
+  std::vector<nlohmann::json> evals;
+  std::ifstream in(o.run_dir + "/metrics.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    auto j = nlohmann::json::parse(line);
+    if (j["type"] == "eval") evals.push_back(j);
+  }
+  ASSERT_EQ(evals.size(), 1u);
+  EXPECT_EQ(evals[0]["step"].get<int64_t>(), 1);
+  EXPECT_TRUE(fs::exists(o.run_dir + "/checkpoints/step-00000001"));
+}
+
 TEST(Trainer, TooManyNonFiniteStepsStopWithTheLastGoodCheckpointKept) {
   TempDir dir("trainer_diverged");
   TrainOptions o = tiny_options(dir, "run");

@@ -9,6 +9,7 @@
 
 #include "nextn/device/device.h"
 #include "nextn/model/deepseek_v3.h"
+#include "nextn/model/model_flops.h"
 #include "nextn/model/objective.h"
 #include "nextn/training/adamw.h"
 #include "nextn/training/expert_bias.h"
@@ -124,12 +125,13 @@ std::vector<TrainBenchResult> benchmark_training(const ModelConfig& config, cons
     r.moe_dispatch_seconds = median(v.samples["moe.dispatch"]);
     r.moe_experts_seconds = median(v.samples["moe.experts"]);
     r.moe_combine_seconds = median(v.samples["moe.combine"]);
+    r.flops_per_step = training_step_flops(v.config, options.batch_size, options.seq_len, /*with_mtp=*/true);
     results.push_back(r);
   }
   return results;
 }
 
-std::string format_train_bench(const std::vector<TrainBenchResult>& results) {
+std::string format_train_bench(const std::vector<TrainBenchResult>& results, double peak_tflops) {
   std::ostringstream out;
   char line[256];
   std::snprintf(line, sizeof line, "%-10s %9s %9s | %8s %8s %8s | %8s %8s %8s %8s\n", "variant", "tok/s", "step ms",
@@ -148,20 +150,35 @@ std::string format_train_bench(const std::vector<TrainBenchResult>& results) {
     out << line;
   }
   out << "(MoE phases are forward-only parts of fwd; medians of the timed steps)\n";
+  for (const auto& r : results) {
+    std::snprintf(line, sizeof line, "%-10s model FLOPs %.3g per step, %.3f TFLOP/s", r.variant.c_str(),
+                  static_cast<double>(r.flops_per_step), r.achieved_tflops());
+    out << line;
+    if (peak_tflops > 0) {
+      std::snprintf(line, sizeof line, ", MFU %.1f%% of %.3g TFLOP/s", 100.0 * r.achieved_tflops() / peak_tflops,
+                    peak_tflops);
+      out << line;
+    }
+    out << "\n";
+  }
+  out << "(model FLOPs: 3x the forward's matrix products, attention over the whole window; see "
+         "src/nextn/model/model_flops.h)\n";
   return out.str();
 }
 
 std::string train_bench_json(const std::vector<TrainBenchResult>& results) {
   std::ostringstream out;
-  char line[512];
+  char line[768];
   for (const auto& r : results) {
     std::snprintf(line, sizeof line,
                   "{\"variant\":\"%s\",\"tokens_per_step\":%lld,\"step_seconds\":%.6f,\"forward_seconds\":%.6f,"
                   "\"backward_seconds\":%.6f,\"optimizer_seconds\":%.6f,\"moe_route_seconds\":%.6f,"
-                  "\"moe_dispatch_seconds\":%.6f,\"moe_experts_seconds\":%.6f,\"moe_combine_seconds\":%.6f}\n",
+                  "\"moe_dispatch_seconds\":%.6f,\"moe_experts_seconds\":%.6f,\"moe_combine_seconds\":%.6f,"
+                  "\"flops_per_step\":%lld,\"tflops\":%.6f}\n",
                   r.variant.c_str(), static_cast<long long>(r.tokens_per_step), r.step_seconds, r.forward_seconds,
                   r.backward_seconds, r.optimizer_seconds, r.moe_route_seconds, r.moe_dispatch_seconds,
-                  r.moe_experts_seconds, r.moe_combine_seconds);
+                  r.moe_experts_seconds, r.moe_combine_seconds, static_cast<long long>(r.flops_per_step),
+                  r.achieved_tflops());
     out << line;
   }
   return out.str();

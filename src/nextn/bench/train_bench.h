@@ -19,6 +19,7 @@ struct TrainBenchOptions {
   int64_t warmup = 2;  // untimed steps per variant
   uint64_t seed = 0;
   std::string device = "cpu";  // cpu (fp32) or cuda[:N] (bf16 autocast, as nextn train)
+  double peak_tflops = 0;      // the device's peak FLOP/s in TFLOP/s, for MFU (0: not reported)
 };
 
 struct TrainBenchResult {
@@ -27,11 +28,14 @@ struct TrainBenchResult {
   double step_seconds = 0;  // medians
   double forward_seconds = 0, backward_seconds = 0, optimizer_seconds = 0;
   double moe_route_seconds = 0, moe_dispatch_seconds = 0, moe_experts_seconds = 0, moe_combine_seconds = 0;
+  int64_t flops_per_step = 0;  // model FLOPs of the step (training_step_flops)
   double tokens_per_second() const { return tokens_per_step / step_seconds; }
+  double achieved_tflops() const { return flops_per_step / step_seconds / 1e12; }
 };
 
 std::vector<TrainBenchResult> benchmark_training(const ModelConfig& config, const TrainBenchOptions& options);
-std::string format_train_bench(const std::vector<TrainBenchResult>& results);
+// peak_tflops > 0 adds model FLOPs utilisation: achieved model FLOP/s over that peak.
+std::string format_train_bench(const std::vector<TrainBenchResult>& results, double peak_tflops = 0);
 // One JSON object per line, one line per variant (for bench/compare.sh), times in seconds.
 std::string train_bench_json(const std::vector<TrainBenchResult>& results);
 

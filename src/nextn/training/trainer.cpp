@@ -335,7 +335,12 @@ TrainResult TrainingRun::run() {
       std::cout << format_step_line(metrics) << std::endl;
       log_.write(to_json(metrics));
     }
-    if (last || (options_.eval_every > 0 && state_.step % options_.eval_every == 0)) run_evaluation();
+    // The run's last step gets an evaluation, also when the time budget ends it early (a signal
+    // asks for a quick exit: checkpoint only).
+    const bool ends_by_time = out_of_time && !stop.requested();
+    if (last || ends_by_time || (options_.eval_every > 0 && state_.step % options_.eval_every == 0)) {
+      run_evaluation();
+    }
     const bool stop_now = stop.requested() || out_of_time;
     if (last || stop_now || (options_.checkpoint_every > 0 && state_.step % options_.checkpoint_every == 0)) {
       write_checkpoint();
