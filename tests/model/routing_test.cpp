@@ -6,6 +6,7 @@
 #include <numeric>
 #include <set>
 
+#include "nextn/model/linear.h"
 #include "nextn/model/load_balance.h"
 #include "nextn/model/moe.h"
 #include "nextn/model/routed_experts.h"
@@ -202,6 +203,27 @@ TEST(Dispatch, SortedGroupedExpertsEqualNaivePerTokenLoopWithGradients) {
     if (counts[e].item<int64_t>() == 0) {
       EXPECT_EQ(fast_grads[1][e].abs().sum().item<double>(), 0.0);
     }
+  }
+}
+
+TEST(Dispatch, FewTokensOfDecodingEqualTheNaiveLoopAndTheGroupedPath) {
+  ModelConfig c = tiny_config();
+  torch::manual_seed(8);
+  MoeGate gate(c);
+  RoutedExperts experts(c);
+  torch::nn::init::normal_(gate->weight, 0.0, 0.5);
+  torch::nn::init::normal_(experts->gate_up_proj, 0.0, 0.3);
+  torch::nn::init::normal_(experts->down_proj, 0.0, 0.3);
+  for (int64_t tokens = 1; tokens <= kMatVecMaxRows + 1; ++tokens) {
+    auto x = torch::randn({tokens, c.hidden_size});
+    Routing r = gate(x);
+    auto grouped = experts(x, r).detach();  // autograd on: the sorted, grouped path
+    torch::NoGradGuard no_grad;             // inference: the few-token path up to kMatVecMaxRows
+    auto naive = naive_routed_experts(x, r, experts->gate_up_proj.detach(), experts->down_proj.detach());
+    auto fast = experts(x, r);
+    EXPECT_LT(max_abs_diff(fast, naive), 1e-5) << tokens << " tokens";
+    EXPECT_LT(max_abs_diff(fast, grouped), 1e-5) << tokens << " tokens";
+    EXPECT_LT(max_abs_diff(experts->forward_few_tokens(x, r), naive), 1e-5) << tokens << " tokens";
   }
 }
 

@@ -130,6 +130,9 @@ RoutedExpertsImpl::RoutedExpertsImpl(const ModelConfig& config) {
 }
 
 torch::Tensor RoutedExpertsImpl::forward(const torch::Tensor& x_flat, const Routing& routing) {
+  const bool few_tokens = !torch::GradMode::is_enabled() && x_flat.device().is_cpu() &&
+                          x_flat.size(0) <= kMatVecMaxRows && x_flat.scalar_type() == gate_up_proj.scalar_type();
+  if (few_tokens) return forward_few_tokens(x_flat, routing);
   ExpertDispatch d;
   torch::Tensor x_sorted;
   {
@@ -146,6 +149,27 @@ torch::Tensor RoutedExpertsImpl::forward(const torch::Tensor& x_flat, const Rout
   ScopedPhase phase("moe.combine");
   auto weights = routing.weights.reshape({-1}).index_select(0, d.assignment_order).to(y_sorted.scalar_type());
   return torch::zeros_like(x_flat).index_add(0, d.token_index, y_sorted * weights.unsqueeze(1));
+}
+
+torch::Tensor RoutedExpertsImpl::forward_few_tokens(const torch::Tensor& x_flat, const Routing& routing) {
+  torch::NoGradGuard no_grad;
+  const int64_t inter = intermediate_size(), k = routing.expert_ids.size(1);
+  auto ids = routing.expert_ids.to(torch::kCPU).contiguous();
+  auto weights = routing.weights.to(torch::kCPU, torch::kDouble).contiguous();
+  const int64_t* id = ids.data_ptr<int64_t>();
+  const double* weight = weights.data_ptr<double>();
+  auto out = torch::zeros_like(x_flat);
+  for (int64_t t = 0; t < x_flat.size(0); ++t) {
+    auto x = x_flat[t];
+    auto y = out[t];
+    for (int64_t j = 0; j < k; ++j) {
+      const int64_t e = id[t * k + j];
+      auto pre = torch::mv(gate_up_proj[e], x);  // [gate | up]
+      auto act = torch::silu(pre.narrow(0, 0, inter)) * pre.narrow(0, inter, inter);
+      y.add_(torch::mv(down_proj[e], act), weight[t * k + j]);
+    }
+  }
+  return out;
 }
 
 }  // namespace nextn

@@ -34,6 +34,10 @@ class RoutedExpertsImpl : public torch::nn::Module {
   explicit RoutedExpertsImpl(const ModelConfig& config);
   // x_flat [N, hidden] -> sum_k weight[n, k] * expert_{ids[n, k]}(x_flat[n]), [N, hidden].
   torch::Tensor forward(const torch::Tensor& x_flat, const Routing& routing);
+  // The same for decoding's few tokens (inference on CPU, up to kMatVecMaxRows tokens): each
+  // token through its K experts directly. Sorting assignments by expert costs more operators
+  // than the experts' own matrix-vector products at this size. forward() chooses it.
+  torch::Tensor forward_few_tokens(const torch::Tensor& x_flat, const Routing& routing);
 
   int64_t num_experts() const { return gate_up_proj.size(0); }
   int64_t intermediate_size() const { return down_proj.size(2); }
