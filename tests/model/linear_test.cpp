@@ -32,7 +32,7 @@ TEST(Linear, FewAndManyRowsMatchANaiveLoop) {
   torch::manual_seed(3);
   torch::NoGradGuard no_grad;
   auto weight = torch::randn({37, 24});
-  for (int64_t rows = 1; rows <= kMatVecMaxRows + 3; ++rows) {
+  for (int64_t rows = 1; rows <= kFewRowsMaxRows + 3; ++rows) {
     auto x = torch::randn({rows, 24});
     auto expected = naive_linear(x, weight);
     auto y2 = linear_no_bias(x, weight);
@@ -60,7 +60,7 @@ TEST(Linear, RowsOfASlicedWeight) {
 TEST(Linear, OutIntoAViewLeavesTheRestOfTheBuffer) {
   torch::manual_seed(5);
   auto weight = torch::randn({12, 8});
-  for (int64_t rows = 1; rows <= kMatVecMaxRows + 2; ++rows) {
+  for (int64_t rows = 1; rows <= kFewRowsMaxRows + 2; ++rows) {
     auto buffer = torch::full({rows + 4, 12}, 7.0);
     auto x = torch::randn({rows, 8});
     linear_no_bias_out(buffer.narrow(0, 2, rows), x, weight);

@@ -214,16 +214,29 @@ TEST(Dispatch, FewTokensOfDecodingEqualTheNaiveLoopAndTheGroupedPath) {
   torch::nn::init::normal_(gate->weight, 0.0, 0.5);
   torch::nn::init::normal_(experts->gate_up_proj, 0.0, 0.3);
   torch::nn::init::normal_(experts->down_proj, 0.0, 0.3);
-  for (int64_t tokens = 1; tokens <= kMatVecMaxRows + 1; ++tokens) {
+  for (int64_t tokens = 1; tokens <= kFewRowsMaxRows + 1; ++tokens) {
     auto x = torch::randn({tokens, c.hidden_size});
     Routing r = gate(x);
     auto grouped = experts(x, r).detach();  // autograd on: the sorted, grouped path
-    torch::NoGradGuard no_grad;             // inference: the few-token path up to kMatVecMaxRows
+    torch::NoGradGuard no_grad;             // inference: the few-token path up to kFewRowsMaxRows
     auto naive = naive_routed_experts(x, r, experts->gate_up_proj.detach(), experts->down_proj.detach());
     auto fast = experts(x, r);
     EXPECT_LT(max_abs_diff(fast, naive), 1e-5) << tokens << " tokens";
     EXPECT_LT(max_abs_diff(fast, grouped), 1e-5) << tokens << " tokens";
     EXPECT_LT(max_abs_diff(experts->forward_few_tokens(x, r), naive), 1e-5) << tokens << " tokens";
+  }
+  // Types other than float32 take one token and expert at a time, in their own precision.
+  RoutedExperts experts64(c);
+  experts64->to(torch::kDouble);
+  torch::NoGradGuard no_grad;
+  experts64->gate_up_proj.copy_(experts->gate_up_proj);
+  experts64->down_proj.copy_(experts->down_proj);
+  for (int64_t tokens = 1; tokens <= kFewRowsMaxRows; ++tokens) {
+    auto x = torch::randn({tokens, c.hidden_size}, torch::kDouble);
+    Routing r = gate(x.to(torch::kFloat));
+    r.weights = r.weights.to(torch::kDouble);
+    auto naive = naive_routed_experts(x, r, experts64->gate_up_proj, experts64->down_proj);
+    EXPECT_LT(max_abs_diff(experts64(x, r), naive), 1e-12) << tokens << " tokens, float64";
   }
 }
 

@@ -2,20 +2,34 @@
 
 #include <cmath>
 
+#include "nextn/kernels/few_rows_matmul.h"
+
 namespace nextn {
 namespace {
 
-// Rows of x (all leading dimensions flattened) when the matrix-vector path applies, else 0.
-int64_t matvec_rows(const torch::Tensor& x, const torch::Tensor& weight) {
+// Rows of x (all leading dimensions flattened) when the few-rows path applies, else 0.
+int64_t few_rows(const torch::Tensor& x, const torch::Tensor& weight) {
   if (!x.device().is_cpu() || x.scalar_type() != weight.scalar_type()) return 0;
   if (torch::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad())) return 0;
   const int64_t in = weight.size(1);
   if (x.dim() == 0 || x.numel() == 0 || x.size(-1) != in) return 0;
   const int64_t rows = x.numel() / in;
-  return rows <= kMatVecMaxRows ? rows : 0;
+  return rows <= kFewRowsMaxRows ? rows : 0;
 }
 
-void matvec_rows_out(torch::Tensor& out, const torch::Tensor& x_rows, const torch::Tensor& weight) {
+kernels::MatrixView rows_of(const torch::Tensor& t) {
+  return {t.data_ptr<float>(), t.size(0), t.size(1), t.stride(0)};
+}
+
+// out [rows, out_features] = x_rows [rows, in] W^T. float32 goes to the few-rows kernel (each
+// weight row read once for all rows); other types take one BLAS matrix-vector product per row.
+void few_rows_out(torch::Tensor& out, const torch::Tensor& x_rows, const torch::Tensor& weight) {
+  const bool kernel = x_rows.scalar_type() == torch::kFloat && weight.stride(1) == 1 && out.stride(1) == 1;
+  if (kernel) {
+    const auto x = x_rows.stride(1) == 1 ? x_rows : x_rows.contiguous();
+    kernels::few_rows_matmul(rows_of(x), rows_of(weight), out.data_ptr<float>(), out.stride(0));
+    return;
+  }
   for (int64_t r = 0; r < x_rows.size(0); ++r) {
     auto out_row = out.select(0, r);
     torch::mv_out(out_row, weight, x_rows.select(0, r));
@@ -25,19 +39,18 @@ void matvec_rows_out(torch::Tensor& out, const torch::Tensor& x_rows, const torc
 }  // namespace
 
 torch::Tensor linear_no_bias(const torch::Tensor& x, const torch::Tensor& weight) {
-  const int64_t rows = matvec_rows(x, weight);
+  const int64_t rows = few_rows(x, weight);
   if (rows == 0) return torch::nn::functional::linear(x, weight);
   auto shape = x.sizes().vec();
   shape.back() = weight.size(0);
-  if (rows == 1) return torch::mv(weight, x.reshape({weight.size(1)})).view(shape);
   auto out = torch::empty({rows, weight.size(0)}, x.options());
-  matvec_rows_out(out, x.reshape({rows, weight.size(1)}), weight);
+  few_rows_out(out, x.reshape({rows, weight.size(1)}), weight);
   return out.view(shape);
 }
 
 void linear_no_bias_out(torch::Tensor out, const torch::Tensor& x, const torch::Tensor& weight) {
-  if (matvec_rows(x, weight) > 0 && x.dim() == 2) {
-    matvec_rows_out(out, x, weight);
+  if (few_rows(x, weight) > 0 && x.dim() == 2) {
+    few_rows_out(out, x, weight);
   } else {
     torch::mm_out(out, x, weight.t());
   }

@@ -4,16 +4,19 @@
 
 #include <torch/torch.h>
 
+#include "nextn/kernels/few_rows_matmul.h"
+
 namespace nextn {
 
-// Up to this many rows, on CPU and outside autograd, y = x W^T runs as one matrix-vector product
-// per row. OpenBLAS's sgemm packs the whole weight on every call, which for one row costs 3-6x
-// its sgemv (2-core EPYC, OpenBLAS 0.3.21: the 8192x256 output head 350 vs 92 us, a 256x768
-// projection 63 vs 15 us; 4 rows of the head 798 vs 353 us); from about 8 rows on, sgemm wins.
-constexpr int64_t kMatVecMaxRows = 4;
+// Up to this many rows, on CPU and outside autograd, y = x W^T skips BLAS: float32 goes to the
+// few-rows kernel (kernels/few_rows_matmul.h), which reads each weight row once for all rows; other
+// types run one matrix-vector product per row. OpenBLAS's sgemm packs the whole weight on every
+// call, which at these sizes costs 3-6x its sgemv (2-core EPYC, OpenBLAS 0.3.21: the 8192x256
+// output head, one row, 350 vs 92 us); from about 8 rows on, sgemm wins.
+constexpr int64_t kFewRowsMaxRows = kernels::kFewRowsMax;
 
 // y = x W^T for x [..., in] and weight [out, in]: torch::nn::functional::linear without bias,
-// with the matrix-vector path above (same values to rounding).
+// with the few-rows path above (same values to rounding).
 torch::Tensor linear_no_bias(const torch::Tensor& x, const torch::Tensor& weight);
 
 // out = x W^T into `out` [rows, out_features] (a view of a larger buffer is fine); no autograd.

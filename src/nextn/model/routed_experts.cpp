@@ -1,5 +1,10 @@
 #include "nextn/model/routed_experts.h"
 
+#include <algorithm>
+#include <cmath>
+
+#include "nextn/kernels/few_rows_matmul.h"
+
 #include "nextn/compat/torch_compat.h"
 #include "nextn/model/linear.h"
 #include "nextn/util/error.h"
@@ -102,6 +107,44 @@ class GroupedSwiGLU : public torch::autograd::Function<GroupedSwiGLU> {
   }
 };
 
+// Decoding's assignments a = t * K + j grouped by expert, experts in order of first appearance.
+std::vector<std::pair<int64_t, std::vector<int64_t>>> assignments_by_expert(const int64_t* expert_ids,
+                                                                            int64_t count) {
+  std::vector<std::pair<int64_t, std::vector<int64_t>>> experts;
+  for (int64_t a = 0; a < count; ++a) {
+    auto it = std::find_if(experts.begin(), experts.end(), [&](const auto& e) { return e.first == expert_ids[a]; });
+    if (it == experts.end()) {
+      experts.push_back({expert_ids[a], {a}});
+    } else {
+      it->second.push_back(a);
+    }
+  }
+  return experts;
+}
+
+// Buffers for up to `tokens` rows through one expert: its inputs, [gate | up], the SwiGLU, outputs.
+struct ExpertRowsScratch {
+  ExpertRowsScratch(int64_t tokens, int64_t hidden, int64_t inter)
+      : hidden(hidden), inter(inter), rows(tokens * hidden), pre(tokens * 2 * inter), act(tokens * inter),
+        y(tokens * hidden) {}
+  int64_t hidden, inter;
+  std::vector<float> rows, pre, act, y;
+};
+
+// y = down (silu(gate) * up) for the first m of s.rows through one expert, in float32 with the
+// few-rows kernel: the expert's weights are read once for all its tokens.
+void expert_swiglu_rows(int64_t m, const float* gate_up, const float* down, ExpertRowsScratch& s) {
+  const int64_t hidden = s.hidden, inter = s.inter;
+  kernels::few_rows_matmul({s.rows.data(), m, hidden, hidden}, {gate_up, 2 * inter, hidden, hidden}, s.pre.data(),
+                           2 * inter);
+  for (int64_t r = 0; r < m; ++r) {
+    const float* gate = s.pre.data() + r * 2 * inter;
+    const float* up = gate + inter;
+    for (int64_t i = 0; i < inter; ++i) s.act[r * inter + i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+  }
+  kernels::few_rows_matmul({s.act.data(), m, inter, inter}, {down, hidden, inter, inter}, s.y.data(), hidden);
+}
+
 }  // namespace
 
 ExpertDispatch dispatch_by_expert(const torch::Tensor& expert_ids, int64_t num_experts) {
@@ -131,7 +174,7 @@ RoutedExpertsImpl::RoutedExpertsImpl(const ModelConfig& config) {
 
 torch::Tensor RoutedExpertsImpl::forward(const torch::Tensor& x_flat, const Routing& routing) {
   const bool few_tokens = !torch::GradMode::is_enabled() && x_flat.device().is_cpu() &&
-                          x_flat.size(0) <= kMatVecMaxRows && x_flat.scalar_type() == gate_up_proj.scalar_type();
+                          x_flat.size(0) <= kFewRowsMaxRows && x_flat.scalar_type() == gate_up_proj.scalar_type();
   if (few_tokens) return forward_few_tokens(x_flat, routing);
   ExpertDispatch d;
   torch::Tensor x_sorted;
@@ -153,20 +196,53 @@ torch::Tensor RoutedExpertsImpl::forward(const torch::Tensor& x_flat, const Rout
 
 torch::Tensor RoutedExpertsImpl::forward_few_tokens(const torch::Tensor& x_flat, const Routing& routing) {
   torch::NoGradGuard no_grad;
-  const int64_t inter = intermediate_size(), k = routing.expert_ids.size(1);
+  const int64_t tokens = x_flat.size(0), k = routing.expert_ids.size(1);
   auto ids = routing.expert_ids.to(torch::kCPU).contiguous();
-  auto weights = routing.weights.to(torch::kCPU, torch::kDouble).contiguous();
   const int64_t* id = ids.data_ptr<int64_t>();
+  const bool kernel = x_flat.scalar_type() == torch::kFloat && gate_up_proj.scalar_type() == torch::kFloat &&
+                      down_proj.scalar_type() == torch::kFloat && gate_up_proj.is_contiguous() &&
+                      down_proj.is_contiguous();
+  if (!kernel) return few_tokens_one_at_a_time(x_flat, id, routing.weights, k);
+  auto weights = routing.weights.to(torch::kCPU, torch::kFloat).contiguous();
+  const float* weight = weights.data_ptr<float>();
+
+  const int64_t hidden = x_flat.size(1), inter = intermediate_size();
+  auto x = x_flat.contiguous();
+  auto out = torch::zeros_like(x);
+  const float* x_data = x.data_ptr<float>();
+  float* out_data = out.data_ptr<float>();
+  ExpertRowsScratch scratch(tokens, hidden, inter);
+  for (const auto& [expert, assignments] : assignments_by_expert(id, tokens * k)) {
+    const auto m = static_cast<int64_t>(assignments.size());
+    for (int64_t r = 0; r < m; ++r) {
+      std::copy_n(x_data + assignments[r] / k * hidden, hidden, scratch.rows.data() + r * hidden);
+    }
+    expert_swiglu_rows(m, gate_up_proj.data_ptr<float>() + expert * 2 * inter * hidden,
+                       down_proj.data_ptr<float>() + expert * hidden * inter, scratch);
+    for (int64_t r = 0; r < m; ++r) {
+      const int64_t a = assignments[r];
+      float* target = out_data + a / k * hidden;
+      for (int64_t c = 0; c < hidden; ++c) target[c] += weight[a] * scratch.y[r * hidden + c];
+    }
+  }
+  return out;
+}
+
+torch::Tensor RoutedExpertsImpl::few_tokens_one_at_a_time(const torch::Tensor& x_flat, const int64_t* id,
+                                                          const torch::Tensor& gate_weights, int64_t k) {
+  const int64_t inter = intermediate_size();
+  auto weights = gate_weights.to(torch::kCPU, torch::kDouble).contiguous();
   const double* weight = weights.data_ptr<double>();
+  auto gate_up = gate_up_proj.to(x_flat.scalar_type()), down = down_proj.to(x_flat.scalar_type());
   auto out = torch::zeros_like(x_flat);
   for (int64_t t = 0; t < x_flat.size(0); ++t) {
     auto x = x_flat[t];
     auto y = out[t];
     for (int64_t j = 0; j < k; ++j) {
       const int64_t e = id[t * k + j];
-      auto pre = torch::mv(gate_up_proj[e], x);  // [gate | up]
+      auto pre = torch::mv(gate_up[e], x);  // [gate | up]
       auto act = torch::silu(pre.narrow(0, 0, inter)) * pre.narrow(0, inter, inter);
-      y.add_(torch::mv(down_proj[e], act), weight[t * k + j]);
+      y.add_(torch::mv(down[e], act), weight[t * k + j]);
     }
   }
   return out;

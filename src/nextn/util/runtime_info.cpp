@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "nextn/compat/torch_compat.h"
+#include "nextn/kernels/few_rows_matmul.h"
 #include "nextn/util/error.h"
 
 namespace nextn {
@@ -65,6 +66,7 @@ void set_cpu_threads(int blas, int intra_op) {
   torch::set_num_threads(intra_op);
   using SetThreads = void (*)(int);
   if (auto set = reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) set(blas);
+  kernels::set_few_rows_matmul_threads(blas);  // decoding's products: the same threads as BLAS's
 }
 
 int blas_threads() {
@@ -81,6 +83,8 @@ RuntimeInfo runtime_info() {
   info.allocator = allocator_description();
   info.torch_threads = torch::get_num_threads();
   info.blas_threads = blas_threads();
+  info.few_rows_kernel = cat(kernels::few_rows_matmul_path() == kernels::FewRowsPath::kAvx2Fma ? "AVX2+FMA" : "portable",
+                             ", ", kernels::few_rows_matmul_threads(), " threads");
   info.hardware_threads = static_cast<int>(std::thread::hardware_concurrency());
   info.cuda_available = torch::cuda::is_available();
   info.cpu_model = cpu_model_name();
@@ -91,7 +95,8 @@ std::string describe(const RuntimeInfo& info) {
   return cat("nextn ", info.nextn_version, " | libtorch ", info.torch_version, " | BLAS: ", info.blas,
              " | allocator: ", info.allocator,
              "\nCPU: ", info.cpu_model, " | hardware threads ", info.hardware_threads,
-             " | BLAS threads ", info.blas_threads, " | torch intra-op threads ", info.torch_threads, " | CUDA ",
+             " | BLAS threads ", info.blas_threads, " | few-rows kernel ", info.few_rows_kernel,
+             " | torch intra-op threads ", info.torch_threads, " | CUDA ",
              info.cuda_available ? "available" : "not available");
 }
 

@@ -14,6 +14,7 @@ struct RuntimeInfo {
   std::string allocator;  // "jemalloc 5.3.0 (dirty_decay_ms -1)" or "glibc malloc"
   int torch_threads = 0;
   int blas_threads = 0;
+  std::string few_rows_kernel;  // decoding's products (kernels/few_rows_matmul.h): "AVX2+FMA, 2 threads"
   int hardware_threads = 0;
   bool cuda_available = false;
   std::string cpu_model;
@@ -25,7 +26,7 @@ RuntimeInfo runtime_info();
 // `intra_op_threads` for libtorch's OpenMP pool (elementwise ops). Both pools busy-wait, and on
 // small machines two spinning pools on the same cores made training 2.5x slower than one
 // (docs/BENCHMARKS.md), so nextn runs libtorch's pool with 1 thread unless asked otherwise.
-// 0 = all hardware threads.
+// The few-rows kernel of decoding takes `blas_threads` too. 0 = all hardware threads.
 void set_cpu_threads(int blas_threads, int intra_op_threads = 1);
 int blas_threads();  // OpenBLAS's current thread count, 0 if the BLAS is not OpenBLAS
 std::string describe(const RuntimeInfo& info);

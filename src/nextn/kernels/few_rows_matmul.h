@@ -1,0 +1,43 @@
+// y = x W^T for decoding's few rows (1 to kFewRowsMax), reading each weight row once for all of
+// them. A speculative verify of N + 1 tokens then moves about the same weight bytes as a plain
+// step of one token: BLAS offers one sgemv per row (the weights read N + 1 times) or an sgemm that
+// packs the whole weight on every call (3-6x slower than sgemv at these sizes).
+//
+// Plain C++ on raw float32 rows, no libtorch: fast to compile and to test against the naive loop
+// (few_rows_matmul_reference) that it must match to rounding.
+#pragma once
+
+#include <cstdint>
+
+namespace nextn::kernels {
+
+constexpr int64_t kFewRowsMax = 4;
+
+// A row-major float32 matrix: row i starts at data + i * row_stride; columns are contiguous.
+struct MatrixView {
+  const float* data = nullptr;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  int64_t row_stride = 0;
+};
+
+// out[r * out_row_stride + o] = sum_i x[r][i] * w[o][i] for r < x.rows, o < w.rows.
+// Requires 1 <= x.rows <= kFewRowsMax and x.cols == w.cols (checked: std::invalid_argument).
+// Uses AVX2 + FMA where the CPU has them (checked at run time), portable code otherwise, and
+// several threads when the product is large enough to pay for them.
+void few_rows_matmul(const MatrixView& x, const MatrixView& w, float* out, int64_t out_row_stride);
+
+// The same product as a naive loop with one double accumulator per output: the reference.
+void few_rows_matmul_reference(const MatrixView& x, const MatrixView& w, float* out, int64_t out_row_stride);
+
+// Which code path few_rows_matmul takes; kPortable can be forced (tests, machines without AVX2).
+enum class FewRowsPath { kAvx2Fma, kPortable };
+FewRowsPath few_rows_matmul_path();
+bool few_rows_matmul_has_avx2_fma();  // this CPU and this build can run the AVX2 + FMA path
+void force_few_rows_matmul_path(FewRowsPath path);  // kAvx2Fma only where available
+
+// Threads for large products (0 = all cores); nextn sets it with the BLAS thread count.
+void set_few_rows_matmul_threads(int threads);
+int few_rows_matmul_threads();
+
+}  // namespace nextn::kernels

@@ -1,0 +1,124 @@
+#include "nextn/kernels/worker_pool.h"
+
+#include <sched.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace nextn::kernels {
+namespace {
+
+class WorkerPool {
+ public:
+  ~WorkerPool() {
+    {
+      std::lock_guard<std::mutex> lock(sleep_mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    for (auto& helper : helpers_) helper->thread.join();
+  }
+
+  void run(int parts, const std::function<void(int)>& part) {
+    std::unique_lock<std::mutex> caller(caller_mutex_, std::try_to_lock);
+    if (!caller.owns_lock() || parts <= 1) {
+      for (int p = 0; p < parts; ++p) part(p);
+      return;
+    }
+    while (static_cast<int>(helpers_.size()) < parts - 1) start_helper();
+    remaining_.store(parts - 1);
+    for (int p = 1; p < parts; ++p) {
+      Helper& helper = *helpers_[p - 1];
+      helper.part = &part;
+      helper.index = p;
+      helper.posted.fetch_add(1);  // publishes part and index to the helper
+    }
+    // A helper about to sleep raised `sleeping_` before it last looked at `posted` (both
+    // sequentially consistent), so either it saw the post or this sees it sleeping.
+    if (sleeping_.load() > 0) {
+      std::lock_guard<std::mutex> lock(sleep_mutex_);
+      wake_.notify_all();
+    }
+    std::exception_ptr failure;
+    try {
+      part(0);
+    } catch (...) {
+      failure = std::current_exception();  // the helpers still hold `part`: wait for them first
+    }
+    while (remaining_.load() > 0) sched_yield();
+    for (int p = 1; p < parts && !failure; ++p) std::swap(failure, helpers_[p - 1]->failure);
+    if (failure) std::rethrow_exception(failure);
+  }
+
+ private:
+  struct Helper {
+    std::thread thread;
+    std::atomic<unsigned long> posted{0};
+    const std::function<void(int)>* part = nullptr;
+    int index = 0;
+    std::exception_ptr failure;  // what its part threw, for the caller to rethrow
+  };
+
+  void start_helper() {
+    helpers_.push_back(std::make_unique<Helper>());
+    Helper* helper = helpers_.back().get();
+    helper->thread = std::thread([this, helper] { serve(*helper); });
+  }
+
+  void serve(Helper& helper) {
+    unsigned long done = 0;
+    for (;;) {
+      if (!await_post(helper, done)) return;
+      done = helper.posted.load();
+      try {
+        (*helper.part)(helper.index);
+      } catch (...) {
+        helper.failure = std::current_exception();
+      }
+      remaining_.fetch_sub(1);
+    }
+  }
+
+  // Waits until `posted` moves past `done`: polls, yielding the core, for kSpinSeconds, then
+  // sleeps. False when the pool is being destroyed.
+  bool await_post(Helper& helper, unsigned long done) {
+    const auto spin_until = std::chrono::steady_clock::now() + std::chrono::duration<double>(kSpinSeconds);
+    int polls = 0;
+    while (helper.posted.load() == done) {
+      if (++polls % 64 == 0 && std::chrono::steady_clock::now() > spin_until) break;
+      sched_yield();
+    }
+    if (helper.posted.load() != done) return true;
+    std::unique_lock<std::mutex> lock(sleep_mutex_);
+    sleeping_.fetch_add(1);
+    wake_.wait(lock, [&] { return stopping_ || helper.posted.load() != done; });
+    sleeping_.fetch_sub(1);
+    return !stopping_;
+  }
+
+  std::mutex caller_mutex_;  // one caller at a time uses the helpers
+  std::vector<std::unique_ptr<Helper>> helpers_;
+  std::atomic<int> remaining_{0};
+  std::atomic<int> sleeping_{0};
+  std::mutex sleep_mutex_;
+  std::condition_variable wake_;
+  bool stopping_ = false;  // guarded by sleep_mutex_
+};
+
+WorkerPool& pool() {
+  static WorkerPool instance;
+  return instance;
+}
+
+}  // namespace
+
+void run_in_parts(int parts, const std::function<void(int)>& part) { pool().run(parts, part); }
+
+}  // namespace nextn::kernels

@@ -1,0 +1,168 @@
+// The few-rows kernel against its naive reference loop: every row count, awkward shapes (columns
+// not a multiple of the 8 lanes, outputs not a multiple of the tile), strided rows, both code
+// paths and thread counts; threads only split outputs, so their results are bit-identical.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <stdexcept>
+#include <vector>
+
+#include "nextn/kernels/few_rows_matmul.h"
+
+namespace nextn::kernels {
+namespace {
+
+struct Matrix {
+  std::vector<float> data;
+  int64_t rows, cols, stride;
+  MatrixView view() const { return {data.data(), rows, cols, stride}; }
+};
+
+// Values in [-1, 1), with the padding past each row set to NaN: reading it would show.
+Matrix random_matrix(int64_t rows, int64_t cols, int64_t stride, std::mt19937& rng) {
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  Matrix m{std::vector<float>(rows * stride, std::nanf("")), rows, cols, stride};
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) m.data[r * stride + c] = uniform(rng);
+  }
+  return m;
+}
+
+// Restores the path and thread count a test changed.
+class KernelSettings {
+ public:
+  KernelSettings() : path_(few_rows_matmul_path()), threads_(few_rows_matmul_threads()) {}
+  ~KernelSettings() {
+    force_few_rows_matmul_path(path_);
+    set_few_rows_matmul_threads(threads_);
+  }
+
+ private:
+  FewRowsPath path_;
+  int threads_;
+};
+
+std::vector<FewRowsPath> paths_here() {
+  std::vector<FewRowsPath> paths{FewRowsPath::kPortable};
+  if (few_rows_matmul_has_avx2_fma()) paths.push_back(FewRowsPath::kAvx2Fma);
+  return paths;
+}
+
+// |fast - reference| <= 1e-6 * sum_i |x_i w_i| + 1e-7: float rounding of an n-term dot product.
+void expect_matches_reference(const Matrix& x, const Matrix& w, const std::vector<float>& out, int64_t out_stride,
+                              const std::string& what) {
+  std::vector<float> expected(x.rows * w.rows);
+  few_rows_matmul_reference(x.view(), w.view(), expected.data(), w.rows);
+  for (int64_t r = 0; r < x.rows; ++r) {
+    for (int64_t o = 0; o < w.rows; ++o) {
+      double magnitude = 0;
+      for (int64_t i = 0; i < x.cols; ++i) {
+        magnitude += std::abs(static_cast<double>(x.data[r * x.stride + i]) * w.data[o * w.stride + i]);
+      }
+      ASSERT_NEAR(out[r * out_stride + o], expected[r * w.rows + o], 1e-6 * magnitude + 1e-7)
+          << what << ", row " << r << ", output " << o;
+    }
+  }
+}
+
+TEST(FewRowsMatmul, ReferenceIsTheDefinition) {
+  // 2 rows x 3 columns times a 2 x 3 weight, worked by hand.
+  const std::vector<float> x{1, 2, 3, -1, 0, 2};
+  const std::vector<float> w{1, 0, -1, 0.5f, 0.25f, 2};
+  std::vector<float> out(4);
+  few_rows_matmul_reference({x.data(), 2, 3, 3}, {w.data(), 2, 3, 3}, out.data(), 2);
+  EXPECT_EQ(out, (std::vector<float>{-2, 7, -3, 3.5f}));
+}
+
+TEST(FewRowsMatmul, EveryRowCountAndShapeMatchesTheReference) {
+  KernelSettings restore;
+  std::mt19937 rng(7);
+  const int64_t shapes[][2] = {{1, 1}, {3, 7}, {5, 8}, {9, 9}, {13, 17}, {64, 256}, {37, 100}, {300, 129}};
+  for (FewRowsPath path : paths_here()) {
+    force_few_rows_matmul_path(path);
+    for (const auto& shape : shapes) {
+      const int64_t outputs = shape[0], cols = shape[1];
+      const Matrix w = random_matrix(outputs, cols, cols, rng);
+      for (int64_t rows = 1; rows <= kFewRowsMax; ++rows) {
+        const Matrix x = random_matrix(rows, cols, cols, rng);
+        std::vector<float> out(rows * outputs, std::nanf(""));
+        few_rows_matmul(x.view(), w.view(), out.data(), outputs);
+        expect_matches_reference(x, w, out, outputs,
+                                 "path " + std::to_string(static_cast<int>(path)) + ", " + std::to_string(rows) +
+                                     " rows, weight " + std::to_string(outputs) + "x" + std::to_string(cols));
+      }
+    }
+  }
+}
+
+TEST(FewRowsMatmul, StridedRowsLeaveTheGapsAlone) {
+  // Row strides past the row on x, the weight (a slice of a wider matrix) and out (a view of a
+  // larger buffer): only out's rows are written, the padding read from x and w is NaN.
+  KernelSettings restore;
+  std::mt19937 rng(11);
+  const Matrix w = random_matrix(21, 19, 24, rng);
+  for (FewRowsPath path : paths_here()) {
+    force_few_rows_matmul_path(path);
+    for (int64_t rows = 1; rows <= kFewRowsMax; ++rows) {
+      const Matrix x = random_matrix(rows, 19, 32, rng);
+      const int64_t out_stride = 25;
+      std::vector<float> out(rows * out_stride, -7.0f);
+      few_rows_matmul(x.view(), w.view(), out.data(), out_stride);
+      expect_matches_reference(x, w, out, out_stride, std::to_string(rows) + " strided rows");
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t o = w.rows; o < out_stride; ++o) EXPECT_EQ(out[r * out_stride + o], -7.0f);
+      }
+    }
+  }
+}
+
+TEST(FewRowsMatmul, ThreadsGiveBitIdenticalResults) {
+  // Large enough for several threads to be used; outputs are split between them, never a sum.
+  KernelSettings restore;
+  std::mt19937 rng(5);
+  const Matrix w = random_matrix(2051, 256, 256, rng);
+  for (FewRowsPath path : paths_here()) {
+    force_few_rows_matmul_path(path);
+    for (int64_t rows = 1; rows <= kFewRowsMax; ++rows) {
+      const Matrix x = random_matrix(rows, 256, 256, rng);
+      std::vector<float> one(rows * w.rows), several(rows * w.rows);
+      set_few_rows_matmul_threads(1);
+      few_rows_matmul(x.view(), w.view(), one.data(), w.rows);
+      set_few_rows_matmul_threads(3);
+      few_rows_matmul(x.view(), w.view(), several.data(), w.rows);
+      EXPECT_EQ(one, several) << rows << " rows";
+      expect_matches_reference(x, w, several, w.rows, std::to_string(rows) + " rows, 3 threads");
+    }
+  }
+}
+
+TEST(FewRowsMatmul, BadShapesAreRefused) {
+  const std::vector<float> a(40, 1.0f);
+  float out[40];
+  EXPECT_THROW(few_rows_matmul({a.data(), 0, 4, 4}, {a.data(), 2, 4, 4}, out, 2), std::invalid_argument);
+  EXPECT_THROW(few_rows_matmul({a.data(), kFewRowsMax + 1, 4, 4}, {a.data(), 2, 4, 4}, out, 2),
+               std::invalid_argument);
+  EXPECT_THROW(few_rows_matmul({a.data(), 1, 4, 4}, {a.data(), 2, 5, 5}, out, 2), std::invalid_argument);
+  EXPECT_THROW(few_rows_matmul({a.data(), 1, 4, 3}, {a.data(), 2, 4, 4}, out, 2), std::invalid_argument);
+  EXPECT_THROW(few_rows_matmul({nullptr, 1, 4, 4}, {a.data(), 2, 4, 4}, out, 2), std::invalid_argument);
+}
+
+TEST(FewRowsMatmul, TheFastPathIsTakenWhereTheCpuHasIt) {
+  // Guards against a build that silently lost the AVX2 path (a wrong define or target attribute).
+  KernelSettings restore;
+  force_few_rows_matmul_path(FewRowsPath::kPortable);
+  EXPECT_EQ(few_rows_matmul_path(), FewRowsPath::kPortable);
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    EXPECT_TRUE(few_rows_matmul_has_avx2_fma());
+    force_few_rows_matmul_path(FewRowsPath::kAvx2Fma);
+    EXPECT_EQ(few_rows_matmul_path(), FewRowsPath::kAvx2Fma);
+  } else {
+    EXPECT_THROW(force_few_rows_matmul_path(FewRowsPath::kAvx2Fma), std::invalid_argument);
+  }
+#endif
+}
+
+}  // namespace
+}  // namespace nextn::kernels

@@ -1,0 +1,100 @@
+// The kernels' helper threads: every part runs exactly once, on more than one thread, after the
+// helpers went to sleep too; concurrent callers and a failing part are handled.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "nextn/kernels/worker_pool.h"
+
+namespace nextn::kernels {
+namespace {
+
+// Runs `parts` parts and returns how often each ran.
+std::vector<int> run_counts(int parts) {
+  std::vector<std::atomic<int>> counts(parts);
+  run_in_parts(parts, [&](int p) { counts[p].fetch_add(1); });
+  std::vector<int> result;
+  for (auto& c : counts) result.push_back(c.load());
+  return result;
+}
+
+TEST(WorkerPool, EveryPartRunsExactlyOnce) {
+  for (int parts : {1, 2, 3, 5, 2, 1, 4}) {
+    EXPECT_EQ(run_counts(parts), std::vector<int>(parts, 1)) << parts << " parts";
+  }
+  for (int round = 0; round < 2000; ++round) {  // back to back, as in decoding
+    ASSERT_EQ(run_counts(2), std::vector<int>(2, 1)) << "round " << round;
+  }
+}
+
+TEST(WorkerPool, PartsRunOnHelperThreadsAndTheCaller) {
+  std::mutex mutex;
+  std::set<std::thread::id> threads;
+  std::atomic<int> arrived{0};
+  run_in_parts(3, [&](int) {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      threads.insert(std::this_thread::get_id());
+    }
+    // Every part waits for the others: only possible if they run at the same time.
+    arrived.fetch_add(1);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (arrived.load() < 3 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  });
+  EXPECT_EQ(arrived.load(), 3);
+  EXPECT_EQ(threads.size(), 3u);
+  EXPECT_EQ(threads.count(std::this_thread::get_id()), 1u);
+}
+
+TEST(WorkerPool, SleepingHelpersWakeUpForTheNextJob) {
+  EXPECT_EQ(run_counts(2), std::vector<int>(2, 1));
+  std::this_thread::sleep_for(std::chrono::duration<double>(20 * kSpinSeconds));  // helpers asleep now
+  for (int round = 0; round < 3; ++round) {
+    EXPECT_EQ(run_counts(3), std::vector<int>(3, 1));
+    std::this_thread::sleep_for(std::chrono::duration<double>(3 * kSpinSeconds));
+  }
+}
+
+TEST(WorkerPool, ConcurrentCallersEachRunAllTheirParts) {
+  std::vector<std::thread> callers;
+  std::atomic<int> wrong{0};
+  for (int c = 0; c < 4; ++c) {
+    callers.emplace_back([&, c] {
+      for (int round = 0; round < 300; ++round) {
+        if (run_counts(2 + (c + round) % 3) != std::vector<int>(2 + (c + round) % 3, 1)) wrong.fetch_add(1);
+      }
+    });
+  }
+  for (auto& t : callers) t.join();
+  EXPECT_EQ(wrong.load(), 0);
+}
+
+TEST(WorkerPool, AFailingPartIsRethrownAfterTheOthersFinished) {
+  std::atomic<int> finished{0};
+  EXPECT_THROW(run_in_parts(3,
+                            [&](int p) {
+                              if (p == 0) throw std::runtime_error("part 0 failed");
+                              std::this_thread::sleep_for(std::chrono::milliseconds(5));
+                              finished.fetch_add(1);
+                            }),
+               std::runtime_error);
+  EXPECT_EQ(finished.load(), 2);  // the helpers' parts completed before the caller returned
+  EXPECT_EQ(run_counts(3), std::vector<int>(3, 1));  // and the pool still works
+
+  // A helper's exception reaches the caller too, once.
+  EXPECT_THROW(run_in_parts(2,
+                            [](int p) {
+                              if (p == 1) throw std::runtime_error("part 1 failed");
+                            }),
+               std::runtime_error);
+  EXPECT_EQ(run_counts(2), std::vector<int>(2, 1));
+}
+
+}  // namespace
+}  // namespace nextn::kernels
