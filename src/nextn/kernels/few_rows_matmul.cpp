@@ -23,10 +23,11 @@ inline Lanes load_lanes(const float* p) {
   return v;
 }
 
+// The lanes' sum, halving the vector twice (fewer dependent adds than a loop over the lanes).
 inline float sum_lanes(Lanes v) {
-  float s = 0;
-  for (int64_t k = 0; k < kLanes; ++k) s += v[k];
-  return s;
+  using Half = float __attribute__((vector_size(16)));
+  const Half h = __builtin_shufflevector(v, v, 0, 1, 2, 3) + __builtin_shufflevector(v, v, 4, 5, 6, 7);
+  return (h[0] + h[2]) + (h[1] + h[3]);
 }
 
 // O consecutive outputs for all R rows: each weight element is loaded once and multiplied by the
@@ -154,12 +155,16 @@ void few_rows_matmul(const MatrixView& x, const MatrixView& w, float* out, int64
     span(x, w, 0, w.rows, out, out_row_stride);
     return;
   }
-  // Contiguous blocks of outputs, a multiple of 4 each so that every thread runs whole tiles.
-  const int64_t block = ((w.rows + threads - 1) / threads + 3) / 4 * 4;
-  run_in_parts(threads, [&](int part) {
-    const int64_t begin = std::min<int64_t>(w.rows, part * block);
-    const int64_t end = std::min<int64_t>(w.rows, begin + block);
-    if (begin < end) span(x, w, begin, end, out, out_row_stride);
+  // Threads take blocks of outputs (about 8 per thread, whole tiles) from a shared counter until
+  // none are left: a helper that gets its core late (BLAS's threads poll on the same cores) costs
+  // only the blocks it did not take, not a wait for its fixed share. Each output is computed the
+  // same way whoever computes it, so results do not depend on the thread count.
+  const int64_t block = std::max<int64_t>(8, (w.rows + 8 * threads - 1) / (8 * threads) + 7) / 8 * 8;
+  std::atomic<int64_t> next_block{0};
+  run_in_parts(threads, [&](int) {
+    for (int64_t begin = next_block.fetch_add(block); begin < w.rows; begin = next_block.fetch_add(block)) {
+      span(x, w, begin, std::min(w.rows, begin + block), out, out_row_stride);
+    }
   });
 }
 
