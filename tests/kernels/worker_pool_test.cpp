@@ -1,6 +1,8 @@
 // The kernels' helper threads: every part runs exactly once, on more than one thread, after the
-// helpers went to sleep too; concurrent callers and a failing part are handled.
+// helpers went to sleep too; concurrent callers, a failing part and a forked child are handled.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -94,6 +96,19 @@ TEST(WorkerPool, AFailingPartIsRethrownAfterTheOthersFinished) {
                             }),
                std::runtime_error);
   EXPECT_EQ(run_counts(2), std::vector<int>(2, 1));
+}
+
+TEST(WorkerPool, AForkedChildRunsItsPartsWithoutTheParentsHelpers) {
+  EXPECT_EQ(run_counts(2), std::vector<int>(2, 1));  // the parent's helpers exist now
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    alarm(10);  // waiting for a helper that does not exist in the child would hang: fail instead
+    _exit(run_counts(3) == std::vector<int>(3, 1) ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
 }
 
 }  // namespace

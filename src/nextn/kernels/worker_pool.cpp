@@ -1,6 +1,7 @@
 #include "nextn/kernels/worker_pool.h"
 
 #include <sched.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -28,7 +29,8 @@ class WorkerPool {
 
   void run(int parts, const std::function<void(int)>& part) {
     std::unique_lock<std::mutex> caller(caller_mutex_, std::try_to_lock);
-    if (!caller.owns_lock() || parts <= 1) {
+    // A forked child has none of its parent's helper threads: it runs everything itself.
+    if (!caller.owns_lock() || parts <= 1 || ::getpid() != owner_) {
       for (int p = 0; p < parts; ++p) part(p);
       return;
     }
@@ -103,7 +105,8 @@ class WorkerPool {
     return !stopping_;
   }
 
-  std::mutex caller_mutex_;  // one caller at a time uses the helpers
+  const pid_t owner_ = ::getpid();  // the process whose threads helpers_ are
+  std::mutex caller_mutex_;         // one caller at a time uses the helpers
   std::vector<std::unique_ptr<Helper>> helpers_;
   std::atomic<int> remaining_{0};
   std::atomic<int> sleeping_{0};
