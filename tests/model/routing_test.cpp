@@ -225,7 +225,7 @@ TEST(Dispatch, FewTokensOfDecodingEqualTheNaiveLoopAndTheGroupedPath) {
     EXPECT_LT(max_abs_diff(fast, grouped), 1e-5) << tokens << " tokens";
     EXPECT_LT(max_abs_diff(experts->forward_few_tokens(x, r), naive), 1e-5) << tokens << " tokens";
   }
-  // Types other than float32 take one token and expert at a time, in their own precision.
+  // Types other than float32 take the grouped path at any token count, in their own precision.
   RoutedExperts experts64(c);
   experts64->to(torch::kDouble);
   torch::NoGradGuard no_grad;

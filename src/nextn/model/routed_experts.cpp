@@ -3,9 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
-#include "nextn/kernels/few_rows_matmul.h"
-
 #include "nextn/compat/torch_compat.h"
+#include "nextn/kernels/few_rows_matmul.h"
 #include "nextn/model/linear.h"
 #include "nextn/util/error.h"
 #include "nextn/util/phase_timer.h"
@@ -173,9 +172,9 @@ RoutedExpertsImpl::RoutedExpertsImpl(const ModelConfig& config) {
 }
 
 torch::Tensor RoutedExpertsImpl::forward(const torch::Tensor& x_flat, const Routing& routing) {
-  const bool few_tokens = !torch::GradMode::is_enabled() && x_flat.device().is_cpu() &&
-                          x_flat.size(0) <= kFewRowsMaxRows && x_flat.scalar_type() == gate_up_proj.scalar_type();
-  if (few_tokens) return forward_few_tokens(x_flat, routing);
+  if (x_flat.size(0) <= kFewRowsMaxRows && few_token_kernel_applies(x_flat)) {
+    return forward_few_tokens(x_flat, routing);
+  }
   ExpertDispatch d;
   torch::Tensor x_sorted;
   {
@@ -194,16 +193,19 @@ torch::Tensor RoutedExpertsImpl::forward(const torch::Tensor& x_flat, const Rout
   return torch::zeros_like(x_flat).index_add(0, d.token_index, y_sorted * weights.unsqueeze(1));
 }
 
+bool RoutedExpertsImpl::few_token_kernel_applies(const torch::Tensor& x_flat) const {
+  return !torch::GradMode::is_enabled() && x_flat.device().is_cpu() && x_flat.scalar_type() == torch::kFloat &&
+         gate_up_proj.scalar_type() == torch::kFloat && down_proj.scalar_type() == torch::kFloat &&
+         gate_up_proj.is_contiguous() && down_proj.is_contiguous();
+}
+
 torch::Tensor RoutedExpertsImpl::forward_few_tokens(const torch::Tensor& x_flat, const Routing& routing) {
-  torch::NoGradGuard no_grad;
+  NEXTN_CHECK(few_token_kernel_applies(x_flat), "forward_few_tokens: needs float32 tokens on CPU outside "
+              "autograd, got ", x_flat.scalar_type(), " on ", x_flat.device());
   const int64_t tokens = x_flat.size(0), k = routing.expert_ids.size(1);
   auto ids = routing.expert_ids.to(torch::kCPU).contiguous();
-  const int64_t* id = ids.data_ptr<int64_t>();
-  const bool kernel = x_flat.scalar_type() == torch::kFloat && gate_up_proj.scalar_type() == torch::kFloat &&
-                      down_proj.scalar_type() == torch::kFloat && gate_up_proj.is_contiguous() &&
-                      down_proj.is_contiguous();
-  if (!kernel) return few_tokens_one_at_a_time(x_flat, id, routing.weights, k);
   auto weights = routing.weights.to(torch::kCPU, torch::kFloat).contiguous();
+  const int64_t* id = ids.data_ptr<int64_t>();
   const float* weight = weights.data_ptr<float>();
 
   const int64_t hidden = x_flat.size(1), inter = intermediate_size();
@@ -211,38 +213,21 @@ torch::Tensor RoutedExpertsImpl::forward_few_tokens(const torch::Tensor& x_flat,
   auto out = torch::zeros_like(x);
   const float* x_data = x.data_ptr<float>();
   float* out_data = out.data_ptr<float>();
-  ExpertRowsScratch scratch(tokens, hidden, inter);
+  ExpertRowsScratch scratch(std::min(tokens, kFewRowsMaxRows), hidden, inter);
   for (const auto& [expert, assignments] : assignments_by_expert(id, tokens * k)) {
-    const auto m = static_cast<int64_t>(assignments.size());
-    for (int64_t r = 0; r < m; ++r) {
-      std::copy_n(x_data + assignments[r] / k * hidden, hidden, scratch.rows.data() + r * hidden);
-    }
-    expert_swiglu_rows(m, gate_up_proj.data_ptr<float>() + expert * 2 * inter * hidden,
-                       down_proj.data_ptr<float>() + expert * hidden * inter, scratch);
-    for (int64_t r = 0; r < m; ++r) {
-      const int64_t a = assignments[r];
-      float* target = out_data + a / k * hidden;
-      for (int64_t c = 0; c < hidden; ++c) target[c] += weight[a] * scratch.y[r * hidden + c];
-    }
-  }
-  return out;
-}
-
-torch::Tensor RoutedExpertsImpl::few_tokens_one_at_a_time(const torch::Tensor& x_flat, const int64_t* id,
-                                                          const torch::Tensor& gate_weights, int64_t k) {
-  const int64_t inter = intermediate_size();
-  auto weights = gate_weights.to(torch::kCPU, torch::kDouble).contiguous();
-  const double* weight = weights.data_ptr<double>();
-  auto gate_up = gate_up_proj.to(x_flat.scalar_type()), down = down_proj.to(x_flat.scalar_type());
-  auto out = torch::zeros_like(x_flat);
-  for (int64_t t = 0; t < x_flat.size(0); ++t) {
-    auto x = x_flat[t];
-    auto y = out[t];
-    for (int64_t j = 0; j < k; ++j) {
-      const int64_t e = id[t * k + j];
-      auto pre = torch::mv(gate_up[e], x);  // [gate | up]
-      auto act = torch::silu(pre.narrow(0, 0, inter)) * pre.narrow(0, inter, inter);
-      y.add_(torch::mv(down[e], act), weight[t * k + j]);
+    const auto count = static_cast<int64_t>(assignments.size());
+    for (int64_t first = 0; first < count; first += kFewRowsMaxRows) {  // the kernel's rows per call
+      const int64_t m = std::min(kFewRowsMaxRows, count - first);
+      for (int64_t r = 0; r < m; ++r) {
+        std::copy_n(x_data + assignments[first + r] / k * hidden, hidden, scratch.rows.data() + r * hidden);
+      }
+      expert_swiglu_rows(m, gate_up_proj.data_ptr<float>() + expert * 2 * inter * hidden,
+                         down_proj.data_ptr<float>() + expert * hidden * inter, scratch);
+      for (int64_t r = 0; r < m; ++r) {
+        const int64_t a = assignments[first + r];
+        float* target = out_data + a / k * hidden;
+        for (int64_t c = 0; c < hidden; ++c) target[c] += weight[a] * scratch.y[r * hidden + c];
+      }
     }
   }
   return out;

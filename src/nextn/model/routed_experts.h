@@ -34,21 +34,18 @@ class RoutedExpertsImpl : public torch::nn::Module {
   explicit RoutedExpertsImpl(const ModelConfig& config);
   // x_flat [N, hidden] -> sum_k weight[n, k] * expert_{ids[n, k]}(x_flat[n]), [N, hidden].
   torch::Tensor forward(const torch::Tensor& x_flat, const Routing& routing);
-  // The same for decoding's few tokens (inference on CPU, up to kFewRowsMaxRows tokens), without
-  // libtorch operators: each chosen expert runs its tokens' rows through the few-rows kernel, in
-  // float32 (other types: one token and expert at a time). Sorting assignments by expert costs
-  // more operators than the experts' own products at this size. forward() chooses it.
+  // The same without libtorch operators, for float32 on CPU outside autograd: each chosen expert
+  // runs its tokens' rows through the few-rows kernel. forward() chooses it for decoding's up to
+  // kFewRowsMaxRows tokens, where sorting assignments by expert costs more operators than the
+  // experts' own products; other types and more tokens take the grouped path.
   torch::Tensor forward_few_tokens(const torch::Tensor& x_flat, const Routing& routing);
+  bool few_token_kernel_applies(const torch::Tensor& x_flat) const;
 
   int64_t num_experts() const { return gate_up_proj.size(0); }
   int64_t intermediate_size() const { return down_proj.size(2); }
 
   torch::Tensor gate_up_proj;  // [E, 2I, hidden]
   torch::Tensor down_proj;     // [E, hidden, I]
-
- private:
-  torch::Tensor few_tokens_one_at_a_time(const torch::Tensor& x_flat, const int64_t* id,
-                                         const torch::Tensor& gate_weights, int64_t k);
 };
 TORCH_MODULE(RoutedExperts);
 
