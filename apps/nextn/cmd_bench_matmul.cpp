@@ -4,6 +4,7 @@
 
 #include "command_registry.h"
 #include "nextn/bench/matmul_bench.h"
+#include "nextn/kernels/few_rows_matmul.h"
 #include "nextn/util/runtime_info.h"
 
 namespace nextn::cli {
@@ -18,15 +19,29 @@ void setup_bench_matmul(CLI::App& app) {
     MatmulBenchOptions options;
     bool json = false;
     int threads = 0;
+    std::string weights = "cold";
+    std::string path = "auto";
   };
   auto f = std::make_shared<Flags>();
   cmd->add_option("--config", f->config, "model config.json whose weight shapes are measured");
   cmd->add_option("--max-rows", f->options.max_rows, "rows 1..this");
   cmd->add_option("--calls", f->options.calls, "timed calls per shape, row count and method");
+  cmd->add_option("--weights", f->weights,
+                  "cold: each call reads another copy of the weight from memory, as in decoding; warm: one "
+                  "cache-resident copy")
+      ->check(CLI::IsMember({"cold", "warm"}));
+  cmd->add_option("--path", f->path, "the kernel's code path: auto (the widest this CPU has), avx512, avx2, portable")
+      ->check(CLI::IsMember({"auto", "avx512", "avx2", "portable"}));
   cmd->add_flag("--json", f->json, "one JSON object per shape and row count, one per line");
   add_threads_option(*cmd, f->threads);
   cmd->callback([f] {
     apply_threads(f->threads);
+    if (f->path != "auto") {
+      kernels::force_few_rows_matmul_path(f->path == "avx512" ? kernels::FewRowsPath::kAvx512
+                                          : f->path == "avx2" ? kernels::FewRowsPath::kAvx2Fma
+                                                              : kernels::FewRowsPath::kPortable);
+    }
+    f->options.cold_weights = f->weights == "cold";
     auto results = benchmark_matmul(load_model_config(f->config), f->options);
     if (f->json) {
       std::cout << matmul_bench_json(results);
@@ -34,7 +49,8 @@ void setup_bench_matmul(CLI::App& app) {
     }
     std::cout << describe(runtime_info()) << "\n"
               << "nextn bench matmul --config " << f->config << " (float32, median of " << f->options.calls
-              << " calls each, in alternating blocks)\n"
+              << " calls each, in alternating blocks; " << f->weights << " weights; kernel path "
+              << kernels::few_rows_matmul_path_name(kernels::few_rows_matmul_path()) << ")\n"
               << format_matmul_bench(results);
   });
 }

@@ -1,6 +1,6 @@
 // The few-rows kernel against its naive reference loop: every row count, awkward shapes (columns
-// not a multiple of the 8 lanes, outputs not a multiple of the tile), strided rows, both code
-// paths and thread counts; threads only split outputs, so their results are bit-identical.
+// not a multiple of the 8 or 16 lanes, outputs not a multiple of the tile), strided rows, every
+// code path this CPU has, and thread counts; threads only split outputs, so their results are bit-identical.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -44,8 +44,10 @@ class KernelSettings {
 };
 
 std::vector<FewRowsPath> paths_here() {
-  std::vector<FewRowsPath> paths{FewRowsPath::kPortable};
-  if (few_rows_matmul_has_avx2_fma()) paths.push_back(FewRowsPath::kAvx2Fma);
+  std::vector<FewRowsPath> paths;
+  for (FewRowsPath path : {FewRowsPath::kPortable, FewRowsPath::kAvx2Fma, FewRowsPath::kAvx512}) {
+    if (few_rows_matmul_path_available(path)) paths.push_back(path);
+  }
   return paths;
 }
 
@@ -78,7 +80,8 @@ TEST(FewRowsMatmul, ReferenceIsTheDefinition) {
 TEST(FewRowsMatmul, EveryRowCountAndShapeMatchesTheReference) {
   KernelSettings restore;
   std::mt19937 rng(7);
-  const int64_t shapes[][2] = {{1, 1}, {3, 7}, {5, 8}, {9, 9}, {13, 17}, {64, 256}, {37, 100}, {300, 129}};
+  const int64_t shapes[][2] = {{1, 1},    {3, 7},     {5, 8},    {9, 9},     {13, 17},
+                               {64, 256}, {37, 100},  {300, 129}, {41, 31}, {100, 1024}};
   for (FewRowsPath path : paths_here()) {
     force_few_rows_matmul_path(path);
     for (const auto& shape : shapes) {
@@ -89,7 +92,7 @@ TEST(FewRowsMatmul, EveryRowCountAndShapeMatchesTheReference) {
         std::vector<float> out(rows * outputs, std::nanf(""));
         few_rows_matmul(x.view(), w.view(), out.data(), outputs);
         expect_matches_reference(x, w, out, outputs,
-                                 "path " + std::to_string(static_cast<int>(path)) + ", " + std::to_string(rows) +
+                                 std::string(few_rows_matmul_path_name(path)) + ", " + std::to_string(rows) +
                                      " rows, weight " + std::to_string(outputs) + "x" + std::to_string(cols));
       }
     }
@@ -148,18 +151,24 @@ TEST(FewRowsMatmul, BadShapesAreRefused) {
   EXPECT_THROW(few_rows_matmul({nullptr, 1, 4, 4}, {a.data(), 2, 4, 4}, out, 2), std::invalid_argument);
 }
 
-TEST(FewRowsMatmul, TheFastPathIsTakenWhereTheCpuHasIt) {
-  // Guards against a build that silently lost the AVX2 path (a wrong define or target attribute).
+TEST(FewRowsMatmul, TheWidestPathIsTakenWhereTheCpuHasIt) {
+  // Guards against a build that silently lost a vector path (a wrong define or target attribute).
   KernelSettings restore;
   force_few_rows_matmul_path(FewRowsPath::kPortable);
   EXPECT_EQ(few_rows_matmul_path(), FewRowsPath::kPortable);
+  EXPECT_STREQ(few_rows_matmul_path_name(FewRowsPath::kPortable), "portable");
 #if defined(__x86_64__)
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-    EXPECT_TRUE(few_rows_matmul_has_avx2_fma());
-    force_few_rows_matmul_path(FewRowsPath::kAvx2Fma);
-    EXPECT_EQ(few_rows_matmul_path(), FewRowsPath::kAvx2Fma);
-  } else {
-    EXPECT_THROW(force_few_rows_matmul_path(FewRowsPath::kAvx2Fma), std::invalid_argument);
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+  EXPECT_EQ(few_rows_matmul_path_available(FewRowsPath::kAvx2Fma), avx2);
+  EXPECT_EQ(few_rows_matmul_path_available(FewRowsPath::kAvx512), avx512);
+  for (FewRowsPath path : {FewRowsPath::kAvx2Fma, FewRowsPath::kAvx512}) {
+    if (few_rows_matmul_path_available(path)) {
+      force_few_rows_matmul_path(path);
+      EXPECT_EQ(few_rows_matmul_path(), path);
+    } else {
+      EXPECT_THROW(force_few_rows_matmul_path(path), std::invalid_argument);
+    }
   }
 #endif
 }

@@ -1,9 +1,11 @@
 // The kernels' helper threads: every part runs exactly once, on more than one thread, after the
-// helpers went to sleep too; concurrent callers, a failing part and a forked child are handled.
+// helpers went to sleep too; concurrent callers, nested calls, a failing part and a forked child
+// are handled.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <mutex>
@@ -96,6 +98,31 @@ TEST(WorkerPool, AFailingPartIsRethrownAfterTheOthersFinished) {
                             }),
                std::runtime_error);
   EXPECT_EQ(run_counts(2), std::vector<int>(2, 1));
+}
+
+TEST(WorkerPool, APartMayRunPartsItself) {
+  // Decoding's expert jobs run as parts and call the kernel, which may ask for parts again: the
+  // inner parts run on the part's own thread, each exactly once, on the caller and on a helper.
+  std::mutex mutex;
+  std::vector<std::pair<int, int>> inner;  // (outer, inner) part pairs that ran
+  std::set<std::thread::id> outer_threads;
+  for (int round = 0; round < 50; ++round) {
+    inner.clear();
+    run_in_parts(2, [&](int outer) {
+      const auto self = std::this_thread::get_id();
+      run_in_parts(3, [&](int p) {
+        std::lock_guard<std::mutex> lock(mutex);
+        EXPECT_EQ(std::this_thread::get_id(), self);
+        inner.push_back({outer, p});
+      });
+      std::lock_guard<std::mutex> lock(mutex);
+      outer_threads.insert(self);
+    });
+    std::sort(inner.begin(), inner.end());
+    ASSERT_EQ(inner, (std::vector<std::pair<int, int>>{{0, 0}, {0, 1}, {0, 2}, {1, 0}, {1, 1}, {1, 2}}));
+  }
+  EXPECT_EQ(outer_threads.size(), 2u);  // the outer parts did run on two threads
+  EXPECT_EQ(run_counts(3), std::vector<int>(3, 1));  // and the pool still shares parts afterwards
 }
 
 TEST(WorkerPool, AForkedChildRunsItsPartsWithoutTheParentsHelpers) {

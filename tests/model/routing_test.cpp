@@ -6,6 +6,7 @@
 #include <numeric>
 #include <set>
 
+#include "nextn/kernels/few_rows_matmul.h"
 #include "nextn/model/linear.h"
 #include "nextn/model/load_balance.h"
 #include "nextn/model/moe.h"
@@ -224,6 +225,25 @@ TEST(Dispatch, FewTokensOfDecodingEqualTheNaiveLoopAndTheGroupedPath) {
     EXPECT_LT(max_abs_diff(fast, naive), 1e-5) << tokens << " tokens";
     EXPECT_LT(max_abs_diff(fast, grouped), 1e-5) << tokens << " tokens";
     EXPECT_LT(max_abs_diff(experts->forward_few_tokens(x, r), naive), 1e-5) << tokens << " tokens";
+  }
+  // Threads take the experts' jobs in turn and the weighted sums follow the jobs' order: any
+  // thread count gives the same bits, at any token count (12 tokens: several kernel calls of at
+  // most kFewRowsMaxRows rows for the busier experts).
+  {
+    torch::NoGradGuard no_grad;
+    const int saved_threads = kernels::few_rows_matmul_threads();
+    for (int64_t tokens : {1, 3, 12}) {
+      auto x = torch::randn({tokens, c.hidden_size});
+      Routing r = gate(x);
+      kernels::set_few_rows_matmul_threads(1);
+      auto one = experts->forward_few_tokens(x, r);
+      kernels::set_few_rows_matmul_threads(3);
+      auto three = experts->forward_few_tokens(x, r);
+      EXPECT_TRUE(torch::equal(one, three)) << tokens << " tokens";
+      auto naive = naive_routed_experts(x, r, experts->gate_up_proj.detach(), experts->down_proj.detach());
+      EXPECT_LT(max_abs_diff(three, naive), 1e-5) << tokens << " tokens, 3 threads";
+    }
+    kernels::set_few_rows_matmul_threads(saved_threads);
   }
   // Types other than float32 take the grouped path at any token count, in their own precision.
   RoutedExperts experts64(c);

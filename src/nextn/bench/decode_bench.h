@@ -34,7 +34,7 @@ struct DecodeBenchResult {
   double step_ms = 0, draft_ms = 0, verify_ms = 0;  // per decoding step, medians
   double mean_tokens_per_step = 1;
   std::vector<double> acceptance_per_depth;  // given the earlier drafts were accepted
-  double speedup = 1;                       // decode tokens/s over plain's
+  double speedup = 1;                       // median over repeats of tokens/s over plain's in the same repeat
   double efficiency = 1;                    // speedup / mean_tokens_per_step
   bool same_output_as_plain = true;         // greedy only; always true for sampling
 };

@@ -40,23 +40,45 @@ double time_call_us(F&& f) {
   return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count();
 }
 
-MatmulBenchResult measure(const Shape& shape, int64_t rows, int64_t calls) {
+// Copies of the weight that the calls take in turn. Cold: at least 64 MB of copies, more than a
+// CPU's last-level cache, so each call reads its weight from memory as in decoding, where every
+// matrix is used once per step. Warm: one copy, cache-resident after the first call when it fits.
+std::vector<torch::Tensor> weight_copies(const Shape& shape, bool cold) {
+  constexpr int64_t kColdBytes = int64_t{64} << 20;
+  const int64_t bytes = shape.out_features * shape.in_features * static_cast<int64_t>(sizeof(float));
+  const int64_t count = cold ? std::max<int64_t>(2, (kColdBytes + bytes - 1) / bytes) : 1;
+  std::vector<torch::Tensor> copies{torch::randn({shape.out_features, shape.in_features})};
+  for (int64_t i = 1; i < count; ++i) copies.push_back(copies.front().clone());
+  return copies;
+}
+
+MatmulBenchResult measure(const Shape& shape, int64_t rows, int64_t calls, bool cold) {
   torch::NoGradGuard no_grad;
-  auto w = torch::randn({shape.out_features, shape.in_features});
+  const std::vector<torch::Tensor> weights = weight_copies(shape, cold);
+  size_t next_weight = 0;
+  auto take_weight = [&]() -> const torch::Tensor& {
+    const torch::Tensor& w = weights[next_weight];
+    next_weight = (next_weight + 1) % weights.size();
+    return w;
+  };
   auto x = torch::randn({rows, shape.in_features});
   auto by_kernel = torch::empty({rows, shape.out_features});
   auto by_sgemv = torch::empty({rows, shape.out_features});
   auto by_sgemm = torch::empty({rows, shape.out_features});
   const kernels::MatrixView xv{x.data_ptr<float>(), rows, shape.in_features, shape.in_features};
-  const kernels::MatrixView wv{w.data_ptr<float>(), shape.out_features, shape.in_features, shape.in_features};
-  auto kernel = [&] { kernels::few_rows_matmul(xv, wv, by_kernel.data_ptr<float>(), shape.out_features); };
+  auto kernel = [&] {
+    const torch::Tensor& w = take_weight();
+    const kernels::MatrixView wv{w.data_ptr<float>(), shape.out_features, shape.in_features, shape.in_features};
+    kernels::few_rows_matmul(xv, wv, by_kernel.data_ptr<float>(), shape.out_features);
+  };
   auto sgemv = [&] {
+    const torch::Tensor& w = take_weight();
     for (int64_t r = 0; r < rows; ++r) {
       auto out_row = by_sgemv.select(0, r);
       torch::mv_out(out_row, w, x.select(0, r));
     }
   };
-  auto sgemm = [&] { torch::mm_out(by_sgemm, x, w.t()); };
+  auto sgemm = [&] { torch::mm_out(by_sgemm, x, take_weight().t()); };
   // Blocks of kBlock calls per method in turn: interleaved against drifting noise, yet each method
   // mostly runs after itself, as in decoding (BLAS's threads and the kernel's helpers keep
   // polling for a while after their last call, and would steal each other's core at every call).
@@ -92,7 +114,9 @@ std::vector<MatmulBenchResult> benchmark_matmul(const ModelConfig& config, const
   torch::manual_seed(0);
   std::vector<MatmulBenchResult> results;
   for (const Shape& shape : decoding_shapes(config)) {
-    for (int64_t rows = 1; rows <= options.max_rows; ++rows) results.push_back(measure(shape, rows, options.calls));
+    for (int64_t rows = 1; rows <= options.max_rows; ++rows) {
+      results.push_back(measure(shape, rows, options.calls, options.cold_weights));
+    }
   }
   return results;
 }

@@ -1,8 +1,9 @@
 // `nextn bench matmul`: decoding's products y = x W^T for 1-4 rows, at the weight shapes of a
 // model config, three ways side by side: the few-rows kernel (kernels/few_rows_matmul.h, what
 // nextn uses), one BLAS sgemv per row (what it used before) and one BLAS sgemm (torch::mm). The
-// three run interleaved (one call of each in turn) so that noise on a shared machine hits them
-// alike; medians are reported.
+// three run interleaved (blocks of calls of each in turn) so that noise on a shared machine hits
+// them alike; medians are reported. Cold weights (the default) make each call read its weight from
+// memory, as in decoding; warm ones repeat one cache-resident copy.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +17,7 @@ namespace nextn {
 struct MatmulBenchOptions {
   int64_t max_rows = 4;  // rows 1..max_rows (at most kernels::kFewRowsMax)
   int64_t calls = 200;   // timed calls per shape, row count and method
+  bool cold_weights = true;  // each call takes another copy of the weight, >= 64 MB of copies
 };
 
 struct MatmulBenchResult {

@@ -11,42 +11,70 @@
 namespace nextn::kernels {
 namespace {
 
-// Eight float lanes as a GCC/Clang vector: plain arithmetic on it compiles to one AVX register
-// inside the AVX2 entry point below and to pairs of SSE/NEON registers in the portable one.
-// This file is compiled with -ffp-contract=fast, so `acc += w * x` becomes an FMA where there is one.
-using Lanes = float __attribute__((vector_size(32)));
-constexpr int64_t kLanes = 8;
+// Float lanes as GCC/Clang vectors: plain arithmetic on them compiles to one register of the entry
+// point's instruction set (8 lanes: one AVX register; 16 lanes: one AVX-512 register) and to
+// pairs of SSE/NEON registers in the portable entry point. This file is compiled with
+// -ffp-contract=fast, so `acc += w * x` becomes an FMA where there is one.
+using Lanes4 = float __attribute__((vector_size(16)));
+using Lanes8 = float __attribute__((vector_size(32)));
+using Lanes16 = float __attribute__((vector_size(64)));
 
-inline Lanes load_lanes(const float* p) {
-  Lanes v;
+template <typename V>
+constexpr int64_t kLanesOf = static_cast<int64_t>(sizeof(V) / sizeof(float));
+
+constexpr int64_t kFloatsPerCacheLine = 16;  // 64-byte lines
+
+template <typename V>
+inline V load_lanes(const float* p) {
+  V v;
   __builtin_memcpy(&v, p, sizeof(v));  // unaligned load
   return v;
 }
 
-// The lanes' sum, halving the vector twice (fewer dependent adds than a loop over the lanes).
-inline float sum_lanes(Lanes v) {
-  using Half = float __attribute__((vector_size(16)));
-  Half low, high;  // the two halves (memcpy: any GCC or Clang; compiles to one extract)
+// The lanes' sum, halving the vector until four lanes are left (fewer dependent adds than a loop
+// over the lanes). The halves are taken with memcpy (any GCC or Clang; compiles to one extract).
+inline float sum_lanes(Lanes4 v) { return (v[0] + v[2]) + (v[1] + v[3]); }
+
+template <typename Half, typename V>
+inline Half add_halves(V v) {
+  Half low, high;
   __builtin_memcpy(&low, &v, sizeof(low));
   __builtin_memcpy(&high, reinterpret_cast<const char*>(&v) + sizeof(low), sizeof(high));
-  const Half h = low + high;
-  return (h[0] + h[2]) + (h[1] + h[3]);
+  return low + high;
 }
 
+inline float sum_lanes(Lanes8 v) { return sum_lanes(add_halves<Lanes4>(v)); }
+inline float sum_lanes(Lanes16 v) { return sum_lanes(add_halves<Lanes8>(v)); }
+
+// Outputs per tile for R rows: O * R accumulators plus O weight vectors stay in registers (AVX2
+// has 16, AVX-512 32). One row streams 8 weight rows at once, enough loads in flight when the
+// weights come from memory.
+template <typename V, int R>
+constexpr int kTileOutputs = sizeof(V) == 64 ? (R <= 2 ? 8 : 4) : (R == 1 ? 8 : R == 2 ? 4 : 2);
+
 // O consecutive outputs for all R rows: each weight element is loaded once and multiplied by the
-// R rows' inputs; O * R accumulators stay in registers (at most 8 of AVX2's 16).
-template <int R, int O>
-inline void tile(const MatrixView& x, const MatrixView& w, int64_t o, float* out, int64_t out_stride) {
-  Lanes acc[O][R] = {};
+// R rows' inputs. While it works, the tile prefetches the same columns of the next tile's weight
+// rows, one cache line per row and step: decoding's weights are mostly cold (each matrix is used
+// once per step), and rows of a few KB are too short for the hardware prefetcher to ramp up on
+// each of them. Without it two rows cost 1.5-2x one row on weights from memory; with it ~1.1x.
+template <typename V, int R, int O>
+inline void tile(const MatrixView& x, const MatrixView& w, int64_t o, bool prefetch_next, float* out,
+                 int64_t out_stride) {
+  constexpr int64_t kLanes = kLanesOf<V>;
+  V acc[O][R] = {};
   const int64_t n = x.cols;
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes) {
-    Lanes wv[O];
+    V wv[O];
 #pragma GCC unroll 8
-    for (int k = 0; k < O; ++k) wv[k] = load_lanes(w.data + (o + k) * w.row_stride + i);
+    for (int k = 0; k < O; ++k) wv[k] = load_lanes<V>(w.data + (o + k) * w.row_stride + i);
+    if (prefetch_next && i % kFloatsPerCacheLine == 0) {
+#pragma GCC unroll 8
+      for (int k = 0; k < O; ++k) __builtin_prefetch(w.data + (o + O + k) * w.row_stride + i, 0, 3);
+    }
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      const Lanes xv = load_lanes(x.data + r * x.row_stride + i);
+      const V xv = load_lanes<V>(x.data + r * x.row_stride + i);
 #pragma GCC unroll 8
       for (int k = 0; k < O; ++k) acc[k][r] += wv[k] * xv;
     }
@@ -62,15 +90,14 @@ inline void tile(const MatrixView& x, const MatrixView& w, int64_t o, float* out
   }
 }
 
-// Outputs [begin, end) in tiles of O outputs: 8 for one row (eight weight rows streamed at once
-// keep enough loads in flight when the weights come from memory), 4 for two, 2 for three or four.
-template <int R>
+// Outputs [begin, end) in tiles; a tile prefetches only a next tile that lies inside the span.
+template <typename V, int R>
 inline void output_span(const MatrixView& x, const MatrixView& w, int64_t begin, int64_t end, float* out,
                         int64_t out_stride) {
-  constexpr int O = R == 1 ? 8 : R == 2 ? 4 : 2;
+  constexpr int O = kTileOutputs<V, R>;
   int64_t o = begin;
-  for (; o + O <= end; o += O) tile<R, O>(x, w, o, out, out_stride);
-  for (; o < end; ++o) tile<R, 1>(x, w, o, out, out_stride);
+  for (; o + O <= end; o += O) tile<V, R, O>(x, w, o, o + 2 * O <= end, out, out_stride);
+  for (; o < end; ++o) tile<V, R, 1>(x, w, o, false, out, out_stride);
 }
 
 using SpanFn = void (*)(const MatrixView&, const MatrixView&, int64_t, int64_t, float*, int64_t);
@@ -80,30 +107,49 @@ using SpanFn = void (*)(const MatrixView&, const MatrixView&, int64_t, int64_t, 
 template <int R>
 __attribute__((flatten)) void span_portable(const MatrixView& x, const MatrixView& w, int64_t begin, int64_t end,
                                             float* out, int64_t out_stride) {
-  output_span<R>(x, w, begin, end, out, out_stride);
+  output_span<Lanes8, R>(x, w, begin, end, out, out_stride);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#define NEXTN_HAVE_AVX2_PATH 1
+#define NEXTN_HAVE_X86_PATHS 1
 template <int R>
 __attribute__((flatten, target("avx2,fma"))) void span_avx2(const MatrixView& x, const MatrixView& w, int64_t begin,
                                                             int64_t end, float* out, int64_t out_stride) {
-  output_span<R>(x, w, begin, end, out, out_stride);
+  output_span<Lanes8, R>(x, w, begin, end, out, out_stride);
+}
+
+template <int R>
+__attribute__((flatten, target("avx512f,avx2,fma"))) void span_avx512(const MatrixView& x, const MatrixView& w,
+                                                                      int64_t begin, int64_t end, float* out,
+                                                                      int64_t out_stride) {
+  output_span<Lanes16, R>(x, w, begin, end, out, out_stride);
 }
 #else
-#define NEXTN_HAVE_AVX2_PATH 0
+#define NEXTN_HAVE_X86_PATHS 0
 #endif
 
-bool cpu_has_avx2_fma() {
-#if NEXTN_HAVE_AVX2_PATH
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
+bool cpu_has(FewRowsPath path) {
+#if NEXTN_HAVE_X86_PATHS
+  switch (path) {
+    case FewRowsPath::kAvx512: return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+    case FewRowsPath::kAvx2Fma: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case FewRowsPath::kPortable: return true;
+  }
   return false;
+#else
+  return path == FewRowsPath::kPortable;
 #endif
+}
+
+FewRowsPath best_path() {
+  for (FewRowsPath path : {FewRowsPath::kAvx512, FewRowsPath::kAvx2Fma}) {
+    if (cpu_has(path)) return path;
+  }
+  return FewRowsPath::kPortable;
 }
 
 std::atomic<FewRowsPath>& chosen_path() {
-  static std::atomic<FewRowsPath> path{cpu_has_avx2_fma() ? FewRowsPath::kAvx2Fma : FewRowsPath::kPortable};
+  static std::atomic<FewRowsPath> path{best_path()};
   return path;
 }
 
@@ -113,7 +159,11 @@ std::atomic<int>& configured_threads() {
 }
 
 SpanFn span_for(int64_t rows, FewRowsPath path) {
-#if NEXTN_HAVE_AVX2_PATH
+#if NEXTN_HAVE_X86_PATHS
+  if (path == FewRowsPath::kAvx512) {
+    static constexpr SpanFn avx512[] = {span_avx512<1>, span_avx512<2>, span_avx512<3>, span_avx512<4>};
+    return avx512[rows - 1];
+  }
   if (path == FewRowsPath::kAvx2Fma) {
     static constexpr SpanFn avx2[] = {span_avx2<1>, span_avx2<2>, span_avx2<3>, span_avx2<4>};
     return avx2[rows - 1];
@@ -186,11 +236,21 @@ void few_rows_matmul_reference(const MatrixView& x, const MatrixView& w, float* 
 
 FewRowsPath few_rows_matmul_path() { return chosen_path().load(std::memory_order_relaxed); }
 
-bool few_rows_matmul_has_avx2_fma() { return cpu_has_avx2_fma(); }
+bool few_rows_matmul_path_available(FewRowsPath path) { return cpu_has(path); }
+
+const char* few_rows_matmul_path_name(FewRowsPath path) {
+  switch (path) {
+    case FewRowsPath::kAvx512: return "AVX-512";
+    case FewRowsPath::kAvx2Fma: return "AVX2+FMA";
+    case FewRowsPath::kPortable: return "portable";
+  }
+  return "unknown";
+}
 
 void force_few_rows_matmul_path(FewRowsPath path) {
-  if (path == FewRowsPath::kAvx2Fma && !cpu_has_avx2_fma()) {
-    throw std::invalid_argument("few_rows_matmul: this CPU or build has no AVX2 + FMA path");
+  if (!cpu_has(path)) {
+    throw std::invalid_argument(std::string("few_rows_matmul: this CPU or build has no ") +
+                                few_rows_matmul_path_name(path) + " path");
   }
   chosen_path().store(path, std::memory_order_relaxed);
 }

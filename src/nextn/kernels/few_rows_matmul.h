@@ -23,18 +23,20 @@ struct MatrixView {
 
 // out[r * out_row_stride + o] = sum_i x[r][i] * w[o][i] for r < x.rows, o < w.rows.
 // Requires 1 <= x.rows <= kFewRowsMax and x.cols == w.cols (checked: std::invalid_argument).
-// Uses AVX2 + FMA where the CPU has them (checked at run time), portable code otherwise, and
-// several threads when the product is large enough to pay for them.
+// Uses AVX-512 or AVX2 + FMA where the CPU has them (checked at run time), portable code
+// otherwise, and several threads when the product is large enough to pay for them.
 void few_rows_matmul(const MatrixView& x, const MatrixView& w, float* out, int64_t out_row_stride);
 
 // The same product as a naive loop with one double accumulator per output: the reference.
 void few_rows_matmul_reference(const MatrixView& x, const MatrixView& w, float* out, int64_t out_row_stride);
 
-// Which code path few_rows_matmul takes; kPortable can be forced (tests, machines without AVX2).
-enum class FewRowsPath { kAvx2Fma, kPortable };
+// Which code path few_rows_matmul takes: the widest this CPU has, unless one is forced (tests,
+// benchmarks). All paths give the same results up to float rounding.
+enum class FewRowsPath { kAvx512, kAvx2Fma, kPortable };
 FewRowsPath few_rows_matmul_path();
-bool few_rows_matmul_has_avx2_fma();  // this CPU and this build can run the AVX2 + FMA path
-void force_few_rows_matmul_path(FewRowsPath path);  // kAvx2Fma only where available
+bool few_rows_matmul_path_available(FewRowsPath path);  // this CPU and this build can run it
+const char* few_rows_matmul_path_name(FewRowsPath path);  // "AVX-512", "AVX2+FMA", "portable"
+void force_few_rows_matmul_path(FewRowsPath path);  // std::invalid_argument where not available
 
 // Threads for large products (0 = all cores); nextn sets it with the BLAS thread count.
 void set_few_rows_matmul_threads(int threads);

@@ -16,6 +16,20 @@
 namespace nextn::kernels {
 namespace {
 
+// True on a thread while it runs a part (the caller's part 0 or a helper's): a part that calls
+// run_in_parts again runs the inner parts itself (the helpers are busy with the outer call).
+thread_local bool running_a_part = false;
+
+// Runs part(index) with running_a_part set; restores the flag even when the part throws.
+void run_part(const std::function<void(int)>& part, int index) {
+  struct Flag {
+    bool saved = running_a_part;
+    Flag() { running_a_part = true; }
+    ~Flag() { running_a_part = saved; }
+  } flag;
+  part(index);
+}
+
 class WorkerPool {
  public:
   ~WorkerPool() {
@@ -28,9 +42,13 @@ class WorkerPool {
   }
 
   void run(int parts, const std::function<void(int)>& part) {
+    if (running_a_part || parts <= 1) {  // nested in a part, or nothing to share
+      for (int p = 0; p < parts; ++p) part(p);
+      return;
+    }
     std::unique_lock<std::mutex> caller(caller_mutex_, std::try_to_lock);
     // A forked child has none of its parent's helper threads: it runs everything itself.
-    if (!caller.owns_lock() || parts <= 1 || ::getpid() != owner_) {
+    if (!caller.owns_lock() || ::getpid() != owner_) {
       for (int p = 0; p < parts; ++p) part(p);
       return;
     }
@@ -50,7 +68,7 @@ class WorkerPool {
     }
     std::exception_ptr failure;
     try {
-      part(0);
+      run_part(part, 0);
     } catch (...) {
       failure = std::current_exception();  // the helpers still hold `part`: wait for them first
     }
@@ -80,7 +98,7 @@ class WorkerPool {
       if (!await_post(helper, done)) return;
       done = helper.posted.load();
       try {
-        (*helper.part)(helper.index);
+        run_part(*helper.part, helper.index);
       } catch (...) {
         helper.failure = std::current_exception();
       }

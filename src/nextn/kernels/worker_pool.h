@@ -14,7 +14,8 @@ namespace nextn::kernels {
 
 // Runs part(0), ..., part(parts - 1), each exactly once: part 0 on the calling thread, the others
 // on helper threads (started on first use, up to parts - 1 of them). Returns when all are done.
-// A second caller while the helpers are busy runs all its parts itself, one after the other.
+// A second caller while the helpers are busy, or a part that calls run_in_parts again, runs all
+// its parts itself, one after the other.
 // If parts throw, the first exception (by part index) is rethrown once every part has finished.
 void run_in_parts(int parts, const std::function<void(int)>& part);
 

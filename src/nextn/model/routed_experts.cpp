@@ -1,10 +1,12 @@
 #include "nextn/model/routed_experts.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 
 #include "nextn/compat/torch_compat.h"
 #include "nextn/kernels/few_rows_matmul.h"
+#include "nextn/kernels/worker_pool.h"
 #include "nextn/model/linear.h"
 #include "nextn/util/error.h"
 #include "nextn/util/phase_timer.h"
@@ -205,29 +207,59 @@ torch::Tensor RoutedExpertsImpl::forward_few_tokens(const torch::Tensor& x_flat,
   const int64_t tokens = x_flat.size(0), k = routing.expert_ids.size(1);
   auto ids = routing.expert_ids.to(torch::kCPU).contiguous();
   auto weights = routing.weights.to(torch::kCPU, torch::kFloat).contiguous();
-  const int64_t* id = ids.data_ptr<int64_t>();
   const float* weight = weights.data_ptr<float>();
-
   const int64_t hidden = x_flat.size(1), inter = intermediate_size();
   auto x = x_flat.contiguous();
-  auto out = torch::zeros_like(x);
   const float* x_data = x.data_ptr<float>();
+  const float* gate_up_data = gate_up_proj.data_ptr<float>();
+  const float* down_data = down_proj.data_ptr<float>();
+
+  // One job per expert and kernel call of at most kFewRowsMaxRows of its tokens.
+  struct Job {
+    int64_t expert;
+    std::vector<int64_t> assignments;  // a = t * K + j
+    int64_t first_output_row;          // of this job's rows in job_outputs
+  };
+  std::vector<Job> jobs;
+  int64_t output_rows = 0;
+  for (auto& [expert, assignments] : assignments_by_expert(ids.data_ptr<int64_t>(), tokens * k)) {
+    for (size_t first = 0; first < assignments.size(); first += kFewRowsMaxRows) {
+      const size_t last = std::min(assignments.size(), first + kFewRowsMaxRows);
+      jobs.push_back({expert, {assignments.begin() + first, assignments.begin() + last}, output_rows});
+      output_rows += static_cast<int64_t>(last - first);
+    }
+  }
+
+  // The jobs are independent (each reads its own expert's weights, cold in decoding), so threads
+  // take them in turn from a counter: on this path one thread waits on memory for a few small
+  // matrices at a time, two wait for twice as many. Each job writes its own rows.
+  std::vector<float> job_outputs(output_rows * hidden);
+  const int threads = static_cast<int>(std::min<int64_t>(kernels::few_rows_matmul_threads(), jobs.size()));
+  std::atomic<size_t> next_job{0};
+  kernels::run_in_parts(threads, [&](int) {
+    ExpertRowsScratch scratch(std::min(tokens, kFewRowsMaxRows), hidden, inter);
+    for (size_t j = next_job.fetch_add(1); j < jobs.size(); j = next_job.fetch_add(1)) {
+      const Job& job = jobs[j];
+      const auto m = static_cast<int64_t>(job.assignments.size());
+      for (int64_t r = 0; r < m; ++r) {
+        std::copy_n(x_data + job.assignments[r] / k * hidden, hidden, scratch.rows.data() + r * hidden);
+      }
+      expert_swiglu_rows(m, gate_up_data + job.expert * 2 * inter * hidden, down_data + job.expert * hidden * inter,
+                         scratch);
+      std::copy_n(scratch.y.data(), m * hidden, job_outputs.data() + job.first_output_row * hidden);
+    }
+  });
+
+  // Weighted sum into each token in job order, on one thread: the result does not depend on the
+  // thread count or on which thread ran which job.
+  auto out = torch::zeros_like(x);
   float* out_data = out.data_ptr<float>();
-  ExpertRowsScratch scratch(std::min(tokens, kFewRowsMaxRows), hidden, inter);
-  for (const auto& [expert, assignments] : assignments_by_expert(id, tokens * k)) {
-    const auto count = static_cast<int64_t>(assignments.size());
-    for (int64_t first = 0; first < count; first += kFewRowsMaxRows) {  // the kernel's rows per call
-      const int64_t m = std::min(kFewRowsMaxRows, count - first);
-      for (int64_t r = 0; r < m; ++r) {
-        std::copy_n(x_data + assignments[first + r] / k * hidden, hidden, scratch.rows.data() + r * hidden);
-      }
-      expert_swiglu_rows(m, gate_up_proj.data_ptr<float>() + expert * 2 * inter * hidden,
-                         down_proj.data_ptr<float>() + expert * hidden * inter, scratch);
-      for (int64_t r = 0; r < m; ++r) {
-        const int64_t a = assignments[first + r];
-        float* target = out_data + a / k * hidden;
-        for (int64_t c = 0; c < hidden; ++c) target[c] += weight[a] * scratch.y[r * hidden + c];
-      }
+  for (const Job& job : jobs) {
+    for (size_t r = 0; r < job.assignments.size(); ++r) {
+      const int64_t a = job.assignments[r];
+      const float* y = job_outputs.data() + (job.first_output_row + static_cast<int64_t>(r)) * hidden;
+      float* target = out_data + a / k * hidden;
+      for (int64_t c = 0; c < hidden; ++c) target[c] += weight[a] * y[c];
     }
   }
   return out;

@@ -83,7 +83,7 @@ RuntimeInfo runtime_info() {
   info.allocator = allocator_description();
   info.torch_threads = torch::get_num_threads();
   info.blas_threads = blas_threads();
-  info.few_rows_kernel = cat(kernels::few_rows_matmul_path() == kernels::FewRowsPath::kAvx2Fma ? "AVX2+FMA" : "portable",
+  info.few_rows_kernel = cat(kernels::few_rows_matmul_path_name(kernels::few_rows_matmul_path()),
                              ", ", kernels::few_rows_matmul_threads(), " threads");
   info.hardware_threads = static_cast<int>(std::thread::hardware_concurrency());
   info.cuda_available = torch::cuda::is_available();

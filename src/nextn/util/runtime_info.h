@@ -14,7 +14,7 @@ struct RuntimeInfo {
   std::string allocator;  // "jemalloc 5.3.0 (dirty_decay_ms -1)" or "glibc malloc"
   int torch_threads = 0;
   int blas_threads = 0;
-  std::string few_rows_kernel;  // decoding's products (kernels/few_rows_matmul.h): "AVX2+FMA, 2 threads"
+  std::string few_rows_kernel;  // decoding's products (kernels/few_rows_matmul.h): "AVX-512, 2 threads"
   int hardware_threads = 0;
   bool cuda_available = false;
   std::string cpu_model;
