@@ -6,6 +6,7 @@
 #include "nextn/inference/generator.h"
 #include "nextn/inference/plain_decoder.h"
 #include "nextn/util/error.h"
+#include "nextn/util/runtime_info.h"
 
 namespace nextn::inference {
 namespace {
@@ -75,6 +76,38 @@ TEST(Generator, CallbackSeesEveryTokenAndCanStop) {
     EXPECT_EQ(seen, result.tokens);
     EXPECT_EQ(result.stats.generated_tokens, 7);
   }
+}
+
+TEST(Generator, DecodingStepsRunWithOneBlasThreadAndTheCountIsRestored) {
+  if (blas_threads() == 0) GTEST_SKIP() << "the BLAS is not OpenBLAS";
+  ScopedBlasThreads two(2);  // the prefill and everything outside decoding keep this
+  DeepSeekV3 model = random_model(tiny_config(), 87);
+  Generator generator(model);
+  auto prompt = random_prompt(3, 128, 88);
+  for (int64_t drafts : {0, 2}) {
+    std::vector<int> threads_seen;  // at each token: the prefill's, then the decoding steps'
+    auto options = greedy(6);
+    options.draft_tokens = drafts;
+    generator.generate(prompt, options, [&](int64_t) {
+      threads_seen.push_back(blas_threads());
+      return true;
+    });
+    ASSERT_GE(threads_seen.size(), 2u);
+    EXPECT_EQ(threads_seen.front(), 2) << "drafts " << drafts;
+    for (size_t i = 1; i < threads_seen.size(); ++i) {
+      EXPECT_EQ(threads_seen[i], 1) << "drafts " << drafts << ", token " << i;
+    }
+    EXPECT_EQ(blas_threads(), 2) << "drafts " << drafts;
+  }
+  // Restored on the way out of an error in a decoding step too.
+  int tokens = 0;
+  EXPECT_THROW(generator.generate(prompt, greedy(6),
+                                  [&](int64_t) -> bool {
+                                    if (++tokens == 3) throw std::runtime_error("stop");
+                                    return true;
+                                  }),
+               std::runtime_error);
+  EXPECT_EQ(blas_threads(), 2);
 }
 
 TEST(Generator, PromptLongerThanTheContextIsAnErrorUnlessTruncationIsAsked) {

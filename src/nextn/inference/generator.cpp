@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <memory>
+#include <optional>
 
 #include "nextn/inference/plain_decoder.h"
 #include "nextn/inference/speculative_decoder.h"
 #include "nextn/util/error.h"
+#include "nextn/util/runtime_info.h"
 
 namespace nextn::inference {
 
@@ -99,7 +101,13 @@ GenerationResult Generator::generate(const std::vector<int64_t>& prompt_in, cons
     return true;
   };
 
-  bool running = emit(decoder->start(prompt));
+  bool running = emit(decoder->start(prompt));  // the prefill: BLAS's threads pay off there
+  // Decoding's BLAS calls are the attention's small products over the cache, too small to gain from
+  // a second thread, while OpenBLAS's idle threads keep polling and take the core that the
+  // few-rows kernel's helper needs (kernels/worker_pool.h): one BLAS thread while decoding on CPU
+  // (`base`: plain steps ~6% faster, docs/BENCHMARKS.md).
+  std::optional<ScopedBlasThreads> decoding_blas_threads;
+  if (model_->embed_tokens->weight.device().is_cpu()) decoding_blas_threads.emplace(1);
   while (running) {
     if (decoder->room() == 0) {
       result.stop_reason = StopReason::kContextFull;

@@ -58,14 +58,18 @@ std::string cpu_model_name() {
 
 int hardware_threads() { return static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
 
+void set_openblas_threads(int threads) {
+  using SetThreads = void (*)(int);
+  if (auto set = reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) set(threads);
+}
+
 }  // namespace
 
 void set_cpu_threads(int blas, int intra_op) {
   if (blas <= 0) blas = hardware_threads();
   if (intra_op <= 0) intra_op = hardware_threads();
   torch::set_num_threads(intra_op);
-  using SetThreads = void (*)(int);
-  if (auto set = reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) set(blas);
+  set_openblas_threads(blas);
   kernels::set_few_rows_matmul_threads(blas);  // decoding's products: the same threads as BLAS's
 }
 
@@ -73,6 +77,14 @@ int blas_threads() {
   using GetThreads = int (*)();
   auto get = reinterpret_cast<GetThreads>(::dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
   return get == nullptr ? 0 : get();
+}
+
+ScopedBlasThreads::ScopedBlasThreads(int threads) : saved_(blas_threads()) {
+  if (saved_ > 0 && threads != saved_) set_openblas_threads(threads);
+}
+
+ScopedBlasThreads::~ScopedBlasThreads() {
+  if (saved_ > 0 && blas_threads() != saved_) set_openblas_threads(saved_);
 }
 
 RuntimeInfo runtime_info() {

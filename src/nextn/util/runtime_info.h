@@ -29,6 +29,19 @@ RuntimeInfo runtime_info();
 // The few-rows kernel of decoding takes `blas_threads` too. 0 = all hardware threads.
 void set_cpu_threads(int blas_threads, int intra_op_threads = 1);
 int blas_threads();  // OpenBLAS's current thread count, 0 if the BLAS is not OpenBLAS
+
+// Sets OpenBLAS's thread count for a scope and restores the previous count at its end; nothing
+// where the BLAS is not OpenBLAS. The count is process-wide: meant for one decoding loop at a time.
+class ScopedBlasThreads {
+ public:
+  explicit ScopedBlasThreads(int threads);
+  ~ScopedBlasThreads();
+  ScopedBlasThreads(const ScopedBlasThreads&) = delete;
+  ScopedBlasThreads& operator=(const ScopedBlasThreads&) = delete;
+
+ private:
+  int saved_;  // 0: not OpenBLAS, nothing to restore
+};
 std::string describe(const RuntimeInfo& info);
 
 }  // namespace nextn
