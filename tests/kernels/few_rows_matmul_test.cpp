@@ -51,6 +51,15 @@ std::vector<FewRowsPath> paths_here() {
   return paths;
 }
 
+// Runs test(rows) for every row count under every code path this CPU has.
+template <class Test>
+void for_every_path_and_row_count(Test&& test) {
+  for (FewRowsPath path : paths_here()) {
+    force_few_rows_matmul_path(path);
+    for (int64_t rows = 1; rows <= kFewRowsMax; ++rows) test(rows);
+  }
+}
+
 // |fast - reference| <= 1e-6 * sum_i |x_i w_i| + 1e-7: float rounding of an n-term dot product.
 void expect_matches_reference(const Matrix& x, const Matrix& w, const std::vector<float>& out, int64_t out_stride,
                               const std::string& what) {
@@ -105,19 +114,16 @@ TEST(FewRowsMatmul, StridedRowsLeaveTheGapsAlone) {
   KernelSettings restore;
   std::mt19937 rng(11);
   const Matrix w = random_matrix(21, 19, 24, rng);
-  for (FewRowsPath path : paths_here()) {
-    force_few_rows_matmul_path(path);
-    for (int64_t rows = 1; rows <= kFewRowsMax; ++rows) {
-      const Matrix x = random_matrix(rows, 19, 32, rng);
-      const int64_t out_stride = 25;
-      std::vector<float> out(rows * out_stride, -7.0f);
-      few_rows_matmul(x.view(), w.view(), out.data(), out_stride);
-      expect_matches_reference(x, w, out, out_stride, std::to_string(rows) + " strided rows");
-      for (int64_t r = 0; r < rows; ++r) {
-        for (int64_t o = w.rows; o < out_stride; ++o) EXPECT_EQ(out[r * out_stride + o], -7.0f);
-      }
+  for_every_path_and_row_count([&](int64_t rows) {
+    const Matrix x = random_matrix(rows, 19, 32, rng);
+    const int64_t out_stride = 25;
+    std::vector<float> out(rows * out_stride, -7.0f);
+    few_rows_matmul(x.view(), w.view(), out.data(), out_stride);
+    expect_matches_reference(x, w, out, out_stride, std::to_string(rows) + " strided rows");
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t o = w.rows; o < out_stride; ++o) EXPECT_EQ(out[r * out_stride + o], -7.0f);
     }
-  }
+  });
 }
 
 TEST(FewRowsMatmul, ThreadsGiveBitIdenticalResults) {
@@ -125,19 +131,16 @@ TEST(FewRowsMatmul, ThreadsGiveBitIdenticalResults) {
   KernelSettings restore;
   std::mt19937 rng(5);
   const Matrix w = random_matrix(2051, 256, 256, rng);
-  for (FewRowsPath path : paths_here()) {
-    force_few_rows_matmul_path(path);
-    for (int64_t rows = 1; rows <= kFewRowsMax; ++rows) {
-      const Matrix x = random_matrix(rows, 256, 256, rng);
-      std::vector<float> one(rows * w.rows), several(rows * w.rows);
-      set_few_rows_matmul_threads(1);
-      few_rows_matmul(x.view(), w.view(), one.data(), w.rows);
-      set_few_rows_matmul_threads(3);
-      few_rows_matmul(x.view(), w.view(), several.data(), w.rows);
-      EXPECT_EQ(one, several) << rows << " rows";
-      expect_matches_reference(x, w, several, w.rows, std::to_string(rows) + " rows, 3 threads");
-    }
-  }
+  for_every_path_and_row_count([&](int64_t rows) {
+    const Matrix x = random_matrix(rows, 256, 256, rng);
+    std::vector<float> one(rows * w.rows), several(rows * w.rows);
+    set_few_rows_matmul_threads(1);
+    few_rows_matmul(x.view(), w.view(), one.data(), w.rows);
+    set_few_rows_matmul_threads(3);
+    few_rows_matmul(x.view(), w.view(), several.data(), w.rows);
+    EXPECT_EQ(one, several) << rows << " rows";
+    expect_matches_reference(x, w, several, w.rows, std::to_string(rows) + " rows, 3 threads");
+  });
 }
 
 TEST(FewRowsMatmul, BadShapesAreRefused) {

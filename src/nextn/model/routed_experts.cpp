@@ -214,19 +214,23 @@ torch::Tensor RoutedExpertsImpl::forward_few_tokens(const torch::Tensor& x_flat,
   const float* gate_up_data = gate_up_proj.data_ptr<float>();
   const float* down_data = down_proj.data_ptr<float>();
 
-  // One job per expert and kernel call of at most kFewRowsMaxRows of its tokens.
+  // One job per expert and kernel call of at most kFewRowsMaxRows of its tokens; a job points into
+  // its expert's list of assignments.
   struct Job {
     int64_t expert;
-    std::vector<int64_t> assignments;  // a = t * K + j
-    int64_t first_output_row;          // of this job's rows in job_outputs
+    const int64_t* assignments;  // a = t * K + j
+    int64_t rows;
+    int64_t first_output_row;  // of this job's rows in job_outputs
   };
+  const auto by_expert = assignments_by_expert(ids.data_ptr<int64_t>(), tokens * k);
   std::vector<Job> jobs;
   int64_t output_rows = 0;
-  for (auto& [expert, assignments] : assignments_by_expert(ids.data_ptr<int64_t>(), tokens * k)) {
-    for (size_t first = 0; first < assignments.size(); first += kFewRowsMaxRows) {
-      const size_t last = std::min(assignments.size(), first + kFewRowsMaxRows);
-      jobs.push_back({expert, {assignments.begin() + first, assignments.begin() + last}, output_rows});
-      output_rows += static_cast<int64_t>(last - first);
+  for (const auto& [expert, assignments] : by_expert) {
+    const auto count = static_cast<int64_t>(assignments.size());
+    for (int64_t first = 0; first < count; first += kFewRowsMaxRows) {
+      const int64_t rows = std::min(kFewRowsMaxRows, count - first);
+      jobs.push_back({expert, assignments.data() + first, rows, output_rows});
+      output_rows += rows;
     }
   }
 
@@ -240,13 +244,12 @@ torch::Tensor RoutedExpertsImpl::forward_few_tokens(const torch::Tensor& x_flat,
     ExpertRowsScratch scratch(std::min(tokens, kFewRowsMaxRows), hidden, inter);
     for (size_t j = next_job.fetch_add(1); j < jobs.size(); j = next_job.fetch_add(1)) {
       const Job& job = jobs[j];
-      const auto m = static_cast<int64_t>(job.assignments.size());
-      for (int64_t r = 0; r < m; ++r) {
+      for (int64_t r = 0; r < job.rows; ++r) {
         std::copy_n(x_data + job.assignments[r] / k * hidden, hidden, scratch.rows.data() + r * hidden);
       }
-      expert_swiglu_rows(m, gate_up_data + job.expert * 2 * inter * hidden, down_data + job.expert * hidden * inter,
-                         scratch);
-      std::copy_n(scratch.y.data(), m * hidden, job_outputs.data() + job.first_output_row * hidden);
+      expert_swiglu_rows(job.rows, gate_up_data + job.expert * 2 * inter * hidden,
+                         down_data + job.expert * hidden * inter, scratch);
+      std::copy_n(scratch.y.data(), job.rows * hidden, job_outputs.data() + job.first_output_row * hidden);
     }
   });
 
@@ -255,9 +258,9 @@ torch::Tensor RoutedExpertsImpl::forward_few_tokens(const torch::Tensor& x_flat,
   auto out = torch::zeros_like(x);
   float* out_data = out.data_ptr<float>();
   for (const Job& job : jobs) {
-    for (size_t r = 0; r < job.assignments.size(); ++r) {
+    for (int64_t r = 0; r < job.rows; ++r) {
       const int64_t a = job.assignments[r];
-      const float* y = job_outputs.data() + (job.first_output_row + static_cast<int64_t>(r)) * hidden;
+      const float* y = job_outputs.data() + (job.first_output_row + r) * hidden;
       float* target = out_data + a / k * hidden;
       for (int64_t c = 0; c < hidden; ++c) target[c] += weight[a] * y[c];
     }

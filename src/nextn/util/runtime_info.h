@@ -42,6 +42,7 @@ class ScopedBlasThreads {
  private:
   int saved_;  // 0: not OpenBLAS, nothing to restore
 };
+
 std::string describe(const RuntimeInfo& info);
 
 }  // namespace nextn
