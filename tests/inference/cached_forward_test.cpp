@@ -58,6 +58,30 @@ TEST(CachedForward, MainModelMatchesTheFullForwardAtEveryPosition) {
   }
 }
 
+// In float32, appends of up to kFewRowsMaxRows rows run decoding's kernels (RMSNorm, routing, MLA
+// attention, few-rows products) while the full forward runs libtorch's operators.
+TEST(CachedForward, Float32DecodingKernelsMatchTheFullForward) {
+  for (ModelConfig config : {tiny_config(), testing::parallel_config()}) {
+    DeepSeekV3 model = random_model(config, 29, 0.3, torch::kFloat);
+    auto ids = torch::randint(config.vocab_size, {1, 12}, torch::kLong);
+    auto full = model->forward(ids, ForwardOptions{true, false});
+    for (const auto& split : std::vector<std::vector<int64_t>>{{5, 1, 1, 1, 1, 1, 1, 1}, {1, 2, 4, 3, 2}}) {
+      auto cached = run_in_chunks(model, ids, split, AttentionForm::kAuto);
+      EXPECT_LT(max_abs_diff(cached.logits, full.logits), 1e-4);
+      EXPECT_LT(max_abs_diff(cached.hidden, full.hidden), 1e-4);
+    }
+    // The first MTP depth over the same positions, token by token.
+    KvCache cache = KvCache::for_mtp_module(config, 1, 11, options_of(model));
+    std::vector<torch::Tensor> outputs;
+    for (int64_t i = 0; i < 11; ++i) {
+      torch::Tensor token;
+      if (config.mtp_kind == MtpKind::kSequential) token = ids.narrow(1, i + 1, 1);
+      outputs.push_back(run_mtp_module_cached(*model, 1, full.hidden.narrow(1, i, 1), token, cache));
+    }
+    EXPECT_LT(max_abs_diff(mtp_logits(*model, 1, torch::cat(outputs, 1)), full.mtp_logits[0]), 1e-4);
+  }
+}
+
 TEST(CachedForward, BatchOfTwoMatchesTheFullForward) {
   ModelConfig config = tiny_config();
   DeepSeekV3 model = random_model(config, 22);
@@ -167,6 +191,66 @@ TEST(Mla, AbsorbedInFloatStaysClose) {
   auto c_kv = torch::randn({1, 30, config.kv_lora_rank});
   auto k_pe = torch::randn({1, 30, config.qk_rope_head_dim});
   EXPECT_LT(max_abs_diff(attention->attend_naive(q, c_kv, k_pe, {}), attention->attend_absorbed(q, c_kv, k_pe, {})), 1e-4);
+}
+
+// Decoding's few float32 rows take the kernels (kernels/latent_attention.h, row_ops.h); the
+// naive form in libtorch operators is the reference: the same outputs and the same cache entries.
+TEST(Mla, FewRowsKernelsEqualTheNaiveFormAndWriteTheSameCache) {
+  for (ModelConfig config : {tiny_config(), testing::parallel_config()}) {  // with and without q_lora
+    if (config.mtp_kind == MtpKind::kParallel) config.q_lora_rank.reset();
+    config.num_attention_heads = config.num_key_value_heads = 3;
+    torch::manual_seed(27);
+    MlaAttention attention(config);
+    for (auto& p : attention->parameters()) {
+      if (p.dim() > 1) torch::nn::init::normal_(p, 0.0, 0.3);
+    }
+    RotaryEmbedding rotary(config);
+    const int64_t cached = 7, capacity = 16;
+    for (int64_t batch : {1, 2}) {
+      for (int64_t new_tokens = 1; batch * new_tokens <= kFewRowsMaxRows; ++new_tokens) {
+        LatentKvSlot fast{torch::randn({batch, capacity, config.kv_lora_rank}),
+                          torch::randn({batch, capacity, config.qk_rope_head_dim}), cached};
+        LatentKvSlot reference{fast.c_kv.clone(), fast.k_pe.clone(), cached};
+        auto x = torch::randn({batch, new_tokens, config.hidden_size});
+        auto angles = rope_angles_for_span(*rotary, cached, new_tokens);
+        torch::NoGradGuard no_grad;
+        auto out = attention->forward_cached(x, angles, fast, MlaForm::kAbsorbed);
+        auto expected = attention->forward_cached(x, angles, reference, MlaForm::kNaive);
+        ASSERT_EQ(out.sizes(), expected.sizes());
+        EXPECT_LT(max_abs_diff(out, expected), 1e-5) << "batch " << batch << " new tokens " << new_tokens;
+        EXPECT_GT(expected.abs().max().item<double>(), 1e-2);
+        EXPECT_LT(max_abs_diff(fast.c_kv, reference.c_kv), 1e-6);
+        EXPECT_LT(max_abs_diff(fast.k_pe, reference.k_pe), 1e-6);
+      }
+    }
+  }
+}
+
+// Row t of a multi-token append is bit-identical to appending the same tokens one at a time: a
+// speculative verify's rows are what plain decoding computes.
+TEST(Mla, FewRowsKernelsGiveEachRowWhatAppendingItAloneGives) {
+  ModelConfig config = tiny_config();
+  torch::manual_seed(28);
+  MlaAttention attention(config);
+  for (auto& p : attention->parameters()) {
+    if (p.dim() > 1) torch::nn::init::normal_(p, 0.0, 0.3);
+  }
+  RotaryEmbedding rotary(config);
+  torch::NoGradGuard no_grad;
+  const int64_t cached = 5, new_tokens = 3;
+  LatentKvSlot together{torch::randn({1, 12, config.kv_lora_rank}), torch::randn({1, 12, config.qk_rope_head_dim}),
+                        cached};
+  LatentKvSlot one_by_one{together.c_kv.clone(), together.k_pe.clone(), cached};
+  auto x = torch::randn({1, new_tokens, config.hidden_size});
+  auto all = attention->forward_cached(x, rope_angles_for_span(*rotary, cached, new_tokens), together,
+                                       MlaForm::kAbsorbed);
+  for (int64_t t = 0; t < new_tokens; ++t) {
+    auto row = attention->forward_cached(x.narrow(1, t, 1), rope_angles_for_span(*rotary, cached + t, 1), one_by_one,
+                                         MlaForm::kAbsorbed);
+    one_by_one.length += 1;
+    EXPECT_TRUE(torch::equal(row, all.narrow(1, t, 1))) << "row " << t;
+  }
+  EXPECT_TRUE(torch::equal(together.c_kv, one_by_one.c_kv));
 }
 
 }  // namespace

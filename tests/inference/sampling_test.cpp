@@ -97,6 +97,44 @@ TEST(Sampling, GreedyIsOneHotAtTheArgmax) {
   EXPECT_EQ(sampler.next_token(logits), 1);
 }
 
+// A scan written out: the first index holding the largest value, a NaN counting as largest.
+int64_t scanned_argmax(const torch::Tensor& row) {
+  auto values = row.to(torch::kDouble).contiguous();
+  const double* v = values.data_ptr<double>();
+  int64_t best = 0;
+  for (int64_t i = 0; i < values.numel(); ++i) {
+    if (std::isnan(v[i])) return i;
+    if (v[i] > v[best]) best = i;
+  }
+  return best;
+}
+
+TEST(Sampling, GreedyTokensAreTheFirstLargestOfEachRow) {
+  torch::manual_seed(61);
+  for (int64_t vocab : {1, 15, 16, 17, 8192}) {
+    for (auto dtype : {torch::kFloat, torch::kDouble}) {
+      auto logits = torch::randn({3, vocab}, dtype);
+      if (vocab >= 17) {
+        logits[1].fill_(0.0);
+        logits[1][5] = 2.0;
+        logits[1][vocab - 1] = 2.0;  // a tie: the first wins
+        logits[2][vocab / 2] = std::nan("");
+      }
+      auto tokens = greedy_tokens(logits);
+      ASSERT_EQ(tokens.size(), 3u);
+      for (int64_t r = 0; r < 3; ++r) EXPECT_EQ(tokens[r], scanned_argmax(logits[r])) << vocab << " row " << r;
+      if (vocab >= 17) {
+        EXPECT_EQ(tokens[1], 5);
+        EXPECT_EQ(tokens[2], vocab / 2);
+      }
+      EXPECT_EQ(greedy_tokens(logits[0])[0], tokens[0]);  // one row [V]
+      // A strided row (a column of the transpose) takes the libtorch path: the same answer.
+      EXPECT_EQ(greedy_tokens(logits.t().contiguous().t())[0], tokens[0]);
+    }
+  }
+  EXPECT_THROW(greedy_tokens(torch::zeros({2, 2, 2})), Error);
+}
+
 TEST(Sampling, SameSeedSameTokensOtherSeedOtherTokens) {
   torch::manual_seed(42);
   auto logits = torch::randn({64});

@@ -1,6 +1,7 @@
 #include "nextn/inference/sampling.h"
 
 #include <cmath>
+#include <algorithm>
 #include <limits>
 
 #include "nextn/util/error.h"
@@ -46,6 +47,46 @@ torch::Tensor sampling_distribution(const torch::Tensor& logits, const SamplingO
   return probs;
 }
 
+namespace {
+
+int64_t first_largest(const float* values, int64_t count) {
+  // The maximum first, in 16 partial maxima the compiler can keep in vector registers (no NaN can
+  // be among them: a NaN is returned before), then its first index.
+  for (int64_t i = 0; i < count; ++i) {
+    if (std::isnan(values[i])) return i;
+  }
+  constexpr int64_t kPartials = 16;
+  float partial[kPartials];
+  std::fill(partial, partial + kPartials, -std::numeric_limits<float>::infinity());
+  int64_t i = 0;
+  for (; i + kPartials <= count; i += kPartials) {
+    for (int64_t l = 0; l < kPartials; ++l) partial[l] = partial[l] < values[i + l] ? values[i + l] : partial[l];
+  }
+  float largest = *std::max_element(partial, partial + kPartials);
+  for (; i < count; ++i) largest = std::max(largest, values[i]);
+  int64_t index = 0;
+  while (values[index] != largest) ++index;
+  return index;
+}
+
+}  // namespace
+
+std::vector<int64_t> greedy_tokens(const torch::Tensor& logits) {
+  NEXTN_CHECK((logits.dim() == 1 || logits.dim() == 2) && logits.size(-1) > 0, "greedy_tokens takes logits [V] or [R, V], got ",
+              logits.sizes());
+  auto rows = logits.dim() == 1 ? logits.unsqueeze(0) : logits;
+  std::vector<int64_t> tokens(rows.size(0));
+  if (rows.device().is_cpu() && rows.scalar_type() == torch::kFloat && rows.stride(1) == 1) {
+    for (int64_t r = 0; r < rows.size(0); ++r) {
+      tokens[r] = first_largest(rows.data_ptr<float>() + r * rows.stride(0), rows.size(1));
+    }
+    return tokens;
+  }
+  auto best = rows.argmax(-1).to(torch::kCPU).contiguous();
+  std::copy(best.data_ptr<int64_t>(), best.data_ptr<int64_t>() + best.numel(), tokens.begin());
+  return tokens;
+}
+
 Sampler::Sampler(const SamplingOptions& options) : options_(options), engine_(options.seed) { options_.validate(); }
 
 double Sampler::uniform() { return static_cast<double>(engine_() >> 11) * 0x1.0p-53; }
@@ -68,7 +109,7 @@ torch::Tensor Sampler::sample(const torch::Tensor& probabilities) {
 
 int64_t Sampler::next_token(const torch::Tensor& logits) {
   NEXTN_CHECK(logits.dim() == 1, "next_token() takes logits [V], got ", logits.sizes());
-  if (options_.greedy()) return logits.argmax().item<int64_t>();
+  if (options_.greedy()) return greedy_tokens(logits)[0];
   return sample(distribution(logits)).item<int64_t>();
 }
 

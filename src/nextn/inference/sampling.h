@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <random>
+#include <vector>
 
 namespace nextn::inference {
 
@@ -29,6 +30,11 @@ struct SamplingOptions {
 // makes speculative sampling reduce to greedy verification. Computed in double for double logits,
 // in float otherwise.
 torch::Tensor sampling_distribution(const torch::Tensor& logits, const SamplingOptions& options);
+
+// The argmax of each row of logits [V] or [R, V] (the first index on ties; a NaN counts as the
+// largest, as torch::argmax has it). CPU float32 rows take a plain loop (libtorch's argmax costs
+// ~7 us for 8192 logits, a decoding step's few hundred us), anything else torch::argmax.
+std::vector<int64_t> greedy_tokens(const torch::Tensor& logits);
 
 class Sampler {
  public:

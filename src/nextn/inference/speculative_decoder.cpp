@@ -110,7 +110,7 @@ SpeculativeDecoder::Drafts SpeculativeDecoder::draft(int64_t count) {
                              options_.draft_vocab_size)[0][0];
     int64_t token;
     if (sampler_.options().greedy()) {
-      token = logits.argmax().item<int64_t>();
+      token = greedy_tokens(logits)[0];
     } else {
       // Drafts come from q at the same temperature and filters as the target's p (the rule is
       // exact for any q, but acceptance is highest when q is close). A reduced draft vocabulary

@@ -11,16 +11,11 @@ void check_shapes(const torch::Tensor& target, const std::vector<int64_t>& draft
               " drafts + 1, got ", target.sizes());
 }
 
-std::vector<int64_t> to_host_vector(const torch::Tensor& int64_values) {
-  auto host = int64_values.to(torch::kCPU).contiguous();
-  return std::vector<int64_t>(host.data_ptr<int64_t>(), host.data_ptr<int64_t>() + host.numel());
-}
-
 }  // namespace
 
 Verification verify_greedy(const torch::Tensor& target_logits, const std::vector<int64_t>& drafts) {
   check_shapes(target_logits, drafts);
-  const std::vector<int64_t> target_tokens = to_host_vector(target_logits.argmax(-1));  // one transfer
+  const std::vector<int64_t> target_tokens = greedy_tokens(target_logits);  // one transfer from a GPU
   Verification result;
   while (result.accepted < static_cast<int64_t>(drafts.size()) && drafts[result.accepted] == target_tokens[result.accepted]) {
     ++result.accepted;

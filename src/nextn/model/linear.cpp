@@ -38,6 +38,14 @@ void few_rows_out(torch::Tensor& out, const torch::Tensor& x_rows, const torch::
 
 }  // namespace
 
+bool takes_few_rows_kernels(const torch::Tensor& x, const torch::Tensor& weight, int64_t width) {
+  if (!x.device().is_cpu() || !weight.device().is_cpu()) return false;
+  if (x.scalar_type() != torch::kFloat || weight.scalar_type() != torch::kFloat) return false;
+  if (torch::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad())) return false;
+  if (x.dim() == 0 || x.size(-1) != width || x.numel() == 0 || !x.is_contiguous()) return false;
+  return x.numel() / width <= kFewRowsMaxRows;
+}
+
 torch::Tensor linear_no_bias(const torch::Tensor& x, const torch::Tensor& weight) {
   const int64_t rows = few_rows(x, weight);
   if (rows == 0) return torch::nn::functional::linear(x, weight);

@@ -1,7 +1,10 @@
 #include "nextn/model/mla_attention.h"
 
+#include <algorithm>
 #include <limits>
 
+#include "nextn/kernels/latent_attention.h"
+#include "nextn/kernels/row_ops.h"
 #include "nextn/model/linear.h"
 #include "nextn/util/error.h"
 
@@ -110,6 +113,7 @@ torch::Tensor MlaAttentionImpl::forward_cached(const torch::Tensor& x, const Rop
   const int64_t new_tokens = x.size(1), cached = slot.length;
   NEXTN_CHECK(cached + new_tokens <= slot.c_kv.size(1), "KV cache overflow: ", cached, " cached + ", new_tokens,
               " new tokens exceed its capacity of ", slot.c_kv.size(1));
+  if (form == MlaForm::kAbsorbed && few_rows_kernels_apply(x, slot)) return forward_cached_few_rows(x, angles, slot);
   auto p = project(x, angles);
   slot.c_kv.narrow(1, cached, new_tokens).copy_(p.c_kv);
   slot.k_pe.narrow(1, cached, new_tokens).copy_(p.k_pe);
@@ -122,6 +126,66 @@ torch::Tensor MlaAttentionImpl::forward_cached(const torch::Tensor& x, const Rop
                               torch::TensorOptions().dtype(compute_dtype(x.scalar_type())).device(x.device()));
   }
   auto attended = form == MlaForm::kAbsorbed ? attend_absorbed(p, c_kv, k_pe, mask) : attend_naive(p, c_kv, k_pe, mask);
+  return o_proj(attended);
+}
+
+namespace {
+
+bool float_rows(const torch::Tensor& t) {
+  return t.defined() && t.device().is_cpu() && t.scalar_type() == torch::kFloat && t.stride(-1) == 1;
+}
+
+// The angles of new token t of batch row b: [1 or B, T, 1, rope / 2] tables.
+const float* angle_row(const torch::Tensor& table, int64_t b, int64_t t) {
+  return table.data_ptr<float>() + (table.size(0) == 1 ? 0 : b * table.stride(0)) + t * table.stride(1);
+}
+
+}  // namespace
+
+bool MlaAttentionImpl::few_rows_kernels_apply(const torch::Tensor& x, const LatentKvSlot& slot) const {
+  if (!takes_few_rows_kernels(x, kv_a_proj_with_mqa->weight, config_.hidden_size) || x.dim() != 3) return false;
+  return float_rows(slot.c_kv) && float_rows(slot.k_pe) && float_rows(kv_b_proj->weight) &&
+         kv_b_proj->weight.is_contiguous() && float_rows(kv_a_layernorm->weight);
+}
+
+torch::Tensor MlaAttentionImpl::forward_cached_few_rows(const torch::Tensor& x, const RopeAngles& angles,
+                                                        const LatentKvSlot& slot) {
+  const int64_t batch = x.size(0), new_tokens = x.size(1), cached = slot.length;
+  const int64_t heads = config_.num_attention_heads, rank = config_.kv_lora_rank;
+  const int64_t nope = config_.qk_nope_head_dim, rope = config_.qk_rope_head_dim, v_dim = config_.v_head_dim;
+  auto cos = angles.cos.to(torch::kFloat).contiguous(), sin = angles.sin.to(torch::kFloat).contiguous();
+  // Projections as in project(); the products take the few-rows kernel.
+  auto q = (config_.q_lora_rank ? q_b_proj(q_a_layernorm(q_a_proj(x))) : q_proj(x)).contiguous();
+  auto kv = kv_a_proj_with_mqa(x).contiguous();  // [B, T, rank + rope]
+  const int64_t q_width = heads * (nope + rope);
+
+  // New cache entries (normalised latent, rotated rope key) and rotated queries, row by row.
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t t = 0; t < new_tokens; ++t) {
+      const float* kv_row = kv.data_ptr<float>() + (b * new_tokens + t) * (rank + rope);
+      float* c_entry = slot.c_kv.data_ptr<float>() + b * slot.c_kv.stride(0) + (cached + t) * slot.c_kv.stride(1);
+      float* k_entry = slot.k_pe.data_ptr<float>() + b * slot.k_pe.stride(0) + (cached + t) * slot.k_pe.stride(1);
+      kernels::rms_norm_rows(kv_row, 1, rank, rank, kv_a_layernorm->weight.data_ptr<float>(), kv_a_layernorm->eps,
+                             c_entry, rank);
+      std::copy(kv_row + rank, kv_row + rank + rope, k_entry);
+      const float* cos_t = angle_row(cos, b, t);
+      const float* sin_t = angle_row(sin, b, t);
+      kernels::rotate_pairs(k_entry, rope, cos_t, sin_t);
+      float* q_row = q.data_ptr<float>() + (b * new_tokens + t) * q_width;
+      for (int64_t h = 0; h < heads; ++h) kernels::rotate_pairs(q_row + h * (nope + rope) + nope, rope, cos_t, sin_t);
+    }
+  }
+
+  auto attended = torch::empty({batch, new_tokens, heads * v_dim}, x.options());
+  const kernels::LatentAttentionDims dims{heads, nope, rope, rank, v_dim, static_cast<float>(softmax_scale_)};
+  for (int64_t b = 0; b < batch; ++b) {
+    const kernels::LatentCacheView cache{slot.c_kv.data_ptr<float>() + b * slot.c_kv.stride(0), slot.c_kv.stride(1),
+                                         slot.k_pe.data_ptr<float>() + b * slot.k_pe.stride(0), slot.k_pe.stride(1),
+                                         cached + new_tokens};
+    kernels::latent_attention(dims, q.data_ptr<float>() + b * new_tokens * q_width, new_tokens, q_width, cache,
+                              kv_b_proj->weight.data_ptr<float>(), attended.data_ptr<float>() + b * new_tokens * heads * v_dim,
+                              heads * v_dim);
+  }
   return o_proj(attended);
 }
 

@@ -76,6 +76,11 @@ class MlaAttentionImpl : public torch::nn::Module {
   RMSNorm kv_a_layernorm{nullptr};
 
  private:
+  // forward_cached's absorbed form for decoding's few float32 rows on CPU, in kernels
+  // (kernels/latent_attention.h, kernels/row_ops.h) instead of ~40 libtorch operators.
+  torch::Tensor forward_cached_few_rows(const torch::Tensor& x, const RopeAngles& angles, const LatentKvSlot& slot);
+  bool few_rows_kernels_apply(const torch::Tensor& x, const LatentKvSlot& slot) const;
+
   ModelConfig config_;
   double softmax_scale_;
 };

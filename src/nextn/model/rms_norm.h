@@ -6,6 +6,10 @@
 
 namespace nextn {
 
+// The formula in libtorch operators: what training runs, and the reference for decoding's few rows
+// (which RMSNormImpl::forward hands to kernels::rms_norm_rows).
+torch::Tensor rms_norm_reference(const torch::Tensor& x, const torch::Tensor& weight, double eps);
+
 class RMSNormImpl : public torch::nn::Module {
  public:
   RMSNormImpl(int64_t dim, double eps);

@@ -1,9 +1,13 @@
 #include "nextn/model/router.h"
 
+#include <algorithm>
+#include <functional>
 #include <limits>
+#include <vector>
 
 #include "nextn/model/linear.h"
 #include "nextn/model/rms_norm.h"
+#include "nextn/util/error.h"
 
 namespace nextn {
 
@@ -49,6 +53,75 @@ Routing route_tokens(const torch::Tensor& scores, const torch::Tensor& bias, con
   return {scores, expert_ids, weights * config.routed_scaling_factor};
 }
 
+namespace {
+
+// The index of the largest value among the allowed and not yet taken; the lower index on ties.
+int64_t best_remaining(const std::vector<float>& values, const std::vector<char>& available) {
+  int64_t best = -1;
+  for (int64_t i = 0; i < static_cast<int64_t>(values.size()); ++i) {
+    if (available[i] && (best < 0 || values[i] > values[best])) best = i;
+  }
+  return best;
+}
+
+// Experts outside the token's best topk_group groups become unavailable (mask_to_top_groups).
+void keep_top_groups(const std::vector<float>& biased, const ModelConfig& config, std::vector<char>& available) {
+  if (config.n_group <= 1 || config.topk_group >= config.n_group) return;
+  const int64_t per_group = config.n_routed_experts / config.n_group;
+  const int64_t scores_per_group = config.num_experts_per_tok / config.topk_group;
+  std::vector<float> group_scores(config.n_group);
+  for (int64_t g = 0; g < config.n_group; ++g) {
+    std::vector<float> members(biased.begin() + g * per_group, biased.begin() + (g + 1) * per_group);
+    std::partial_sort(members.begin(), members.begin() + scores_per_group, members.end(), std::greater<float>());
+    float sum = members[0];  // added in descending order, as mask_to_top_groups does
+    for (int64_t i = 1; i < scores_per_group; ++i) sum += members[i];
+    group_scores[g] = sum;
+  }
+  std::vector<char> group_open(config.n_group, 1), group_kept(config.n_group, 0);
+  for (int64_t r = 0; r < config.topk_group; ++r) {
+    const int64_t g = best_remaining(group_scores, group_open);
+    group_open[g] = 0;
+    group_kept[g] = 1;
+  }
+  for (int64_t e = 0; e < config.n_routed_experts; ++e) available[e] = available[e] && group_kept[e / per_group];
+}
+
+}  // namespace
+
+Routing route_few_tokens(const torch::Tensor& scores, const torch::Tensor& bias, const ModelConfig& config) {
+  NEXTN_CHECK(scores.dim() == 2 && scores.size(1) == config.n_routed_experts && scores.device().is_cpu() &&
+                  scores.scalar_type() == torch::kFloat && scores.is_contiguous(),
+              "route_few_tokens needs contiguous float32 CPU scores [N, ", config.n_routed_experts, "], got ",
+              scores.sizes());
+  const int64_t tokens = scores.size(0), experts = config.n_routed_experts, k = config.num_experts_per_tok;
+  auto bias_values = bias.to(torch::kFloat).contiguous();
+  const float* b = bias_values.data_ptr<float>();
+  auto expert_ids = torch::empty({tokens, k}, torch::kLong);
+  auto weights = torch::empty({tokens, k}, scores.options());
+  std::vector<float> biased(experts);
+  std::vector<char> available(experts);
+  for (int64_t t = 0; t < tokens; ++t) {
+    const float* s = scores.data_ptr<float>() + t * experts;
+    for (int64_t e = 0; e < experts; ++e) biased[e] = s[e] + b[e];
+    std::fill(available.begin(), available.end(), 1);
+    keep_top_groups(biased, config, available);
+    int64_t* ids = expert_ids.data_ptr<int64_t>() + t * k;
+    float* w = weights.data_ptr<float>() + t * k;
+    float total = 0.0f;
+    for (int64_t j = 0; j < k; ++j) {  // descending biased score, as topk returns them
+      ids[j] = best_remaining(biased, available);
+      available[ids[j]] = 0;
+      w[j] = s[ids[j]];  // the gate weight uses the unbiased affinity
+      total += w[j];
+    }
+    const bool normalise = config.norm_topk_prob && k > 1;
+    for (int64_t j = 0; j < k; ++j) {
+      w[j] = (normalise ? w[j] / (total + 1e-20f) : w[j]) * static_cast<float>(config.routed_scaling_factor);
+    }
+  }
+  return {scores, expert_ids, weights};
+}
+
 MoeGateImpl::MoeGateImpl(const ModelConfig& config) : config_(config) {
   weight = register_parameter("weight", torch::empty({config.n_routed_experts, config.hidden_size}));
   e_score_correction_bias =
@@ -59,6 +132,9 @@ Routing MoeGateImpl::forward(const torch::Tensor& x_flat) {
   // Affinities in at least fp32: selection among close scores must not depend on bf16 rounding.
   auto dtype = compute_dtype(x_flat.scalar_type());
   auto scores = torch::sigmoid(linear_no_bias(x_flat.to(dtype), weight.to(dtype)));
+  if (takes_few_rows_kernels(x_flat, weight, weight.size(1)) && scores.is_contiguous()) {
+    return route_few_tokens(scores, e_score_correction_bias, config_);
+  }
   return route_tokens(scores, e_score_correction_bias, config_);
 }
 

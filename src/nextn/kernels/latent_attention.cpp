@@ -1,0 +1,105 @@
+#include "nextn/kernels/latent_attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <vector>
+
+#include "nextn/kernels/few_rows_matmul.h"
+#include "nextn/kernels/worker_pool.h"
+
+namespace nextn::kernels {
+namespace {
+
+// Below this many multiply-adds per call the heads run on the calling thread: a helper's start
+// costs more than it saves.
+constexpr int64_t kMinWorkPerThread = 200000;
+
+void check_dims(const LatentAttentionDims& d, int64_t queries, const LatentCacheView& cache) {
+  if (d.heads < 1 || d.nope < 1 || d.rope < 0 || d.rank < 1 || d.v_dim < 1 || d.rope % 2 != 0) {
+    throw std::invalid_argument("latent_attention: bad head dimensions");
+  }
+  if (queries < 1 || queries > kFewRowsMax || queries > cache.length) {
+    throw std::invalid_argument("latent_attention: needs 1.." + std::to_string(kFewRowsMax) +
+                                " queries, all of them in the cache");
+  }
+}
+
+// One head for every query: the steps of the header's formula, each query over its visible keys.
+void attend_one_head(const LatentAttentionDims& d, int64_t h, const float* q, int64_t queries, int64_t q_row_stride,
+                     const LatentCacheView& cache, const float* w_kvb, float* out, int64_t out_row_stride) {
+  const int64_t keys = cache.length, first_query = keys - queries;
+  const float* w_uk = w_kvb + h * (d.nope + d.v_dim) * d.rank;  // [nope, rank]
+  const float* w_uv = w_uk + d.nope * d.rank;                    // [v_dim, rank]
+
+  // q_lat[t] = sum_i q_nope[t][i] * W_uk[i]: rows of W_uk added up, so the inner loop runs along rank.
+  std::vector<float> q_lat(queries * d.rank, 0.0f);
+  for (int64_t t = 0; t < queries; ++t) {
+    const float* q_nope = q + t * q_row_stride + h * (d.nope + d.rope);
+    float* lat = q_lat.data() + t * d.rank;
+    for (int64_t i = 0; i < d.nope; ++i) {
+      const float qi = q_nope[i];
+      const float* w_row = w_uk + i * d.rank;
+      for (int64_t r = 0; r < d.rank; ++r) lat[r] += qi * w_row[r];
+    }
+  }
+
+  // Scores against every key (the causal limit is applied below), the latent and rope parts apart.
+  std::vector<float> scores(queries * keys), rope_scores(queries * keys);
+  few_rows_matmul({q_lat.data(), queries, d.rank, d.rank}, {cache.c_kv, keys, d.rank, cache.c_kv_row_stride},
+                  scores.data(), keys);
+  if (d.rope > 0) {
+    few_rows_matmul({q + h * (d.nope + d.rope) + d.nope, queries, d.rope, q_row_stride},
+                    {cache.k_pe, keys, d.rope, cache.k_pe_row_stride}, rope_scores.data(), keys);
+  }
+
+  // Softmax over the visible keys, and the weighted sum of their latents.
+  std::vector<float> latent(queries * d.rank, 0.0f);
+  for (int64_t t = 0; t < queries; ++t) {
+    const int64_t visible = first_query + t + 1;
+    float* s = scores.data() + t * keys;
+    const float* s_rope = rope_scores.data() + t * keys;
+    float max_score = -INFINITY;
+    for (int64_t j = 0; j < visible; ++j) {
+      s[j] = (s[j] + (d.rope > 0 ? s_rope[j] : 0.0f)) * d.softmax_scale;
+      max_score = std::max(max_score, s[j]);
+    }
+    double total = 0.0;
+    for (int64_t j = 0; j < visible; ++j) {
+      s[j] = std::exp(s[j] - max_score);
+      total += s[j];
+    }
+    const auto inverse_total = static_cast<float>(1.0 / total);
+    float* lat = latent.data() + t * d.rank;
+    for (int64_t j = 0; j < visible; ++j) {
+      const float p = s[j] * inverse_total;
+      const float* c = cache.c_kv + j * cache.c_kv_row_stride;
+      for (int64_t r = 0; r < d.rank; ++r) lat[r] += p * c[r];
+    }
+  }
+
+  // out[t] = W_uv latent[t]: W_uv's rows are this head's outputs.
+  few_rows_matmul({latent.data(), queries, d.rank, d.rank}, {w_uv, d.v_dim, d.rank, d.rank}, out + h * d.v_dim,
+                  out_row_stride);
+}
+
+}  // namespace
+
+void latent_attention(const LatentAttentionDims& dims, const float* q, int64_t queries, int64_t q_row_stride,
+                      const LatentCacheView& cache, const float* w_kvb, float* out, int64_t out_row_stride) {
+  check_dims(dims, queries, cache);
+  const int64_t work_per_head = queries * (dims.nope * dims.rank + cache.length * (2 * dims.rank + dims.rope) +
+                                           dims.v_dim * dims.rank);
+  const int64_t worth = std::max<int64_t>(1, dims.heads * work_per_head / kMinWorkPerThread);
+  const int parts = static_cast<int>(std::min<int64_t>({few_rows_matmul_threads(), worth, dims.heads}));
+  // Heads are independent; each part takes a contiguous range of them (the few-rows products it
+  // calls then run on its own thread: nested calls run inline).
+  run_in_parts(parts, [&](int part) {
+    const int64_t begin = dims.heads * part / parts, end = dims.heads * (part + 1) / parts;
+    for (int64_t h = begin; h < end; ++h) {
+      attend_one_head(dims, h, q, queries, q_row_stride, cache, w_kvb, out, out_row_stride);
+    }
+  });
+}
+
+}  // namespace nextn::kernels

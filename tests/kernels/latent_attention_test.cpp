@@ -1,0 +1,157 @@
+// The absorbed-form attention kernel against attention computed the long way in double: per head,
+// keys and values expanded from the latents (k = W_uk c, v = W_uv c), causal softmax, weighted sum
+// of values. Also: a query's result is bit-identical whether it comes alone or with others (a
+// verify reproduces plain decoding), and whatever the thread count.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <stdexcept>
+#include <vector>
+
+#include "nextn/kernels/few_rows_matmul.h"
+#include "nextn/kernels/latent_attention.h"
+
+namespace nextn::kernels {
+namespace {
+
+struct Problem {
+  LatentAttentionDims dims;
+  int64_t keys = 0, queries = 0;
+  int64_t q_stride = 0, c_stride = 0, k_stride = 0;
+  std::vector<float> q, c_kv, k_pe, w_kvb;
+
+  LatentCacheView cache(int64_t length) const {
+    return {c_kv.data(), c_stride, k_pe.data(), k_stride, length};
+  }
+};
+
+Problem random_problem(int64_t heads, int64_t keys, int64_t queries, std::mt19937& rng) {
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  Problem p;
+  p.dims = {heads, 8, 4, 12, 6, 0.35f};
+  p.keys = keys;
+  p.queries = queries;
+  const auto& d = p.dims;
+  p.q_stride = heads * (d.nope + d.rope) + 3;  // padded rows: strides are honoured
+  p.c_stride = d.rank + 5;
+  p.k_stride = d.rope + 1;
+  auto fill = [&](std::vector<float>& v, int64_t n) {
+    v.resize(n);
+    for (auto& x : v) x = uniform(rng);
+  };
+  fill(p.q, queries * p.q_stride);
+  fill(p.c_kv, keys * p.c_stride);
+  fill(p.k_pe, keys * p.k_stride);
+  fill(p.w_kvb, heads * (d.nope + d.v_dim) * d.rank);
+  return p;
+}
+
+// out[t][h * v + j], computed with per-head keys and values, in double.
+std::vector<double> expanded_attention(const Problem& p) {
+  const auto& d = p.dims;
+  std::vector<double> out(p.queries * d.heads * d.v_dim);
+  for (int64_t t = 0; t < p.queries; ++t) {
+    const int64_t visible = p.keys - p.queries + t + 1;
+    for (int64_t h = 0; h < d.heads; ++h) {
+      const float* q_nope = p.q.data() + t * p.q_stride + h * (d.nope + d.rope);
+      const float* q_pe = q_nope + d.nope;
+      auto w = [&](int64_t row, int64_t r) { return p.w_kvb[(h * (d.nope + d.v_dim) + row) * d.rank + r]; };
+      std::vector<double> scores(visible);
+      for (int64_t s = 0; s < visible; ++s) {
+        const float* c = p.c_kv.data() + s * p.c_stride;
+        double score = 0;
+        for (int64_t i = 0; i < d.nope; ++i) {
+          double key = 0;
+          for (int64_t r = 0; r < d.rank; ++r) key += w(i, r) * c[r];
+          score += q_nope[i] * key;
+        }
+        for (int64_t i = 0; i < d.rope; ++i) score += q_pe[i] * p.k_pe[s * p.k_stride + i];
+        scores[s] = score * d.softmax_scale;
+      }
+      double max_score = -INFINITY, total = 0;
+      for (double s : scores) max_score = std::max(max_score, s);
+      for (double& s : scores) total += (s = std::exp(s - max_score));
+      for (int64_t j = 0; j < d.v_dim; ++j) {
+        double value_sum = 0;
+        for (int64_t s = 0; s < visible; ++s) {
+          double value = 0;
+          for (int64_t r = 0; r < d.rank; ++r) value += w(d.nope + j, r) * p.c_kv[s * p.c_stride + r];
+          value_sum += scores[s] / total * value;
+        }
+        out[(t * d.heads + h) * d.v_dim + j] = value_sum;
+      }
+    }
+  }
+  return out;
+}
+
+std::vector<float> run_kernel(const Problem& p, int64_t out_stride) {
+  std::vector<float> out(p.queries * out_stride, NAN);
+  latent_attention(p.dims, p.q.data(), p.queries, p.q_stride, p.cache(p.keys), p.w_kvb.data(), out.data(), out_stride);
+  return out;
+}
+
+TEST(LatentAttention, MatchesAttentionWithExpandedKeysAndValues) {
+  std::mt19937 rng(11);
+  for (int64_t queries = 1; queries <= kFewRowsMax; ++queries) {
+    for (int64_t keys : {queries, queries + 1, int64_t{40}}) {
+      Problem p = random_problem(3, keys, queries, rng);
+      const int64_t width = p.dims.heads * p.dims.v_dim, out_stride = width + 2;
+      auto out = run_kernel(p, out_stride);
+      auto expected = expanded_attention(p);
+      for (int64_t t = 0; t < queries; ++t) {
+        for (int64_t i = 0; i < width; ++i) {
+          EXPECT_NEAR(out[t * out_stride + i], expected[t * width + i], 2e-5)
+              << "queries " << queries << " keys " << keys << " t " << t << " i " << i;
+        }
+        EXPECT_TRUE(std::isnan(out[t * out_stride + width])) << "wrote past the row";
+      }
+    }
+  }
+}
+
+TEST(LatentAttention, QueryAloneEqualsTheSameQueryAmongOthers) {
+  std::mt19937 rng(12);
+  Problem p = random_problem(4, 30, 4, rng);
+  const int64_t width = p.dims.heads * p.dims.v_dim;
+  auto together = run_kernel(p, width);
+  for (int64_t t = 0; t < p.queries; ++t) {
+    // Query t alone is the last entry of a cache that ends at its own position.
+    std::vector<float> alone(width);
+    latent_attention(p.dims, p.q.data() + t * p.q_stride, 1, p.q_stride, p.cache(p.keys - p.queries + t + 1),
+                     p.w_kvb.data(), alone.data(), width);
+    for (int64_t i = 0; i < width; ++i) ASSERT_EQ(alone[i], together[t * width + i]) << "query " << t << " i " << i;
+  }
+}
+
+TEST(LatentAttention, ThreadCountDoesNotChangeTheResult) {
+  const int threads_before = few_rows_matmul_threads();
+  std::mt19937 rng(13);
+  Problem p = random_problem(16, 2000, 2, rng);  // enough work for several parts
+  const int64_t width = p.dims.heads * p.dims.v_dim;
+  set_few_rows_matmul_threads(1);
+  auto one = run_kernel(p, width);
+  set_few_rows_matmul_threads(3);
+  auto three = run_kernel(p, width);
+  set_few_rows_matmul_threads(threads_before);
+  EXPECT_EQ(one, three);
+}
+
+TEST(LatentAttention, RejectsQueriesItCannotPlace) {
+  std::mt19937 rng(14);
+  Problem p = random_problem(2, 3, 1, rng);
+  std::vector<float> out(100);
+  EXPECT_THROW(latent_attention(p.dims, p.q.data(), kFewRowsMax + 1, p.q_stride, p.cache(10), p.w_kvb.data(),
+                                out.data(), 12),
+               std::invalid_argument);
+  EXPECT_THROW(latent_attention(p.dims, p.q.data(), 2, p.q_stride, p.cache(1), p.w_kvb.data(), out.data(), 12),
+               std::invalid_argument);
+  auto odd_rope = p.dims;
+  odd_rope.rope = 3;
+  EXPECT_THROW(latent_attention(odd_rope, p.q.data(), 1, p.q_stride, p.cache(3), p.w_kvb.data(), out.data(), 12),
+               std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace nextn::kernels
