@@ -50,21 +50,32 @@ torch::Tensor sampling_distribution(const torch::Tensor& logits, const SamplingO
 namespace {
 
 int64_t first_largest(const float* values, int64_t count) {
-  // The maximum first, in 16 partial maxima the compiler can keep in vector registers (no NaN can
-  // be among them: a NaN is returned before), then its first index.
-  for (int64_t i = 0; i < count; ++i) {
-    if (std::isnan(values[i])) return i;
-  }
+  // One pass for the maximum, in 16 partial maxima that the compiler keeps in vector registers,
+  // noting NaNs on the way (a NaN compares false, so it never becomes a partial maximum); then the
+  // first index holding the answer.
   constexpr int64_t kPartials = 16;
   float partial[kPartials];
+  int32_t unordered[kPartials] = {};
   std::fill(partial, partial + kPartials, -std::numeric_limits<float>::infinity());
   int64_t i = 0;
   for (; i + kPartials <= count; i += kPartials) {
-    for (int64_t l = 0; l < kPartials; ++l) partial[l] = partial[l] < values[i + l] ? values[i + l] : partial[l];
+    for (int64_t l = 0; l < kPartials; ++l) {
+      const float v = values[i + l];
+      unordered[l] |= static_cast<int32_t>(v != v);
+      partial[l] = partial[l] < v ? v : partial[l];
+    }
   }
   float largest = *std::max_element(partial, partial + kPartials);
-  for (; i < count; ++i) largest = std::max(largest, values[i]);
+  bool any_nan = std::any_of(unordered, unordered + kPartials, [](int32_t u) { return u != 0; });
+  for (; i < count; ++i) {
+    any_nan = any_nan || std::isnan(values[i]);
+    largest = std::max(largest, values[i]);
+  }
   int64_t index = 0;
+  if (any_nan) {
+    while (!std::isnan(values[index])) ++index;
+    return index;
+  }
   while (values[index] != largest) ++index;
   return index;
 }
@@ -74,15 +85,14 @@ int64_t first_largest(const float* values, int64_t count) {
 std::vector<int64_t> greedy_tokens(const torch::Tensor& logits) {
   NEXTN_CHECK((logits.dim() == 1 || logits.dim() == 2) && logits.size(-1) > 0, "greedy_tokens takes logits [V] or [R, V], got ",
               logits.sizes());
-  auto rows = logits.dim() == 1 ? logits.unsqueeze(0) : logits;
-  std::vector<int64_t> tokens(rows.size(0));
-  if (rows.device().is_cpu() && rows.scalar_type() == torch::kFloat && rows.stride(1) == 1) {
-    for (int64_t r = 0; r < rows.size(0); ++r) {
-      tokens[r] = first_largest(rows.data_ptr<float>() + r * rows.stride(0), rows.size(1));
-    }
+  const int64_t rows = logits.dim() == 1 ? 1 : logits.size(0);
+  std::vector<int64_t> tokens(rows);
+  if (logits.device().is_cpu() && logits.scalar_type() == torch::kFloat && logits.stride(-1) == 1) {
+    const int64_t row_stride = logits.dim() == 1 ? 0 : logits.stride(0);
+    for (int64_t r = 0; r < rows; ++r) tokens[r] = first_largest(logits.data_ptr<float>() + r * row_stride, logits.size(-1));
     return tokens;
   }
-  auto best = rows.argmax(-1).to(torch::kCPU).contiguous();
+  auto best = logits.argmax(-1).reshape({-1}).to(torch::kCPU).contiguous();
   std::copy(best.data_ptr<int64_t>(), best.data_ptr<int64_t>() + best.numel(), tokens.begin());
   return tokens;
 }
