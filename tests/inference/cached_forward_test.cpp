@@ -6,6 +6,7 @@
 #include "inference_test_support.h"
 #include "nextn/inference/cached_forward.h"
 #include "nextn/inference/kv_cache.h"
+#include "nextn/util/error.h"
 
 namespace nextn::inference {
 namespace {
@@ -208,22 +209,62 @@ TEST(Mla, FewRowsKernelsEqualTheNaiveFormAndWriteTheSameCache) {
     const int64_t cached = 7, capacity = 16;
     for (int64_t batch : {1, 2}) {
       for (int64_t new_tokens = 1; batch * new_tokens <= kFewRowsMaxRows; ++new_tokens) {
-        LatentKvSlot fast{torch::randn({batch, capacity, config.kv_lora_rank}),
-                          torch::randn({batch, capacity, config.qk_rope_head_dim}), cached};
-        LatentKvSlot reference{fast.c_kv.clone(), fast.k_pe.clone(), cached};
-        auto x = torch::randn({batch, new_tokens, config.hidden_size});
-        auto angles = rope_angles_for_span(*rotary, cached, new_tokens);
-        torch::NoGradGuard no_grad;
-        auto out = attention->forward_cached(x, angles, fast, MlaForm::kAbsorbed);
-        auto expected = attention->forward_cached(x, angles, reference, MlaForm::kNaive);
-        ASSERT_EQ(out.sizes(), expected.sizes());
-        EXPECT_LT(max_abs_diff(out, expected), 1e-5) << "batch " << batch << " new tokens " << new_tokens;
-        EXPECT_GT(expected.abs().max().item<double>(), 1e-2);
-        EXPECT_LT(max_abs_diff(fast.c_kv, reference.c_kv), 1e-6);
-        EXPECT_LT(max_abs_diff(fast.k_pe, reference.k_pe), 1e-6);
+        // Angles shared by the batch ([1, T, ...]) and per batch row ([B, T, ...], other positions).
+        const int64_t angle_kinds = batch == 2 ? 2 : 1;
+        for (int64_t kind = 0; kind < angle_kinds; ++kind) {
+          auto positions = torch::arange(cached, cached + new_tokens).repeat({2, 1});
+          positions[1] += 5;
+          const RopeAngles angles =
+              kind == 0 ? rope_angles_for_span(*rotary, cached, new_tokens) : rotary->angles(positions);
+          LatentKvSlot fast{torch::randn({batch, capacity, config.kv_lora_rank}),
+                            torch::randn({batch, capacity, config.qk_rope_head_dim}), cached};
+          LatentKvSlot reference{fast.c_kv.clone(), fast.k_pe.clone(), cached};
+          auto x = torch::randn({batch, new_tokens, config.hidden_size});
+          torch::NoGradGuard no_grad;
+          ASSERT_TRUE(attention->takes_few_rows_kernels(x, angles, fast));
+          auto out = attention->forward_cached(x, angles, fast, MlaForm::kAbsorbed);
+          auto expected = attention->forward_cached(x, angles, reference, MlaForm::kNaive);
+          ASSERT_EQ(out.sizes(), expected.sizes());
+          const std::string where = "batch " + std::to_string(batch) + " new tokens " + std::to_string(new_tokens) +
+                                    " angles [" + std::to_string(angles.cos.size(0)) + ", ...]";
+          EXPECT_LT(max_abs_diff(out, expected), 1e-5) << where;
+          EXPECT_GT(expected.abs().max().item<double>(), 1e-2);
+          // Cache entries to a few float roundings of their size (the kernels contract to FMAs).
+          EXPECT_LT(max_abs_diff(fast.c_kv, reference.c_kv), 1e-5 * (1 + reference.c_kv.abs().max().item<double>()));
+          EXPECT_LT(max_abs_diff(fast.k_pe, reference.k_pe), 1e-5 * (1 + reference.k_pe.abs().max().item<double>()))
+              << where;
+        }
       }
     }
   }
+}
+
+TEST(Mla, InputsTheKernelsCannotPlaceTakeTheCheckedPath) {
+  ModelConfig config = tiny_config();
+  MlaAttention attention(config);
+  RotaryEmbedding rotary(config);
+  torch::NoGradGuard no_grad;
+  auto x = torch::randn({2, 1, config.hidden_size});
+  auto angles = rope_angles_for_span(*rotary, 3, 1);
+  LatentKvSlot one_row{torch::zeros({1, 8, config.kv_lora_rank}), torch::zeros({1, 8, config.qk_rope_head_dim}), 3};
+  EXPECT_FALSE(attention->takes_few_rows_kernels(x, angles, one_row));  // a cache for 1 row, 2 given
+  EXPECT_ANY_THROW(attention->forward_cached(x, angles, one_row, MlaForm::kAbsorbed));
+  LatentKvSlot fits{torch::zeros({2, 8, config.kv_lora_rank}), torch::zeros({2, 8, config.qk_rope_head_dim}), 3};
+  EXPECT_TRUE(attention->takes_few_rows_kernels(x, angles, fits));
+  EXPECT_FALSE(attention->takes_few_rows_kernels(x, rope_angles_for_span(*rotary, 3, 2), fits));  // angles for 2
+  LatentKvSlot full{fits.c_kv, fits.k_pe, 8};
+  EXPECT_FALSE(attention->takes_few_rows_kernels(x, angles, full));  // no room
+  torch::GradMode::set_enabled(true);
+  EXPECT_FALSE(attention->takes_few_rows_kernels(x, angles, fits));  // autograd
+  torch::GradMode::set_enabled(false);
+}
+
+TEST(CachedForward, MtpModuleChecksTheBatchOfItsInputs) {
+  ModelConfig config = tiny_config();
+  DeepSeekV3 model = random_model(config, 30, 0.3, torch::kFloat);
+  KvCache cache = KvCache::for_mtp_module(config, 1, 8, options_of(model));
+  auto hidden = torch::randn({2, 1, config.hidden_size});
+  EXPECT_THROW(run_mtp_module_cached(*model, 1, hidden, torch::zeros({2, 1}, torch::kLong), cache), Error);
 }
 
 // Row t of a multi-token append is bit-identical to appending the same tokens one at a time: a

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 #include "nextn/inference/sampling.h"
@@ -132,6 +133,13 @@ TEST(Sampling, GreedyTokensAreTheFirstLargestOfEachRow) {
       EXPECT_EQ(greedy_tokens(logits.t().contiguous().t())[0], tokens[0]);
     }
   }
+  // A NaN in the tail past the last 16 lanes, and a row of -inf (index 0, as torch has it).
+  auto tail = torch::zeros({2, 37});
+  tail[0][36] = std::nan("");
+  tail[0][3] = 1.0;
+  tail[1].fill_(-std::numeric_limits<float>::infinity());
+  EXPECT_EQ(greedy_tokens(tail), (std::vector<int64_t>{36, 0}));
+  EXPECT_EQ(greedy_tokens(tail), (std::vector<int64_t>{tail[0].argmax().item<int64_t>(), tail[1].argmax().item<int64_t>()}));
   EXPECT_THROW(greedy_tokens(torch::zeros({2, 2, 2})), Error);
 }
 

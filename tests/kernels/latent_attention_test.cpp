@@ -26,10 +26,10 @@ struct Problem {
   }
 };
 
-Problem random_problem(int64_t heads, int64_t keys, int64_t queries, std::mt19937& rng) {
+Problem random_problem(int64_t heads, int64_t keys, int64_t queries, std::mt19937& rng, int64_t rope = 4) {
   std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
   Problem p;
-  p.dims = {heads, 8, 4, 12, 6, 0.35f};
+  p.dims = {heads, 8, rope, 12, 6, 0.35f};
   p.keys = keys;
   p.queries = queries;
   const auto& d = p.dims;
@@ -96,7 +96,7 @@ TEST(LatentAttention, MatchesAttentionWithExpandedKeysAndValues) {
   std::mt19937 rng(11);
   for (int64_t queries = 1; queries <= kFewRowsMax; ++queries) {
     for (int64_t keys : {queries, queries + 1, int64_t{40}}) {
-      Problem p = random_problem(3, keys, queries, rng);
+      Problem p = random_problem(3, keys, queries, rng, keys == 40 ? 0 : 4);  // with and without a rope part
       const int64_t width = p.dims.heads * p.dims.v_dim, out_stride = width + 2;
       auto out = run_kernel(p, out_stride);
       auto expected = expanded_attention(p);
@@ -112,17 +112,25 @@ TEST(LatentAttention, MatchesAttentionWithExpandedKeysAndValues) {
 }
 
 TEST(LatentAttention, QueryAloneEqualsTheSameQueryAmongOthers) {
+  const FewRowsPath path_before = few_rows_matmul_path();
   std::mt19937 rng(12);
   Problem p = random_problem(4, 30, 4, rng);
   const int64_t width = p.dims.heads * p.dims.v_dim;
-  auto together = run_kernel(p, width);
-  for (int64_t t = 0; t < p.queries; ++t) {
-    // Query t alone is the last entry of a cache that ends at its own position.
-    std::vector<float> alone(width);
-    latent_attention(p.dims, p.q.data() + t * p.q_stride, 1, p.q_stride, p.cache(p.keys - p.queries + t + 1),
-                     p.w_kvb.data(), alone.data(), width);
-    for (int64_t i = 0; i < width; ++i) ASSERT_EQ(alone[i], together[t * width + i]) << "query " << t << " i " << i;
+  for (FewRowsPath path : {FewRowsPath::kPortable, FewRowsPath::kAvx2Fma, FewRowsPath::kAvx512}) {
+    if (!few_rows_matmul_path_available(path)) continue;
+    force_few_rows_matmul_path(path);
+    auto together = run_kernel(p, width);
+    for (int64_t t = 0; t < p.queries; ++t) {
+      // Query t alone is the last entry of a cache that ends at its own position.
+      std::vector<float> alone(width);
+      latent_attention(p.dims, p.q.data() + t * p.q_stride, 1, p.q_stride, p.cache(p.keys - p.queries + t + 1),
+                       p.w_kvb.data(), alone.data(), width);
+      for (int64_t i = 0; i < width; ++i) {
+        ASSERT_EQ(alone[i], together[t * width + i]) << few_rows_matmul_path_name(path) << " query " << t << " i " << i;
+      }
+    }
   }
+  force_few_rows_matmul_path(path_before);
 }
 
 TEST(LatentAttention, ThreadCountDoesNotChangeTheResult) {
@@ -146,6 +154,12 @@ TEST(LatentAttention, RejectsQueriesItCannotPlace) {
                                 out.data(), 12),
                std::invalid_argument);
   EXPECT_THROW(latent_attention(p.dims, p.q.data(), 2, p.q_stride, p.cache(1), p.w_kvb.data(), out.data(), 12),
+               std::invalid_argument);
+  EXPECT_THROW(latent_attention(p.dims, p.q.data(), 1, 5, p.cache(3), p.w_kvb.data(), out.data(), 12),
+               std::invalid_argument);  // q rows shorter than heads * (nope + rope)
+  EXPECT_THROW(latent_attention(p.dims, p.q.data(), 1, p.q_stride, p.cache(3), p.w_kvb.data(), out.data(), 11),
+               std::invalid_argument);  // out rows shorter than heads * v_dim
+  EXPECT_THROW(latent_attention(p.dims, p.q.data(), 1, p.q_stride, p.cache(3), nullptr, out.data(), 12),
                std::invalid_argument);
   auto odd_rope = p.dims;
   odd_rope.rope = 3;

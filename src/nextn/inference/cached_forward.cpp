@@ -59,6 +59,8 @@ torch::Tensor run_mtp_module_cached(DeepSeekV3Impl& model, int64_t module, const
   NEXTN_CHECK(module >= 1 && module <= model.config().mtp_depth(), "MTP module ", module,
               " does not exist (the model has ", model.config().mtp_depth(), ")");
   NEXTN_CHECK(cache.num_layers() == 1, "an MTP module's KV cache has one layer, got ", cache.num_layers());
+  NEXTN_CHECK(previous_hidden.dim() == 3 && previous_hidden.size(0) == cache.batch(), "previous hidden states must be [",
+              cache.batch(), ", T, hidden], got ", previous_hidden.sizes());
   const int64_t new_tokens = previous_hidden.size(1);
   check_fits(cache, new_tokens);
   MtpModule mtp = model.mtp_module(module);

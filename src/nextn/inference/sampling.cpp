@@ -55,18 +55,18 @@ int64_t first_largest(const float* values, int64_t count) {
   // first index holding the answer.
   constexpr int64_t kPartials = 16;
   float partial[kPartials];
-  int32_t unordered[kPartials] = {};
+  int32_t saw_nan[kPartials] = {};
   std::fill(partial, partial + kPartials, -std::numeric_limits<float>::infinity());
   int64_t i = 0;
   for (; i + kPartials <= count; i += kPartials) {
     for (int64_t l = 0; l < kPartials; ++l) {
       const float v = values[i + l];
-      unordered[l] |= static_cast<int32_t>(v != v);
+      saw_nan[l] |= static_cast<int32_t>(v != v);
       partial[l] = partial[l] < v ? v : partial[l];
     }
   }
   float largest = *std::max_element(partial, partial + kPartials);
-  bool any_nan = std::any_of(unordered, unordered + kPartials, [](int32_t u) { return u != 0; });
+  bool any_nan = std::any_of(saw_nan, saw_nan + kPartials, [](int32_t u) { return u != 0; });
   for (; i < count; ++i) {
     any_nan = any_nan || std::isnan(values[i]);
     largest = std::max(largest, values[i]);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "nextn/kernels/few_rows_matmul.h"
@@ -13,11 +14,20 @@ namespace {
 
 // Below this many multiply-adds per call the heads run on the calling thread: a helper's start
 // costs more than it saves.
-constexpr int64_t kMinWorkPerThread = 200000;
+constexpr int64_t kMinWorkPerPart = 200000;
 
-void check_dims(const LatentAttentionDims& d, int64_t queries, const LatentCacheView& cache) {
+void check_dims(const LatentAttentionDims& d, const float* q, int64_t queries, int64_t q_row_stride,
+                const LatentCacheView& cache, const float* w_kvb, const float* out, int64_t out_row_stride) {
   if (d.heads < 1 || d.nope < 1 || d.rope < 0 || d.rank < 1 || d.v_dim < 1 || d.rope % 2 != 0) {
     throw std::invalid_argument("latent_attention: bad head dimensions");
+  }
+  if (q == nullptr || w_kvb == nullptr || out == nullptr || cache.c_kv == nullptr ||
+      (d.rope > 0 && cache.k_pe == nullptr)) {
+    throw std::invalid_argument("latent_attention: null data");
+  }
+  if (q_row_stride < d.heads * (d.nope + d.rope) || out_row_stride < d.heads * d.v_dim ||
+      cache.c_kv_row_stride < d.rank || cache.k_pe_row_stride < d.rope) {
+    throw std::invalid_argument("latent_attention: a row stride shorter than its row");
   }
   if (queries < 1 || queries > kFewRowsMax || queries > cache.length) {
     throw std::invalid_argument("latent_attention: needs 1.." + std::to_string(kFewRowsMax) +
@@ -45,7 +55,7 @@ void attend_one_head(const LatentAttentionDims& d, int64_t h, const float* q, in
   }
 
   // Scores against every key (the causal limit is applied below), the latent and rope parts apart.
-  std::vector<float> scores(queries * keys), rope_scores(queries * keys);
+  std::vector<float> scores(queries * keys), rope_scores(d.rope > 0 ? queries * keys : 0);
   few_rows_matmul({q_lat.data(), queries, d.rank, d.rank}, {cache.c_kv, keys, d.rank, cache.c_kv_row_stride},
                   scores.data(), keys);
   if (d.rope > 0) {
@@ -58,10 +68,13 @@ void attend_one_head(const LatentAttentionDims& d, int64_t h, const float* q, in
   for (int64_t t = 0; t < queries; ++t) {
     const int64_t visible = first_query + t + 1;
     float* s = scores.data() + t * keys;
-    const float* s_rope = rope_scores.data() + t * keys;
+    if (d.rope > 0) {
+      const float* s_rope = rope_scores.data() + t * keys;
+      for (int64_t j = 0; j < visible; ++j) s[j] += s_rope[j];
+    }
     float max_score = -INFINITY;
     for (int64_t j = 0; j < visible; ++j) {
-      s[j] = (s[j] + (d.rope > 0 ? s_rope[j] : 0.0f)) * d.softmax_scale;
+      s[j] *= d.softmax_scale;
       max_score = std::max(max_score, s[j]);
     }
     double total = 0.0;
@@ -87,10 +100,10 @@ void attend_one_head(const LatentAttentionDims& d, int64_t h, const float* q, in
 
 void latent_attention(const LatentAttentionDims& dims, const float* q, int64_t queries, int64_t q_row_stride,
                       const LatentCacheView& cache, const float* w_kvb, float* out, int64_t out_row_stride) {
-  check_dims(dims, queries, cache);
+  check_dims(dims, q, queries, q_row_stride, cache, w_kvb, out, out_row_stride);
   const int64_t work_per_head = queries * (dims.nope * dims.rank + cache.length * (2 * dims.rank + dims.rope) +
                                            dims.v_dim * dims.rank);
-  const int64_t worth = std::max<int64_t>(1, dims.heads * work_per_head / kMinWorkPerThread);
+  const int64_t worth = std::max<int64_t>(1, dims.heads * work_per_head / kMinWorkPerPart);
   const int parts = static_cast<int>(std::min<int64_t>({few_rows_matmul_threads(), worth, dims.heads}));
   // Heads are independent; each part takes a contiguous range of them (the few-rows products it
   // calls then run on its own thread: nested calls run inline).

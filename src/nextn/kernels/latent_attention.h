@@ -39,7 +39,8 @@ struct LatentCacheView {
 // [heads * (nope + v_dim), rank] row-major. Writes head h of query t to
 // out + t * out_row_stride + h * v_dim. Each query's result does not depend on how many queries
 // come with it, nor on the thread count: a speculative verify reproduces plain decoding's rows.
-// Throws std::invalid_argument on inconsistent dimensions.
+// Throws std::invalid_argument on bad head dimensions or query counts, null data, or a row stride
+// shorter than its row.
 void latent_attention(const LatentAttentionDims& dims, const float* q, int64_t queries, int64_t q_row_stride,
                       const LatentCacheView& cache, const float* w_kvb, float* out, int64_t out_row_stride);
 

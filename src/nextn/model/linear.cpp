@@ -41,7 +41,9 @@ void few_rows_out(torch::Tensor& out, const torch::Tensor& x_rows, const torch::
 bool takes_few_rows_kernels(const torch::Tensor& x, const torch::Tensor& weight, int64_t width) {
   if (!x.device().is_cpu() || !weight.device().is_cpu()) return false;
   if (x.scalar_type() != torch::kFloat || weight.scalar_type() != torch::kFloat) return false;
-  if (torch::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad())) return false;
+  // Only outside autograd: the kernels write raw memory that no graph sees, and checking every
+  // parameter a layer's kernels read (some of them in place) would be easy to get wrong.
+  if (torch::GradMode::is_enabled()) return false;
   if (x.dim() == 0 || x.size(-1) != width || x.numel() == 0 || !x.is_contiguous()) return false;
   return x.numel() / width <= kFewRowsMaxRows;
 }

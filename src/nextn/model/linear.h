@@ -16,9 +16,10 @@ namespace nextn {
 constexpr int64_t kFewRowsMaxRows = kernels::kFewRowsMax;
 
 // Whether x [..., width] takes decoding's plain-loop kernels (kernels/row_ops.h,
-// kernels/latent_attention.h) with `weight`: both float32 on CPU, x's rows contiguous, at most
-// kFewRowsMaxRows rows, and nothing that autograd would need to see. Elsewhere (training,
-// prefill, other types and devices) the libtorch formulas run: they are the reference.
+// kernels/latent_attention.h, route_few_tokens) with `weight`: both float32 on CPU, x's rows
+// contiguous, at most kFewRowsMaxRows rows, and grad mode off (decoding runs under
+// torch::NoGradGuard). Elsewhere (training, prefill, other types and devices) the libtorch
+// formulas run: they are the reference.
 bool takes_few_rows_kernels(const torch::Tensor& x, const torch::Tensor& weight, int64_t width);
 
 // y = x W^T for x [..., in] and weight [out, in]: torch::nn::functional::linear without bias,

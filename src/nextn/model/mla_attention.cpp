@@ -113,7 +113,9 @@ torch::Tensor MlaAttentionImpl::forward_cached(const torch::Tensor& x, const Rop
   const int64_t new_tokens = x.size(1), cached = slot.length;
   NEXTN_CHECK(cached + new_tokens <= slot.c_kv.size(1), "KV cache overflow: ", cached, " cached + ", new_tokens,
               " new tokens exceed its capacity of ", slot.c_kv.size(1));
-  if (form == MlaForm::kAbsorbed && few_rows_kernels_apply(x, slot)) return forward_cached_few_rows(x, angles, slot);
+  if (form == MlaForm::kAbsorbed && takes_few_rows_kernels(x, angles, slot)) {
+    return forward_cached_few_rows(x, angles, slot);
+  }
   auto p = project(x, angles);
   slot.c_kv.narrow(1, cached, new_tokens).copy_(p.c_kv);
   slot.k_pe.narrow(1, cached, new_tokens).copy_(p.k_pe);
@@ -131,21 +133,39 @@ torch::Tensor MlaAttentionImpl::forward_cached(const torch::Tensor& x, const Rop
 
 namespace {
 
-bool float_rows(const torch::Tensor& t) {
+// CPU float32 with contiguous last dimension: rows the kernels can read through a row stride.
+bool cpu_float32_rows(const torch::Tensor& t) {
   return t.defined() && t.device().is_cpu() && t.scalar_type() == torch::kFloat && t.stride(-1) == 1;
 }
 
-// The angles of new token t of batch row b: [1 or B, T, 1, rope / 2] tables.
+// A [1 or B, T, 1, rope / 2] angle table for batch B and T new tokens.
+bool fits_angles(const torch::Tensor& table, int64_t batch, int64_t new_tokens, int64_t rope) {
+  return cpu_float32_rows(table) && table.dim() == 4 && (table.size(0) == 1 || table.size(0) == batch) &&
+         table.size(1) == new_tokens && table.size(2) == 1 && table.size(3) == rope / 2;
+}
+
+// A [B', capacity, width] cache tensor with room for the new tokens of all B rows of the input.
+bool fits_cache(const torch::Tensor& cache, int64_t batch, int64_t width, int64_t end) {
+  return cpu_float32_rows(cache) && cache.dim() == 3 && cache.size(0) >= batch && cache.size(2) == width &&
+         cache.size(1) >= end;
+}
+
+// The angles of new token t of batch row b.
 const float* angle_row(const torch::Tensor& table, int64_t b, int64_t t) {
   return table.data_ptr<float>() + (table.size(0) == 1 ? 0 : b * table.stride(0)) + t * table.stride(1);
 }
 
 }  // namespace
 
-bool MlaAttentionImpl::few_rows_kernels_apply(const torch::Tensor& x, const LatentKvSlot& slot) const {
-  if (!takes_few_rows_kernels(x, kv_a_proj_with_mqa->weight, config_.hidden_size) || x.dim() != 3) return false;
-  return float_rows(slot.c_kv) && float_rows(slot.k_pe) && float_rows(kv_b_proj->weight) &&
-         kv_b_proj->weight.is_contiguous() && float_rows(kv_a_layernorm->weight);
+bool MlaAttentionImpl::takes_few_rows_kernels(const torch::Tensor& x, const RopeAngles& angles,
+                                              const LatentKvSlot& slot) const {
+  if (x.dim() != 3 || !nextn::takes_few_rows_kernels(x, kv_a_proj_with_mqa->weight, config_.hidden_size)) return false;
+  const int64_t batch = x.size(0), new_tokens = x.size(1), end = slot.length + new_tokens;
+  const int64_t rope = config_.qk_rope_head_dim;
+  return fits_cache(slot.c_kv, batch, config_.kv_lora_rank, end) && fits_cache(slot.k_pe, batch, rope, end) &&
+         fits_angles(angles.cos, batch, new_tokens, rope) && fits_angles(angles.sin, batch, new_tokens, rope) &&
+         cpu_float32_rows(kv_b_proj->weight) && kv_b_proj->weight.is_contiguous() &&
+         cpu_float32_rows(kv_a_layernorm->weight);
 }
 
 torch::Tensor MlaAttentionImpl::forward_cached_few_rows(const torch::Tensor& x, const RopeAngles& angles,
@@ -153,7 +173,8 @@ torch::Tensor MlaAttentionImpl::forward_cached_few_rows(const torch::Tensor& x, 
   const int64_t batch = x.size(0), new_tokens = x.size(1), cached = slot.length;
   const int64_t heads = config_.num_attention_heads, rank = config_.kv_lora_rank;
   const int64_t nope = config_.qk_nope_head_dim, rope = config_.qk_rope_head_dim, v_dim = config_.v_head_dim;
-  auto cos = angles.cos.to(torch::kFloat).contiguous(), sin = angles.sin.to(torch::kFloat).contiguous();
+  const auto& cos = angles.cos;
+  const auto& sin = angles.sin;
   // Projections as in project(); the products take the few-rows kernel.
   auto q = (config_.q_lora_rank ? q_b_proj(q_a_layernorm(q_a_proj(x))) : q_proj(x)).contiguous();
   auto kv = kv_a_proj_with_mqa(x).contiguous();  // [B, T, rank + rope]

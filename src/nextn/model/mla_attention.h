@@ -64,8 +64,15 @@ class MlaAttentionImpl : public torch::nn::Module {
   // slot.length + T - 1 (`angles` for those positions): writes their c_kv and k_pe into the slot at
   // [slot.length, slot.length + T) and attends over everything up to them, causally among the new
   // tokens. The caller advances the cache's length once every layer has written.
+  // The absorbed form of decoding's few float32 rows on CPU outside autograd
+  // (takes_few_rows_kernels) runs as kernels (kernels/latent_attention.h) instead of libtorch
+  // operators; the same result to float rounding.
   torch::Tensor forward_cached(const torch::Tensor& x, const RopeAngles& angles, const LatentKvSlot& slot,
                                MlaForm form);
+  // Whether forward_cached(x, angles, slot, kAbsorbed) takes those kernels: the conditions above,
+  // and a slot and angles whose shapes fit x (anything else takes the libtorch path, whose
+  // operators report the mismatch).
+  bool takes_few_rows_kernels(const torch::Tensor& x, const RopeAngles& angles, const LatentKvSlot& slot) const;
 
   const ModelConfig& config() const { return config_; }
 
@@ -79,7 +86,6 @@ class MlaAttentionImpl : public torch::nn::Module {
   // forward_cached's absorbed form for decoding's few float32 rows on CPU, in kernels
   // (kernels/latent_attention.h, kernels/row_ops.h) instead of ~40 libtorch operators.
   torch::Tensor forward_cached_few_rows(const torch::Tensor& x, const RopeAngles& angles, const LatentKvSlot& slot);
-  bool few_rows_kernels_apply(const torch::Tensor& x, const LatentKvSlot& slot) const;
 
   ModelConfig config_;
   double softmax_scale_;

@@ -93,9 +93,16 @@ Routing route_few_tokens(const torch::Tensor& scores, const torch::Tensor& bias,
                   scores.scalar_type() == torch::kFloat && scores.is_contiguous(),
               "route_few_tokens needs contiguous float32 CPU scores [N, ", config.n_routed_experts, "], got ",
               scores.sizes());
+  NEXTN_CHECK(bias.dim() == 1 && bias.size(0) == config.n_routed_experts, "the expert bias must be [",
+              config.n_routed_experts, "], got ", bias.sizes());
   const int64_t tokens = scores.size(0), experts = config.n_routed_experts, k = config.num_experts_per_tok;
-  auto bias_values = bias.to(torch::kFloat).contiguous();
+  auto bias_values = bias.to(torch::kCPU, torch::kFloat).contiguous();
   const float* b = bias_values.data_ptr<float>();
+  // NaN has no place in the loops' orderings; route_tokens ranks it as topk does.
+  const auto has_nan = [](const float* v, int64_t n) { return std::any_of(v, v + n, [](float f) { return f != f; }); };
+  if (has_nan(b, experts) || has_nan(scores.data_ptr<float>(), tokens * experts)) {
+    return route_tokens(scores, bias, config);
+  }
   auto expert_ids = torch::empty({tokens, k}, torch::kLong);
   auto weights = torch::empty({tokens, k}, scores.options());
   std::vector<float> biased(experts);

@@ -22,8 +22,9 @@ struct Routing {
 Routing route_tokens(const torch::Tensor& scores, const torch::Tensor& bias, const ModelConfig& config);
 
 // The same rule for a few float32 tokens on CPU as plain loops over each token's scores (route_tokens
-// takes ~25 libtorch operators per call, 20 us on `small`): what decoding's MoeGate uses. Same
-// selection; the weights agree to float rounding. Ties go to the lower expert or group index.
+// takes ~25 libtorch operators per call, 20 us on `small`): what decoding's MoeGate uses. The same
+// selection barring exact ties (here the lower expert or group index wins; libtorch's topk does
+// not say), weights equal to float rounding. Scores or a bias with a NaN take route_tokens.
 Routing route_few_tokens(const torch::Tensor& scores, const torch::Tensor& bias, const ModelConfig& config);
 
 // Group-limited routing (node-limited routing, section 2.1.2): a group's score is the sum of its
