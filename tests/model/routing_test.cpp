@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <set>
 
@@ -12,6 +13,7 @@
 #include "nextn/model/moe.h"
 #include "nextn/model/routed_experts.h"
 #include "nextn/model/router.h"
+#include "nextn/util/error.h"
 #include "test_support.h"
 
 namespace nextn {
@@ -90,6 +92,62 @@ TEST(Routing, MatchesPerTokenReferenceForSeveralGroupLayouts) {
     auto bias = torch::randn({experts}, torch::kDouble) * 0.1;
     expect_routing_matches_reference(scores, bias, c);
   }
+}
+
+// Decoding's few tokens route by per-token loops (route_few_tokens): the same rule.
+TEST(Routing, FewTokenRoutingEqualsRouteTokens) {
+  torch::manual_seed(42);
+  for (auto [experts, groups, topk_group, k] : std::vector<std::array<int64_t, 4>>{
+           {8, 4, 2, 4}, {16, 4, 1, 2}, {16, 8, 4, 8}, {12, 1, 1, 3}, {24, 4, 1, 3}, {16, 4, 2, 2}, {8, 2, 1, 1}}) {
+    for (bool normalise : {true, false}) {
+      ModelConfig c = routing_config(experts, groups, topk_group, k);
+      c.norm_topk_prob = normalise;
+      for (int64_t tokens = 1; tokens <= 4; ++tokens) {
+        auto scores = torch::rand({tokens, experts});
+        auto bias = torch::randn({experts}) * 0.1;
+        Routing reference = route_tokens(scores, bias, c);
+        Routing fast = route_few_tokens(scores, bias, c);
+        EXPECT_TRUE(torch::equal(fast.expert_ids, reference.expert_ids))
+            << experts << "/" << groups << "/" << topk_group << "/" << k << "\n"
+            << fast.expert_ids << "\n"
+            << reference.expert_ids;
+        EXPECT_LT(max_abs_diff(fast.weights, reference.weights), 1e-6);
+      }
+    }
+  }
+}
+
+TEST(Routing, FewTokenRoutingBreaksTiesTowardsLowerIndices) {
+  ModelConfig c = routing_config(8, 4, 2, 4);
+  auto scores = torch::full({1, 8}, 0.5f);
+  Routing r = route_few_tokens(scores, torch::zeros({8}), c);
+  // All groups tie, so groups 0 and 1 are kept, and within them experts in index order.
+  EXPECT_TRUE(torch::equal(r.expert_ids, torch::tensor({{0, 1, 2, 3}}, torch::kLong))) << r.expert_ids;
+  EXPECT_LT(max_abs_diff(r.weights, torch::full({1, 4}, 0.25 * c.routed_scaling_factor)), 1e-7);
+}
+
+TEST(Routing, FewTokenRoutingWithNaNFallsBackToRouteTokens) {
+  ModelConfig c = routing_config(8, 4, 2, 4);
+  auto scores = torch::rand({2, 8});
+  scores[1][6] = std::nanf("");
+  auto bias = torch::zeros({8});
+  EXPECT_TRUE(torch::equal(route_few_tokens(scores, bias, c).expert_ids, route_tokens(scores, bias, c).expert_ids));
+  EXPECT_THROW(route_few_tokens(scores, torch::zeros({7}), c), Error);
+}
+
+TEST(Routing, MoeGateOfFewRowsRoutesLikeTheReference) {
+  ModelConfig c = routing_config(16, 4, 2, 4);
+  torch::manual_seed(43);
+  MoeGate gate(c);
+  torch::nn::init::normal_(gate->weight, 0.0, 0.5);
+  gate->e_score_correction_bias.normal_(0.0, 0.1);
+  torch::NoGradGuard no_grad;
+  auto x = torch::randn({3, c.hidden_size});
+  ASSERT_TRUE(takes_few_rows_kernels(x, gate->weight, c.hidden_size));
+  Routing fast = gate(x);
+  Routing reference = route_tokens(torch::sigmoid(torch::mm(x, gate->weight.t())), gate->e_score_correction_bias, c);
+  EXPECT_TRUE(torch::equal(fast.expert_ids, reference.expert_ids));
+  EXPECT_LT(max_abs_diff(fast.weights, reference.weights), 1e-6);
 }
 
 TEST(Routing, MaskedGroupsUseMinusInfinityNotZero) {
