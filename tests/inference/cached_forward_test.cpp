@@ -152,16 +152,23 @@ TEST(CachedForward, AppendMaskIsCausalAmongNewTokens) {
   }
 }
 
+// An attention layer with its matrices drawn from N(0, scale) (seeded), in the given type.
+MlaAttention random_attention(const ModelConfig& config, uint64_t seed, double scale,
+                              torch::ScalarType dtype = torch::kFloat) {
+  torch::manual_seed(seed);
+  MlaAttention attention(config);
+  attention->to(dtype);
+  for (auto& p : attention->parameters()) {
+    if (p.dim() > 1) torch::nn::init::normal_(p, 0.0, scale);
+  }
+  return attention;
+}
+
 TEST(Mla, AbsorbedEqualsNaiveOnRandomInputs) {
   for (ModelConfig config : {tiny_config(), testing::parallel_config()}) {  // with and without q_lora
     if (config.mtp_kind == MtpKind::kParallel) config.q_lora_rank.reset();
     config.num_attention_heads = config.num_key_value_heads = 3;
-    torch::manual_seed(25);
-    MlaAttention attention(config);
-    attention->to(torch::kDouble);
-    for (auto& p : attention->parameters()) {
-      if (p.dim() > 1) torch::nn::init::normal_(p, 0.0, 0.5);
-    }
+    MlaAttention attention = random_attention(config, 25, 0.5, torch::kDouble);
     for (int64_t batch : {1, 2}) {
       const int64_t queries = 4, keys = 9, heads = config.num_attention_heads;
       MlaProjections q{torch::randn({batch, queries, heads, config.qk_nope_head_dim}, torch::kDouble),
@@ -182,11 +189,7 @@ TEST(Mla, AbsorbedEqualsNaiveOnRandomInputs) {
 
 TEST(Mla, AbsorbedInFloatStaysClose) {
   ModelConfig config = tiny_config();
-  torch::manual_seed(26);
-  MlaAttention attention(config);
-  for (auto& p : attention->parameters()) {
-    if (p.dim() > 1) torch::nn::init::normal_(p, 0.0, 0.3);
-  }
+  MlaAttention attention = random_attention(config, 26, 0.3);
   MlaProjections q{torch::randn({1, 1, 2, config.qk_nope_head_dim}), torch::randn({1, 1, 2, config.qk_rope_head_dim}),
                    {}, {}};
   auto c_kv = torch::randn({1, 30, config.kv_lora_rank});
@@ -200,11 +203,7 @@ TEST(Mla, FewRowsKernelsEqualTheNaiveFormAndWriteTheSameCache) {
   for (ModelConfig config : {tiny_config(), testing::parallel_config()}) {  // with and without q_lora
     if (config.mtp_kind == MtpKind::kParallel) config.q_lora_rank.reset();
     config.num_attention_heads = config.num_key_value_heads = 3;
-    torch::manual_seed(27);
-    MlaAttention attention(config);
-    for (auto& p : attention->parameters()) {
-      if (p.dim() > 1) torch::nn::init::normal_(p, 0.0, 0.3);
-    }
+    MlaAttention attention = random_attention(config, 27, 0.3);
     RotaryEmbedding rotary(config);
     const int64_t cached = 7, capacity = 16;
     for (int64_t batch : {1, 2}) {
@@ -271,11 +270,7 @@ TEST(CachedForward, MtpModuleChecksTheBatchOfItsInputs) {
 // speculative verify's rows are what plain decoding computes.
 TEST(Mla, FewRowsKernelsGiveEachRowWhatAppendingItAloneGives) {
   ModelConfig config = tiny_config();
-  torch::manual_seed(28);
-  MlaAttention attention(config);
-  for (auto& p : attention->parameters()) {
-    if (p.dim() > 1) torch::nn::init::normal_(p, 0.0, 0.3);
-  }
+  MlaAttention attention = random_attention(config, 28, 0.3);
   RotaryEmbedding rotary(config);
   torch::NoGradGuard no_grad;
   const int64_t cached = 5, new_tokens = 3;

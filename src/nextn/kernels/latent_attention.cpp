@@ -35,15 +35,22 @@ void check_dims(const LatentAttentionDims& d, const float* q, int64_t queries, i
   }
 }
 
+// Working rows of one head, allocated once per part and reused for each of its heads.
+struct HeadScratch {
+  std::vector<float> q_lat, scores, rope_scores, latent;
+};
+
 // One head for every query: the steps of the header's formula, each query over its visible keys.
 void attend_one_head(const LatentAttentionDims& d, int64_t h, const float* q, int64_t queries, int64_t q_row_stride,
-                     const LatentCacheView& cache, const float* w_kvb, float* out, int64_t out_row_stride) {
+                     const LatentCacheView& cache, const float* w_kvb, float* out, int64_t out_row_stride,
+                     HeadScratch& scratch) {
   const int64_t keys = cache.length, first_query = keys - queries;
   const float* w_uk = w_kvb + h * (d.nope + d.v_dim) * d.rank;  // [nope, rank]
   const float* w_uv = w_uk + d.nope * d.rank;                    // [v_dim, rank]
 
   // q_lat[t] = sum_i q_nope[t][i] * W_uk[i]: rows of W_uk added up, so the inner loop runs along rank.
-  std::vector<float> q_lat(queries * d.rank, 0.0f);
+  std::vector<float>& q_lat = scratch.q_lat;
+  q_lat.assign(queries * d.rank, 0.0f);
   for (int64_t t = 0; t < queries; ++t) {
     const float* q_nope = q + t * q_row_stride + h * (d.nope + d.rope);
     float* lat = q_lat.data() + t * d.rank;
@@ -55,7 +62,10 @@ void attend_one_head(const LatentAttentionDims& d, int64_t h, const float* q, in
   }
 
   // Scores against every key (the causal limit is applied below), the latent and rope parts apart.
-  std::vector<float> scores(queries * keys), rope_scores(d.rope > 0 ? queries * keys : 0);
+  std::vector<float>& scores = scratch.scores;
+  std::vector<float>& rope_scores = scratch.rope_scores;
+  scores.resize(queries * keys);
+  rope_scores.resize(d.rope > 0 ? queries * keys : 0);
   few_rows_matmul({q_lat.data(), queries, d.rank, d.rank}, {cache.c_kv, keys, d.rank, cache.c_kv_row_stride},
                   scores.data(), keys);
   if (d.rope > 0) {
@@ -64,7 +74,8 @@ void attend_one_head(const LatentAttentionDims& d, int64_t h, const float* q, in
   }
 
   // Softmax over the visible keys, and the weighted sum of their latents.
-  std::vector<float> latent(queries * d.rank, 0.0f);
+  std::vector<float>& latent = scratch.latent;
+  latent.assign(queries * d.rank, 0.0f);
   for (int64_t t = 0; t < queries; ++t) {
     const int64_t visible = first_query + t + 1;
     float* s = scores.data() + t * keys;
@@ -109,8 +120,9 @@ void latent_attention(const LatentAttentionDims& dims, const float* q, int64_t q
   // calls then run on its own thread: nested calls run inline).
   run_in_parts(parts, [&](int part) {
     const int64_t begin = dims.heads * part / parts, end = dims.heads * (part + 1) / parts;
+    HeadScratch scratch;
     for (int64_t h = begin; h < end; ++h) {
-      attend_one_head(dims, h, q, queries, q_row_stride, cache, w_kvb, out, out_row_stride);
+      attend_one_head(dims, h, q, queries, q_row_stride, cache, w_kvb, out, out_row_stride, scratch);
     }
   });
 }

@@ -69,9 +69,9 @@ void keep_top_groups(const std::vector<float>& biased, const ModelConfig& config
   if (config.n_group <= 1 || config.topk_group >= config.n_group) return;
   const int64_t per_group = config.n_routed_experts / config.n_group;
   const int64_t scores_per_group = config.num_experts_per_tok / config.topk_group;
-  std::vector<float> group_scores(config.n_group);
+  std::vector<float> group_scores(config.n_group), members;
   for (int64_t g = 0; g < config.n_group; ++g) {
-    std::vector<float> members(biased.begin() + g * per_group, biased.begin() + (g + 1) * per_group);
+    members.assign(biased.begin() + g * per_group, biased.begin() + (g + 1) * per_group);
     std::partial_sort(members.begin(), members.begin() + scores_per_group, members.end(), std::greater<float>());
     float sum = members[0];  // added in descending order, as mask_to_top_groups does
     for (int64_t i = 1; i < scores_per_group; ++i) sum += members[i];
