@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <sys/wait.h>
+
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <unistd.h>
@@ -47,6 +50,16 @@ class TempDir {
 // Max |a - b| over all elements, as a double.
 inline double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
   return (a.to(torch::kDouble) - b.to(torch::kDouble)).abs().max().item<double>();
+}
+
+// Runs the nextn executable with `arguments` (a shell command line's tail); returns its exit code
+// and fills `output` with its stdout and stderr (kept in `log_dir`).
+inline int run_nextn(const std::string& arguments, const std::string& log_dir, std::string& output) {
+  const std::string log = (std::filesystem::path(log_dir) / "command.log").string();
+  const std::string command = std::string(NEXTN_BINARY_PATH) + " " + arguments + " > " + log + " 2>&1";
+  const int status = std::system(command.c_str());
+  output = io::read_file(log);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 }  // namespace nextn::testing

@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "command_registry.h"
+#include "draft_head_flags.h"
 #include "nextn/device/device.h"
 #include "nextn/bench/decode_bench.h"
 #include "nextn/checkpoint/hf_checkpoint.h"
@@ -30,17 +31,19 @@ struct Flags {
   bool profile = false;
   int threads = 0;
   std::string device = "cpu";
+  int64_t draft_vocab = 0;
+  std::string draft_head = "model";
   DecodeBenchOptions options;
 };
 
-void run(const Flags& f) {
+void run(Flags f) {
   apply_threads(f.threads);
   const torch::Device device = resolve_device(f.device);
   DeepSeekV3 model{nullptr};
   std::vector<int64_t> prompt;
-  std::string source;
+  std::string source, dir;
   if (!f.model_dir.empty()) {
-    const std::string dir = resolve_model_dir(f.model_dir);
+    dir = resolve_model_dir(f.model_dir);
     model = load_model(dir);
     const std::string tokenizer_path = (fs::path(dir) / "tokenizer.json").string();
     NEXTN_CHECK(io::file_exists(tokenizer_path), "bench decode: no tokenizer.json in '", dir, "'");
@@ -57,14 +60,17 @@ void run(const Flags& f) {
   }
   model->to(device);
   model->eval();
+  f.options.draft_vocabulary = draft_vocabulary_for(dir, f.draft_vocab, model->config().vocab_size);
+  NEXTN_CHECK(f.draft_head == "model" || f.draft_head == "bf16", "--draft-head must be 'model' or 'bf16', got '",
+              f.draft_head, "'");
+  f.options.bf16_draft_head = f.draft_head == "bf16";
   if (f.profile) {
     std::cout << "operators per decoding step (outermost ones; the rest of a step is overhead between them)\n";
-    for (int64_t n = 0; n <= f.options.max_draft; ++n) {
-      if (n > model->config().mtp_depth() && !f.options.reuse_last_module) break;
-      if (n > 0 && model->config().mtp_depth() == 0) break;
-      std::cout << "\n" << profile_decoding(model, prompt, f.options, n, 0, 25);
-      if (n > 0 && f.options.draft_vocab > 0) {
-        std::cout << "\n" << profile_decoding(model, prompt, f.options, n, f.options.draft_vocab, 25);
+    std::cout << "\n" << profile_decoding(model, prompt, f.options, 0, {}, 25);
+    for (const auto& head : f.options.draft_heads()) {
+      for (int64_t n = 1; n <= f.options.max_draft && model->config().mtp_depth() > 0; ++n) {
+        if (n > model->config().mtp_depth() && !f.options.reuse_last_module) break;
+        std::cout << "\n" << profile_decoding(model, prompt, f.options, n, head, 25);
       }
     }
     return;
@@ -95,7 +101,9 @@ void setup_bench_decode(CLI::App& app) {
   cmd->add_option("--repeats", f->options.repeats, "runs per variant (medians reported)");
   cmd->add_option("--temperature", f->options.temperature, "0: greedy (outputs checked identical to plain)");
   cmd->add_option("--seed", f->options.seed, "sampling seed");
-  cmd->add_option("--draft-vocab", f->options.draft_vocab, "also draft from token ids [0, V) only (0: not)");
+  cmd->add_option("--draft-vocab", f->draft_vocab, "also draft from the K most frequent tokens only (the model "
+                  "directory's draft_vocab.json, else token ids [0, K); 0: not)");
+  cmd->add_option("--draft-head", f->draft_head, "'bf16': also draft from a bfloat16 copy of the head ('model': not)");
   cmd->add_flag("--json", f->json, "one JSON object per variant and line");
   cmd->add_flag("--profile", f->profile, "instead: the operators of a decoding step, with counts and times");
   add_threads_option(*cmd, f->threads);

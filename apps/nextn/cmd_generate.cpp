@@ -8,6 +8,7 @@
 #include <iterator>
 
 #include "command_registry.h"
+#include "draft_head_flags.h"
 #include "nextn/device/device.h"
 #include "nextn/checkpoint/hf_checkpoint.h"
 #include "nextn/inference/generator.h"
@@ -89,6 +90,8 @@ struct GenerateFlags {
   std::vector<int64_t> stop_tokens;
   bool no_eos_stop = false;
   bool compare = false;
+  int64_t draft_vocab = 0;
+  std::string draft_head = "model";
 };
 
 // Runs one generation, streaming its text to `out` (when not null); returns the result.
@@ -127,8 +130,11 @@ void run_generate(GenerateFlags& f) {
     NEXTN_CHECK(m.model->config().mtp_depth() > 0, "--speculative mtp: the model in '", m.dir,
                 "' has no MTP modules (num_nextn_predict_layers = 0)");
     if (options.draft_tokens == 0) options.draft_tokens = 1;
+    options.draft_head.dtype = inference::parse_draft_head_dtype(f.draft_head);
+    options.draft_head.token_ids = draft_vocabulary_for(m.dir, f.draft_vocab, m.model->config().vocab_size);
   } else {
-    NEXTN_CHECK(options.draft_tokens == 0 && !f.compare, "--draft and --compare need --speculative mtp");
+    NEXTN_CHECK(options.draft_tokens == 0 && !f.compare && f.draft_vocab == 0 && f.draft_head == "model",
+                "--draft, --draft-vocab, --draft-head and --compare need --speculative mtp");
   }
   options.stop_token_ids = f.stop_tokens;
   if (!f.no_eos_stop) options.stop_token_ids.push_back(m.tok.eos_id());
@@ -171,8 +177,11 @@ void setup_generate(CLI::App& app) {
   cmd->add_option("--draft", o.draft_tokens, "drafts per step (default 1 with --speculative)");
   cmd->add_flag("--reuse-last-module", o.reuse_last_mtp_module, "allow --draft above the MTP depth D by running the "
                 "last module again for the deeper drafts");
-  cmd->add_option("--draft-vocab", o.draft_vocab_size, "draft from the first V token ids only (the frequent ones "
-                  "in a BPE vocabulary): a cheaper drafter head, output unchanged (0: all)");
+  cmd->add_option("--draft-vocab", f->draft_vocab, "draft from the K most frequent tokens only (the model "
+                  "directory's draft_vocab.json, else token ids [0, K)): a cheaper drafter head, output unchanged "
+                  "(0: all)");
+  cmd->add_option("--draft-head", f->draft_head, "the drafter's head weights: 'model' (the output head's) or 'bf16' "
+                  "(a bfloat16 copy, half the bytes read per draft; output unchanged)");
   cmd->add_flag("--compare", f->compare, "also run plain decoding and report the speedup");
   cmd->add_option("--context", o.context_length, "context length (default: max_position_embeddings)");
   cmd->add_flag("--truncate-prompt", o.truncate_long_prompt, "drop the oldest prompt tokens when the prompt does "

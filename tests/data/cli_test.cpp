@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "data/data_fixtures.h"
+#include "test_support.h"
 #include "nextn/data/token_dataset.h"
 
 namespace nextn::data {
@@ -14,11 +15,7 @@ using testing::TempDir;
 
 // Runs nextn with `arguments`; returns the exit code and fills `output` with stdout + stderr.
 int run_nextn(const std::string& arguments, const TempDir& dir, std::string& output) {
-  std::string log = dir / "command.log";
-  std::string command = std::string(NEXTN_BINARY_PATH) + " " + arguments + " > " + log + " 2>&1";
-  int status = std::system(command.c_str());
-  output = io::read_file(log);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return nextn::testing::run_nextn(arguments, dir.path(), output);
 }
 
 TEST(Cli, TrainPrepareAndInspect) {

@@ -7,6 +7,7 @@
 
 #include "data/data_fixtures.h"
 #include "nextn/data/dataset_builder.h"
+#include "nextn/data/token_counts.h"
 #include "nextn/data/token_dataset.h"
 #include "nextn/util/error.h"
 
@@ -65,6 +66,26 @@ TEST_F(DatasetTest, ShardsReproduceTheTokenStream) {
   EXPECT_EQ(dataset.num_documents(Split::kTrain), 24);
   EXPECT_EQ(dataset.num_documents(Split::kValidation), 6);
   EXPECT_EQ(dataset.num_tokens(Split::kTrain), int64_t(train.size()));
+}
+
+TEST_F(DatasetTest, TokenCountsAreTheStreamsCounts) {
+  // Counted from the documents through the tokenizer, not from the shards: independent of them.
+  std::vector<int64_t> train(tokenizer_.vocab_size() + 5, 0), first_100(train.size(), 0);
+  int64_t seen = 0;
+  for (int i = 0; i < int(documents_.size()); ++i) {
+    if (i % 5 == 4) continue;  // validation documents
+    std::vector<int32_t> ids = tokenizer_.encode_ordinary(documents_[i]);
+    ids.push_back(tokenizer_.eos_id());
+    for (int32_t id : ids) {
+      ++train[id];
+      if (seen++ < 100) ++first_100[id];
+    }
+  }
+  TokenDataset dataset = TokenDataset::open(dataset_dir(), &tokenizer_);
+  EXPECT_EQ(count_tokens(dataset, Split::kTrain, tokenizer_.vocab_size() + 5), train);
+  EXPECT_EQ(count_tokens(dataset, Split::kTrain, tokenizer_.vocab_size() + 5, 100), first_100);
+  EXPECT_THROW(count_tokens(dataset, Split::kTrain, tokenizer_.vocab_size() - 1), Error);
+  EXPECT_THROW(count_tokens(dataset, Split::kTrain, tokenizer_.vocab_size(), -1), Error);
 }
 
 TEST_F(DatasetTest, ShardsEndAtDocumentEndsPastTheirSize) {

@@ -138,7 +138,7 @@ struct Case {
   double temperature;
   int64_t top_k;
   double top_p;
-  int64_t draft_vocab = 0;  // SpeculativeOptions::draft_vocab_size
+  DraftHeadOptions draft_head = {};  // SpeculativeOptions::draft_head
 };
 
 // A small dense model: thousands of generations must take seconds. Two layers, one MTP block each
@@ -166,8 +166,8 @@ void run_case(const Case& c, int64_t samples, bool check_wrong_rules) {
   const std::vector<int64_t> prompt = {0, 3, 5, 2};
   const auto expected = exact_joint(model, prompt, sampling);
 
-  SpeculativeOptions speculative{c.drafts, c.reuse, {}};
-  speculative.draft_vocab_size = c.draft_vocab;
+  SpeculativeOptions speculative{c.drafts, c.reuse, {}, {}};
+  speculative.draft_head = c.draft_head;
   Samples exact_samples = sample_joint(model, prompt, sampling, speculative, samples);
   // Every branch of the rule must have run: acceptances at the first two depths (so deeper drafts
   // and the bonus token were used) and rejections (so the residual distribution was).
@@ -198,9 +198,12 @@ TEST(SpeculativeSampling, FiltersAndReuseReproduceTheTargetDistribution) {
   run_case({"parallel N=2, T=1.3", MtpKind::kParallel, 2, false, 1.3, 0, 1.0}, 1500, false);
 }
 
-TEST(SpeculativeSampling, AReducedDraftVocabularyReproducesTheTargetDistribution) {
-  // Drafts only from ids 0..4 of 8: q is 0 for the rest, which the target still produces.
-  run_case({"sequential N=2, draft vocabulary 5 of 8", MtpKind::kSequential, 2, false, 1.0, 0, 1.0, 5}, 1500, false);
+TEST(SpeculativeSampling, ACheaperDraftHeadReproducesTheTargetDistribution) {
+  // Drafts only from 5 of the 8 ids, not in id order, scored by bfloat16 weights: q is 0 for the
+  // other 3, which the target still produces, and q must land on the right ids.
+  run_case({"sequential N=2, draft vocabulary {6, 2, 7, 0, 3} of 8, bf16 head", MtpKind::kSequential, 2, false, 1.0, 0,
+            1.0, {{6, 2, 7, 0, 3}, DraftHeadDtype::kBFloat16}},
+           1500, false);
 }
 
 }  // namespace

@@ -76,8 +76,8 @@ TEST(SpeculativeGreedy, EqualsPlainGreedyParallel) {
 TEST(SpeculativeGreedy, MoreDraftsThanModulesNeedsTheReuseOption) {
   ModelConfig config = testing::tiny_config();  // D = 2
   DeepSeekV3 model = random_model(config, 55);
-  EXPECT_THROW(SpeculativeDecoder(model, SpeculativeOptions{3, false, {}}, SamplingOptions{}, 32), Error);
-  SpeculativeDecoder decoder(model, SpeculativeOptions{4, true, {}}, SamplingOptions{}, 32);
+  EXPECT_THROW(SpeculativeDecoder(model, SpeculativeOptions{3, false, {}, {}}, SamplingOptions{}, 32), Error);
+  SpeculativeDecoder decoder(model, SpeculativeOptions{4, true, {}, {}}, SamplingOptions{}, 32);
   EXPECT_EQ(decoder.module_for_depth(1), 1);
   EXPECT_EQ(decoder.module_for_depth(2), 2);
   EXPECT_EQ(decoder.module_for_depth(3), 2);
@@ -98,7 +98,7 @@ void check_drafts_against_training_forward(const ModelConfig& config, int64_t dr
   SamplingOptions sampling;
   sampling.temperature = 0.8;
   sampling.seed = 5;
-  SpeculativeDecoder decoder(model, SpeculativeOptions{drafts, reuse, {}}, sampling, 64);
+  SpeculativeDecoder decoder(model, SpeculativeOptions{drafts, reuse, {}, {}}, sampling, 64);
   decoder.start(random_prompt(4, config.vocab_size, 60));
   int64_t checked = 0;
   for (int step = 0; step < 12; ++step) {
@@ -167,7 +167,7 @@ void check_rollback(const ModelConfig& config, int64_t drafts, bool reuse, bool 
   DeepSeekV3 model = agreeable ? testing::agreeable_model(config, 57) : random_model(config, 57, 0.4);
   SamplingOptions greedy;
   greedy.temperature = 0;
-  SpeculativeDecoder decoder(model, SpeculativeOptions{drafts, reuse, {}}, greedy, 64);
+  SpeculativeDecoder decoder(model, SpeculativeOptions{drafts, reuse, {}, {}}, greedy, 64);
   decoder.start(random_prompt(5, config.vocab_size, 58));
   int64_t rejections = 0, truncated_depths = 0, accepted = 0;
   for (int step = 0; step < 20 && decoder.room() > 0; ++step) {

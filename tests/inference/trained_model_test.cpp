@@ -4,12 +4,18 @@
 // decoding token for token for many prompts and N = 1..3.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <filesystem>
+#include <numeric>
+
 #include "inference_test_support.h"
 #include "nextn/checkpoint/hf_checkpoint.h"
+#include "nextn/data/token_counts.h"
 #include "nextn/data/token_dataset.h"
 #include "nextn/inference/cached_forward.h"
 #include "nextn/inference/generator.h"
 #include "nextn/inference/speculative_decoder.h"
+#include "nextn/inference/token_ranking.h"
 #include "nextn/training/run_checkpoint.h"
 #include "nextn/training/trainer.h"
 #include "training/tiny_corpus.h"
@@ -104,44 +110,107 @@ TEST(TrainedModel, SpeculativeGreedyEqualsPlainGreedyForManyPromptsAndDraftCount
   EXPECT_LT(accepted[0], reached[0] * 9 / 10);
 }
 
-TEST(TrainedModel, AReducedDraftVocabularyKeepsGreedyOutputAndDraftsOnlyFromIt) {
+// The K tokens most frequent in the training split (FR-Spec's draft vocabulary), ranked.
+std::vector<int64_t> most_frequent_training_tokens(int64_t k) {
+  auto dataset = data::TokenDataset::open(tiny_corpus().dataset_dir);
+  const int64_t vocab = trained_model().model->config().vocab_size;
+  return rank_tokens(data::count_tokens(dataset, data::Split::kTrain, vocab), "tiny corpus").most_frequent(k);
+}
+
+TEST(TrainedModel, CheaperDraftHeadsKeepGreedyOutputAndDraftOnlyFromTheirVocabulary) {
   DeepSeekV3 model = trained_model().model;
   Generator generator(model);
-  constexpr int64_t kDraftVocab = 300;  // specials, the 256 bytes, the first 38 merges
-  int64_t accepted = 0;
-  for (const auto& prompt : validation_prompts(6, 24)) {
-    auto plain = generator.generate(prompt, greedy(32, 0));
-    for (int64_t n = 1; n <= 2; ++n) {
-      GenerationOptions options = greedy(32, n);
-      options.draft_vocab_size = kDraftVocab;
-      auto speculative = generator.generate(prompt, options);
-      EXPECT_EQ(speculative.tokens, plain.tokens) << "N=" << n;
-      accepted += speculative.stats.accepted_per_depth[0];
+  constexpr int64_t kDraftVocab = 120;
+  const std::vector<int64_t> frequent = most_frequent_training_tokens(kDraftVocab);
+  // Not the first ids: frequency order differs from id order here, or this would test nothing new.
+  ASSERT_NE(std::vector<int64_t>(frequent.begin(), frequent.begin() + 20),
+            [] { std::vector<int64_t> ids(20); std::iota(ids.begin(), ids.end(), 0); return ids; }());
+  const std::vector<DraftHeadOptions> heads = {{frequent, DraftHeadDtype::kModel},
+                                               {{}, DraftHeadDtype::kBFloat16},
+                                               {frequent, DraftHeadDtype::kBFloat16}};
+  for (const auto& head : heads) {
+    int64_t accepted = 0;
+    for (const auto& prompt : validation_prompts(4, 24)) {
+      auto plain = generator.generate(prompt, greedy(32, 0));
+      for (int64_t n = 1; n <= 2; ++n) {
+        GenerationOptions options = greedy(32, n);
+        options.draft_head = head;
+        auto speculative = generator.generate(prompt, options);
+        EXPECT_EQ(speculative.tokens, plain.tokens) << "N=" << n << ", " << head.token_ids.size() << " tokens, "
+                                                    << to_string(head.dtype);
+        accepted += speculative.stats.accepted_per_depth[0];
+      }
     }
+    EXPECT_GT(accepted, 0) << head.token_ids.size() << " tokens, " << to_string(head.dtype);
   }
-  EXPECT_GT(accepted, 0);
-  // Every draft comes from the subset, and its logits are the full head's first rows.
+
+  // Every draft comes from the vocabulary, and its logits are the full head's at those ids (the
+  // bfloat16 head's to bfloat16 rounding of the weights).
   auto prompt = validation_prompts(1, 24).at(0);
   SpeculativeOptions options;
   options.draft_tokens = 2;
-  options.draft_vocab_size = kDraftVocab;
-  SpeculativeDecoder reduced(model, options, SamplingOptions{0.0}, 64);
-  options.draft_vocab_size = 0;
   SpeculativeDecoder full(model, options, SamplingOptions{0.0}, 64);
-  reduced.start(prompt);
   full.start(prompt);
-  for (int i = 0; i < 10; ++i) {
-    reduced.step(3);
-    full.step(3);
-    for (int64_t d : reduced.last_step().drafts) EXPECT_LT(d, kDraftVocab);
-    ASSERT_EQ(reduced.last_step().draft_logits.size(1), kDraftVocab);
-    // The first step drafts at the same position from the same input at depth 1 (later steps
-    // differ: the two accept different numbers of drafts per step).
-    if (i == 0) {
-      EXPECT_LT(testing::max_abs_diff(reduced.last_step().draft_logits[0],
-                                      full.last_step().draft_logits[0].narrow(0, 0, kDraftVocab)), 1e-4);
+  full.step(3);
+  auto ids = torch::tensor(frequent, torch::kLong);
+  for (const auto& head : heads) {
+    options.draft_head = head;
+    SpeculativeDecoder reduced(model, options, SamplingOptions{0.0}, 64);
+    reduced.start(prompt);
+    for (int i = 0; i < 10; ++i) {
+      reduced.step(3);
+      if (!head.token_ids.empty()) {
+        for (int64_t d : reduced.last_step().drafts) {
+          EXPECT_NE(std::find(frequent.begin(), frequent.end(), d), frequent.end()) << d;
+        }
+      }
+      // The first step drafts at the same position from the same input at depth 1 (later steps
+      // differ: the two accept different numbers of drafts per step).
+      if (i > 0) continue;
+      auto expected = full.last_step().draft_logits[0];
+      if (!head.token_ids.empty()) expected = expected.index_select(0, ids);
+      const auto& got = reduced.last_step().draft_logits[0];
+      ASSERT_EQ(got.sizes(), expected.sizes());
+      const double tolerance = head.dtype == DraftHeadDtype::kBFloat16 ? 0.02 * expected.abs().max().item<double>() : 1e-4;
+      EXPECT_LT(testing::max_abs_diff(got, expected), tolerance) << to_string(head.dtype);
+      if (head.dtype == DraftHeadDtype::kBFloat16) {
+        EXPECT_GT(testing::max_abs_diff(got, expected), 0.0);
+      }
     }
   }
+}
+
+TEST(TrainedModel, DraftVocabRanksTheDataAndGenerateDraftsFromIt) {
+  const TrainedModel& trained = trained_model();
+  const std::string run = trained.dir.file("run");
+  const std::string data = tiny_corpus().dataset_dir;
+  TempDir log("draft_vocab_cli");
+  std::string output;
+  ASSERT_EQ(testing::run_nextn("draft-vocab --model " + run + " --data " + data, log.path(), output), 0) << output;
+  const std::string ranking_path = resolve_model_dir(run) + "/" + kTokenRankingFile;
+  TokenRanking written = load_token_ranking(ranking_path);
+  auto dataset = data::TokenDataset::open(data);
+  const int64_t vocab = trained.model->config().vocab_size;
+  EXPECT_EQ(written.ranked_ids, rank_tokens(data::count_tokens(dataset, data::Split::kTrain, vocab), "").ranked_ids);
+  EXPECT_EQ(written.tokens_counted(), dataset.num_tokens(data::Split::kTrain));
+
+  const std::string generate = "generate --model " + run + " --prompt 'def load(path):' --greedy --max-new-tokens 24 "
+                               "--speculative mtp --draft 2 --compare";
+  ASSERT_EQ(testing::run_nextn(generate + " --draft-vocab 100 --draft-head bf16", log.path(), output), 0) << output;
+  EXPECT_NE(output.find("the 100 most frequent tokens of " + ranking_path), std::string::npos) << output;
+  EXPECT_NE(output.find("outputs identical"), std::string::npos) << output;
+  EXPECT_EQ(testing::run_nextn(generate + " --draft-vocab " + std::to_string(vocab + 1), log.path(), output), 1);
+  EXPECT_NE(output.find("--draft-vocab " + std::to_string(vocab + 1) + " must be in [1, vocab_size="),
+            std::string::npos) << output;
+  EXPECT_EQ(testing::run_nextn(generate + " --draft-head fp8", log.path(), output), 1);
+  EXPECT_NE(output.find("'fp8'"), std::string::npos) << output;
+  // A damaged ranking is an error, not a silent fallback to id order.
+  io::write_file_atomic(ranking_path, "{\"format\": \"nextn-token-ranking\"}");
+  EXPECT_EQ(testing::run_nextn(generate + " --draft-vocab 100", log.path(), output), 1);
+  EXPECT_NE(output.find("missing field"), std::string::npos) << output;
+  std::filesystem::remove(ranking_path);
+  ASSERT_EQ(testing::run_nextn(generate + " --draft-vocab 100", log.path(), output), 0) << output;
+  EXPECT_NE(output.find("token ids [0, 100) (no draft_vocab.json"), std::string::npos) << output;
 }
 
 TEST(TrainedModel, CachedDecodingMatchesTheFullForwardAtEveryPosition) {

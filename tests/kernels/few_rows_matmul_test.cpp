@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <stdexcept>
 #include <vector>
@@ -143,6 +144,87 @@ TEST(FewRowsMatmul, ThreadsGiveBitIdenticalResults) {
   });
 }
 
+// bfloat16 weights: values with 8 significant bits (k / 128 x 2^e), which bfloat16 holds exactly,
+// so their float32 copy is the same matrix and the float32 reference is the expected product.
+struct Bf16Matrix {
+  std::vector<uint16_t> bits;
+  Matrix as_float;  // the same values in float32 (NaN padding)
+  Bf16MatrixView view() const { return {bits.data(), as_float.rows, as_float.cols, as_float.stride}; }
+};
+
+Bf16Matrix random_bf16_matrix(int64_t rows, int64_t cols, int64_t stride, std::mt19937& rng) {
+  std::uniform_int_distribution<int> mantissa(-255, 255), exponent(-12, 2);
+  Bf16Matrix m{std::vector<uint16_t>(rows * stride, 0x7fc0), {std::vector<float>(rows * stride, std::nanf("")), rows,
+                                                              cols, stride}};
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) {
+      const float value = std::ldexp(static_cast<float>(mantissa(rng)) / 128.0f, exponent(rng));
+      uint32_t bits;
+      std::memcpy(&bits, &value, sizeof(bits));
+      EXPECT_EQ(bits & 0xffffu, 0u) << value << " is not a bfloat16 value";
+      m.bits[r * stride + c] = static_cast<uint16_t>(bits >> 16);
+      m.as_float.data[r * stride + c] = value;
+    }
+  }
+  return m;
+}
+
+TEST(FewRowsMatmul, Bf16ToFloatWidensExactly) {
+  EXPECT_EQ(bf16_to_float(0x3f80), 1.0f);
+  EXPECT_EQ(bf16_to_float(0xc040), -3.0f);
+  EXPECT_EQ(bf16_to_float(0x3e20), 0.15625f);
+  EXPECT_EQ(bf16_to_float(0x0000), 0.0f);
+  EXPECT_TRUE(std::isinf(bf16_to_float(0x7f80)));
+  EXPECT_TRUE(std::isnan(bf16_to_float(0x7fc0)));
+}
+
+TEST(FewRowsMatmul, Bf16WeightsMatchTheFloatProductOfTheSameValues) {
+  KernelSettings restore;
+  std::mt19937 rng(17);
+  const int64_t shapes[][3] = {{1, 1, 1}, {3, 7, 7}, {9, 9, 12}, {13, 17, 17}, {37, 100, 104}, {64, 256, 256},
+                               {41, 31, 40}, {300, 129, 129}};
+  for (FewRowsPath path : paths_here()) {
+    force_few_rows_matmul_path(path);
+    for (const auto& shape : shapes) {
+      const int64_t outputs = shape[0], cols = shape[1];
+      const Bf16Matrix w = random_bf16_matrix(outputs, cols, shape[2], rng);
+      for (int64_t rows = 1; rows <= kFewRowsMax; ++rows) {
+        const Matrix x = random_matrix(rows, cols, cols + 3, rng);
+        const int64_t out_stride = outputs + 2;
+        std::vector<float> out(rows * out_stride, -7.0f), reference(rows * outputs);
+        few_rows_matmul(x.view(), w.view(), out.data(), out_stride);
+        const std::string what = std::string(few_rows_matmul_path_name(path)) + ", bf16, " + std::to_string(rows) +
+                                 " rows, weight " + std::to_string(outputs) + "x" + std::to_string(cols);
+        expect_matches_reference(x, w.as_float, out, out_stride, what);
+        // The bf16 reference reads the same bits: equal to the float32 reference (both in double).
+        few_rows_matmul_reference(x.view(), w.view(), reference.data(), outputs);
+        std::vector<float> float_reference(rows * outputs);
+        few_rows_matmul_reference(x.view(), w.as_float.view(), float_reference.data(), outputs);
+        EXPECT_EQ(reference, float_reference) << what;
+        for (int64_t r = 0; r < rows; ++r) {
+          for (int64_t o = outputs; o < out_stride; ++o) ASSERT_EQ(out[r * out_stride + o], -7.0f) << what;
+        }
+      }
+    }
+  }
+}
+
+TEST(FewRowsMatmul, Bf16ThreadsGiveBitIdenticalResults) {
+  KernelSettings restore;
+  std::mt19937 rng(19);
+  const Bf16Matrix w = random_bf16_matrix(2051, 256, 256, rng);
+  for_every_path_and_row_count([&](int64_t rows) {
+    const Matrix x = random_matrix(rows, 256, 256, rng);
+    std::vector<float> one(rows * w.as_float.rows), several(rows * w.as_float.rows);
+    set_few_rows_matmul_threads(1);
+    few_rows_matmul(x.view(), w.view(), one.data(), w.as_float.rows);
+    set_few_rows_matmul_threads(3);
+    few_rows_matmul(x.view(), w.view(), several.data(), w.as_float.rows);
+    EXPECT_EQ(one, several) << rows << " rows";
+    expect_matches_reference(x, w.as_float, several, w.as_float.rows, std::to_string(rows) + " rows, bf16, 3 threads");
+  });
+}
+
 TEST(FewRowsMatmul, BadShapesAreRefused) {
   const std::vector<float> a(40, 1.0f);
   float out[40];
@@ -152,6 +234,10 @@ TEST(FewRowsMatmul, BadShapesAreRefused) {
   EXPECT_THROW(few_rows_matmul({a.data(), 1, 4, 4}, {a.data(), 2, 5, 5}, out, 2), std::invalid_argument);
   EXPECT_THROW(few_rows_matmul({a.data(), 1, 4, 3}, {a.data(), 2, 4, 4}, out, 2), std::invalid_argument);
   EXPECT_THROW(few_rows_matmul({nullptr, 1, 4, 4}, {a.data(), 2, 4, 4}, out, 2), std::invalid_argument);
+  const std::vector<uint16_t> b(40, 0x3f80);
+  EXPECT_THROW(few_rows_matmul({a.data(), 1, 4, 4}, Bf16MatrixView{b.data(), 2, 5, 5}, out, 2), std::invalid_argument);
+  EXPECT_THROW(few_rows_matmul({a.data(), 1, 4, 4}, Bf16MatrixView{nullptr, 2, 4, 4}, out, 2), std::invalid_argument);
+  EXPECT_THROW(few_rows_matmul({a.data(), 5, 4, 4}, Bf16MatrixView{b.data(), 2, 4, 4}, out, 2), std::invalid_argument);
 }
 
 TEST(FewRowsMatmul, TheWidestPathIsTakenWhereTheCpuHasIt) {

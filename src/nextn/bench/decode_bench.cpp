@@ -31,6 +31,14 @@ void add_counts(std::vector<int64_t>& sum, const std::vector<int64_t>& more) {
   for (size_t i = 0; i < more.size(); ++i) sum[i] += more[i];
 }
 
+// "V=2048 bf16" for a draft head of 2048 tokens in bfloat16; "" for the model's own.
+std::string head_label(const inference::DraftHeadOptions& head) {
+  std::string label;
+  if (!head.token_ids.empty()) label += " V=" + std::to_string(head.token_ids.size());
+  if (head.dtype != inference::DraftHeadDtype::kModel) label += " " + inference::to_string(head.dtype);
+  return label;
+}
+
 std::string fixed(double value, int digits) {
   char buffer[64];
   std::snprintf(buffer, sizeof(buffer), "%.*f", digits, value);
@@ -39,6 +47,16 @@ std::string fixed(double value, int digits) {
 
 }  // namespace
 
+std::vector<inference::DraftHeadOptions> DecodeBenchOptions::draft_heads() const {
+  std::vector<inference::DraftHeadOptions> heads{{}};
+  if (!draft_vocabulary.empty()) heads.push_back({draft_vocabulary, inference::DraftHeadDtype::kModel});
+  if (bf16_draft_head) {
+    heads.push_back({{}, inference::DraftHeadDtype::kBFloat16});
+    if (!draft_vocabulary.empty()) heads.push_back({draft_vocabulary, inference::DraftHeadDtype::kBFloat16});
+  }
+  return heads;
+}
+
 std::vector<DecodeBenchResult> benchmark_decoding(DeepSeekV3 model, const std::vector<int64_t>& prompt,
                                                   const DecodeBenchOptions& options) {
   NEXTN_CHECK(options.new_tokens >= 2, "bench decode: --new-tokens must be >= 2, got ", options.new_tokens);
@@ -46,14 +64,13 @@ std::vector<DecodeBenchResult> benchmark_decoding(DeepSeekV3 model, const std::v
   NEXTN_CHECK(options.max_draft >= 0, "bench decode: --max-draft must be >= 0, got ", options.max_draft);
   const int64_t depth = model->config().mtp_depth();
   struct Variant {
-    int64_t drafts = 0, vocab = 0;
+    int64_t drafts = 0;
+    inference::DraftHeadOptions head;
   };
-  std::vector<Variant> variants{{0, 0}};
-  std::vector<int64_t> vocabularies{0};
-  if (options.draft_vocab > 0) vocabularies.push_back(options.draft_vocab);
-  for (int64_t vocab : vocabularies) {
+  std::vector<Variant> variants{{0, {}}};
+  for (const auto& head : options.draft_heads()) {
     for (int64_t n = 1; n <= options.max_draft; ++n) {
-      if (depth > 0 && (n <= depth || options.reuse_last_module)) variants.push_back({n, vocab});
+      if (depth > 0 && (n <= depth || options.reuse_last_module)) variants.push_back({n, head});
     }
   }
 
@@ -71,7 +88,7 @@ std::vector<DecodeBenchResult> benchmark_decoding(DeepSeekV3 model, const std::v
     for (size_t v = 0; v < variants.size(); ++v) {
       GenerationOptions run = base;
       run.draft_tokens = variants[v].drafts;
-      run.draft_vocab_size = variants[v].vocab;
+      run.draft_head = variants[v].head;
       GenerationResult result = generator.generate(prompt, run);
       NEXTN_CHECK(static_cast<int64_t>(result.tokens.size()) == options.new_tokens, "bench decode: generated ",
                   result.tokens.size(), " tokens, expected ", options.new_tokens, " (context too short?)");
@@ -98,9 +115,9 @@ std::vector<DecodeBenchResult> benchmark_decoding(DeepSeekV3 model, const std::v
     const int64_t drafts = variants[v].drafts;
     DecodeBenchResult r;
     r.draft_tokens = drafts;
-    r.draft_vocab = variants[v].vocab;
-    r.variant = drafts == 0 ? "plain" : "mtp N=" + std::to_string(drafts);
-    if (r.draft_vocab > 0) r.variant += " V=" + std::to_string(r.draft_vocab);
+    r.draft_vocab = static_cast<int64_t>(variants[v].head.token_ids.size());
+    r.draft_head_dtype = inference::to_string(variants[v].head.dtype);
+    r.variant = drafts == 0 ? "plain" : "mtp N=" + std::to_string(drafts) + head_label(variants[v].head);
     r.decode_tokens_per_second = median(s.tokens_per_second);
     r.prefill_seconds = median(s.prefill);
     r.step_ms = median(s.step_ms);
@@ -125,7 +142,7 @@ std::vector<DecodeBenchResult> benchmark_decoding(DeepSeekV3 model, const std::v
 std::string format_decode_bench(const std::vector<DecodeBenchResult>& results) {
   std::ostringstream out;
   char line[256];
-  std::snprintf(line, sizeof(line), "%-16s %10s %9s %9s %9s %11s %8s %10s  %s\n", "variant", "tokens/s", "step ms",
+  std::snprintf(line, sizeof(line), "%-21s %10s %9s %9s %9s %11s %8s %10s  %s\n", "variant", "tokens/s", "step ms",
                 "draft ms", "verify ms", "tokens/step", "speedup", "efficiency", "acceptance per depth");
   out << line;
   for (const auto& r : results) {
@@ -134,7 +151,7 @@ std::string format_decode_bench(const std::vector<DecodeBenchResult>& results) {
       acceptance += (k ? " " : "") + fixed(100.0 * r.acceptance_per_depth[k], 1) + "%";
     }
     if (!r.same_output_as_plain) acceptance += "  OUTPUT DIFFERS FROM PLAIN";
-    std::snprintf(line, sizeof(line), "%-16s %10.1f %9.3f %9.3f %9.3f %11.3f %7.2fx %10.3f  %s\n", r.variant.c_str(),
+    std::snprintf(line, sizeof(line), "%-21s %10.1f %9.3f %9.3f %9.3f %11.3f %7.2fx %10.3f  %s\n", r.variant.c_str(),
                   r.decode_tokens_per_second, r.step_ms, r.draft_ms, r.verify_ms, r.mean_tokens_per_step, r.speedup,
                   r.efficiency, acceptance.c_str());
     out << line;
@@ -143,7 +160,7 @@ std::string format_decode_bench(const std::vector<DecodeBenchResult>& results) {
 }
 
 std::string profile_decoding(DeepSeekV3 model, const std::vector<int64_t>& prompt, const DecodeBenchOptions& options,
-                             int64_t draft_tokens, int64_t draft_vocab, int top) {
+                             int64_t draft_tokens, const inference::DraftHeadOptions& draft_head, int top) {
   inference::SamplingOptions sampling;
   sampling.temperature = options.temperature;
   sampling.seed = options.seed;
@@ -155,7 +172,7 @@ std::string profile_decoding(DeepSeekV3 model, const std::vector<int64_t>& promp
     inference::SpeculativeOptions speculative;
     speculative.draft_tokens = draft_tokens;
     speculative.reuse_last_module = options.reuse_last_module;
-    speculative.draft_vocab_size = draft_vocab;
+    speculative.draft_head = draft_head;
     decoder = std::make_unique<inference::SpeculativeDecoder>(model, speculative, sampling, capacity);
   }
   decoder->start(prompt);
@@ -173,7 +190,7 @@ std::string profile_decoding(DeepSeekV3 model, const std::vector<int64_t>& promp
   const double seconds = inference::seconds_since(started);
   std::ostringstream out;
   out << (draft_tokens == 0 ? std::string("plain") : "mtp N=" + std::to_string(draft_tokens))
-      << (draft_vocab > 0 ? " V=" + std::to_string(draft_vocab) : std::string()) << ": " << steps
+      << (draft_tokens > 0 ? head_label(draft_head) : std::string()) << ": " << steps
       << " steps, " << fixed(1e3 * seconds / steps, 3) << " ms per step with the profiler on, "
       << fixed(static_cast<double>(produced - 1) / steps, 3) << " tokens per step\n"
       << report;
@@ -184,7 +201,7 @@ std::string decode_bench_json(const std::vector<DecodeBenchResult>& results) {
   std::ostringstream out;
   for (const auto& r : results) {
     out << "{\"variant\":\"" << r.variant << "\",\"draft_tokens\":" << r.draft_tokens
-        << ",\"draft_vocab\":" << r.draft_vocab
+        << ",\"draft_vocab\":" << r.draft_vocab << ",\"draft_head_dtype\":\"" << r.draft_head_dtype << "\""
         << ",\"tokens_per_second\":" << fixed(r.decode_tokens_per_second, 3) << ",\"step_ms\":" << fixed(r.step_ms, 4)
         << ",\"draft_ms\":" << fixed(r.draft_ms, 4) << ",\"verify_ms\":" << fixed(r.verify_ms, 4)
         << ",\"prefill_seconds\":" << fixed(r.prefill_seconds, 5)

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "nextn/inference/draft_head.h"
 #include "nextn/model/deepseek_v3.h"
 
 namespace nextn {
@@ -22,13 +23,21 @@ struct DecodeBenchOptions {
   int64_t repeats = 3;           // runs per variant; medians are reported
   double temperature = 0.0;      // 0: greedy (outputs are then checked identical to plain)
   uint64_t seed = 0;             // sampling seed
-  int64_t draft_vocab = 0;       // > 0: also N = 1..max_draft drafting from token ids [0, draft_vocab)
+  // Cheaper drafters, each also run for N = 1..max_draft: drafting from these token ids only
+  // (non-empty: e.g. a corpus's most frequent, inference/token_ranking.h), and/or from a bfloat16
+  // copy of the head (with and without the vocabulary).
+  std::vector<int64_t> draft_vocabulary;
+  bool bf16_draft_head = false;
+
+  // The draft heads the variants use: the model's own first, then the cheaper ones asked for.
+  std::vector<inference::DraftHeadOptions> draft_heads() const;
 };
 
 struct DecodeBenchResult {
   std::string variant;                      // "plain", "mtp N=1", ...
   int64_t draft_tokens = 0;                 // 0 for plain
-  int64_t draft_vocab = 0;                  // 0: the whole vocabulary
+  int64_t draft_vocab = 0;                  // tokens drafts may be; 0: the whole vocabulary
+  std::string draft_head_dtype = "model";   // "model" or "bf16" (inference::DraftHeadDtype)
   double decode_tokens_per_second = 0;      // median over repeats, prefill excluded
   double prefill_seconds = 0;               // median
   double step_ms = 0, draft_ms = 0, verify_ms = 0;  // per decoding step, medians
@@ -47,7 +56,7 @@ std::string format_decode_bench(const std::vector<DecodeBenchResult>& results);
 // for plain decoding (draft_tokens 0) or speculative decoding with N drafts, after a prefill of
 // the prompt: where a step's time goes.
 std::string profile_decoding(DeepSeekV3 model, const std::vector<int64_t>& prompt, const DecodeBenchOptions& options,
-                             int64_t draft_tokens, int64_t draft_vocab, int top);
+                             int64_t draft_tokens, const inference::DraftHeadOptions& draft_head, int top);
 // One JSON object per line, one line per variant (for bench/compare.sh and other tools).
 std::string decode_bench_json(const std::vector<DecodeBenchResult>& results);
 

@@ -77,13 +77,9 @@ torch::Tensor run_mtp_module_cached(DeepSeekV3Impl& model, int64_t module, const
   return h;
 }
 
-torch::Tensor mtp_logits(DeepSeekV3Impl& model, int64_t module, const torch::Tensor& hidden, int64_t vocab_limit) {
+torch::Tensor mtp_logits(DeepSeekV3Impl& model, int64_t module, const torch::Tensor& hidden) {
   torch::NoGradGuard no_grad;
-  if (vocab_limit <= 0 || vocab_limit >= model.config().vocab_size) {
-    return model.output_head(hidden, model.mtp_module(module)->shared_head_norm);
-  }
-  auto normed = model.mtp_module(module)->shared_head_norm(hidden);
-  return linear_no_bias(normed, model.output_weight().narrow(0, 0, vocab_limit));
+  return model.output_head(hidden, model.mtp_module(module)->shared_head_norm);
 }
 
 }  // namespace nextn::inference

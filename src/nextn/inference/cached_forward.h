@@ -34,6 +34,9 @@ MainModelStep run_main_model_cached(DeepSeekV3Impl& model, const torch::Tensor& 
                                     LogitsFor logits_for = LogitsFor::kEveryPosition,
                                     AttentionForm form = AttentionForm::kAuto);
 
+// The logits of MTP module `module` for its hidden states h^k: its own norm, the shared head (Eq. 23).
+torch::Tensor mtp_logits(DeepSeekV3Impl& model, int64_t module, const torch::Tensor& hidden);
+
 // Runs MTP module `module` (1-based; its weights, so a reused module runs under another depth's
 // cache) over T new positions i appended after its cache's. Sequential: previous_hidden = h^{k-1}_i
 // and token_ids = t_{i+k}, both for those positions (Eq. 21-22). Parallel: previous_hidden = h^0_i
@@ -43,8 +46,7 @@ torch::Tensor run_mtp_module_cached(DeepSeekV3Impl& model, int64_t module, const
                                     const torch::Tensor& token_ids, KvCache& cache,
                                     AttentionForm form = AttentionForm::kAuto);
 
-// The logits of MTP module `module` for its hidden states h^k (its own norm, the shared head; Eq. 23),
-// for token ids [0, vocab_limit) only when vocab_limit > 0 (the head's first rows; no copy).
-torch::Tensor mtp_logits(DeepSeekV3Impl& model, int64_t module, const torch::Tensor& hidden, int64_t vocab_limit = 0);
+// The logits of MTP module `module` for its hidden states h^k: its own norm, the shared head (Eq. 23).
+torch::Tensor mtp_logits(DeepSeekV3Impl& model, int64_t module, const torch::Tensor& hidden);
 
 }  // namespace nextn::inference

@@ -32,6 +32,7 @@ void GenerationOptions::validate(const ModelConfig& config) const {
   NEXTN_CHECK(context_length >= 0 && context_length <= config.max_position_embeddings, "context_length ",
               context_length, " must be in [0, max_position_embeddings=", config.max_position_embeddings,
               "] (0: the model's)");
+  draft_head.validate(config.vocab_size);
   for (int64_t id : stop_token_ids) {
     NEXTN_CHECK(id >= 0 && id < config.vocab_size, "stop token id ", id, " is outside the vocabulary [0, ",
                 config.vocab_size, ")");
@@ -72,7 +73,7 @@ GenerationResult Generator::generate(const std::vector<int64_t>& prompt_in, cons
     SpeculativeOptions speculative;
     speculative.draft_tokens = options.draft_tokens;
     speculative.reuse_last_module = options.reuse_last_mtp_module;
-    speculative.draft_vocab_size = options.draft_vocab_size;
+    speculative.draft_head = options.draft_head;
     decoder = std::make_unique<SpeculativeDecoder>(model_, speculative, options.sampling, capacity);
   } else {
     decoder = std::make_unique<PlainDecoder>(model_, options.sampling, capacity);

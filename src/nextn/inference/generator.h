@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "nextn/inference/decode_stats.h"
+#include "nextn/inference/draft_head.h"
 #include "nextn/inference/sampling.h"
 #include "nextn/model/deepseek_v3.h"
 
@@ -21,7 +22,7 @@ struct GenerationOptions {
   SamplingOptions sampling;             // temperature 0: greedy
   int64_t draft_tokens = 0;             // 0: plain decoding; N >= 1: MTP speculative decoding, N drafts per step
   bool reuse_last_mtp_module = false;   // allow N > D by running the last module again for deeper drafts
-  int64_t draft_vocab_size = 0;         // drafts from token ids [0, this) only; 0: all (SpeculativeOptions)
+  DraftHeadOptions draft_head;          // the drafter's tokens and head dtype (draft_head.h)
   int64_t context_length = 0;           // prompt + generated tokens at most; 0: max_position_embeddings
   // A prompt that does not fit (prompt + max_new_tokens > context) is an error unless this is set;
   // then its OLDEST tokens are dropped so that prompt + max_new_tokens fits, at least one kept.

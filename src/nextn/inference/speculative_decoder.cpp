@@ -21,8 +21,7 @@ SpeculativeDecoder::SpeculativeDecoder(DeepSeekV3 model, const SpeculativeOption
               " tokens needs ", options.draft_tokens, " MTP modules but the model has ", depth_count,
               "; reuse the last module for the deeper drafts with the option to do so (--mtp-reuse-last)");
   sequential_ = config.mtp_kind == MtpKind::kSequential;
-  NEXTN_CHECK(options.draft_vocab_size >= 0 && options.draft_vocab_size <= config.vocab_size, "draft vocabulary size ",
-              options.draft_vocab_size, " must be in [0, vocab_size=", config.vocab_size, "] (0: all tokens)");
+  draft_head_ = DraftHead(model_->output_weight(), options.draft_head);
 
   const auto& weight = model_->embed_tokens->weight;
   const auto tensor_options = torch::TensorOptions().dtype(weight.scalar_type()).device(weight.device());
@@ -106,19 +105,19 @@ SpeculativeDecoder::Drafts SpeculativeDecoder::draft(int64_t count) {
   std::vector<int64_t> tokens_with_drafts = tokens_;  // t_0..t_n, then d_1, d_2, ...
   for (int64_t k = 1; k <= count; ++k) {
     auto h = catch_up_and_draft_position(k, tokens_with_drafts);
-    auto logits = mtp_logits(*model_, depths_[k - 1].module, h.narrow(1, h.size(1) - 1, 1),
-                             options_.draft_vocab_size)[0][0];
+    // Eq. 23's head (the module's own final norm, the shared output projection), as the draft head reads it.
+    auto normed = model_->mtp_module(depths_[k - 1].module)->shared_head_norm(h.narrow(1, h.size(1) - 1, 1));
+    auto logits = draft_head_.logits(normed)[0][0];
     int64_t token;
     if (sampler_.options().greedy()) {
-      token = greedy_tokens(logits)[0];
+      token = draft_head_.token(greedy_tokens(logits)[0]);
     } else {
       // Drafts come from q at the same temperature and filters as the target's p (the rule is
-      // exact for any q, but acceptance is highest when q is close). A reduced draft vocabulary
-      // gives q zeros past it.
+      // exact for any q, but acceptance is highest when q is close). A draft vocabulary gives q
+      // zeros outside it.
       auto q = sampler_.distribution(logits);
-      token = sampler_.sample(q).item<int64_t>();
-      const int64_t missing = model_->config().vocab_size - q.size(-1);
-      drafts.distributions.push_back(missing > 0 ? torch::constant_pad_nd(q, {0, missing}, 0.0) : q);
+      token = draft_head_.token(sampler_.sample(q).item<int64_t>());
+      drafts.distributions.push_back(draft_head_.to_vocabulary(q, model_->config().vocab_size));
     }
     drafts.tokens.push_back(token);
     drafts.logits.push_back(logits);

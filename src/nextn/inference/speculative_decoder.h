@@ -29,6 +29,7 @@
 
 #include <torch/torch.h>
 
+#include "nextn/inference/draft_head.h"
 #include "nextn/inference/kv_cache.h"
 #include "nextn/inference/sampling.h"
 #include "nextn/inference/speculative_sampling.h"
@@ -43,20 +44,16 @@ struct SpeculativeOptions {
   // Replaces verify_sampled when set. Only tests set it, to show that the distribution test
   // catches a wrong acceptance rule.
   SampledVerifyRule sampled_verify_override;
-  // Drafts come from the first `draft_vocab_size` token ids only (0: the whole vocabulary). The
-  // drafter's output head is most of its cost at batch 1 (vocab x hidden weights read per draft);
-  // BPE ids are in merge order, so low ids are the frequent tokens (the idea of FR-Spec, Zhao et
-  // al. 2025, arXiv 2502.14856, with merge rank standing in for corpus frequency). Exactness is
-  // untouched: greedy drafts are just other guesses, and for sampling q is a distribution that is
-  // 0 outside the subset, which the acceptance rule handles like any other q.
-  int64_t draft_vocab_size = 0;
+  // Which tokens drafts may be and the head weights' dtype (draft_head.h): a cheaper drafter,
+  // the same output.
+  DraftHeadOptions draft_head;
 };
 
 // What one step drafted and what became of it (for tests, `nextn inspect`-style tools, debugging).
 struct SpeculativeStep {
   int64_t position = 0;             // n: the pending token's index; drafts are for n+1 .. n+N
   std::vector<int64_t> drafts;      // d_1..d_N
-  torch::Tensor draft_logits;       // [N, V] (V: the draft vocabulary): depth k's logits at n - 1
+  torch::Tensor draft_logits;       // [N, K]: depth k's logits at n - 1 over the draft head's K candidates
   int64_t accepted = 0;
   int64_t next_token = -1;          // the target's token after the accepted drafts
 };
@@ -78,6 +75,7 @@ class SpeculativeDecoder : public TokenDecoder {
   const KvCache& main_cache() const { return main_cache_; }
   const KvCache& draft_cache(int64_t depth) const;  // depth 1..N
   int64_t module_for_depth(int64_t depth) const;     // the MTP module (1..D) that drafts at depth k
+  const DraftHead& draft_head() const { return draft_head_; }
   const SpeculativeStep& last_step() const { return last_step_; }
 
  private:
@@ -107,6 +105,7 @@ class SpeculativeDecoder : public TokenDecoder {
   KvCache main_cache_;          // holds tokens_[0 .. size - 2]; the last token is pending
   torch::Tensor main_hidden_;   // h^0 [1, capacity, hidden] of the processed tokens
   std::vector<DraftDepth> depths_;
+  DraftHead draft_head_;
   std::vector<int64_t> tokens_;
   DecodeStats stats_;
   SpeculativeStep last_step_;

@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
 
 #include "nextn/kernels/worker_pool.h"
 
@@ -22,7 +23,7 @@ using Lanes16 = float __attribute__((vector_size(64)));
 template <typename V>
 constexpr int64_t kLanesOf = static_cast<int64_t>(sizeof(V) / sizeof(float));
 
-constexpr int64_t kFloatsPerCacheLine = 16;  // 64-byte lines
+constexpr int64_t kCacheLineBytes = 64;
 
 template <typename V>
 inline V load_lanes(const float* p) {
@@ -46,6 +47,48 @@ inline Half add_halves(V v) {
 inline float sum_lanes(Lanes8 v) { return sum_lanes(add_halves<Lanes4>(v)); }
 inline float sum_lanes(Lanes16 v) { return sum_lanes(add_halves<Lanes8>(v)); }
 
+// Weight lanes: float32 weights load as they are; bfloat16 weights load half as many bytes and
+// widen to float32 by a shift into the upper half (exact).
+using Bf16Lanes8 = uint16_t __attribute__((vector_size(16)));
+using Bf16Lanes16 = uint16_t __attribute__((vector_size(32)));
+using Bits8 = uint32_t __attribute__((vector_size(32)));
+using Bits16 = uint32_t __attribute__((vector_size(64)));
+
+template <typename V>
+struct Bf16LanesOf;
+template <>
+struct Bf16LanesOf<Lanes8> {
+  using Narrow = Bf16Lanes8;
+  using Bits = Bits8;
+};
+template <>
+struct Bf16LanesOf<Lanes16> {
+  using Narrow = Bf16Lanes16;
+  using Bits = Bits16;
+};
+
+template <typename V>
+inline V load_weights(const float* p) {
+  return load_lanes<V>(p);
+}
+
+template <typename V>
+inline V load_weights(const uint16_t* p) {
+  typename Bf16LanesOf<V>::Narrow narrow;
+  __builtin_memcpy(&narrow, p, sizeof(narrow));
+  const auto bits = __builtin_convertvector(narrow, typename Bf16LanesOf<V>::Bits) << 16;
+  V v;
+  __builtin_memcpy(&v, &bits, sizeof(v));
+  return v;
+}
+
+inline float weight_value(float w) { return w; }
+inline float weight_value(uint16_t w) { return bf16_to_float(w); }
+
+// The element type of a weight view (float or uint16_t).
+template <typename WView>
+using WeightOf = std::remove_cv_t<std::remove_pointer_t<decltype(WView::data)>>;
+
 // Outputs per tile for R rows: O * R accumulators plus O weight vectors stay in registers (AVX2
 // has 16, AVX-512 32). One row streams 8 weight rows at once, enough loads in flight when the
 // weights come from memory.
@@ -57,18 +100,19 @@ constexpr int kTileOutputs = sizeof(V) == 64 ? (R <= 2 ? 8 : 4) : (R == 1 ? 8 : 
 // rows, one cache line per row and step: decoding's weights are mostly cold (each matrix is used
 // once per step), and rows of a few KB are too short for the hardware prefetcher to ramp up on
 // each of them. Without it two rows cost 1.5-2x one row on weights from memory; with it ~1.1x.
-template <typename V, int R, int O>
-inline void tile(const MatrixView& x, const MatrixView& w, int64_t o, bool prefetch_next, float* out,
+template <typename V, int R, int O, typename WView>
+inline void tile(const MatrixView& x, const WView& w, int64_t o, bool prefetch_next, float* out,
                  int64_t out_stride) {
   constexpr int64_t kLanes = kLanesOf<V>;
+  constexpr int64_t kWeightsPerCacheLine = kCacheLineBytes / sizeof(WeightOf<WView>);
   V acc[O][R] = {};
   const int64_t n = x.cols;
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes) {
     V wv[O];
 #pragma GCC unroll 8
-    for (int k = 0; k < O; ++k) wv[k] = load_lanes<V>(w.data + (o + k) * w.row_stride + i);
-    if (prefetch_next && i % kFloatsPerCacheLine == 0) {
+    for (int k = 0; k < O; ++k) wv[k] = load_weights<V>(w.data + (o + k) * w.row_stride + i);
+    if (prefetch_next && i % kWeightsPerCacheLine == 0) {
 #pragma GCC unroll 8
       for (int k = 0; k < O; ++k) __builtin_prefetch(w.data + (o + O + k) * w.row_stride + i, 0, 3);
     }
@@ -80,19 +124,19 @@ inline void tile(const MatrixView& x, const MatrixView& w, int64_t o, bool prefe
     }
   }
   for (int k = 0; k < O; ++k) {
-    const float* w_row = w.data + (o + k) * w.row_stride;
+    const auto* w_row = w.data + (o + k) * w.row_stride;
     for (int r = 0; r < R; ++r) {
       const float* x_row = x.data + r * x.row_stride;
       float s = sum_lanes(acc[k][r]);
-      for (int64_t j = i; j < n; ++j) s += w_row[j] * x_row[j];
+      for (int64_t j = i; j < n; ++j) s += weight_value(w_row[j]) * x_row[j];
       out[r * out_stride + o + k] = s;
     }
   }
 }
 
 // Outputs [begin, end) in tiles; a tile prefetches only a next tile that lies inside the span.
-template <typename V, int R>
-inline void output_span(const MatrixView& x, const MatrixView& w, int64_t begin, int64_t end, float* out,
+template <typename V, int R, typename WView>
+inline void output_span(const MatrixView& x, const WView& w, int64_t begin, int64_t end, float* out,
                         int64_t out_stride) {
   constexpr int O = kTileOutputs<V, R>;
   int64_t o = begin;
@@ -100,26 +144,27 @@ inline void output_span(const MatrixView& x, const MatrixView& w, int64_t begin,
   for (; o < end; ++o) tile<V, R, 1>(x, w, o, false, out, out_stride);
 }
 
-using SpanFn = void (*)(const MatrixView&, const MatrixView&, int64_t, int64_t, float*, int64_t);
+template <typename WView>
+using SpanFn = void (*)(const MatrixView&, const WView&, int64_t, int64_t, float*, int64_t);
 
-// One entry point per row count and instruction set; `flatten` inlines the tiles so that their
-// vector arithmetic is compiled for the entry point's target.
-template <int R>
-__attribute__((flatten)) void span_portable(const MatrixView& x, const MatrixView& w, int64_t begin, int64_t end,
+// One entry point per row count, weight type and instruction set; `flatten` inlines the tiles so
+// that their vector arithmetic is compiled for the entry point's target.
+template <int R, typename WView>
+__attribute__((flatten)) void span_portable(const MatrixView& x, const WView& w, int64_t begin, int64_t end,
                                             float* out, int64_t out_stride) {
   output_span<Lanes8, R>(x, w, begin, end, out, out_stride);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define NEXTN_HAVE_X86_PATHS 1
-template <int R>
-__attribute__((flatten, target("avx2,fma"))) void span_avx2(const MatrixView& x, const MatrixView& w, int64_t begin,
+template <int R, typename WView>
+__attribute__((flatten, target("avx2,fma"))) void span_avx2(const MatrixView& x, const WView& w, int64_t begin,
                                                             int64_t end, float* out, int64_t out_stride) {
   output_span<Lanes8, R>(x, w, begin, end, out, out_stride);
 }
 
-template <int R>
-__attribute__((flatten, target("avx512f,avx2,fma"))) void span_avx512(const MatrixView& x, const MatrixView& w,
+template <int R, typename WView>
+__attribute__((flatten, target("avx512f,avx2,fma"))) void span_avx512(const MatrixView& x, const WView& w,
                                                                       int64_t begin, int64_t end, float* out,
                                                                       int64_t out_stride) {
   output_span<Lanes16, R>(x, w, begin, end, out, out_stride);
@@ -158,18 +203,22 @@ std::atomic<int>& configured_threads() {
   return threads;
 }
 
-SpanFn span_for(int64_t rows, FewRowsPath path) {
+template <typename WView>
+SpanFn<WView> span_for(int64_t rows, FewRowsPath path) {
 #if NEXTN_HAVE_X86_PATHS
   if (path == FewRowsPath::kAvx512) {
-    static constexpr SpanFn avx512[] = {span_avx512<1>, span_avx512<2>, span_avx512<3>, span_avx512<4>};
+    static constexpr SpanFn<WView> avx512[] = {span_avx512<1, WView>, span_avx512<2, WView>, span_avx512<3, WView>,
+                                               span_avx512<4, WView>};
     return avx512[rows - 1];
   }
   if (path == FewRowsPath::kAvx2Fma) {
-    static constexpr SpanFn avx2[] = {span_avx2<1>, span_avx2<2>, span_avx2<3>, span_avx2<4>};
+    static constexpr SpanFn<WView> avx2[] = {span_avx2<1, WView>, span_avx2<2, WView>, span_avx2<3, WView>,
+                                             span_avx2<4, WView>};
     return avx2[rows - 1];
   }
 #endif
-  static constexpr SpanFn portable[] = {span_portable<1>, span_portable<2>, span_portable<3>, span_portable<4>};
+  static constexpr SpanFn<WView> portable[] = {span_portable<1, WView>, span_portable<2, WView>,
+                                               span_portable<3, WView>, span_portable<4, WView>};
   return portable[rows - 1];
 }
 
@@ -182,7 +231,8 @@ int threads_for(int64_t work) {
   return static_cast<int>(std::min<int64_t>(few_rows_matmul_threads(), worth));
 }
 
-void check_shapes(const MatrixView& x, const MatrixView& w, const float* out) {
+template <typename WView>
+void check_shapes(const MatrixView& x, const WView& w, const float* out) {
   if (x.rows < 1 || x.rows > kFewRowsMax) {
     throw std::invalid_argument("few_rows_matmul: " + std::to_string(x.rows) + " rows, expected 1 to " +
                                 std::to_string(kFewRowsMax));
@@ -197,12 +247,11 @@ void check_shapes(const MatrixView& x, const MatrixView& w, const float* out) {
   }
 }
 
-}  // namespace
-
-void few_rows_matmul(const MatrixView& x, const MatrixView& w, float* out, int64_t out_row_stride) {
+template <typename WView>
+void run_product(const MatrixView& x, const WView& w, float* out, int64_t out_row_stride) {
   check_shapes(x, w, out);
   if (w.rows == 0) return;
-  const SpanFn span = span_for(x.rows, few_rows_matmul_path());
+  const SpanFn<WView> span = span_for<WView>(x.rows, few_rows_matmul_path());
   const int threads = threads_for(x.rows * w.rows * w.cols);
   if (threads <= 1) {
     span(x, w, 0, w.rows, out, out_row_stride);
@@ -221,17 +270,36 @@ void few_rows_matmul(const MatrixView& x, const MatrixView& w, float* out, int64
   });
 }
 
-void few_rows_matmul_reference(const MatrixView& x, const MatrixView& w, float* out, int64_t out_row_stride) {
+template <typename WView>
+void run_reference(const MatrixView& x, const WView& w, float* out, int64_t out_row_stride) {
   check_shapes(x, w, out);
   for (int64_t r = 0; r < x.rows; ++r) {
     for (int64_t o = 0; o < w.rows; ++o) {
       double sum = 0;
       for (int64_t i = 0; i < x.cols; ++i) {
-        sum += static_cast<double>(x.data[r * x.row_stride + i]) * w.data[o * w.row_stride + i];
+        sum += static_cast<double>(x.data[r * x.row_stride + i]) * weight_value(w.data[o * w.row_stride + i]);
       }
       out[r * out_row_stride + o] = static_cast<float>(sum);
     }
   }
+}
+
+}  // namespace
+
+void few_rows_matmul(const MatrixView& x, const MatrixView& w, float* out, int64_t out_row_stride) {
+  run_product(x, w, out, out_row_stride);
+}
+
+void few_rows_matmul(const MatrixView& x, const Bf16MatrixView& w, float* out, int64_t out_row_stride) {
+  run_product(x, w, out, out_row_stride);
+}
+
+void few_rows_matmul_reference(const MatrixView& x, const MatrixView& w, float* out, int64_t out_row_stride) {
+  run_reference(x, w, out, out_row_stride);
+}
+
+void few_rows_matmul_reference(const MatrixView& x, const Bf16MatrixView& w, float* out, int64_t out_row_stride) {
+  run_reference(x, w, out, out_row_stride);
 }
 
 FewRowsPath few_rows_matmul_path() { return chosen_path().load(std::memory_order_relaxed); }

@@ -21,14 +21,35 @@ struct MatrixView {
   int64_t row_stride = 0;
 };
 
+// The same with bfloat16 weights (the upper 16 bits of a float32, as torch::kBFloat16 stores
+// them): half the bytes to read, each widened to float32 exactly and multiplied in float32. For
+// weights whose every use can take a rounded copy, such as a speculative drafter's output head
+// (any draft distribution keeps speculative decoding exact).
+struct Bf16MatrixView {
+  const uint16_t* data = nullptr;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  int64_t row_stride = 0;
+};
+
 // out[r * out_row_stride + o] = sum_i x[r][i] * w[o][i] for r < x.rows, o < w.rows.
 // Requires 1 <= x.rows <= kFewRowsMax and x.cols == w.cols (checked: std::invalid_argument).
 // Uses AVX-512 or AVX2 + FMA where the CPU has them (checked at run time), portable code
 // otherwise, and several threads when the product is large enough to pay for them.
 void few_rows_matmul(const MatrixView& x, const MatrixView& w, float* out, int64_t out_row_stride);
+void few_rows_matmul(const MatrixView& x, const Bf16MatrixView& w, float* out, int64_t out_row_stride);
 
 // The same product as a naive loop with one double accumulator per output: the reference.
 void few_rows_matmul_reference(const MatrixView& x, const MatrixView& w, float* out, int64_t out_row_stride);
+void few_rows_matmul_reference(const MatrixView& x, const Bf16MatrixView& w, float* out, int64_t out_row_stride);
+
+// The float32 value of a bfloat16 bit pattern (exact: its 16 bits become the float's upper half).
+inline float bf16_to_float(uint16_t bits) {
+  const uint32_t wide = static_cast<uint32_t>(bits) << 16;
+  float value;
+  __builtin_memcpy(&value, &wide, sizeof(value));
+  return value;
+}
 
 // Which code path few_rows_matmul takes: the widest this CPU has, unless one is forced (tests,
 // benchmarks). All paths give the same results up to float rounding.

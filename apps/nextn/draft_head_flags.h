@@ -1,0 +1,39 @@
+// The drafter options shared by `nextn generate` and `nextn bench decode`: --draft-vocab K takes
+// the K most frequent tokens of the model directory's draft_vocab.json (`nextn draft-vocab` writes
+// it), or, when the directory has none, the first K token ids (BPE merge order, a rougher proxy for
+// frequency) and says so.
+#pragma once
+
+#include <filesystem>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "nextn/inference/token_ranking.h"
+#include "nextn/util/error.h"
+
+namespace nextn::cli {
+
+inline std::vector<int64_t> draft_vocabulary_for(const std::string& model_dir, int64_t k, int64_t vocab_size) {
+  if (k == 0) return {};
+  NEXTN_CHECK(k >= 1 && k <= vocab_size, "--draft-vocab ", k, " must be in [1, vocab_size=", vocab_size,
+              "] (0: every token)");
+  const std::string path =
+      model_dir.empty() ? std::string() : (std::filesystem::path(model_dir) / inference::kTokenRankingFile).string();
+  if (!path.empty() && std::filesystem::exists(path)) {
+    inference::TokenRanking ranking = inference::load_token_ranking(path);
+    NEXTN_CHECK(ranking.vocab_size() == vocab_size, "'", path, "' ranks ", ranking.vocab_size(),
+                " tokens but the model's vocab_size is ", vocab_size, " (rank again with `nextn draft-vocab`)");
+    std::cerr << "draft vocabulary: the " << k << " most frequent tokens of " << path << " (" << ranking.source
+              << ")\n";
+    return ranking.most_frequent(k);
+  }
+  std::cerr << "draft vocabulary: token ids [0, " << k << ") (no " << inference::kTokenRankingFile
+            << (model_dir.empty() ? "" : " in '" + model_dir + "'")
+            << "; `nextn draft-vocab` ranks tokens by their frequency in a dataset)\n";
+  std::vector<int64_t> ids(static_cast<size_t>(k));
+  for (int64_t i = 0; i < k; ++i) ids[i] = i;
+  return ids;
+}
+
+}  // namespace nextn::cli
