@@ -61,9 +61,7 @@ void run(Flags f) {
   model->to(device);
   model->eval();
   f.options.draft_vocabulary = draft_vocabulary_for(dir, f.draft_vocab, model->config().vocab_size);
-  NEXTN_CHECK(f.draft_head == "model" || f.draft_head == "bf16", "--draft-head must be 'model' or 'bf16', got '",
-              f.draft_head, "'");
-  f.options.bf16_draft_head = f.draft_head == "bf16";
+  f.options.bf16_draft_head = inference::parse_draft_head_dtype(f.draft_head) == inference::DraftHeadDtype::kBFloat16;
   if (f.profile) {
     std::cout << "operators per decoding step (outermost ones; the rest of a step is overhead between them)\n";
     std::cout << "\n" << profile_decoding(model, prompt, f.options, 0, {}, 25);

@@ -35,9 +35,12 @@ void run_draft_vocab(const DraftVocabFlags& f) {
   const tokenizer::Tokenizer tok = tokenizer::Tokenizer::load(tokenizer_path);
   const data::TokenDataset dataset = data::TokenDataset::open(f.data_dir, &tok);
   const data::Split split = data::split_from_string(f.split);
+  // No tokens would rank every id equal, i.e. in id order, under the name of a frequency ranking.
+  NEXTN_CHECK(dataset.num_tokens(split) > 0, "draft-vocab: the ", data::to_string(split), " split of '", f.data_dir,
+              "' has no tokens to count");
   const auto counts = data::count_tokens(dataset, split, config.vocab_size, f.max_tokens);
   const auto ranking = inference::rank_tokens(
-      counts, cat(f.data_dir, " (", data::to_string(split), f.max_tokens > 0 ? cat(", first ", f.max_tokens) : "",
+      counts, cat(f.data_dir, " (", data::to_string(split), f.max_tokens > 0 && f.max_tokens < dataset.num_tokens(split) ? cat(", first ", f.max_tokens) : "",
                   ")"));
   const std::string out = f.out.empty() ? (fs::path(dir) / inference::kTokenRankingFile).string() : f.out;
   inference::save_token_ranking(out, ranking);

@@ -124,13 +124,13 @@ void run_generate(GenerateFlags& f) {
   LoadedModel m = load(f.model);
   GenerationOptions options = f.options;
   if (f.greedy) options.sampling.temperature = 0.0;
+  options.draft_head.dtype = inference::parse_draft_head_dtype(f.draft_head);
   if (!f.speculative.empty()) {
     NEXTN_CHECK(f.speculative == "mtp", "--speculative must be 'mtp' (the model's MTP modules draft), got '",
                 f.speculative, "'");
     NEXTN_CHECK(m.model->config().mtp_depth() > 0, "--speculative mtp: the model in '", m.dir,
                 "' has no MTP modules (num_nextn_predict_layers = 0)");
     if (options.draft_tokens == 0) options.draft_tokens = 1;
-    options.draft_head.dtype = inference::parse_draft_head_dtype(f.draft_head);
     options.draft_head.token_ids = draft_vocabulary_for(m.dir, f.draft_vocab, m.model->config().vocab_size);
   } else {
     NEXTN_CHECK(options.draft_tokens == 0 && !f.compare && f.draft_vocab == 0 && f.draft_head == "model",

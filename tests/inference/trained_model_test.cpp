@@ -159,9 +159,13 @@ TEST(TrainedModel, CheaperDraftHeadsKeepGreedyOutputAndDraftOnlyFromTheirVocabul
     reduced.start(prompt);
     for (int i = 0; i < 10; ++i) {
       reduced.step(3);
-      if (!head.token_ids.empty()) {
-        for (int64_t d : reduced.last_step().drafts) {
-          EXPECT_NE(std::find(frequent.begin(), frequent.end(), d), frequent.end()) << d;
+      // Greedy drafts are the vocabulary's token at each depth's best candidate.
+      const auto& step = reduced.last_step();
+      for (size_t k = 0; k < step.drafts.size(); ++k) {
+        const int64_t best = step.draft_logits[k].argmax().item<int64_t>();
+        EXPECT_EQ(step.drafts[k], head.token_ids.empty() ? best : frequent[best]) << "depth " << k + 1;
+        if (!head.token_ids.empty()) {
+          EXPECT_NE(std::find(frequent.begin(), frequent.end(), step.drafts[k]), frequent.end());
         }
       }
       // The first step drafts at the same position from the same input at depth 1 (later steps

@@ -11,7 +11,7 @@ std::string to_string(DraftHeadDtype dtype) { return dtype == DraftHeadDtype::kB
 DraftHeadDtype parse_draft_head_dtype(const std::string& text) {
   if (text == "model") return DraftHeadDtype::kModel;
   if (text == "bf16") return DraftHeadDtype::kBFloat16;
-  fail("draft head dtype must be 'model' (the output head's own weights) or 'bf16', got '", text, "'");
+  fail("--draft-head must be 'model' (the output head's own weights) or 'bf16', got '", text, "'");
 }
 
 void DraftHeadOptions::validate(int64_t vocab_size) const {
@@ -56,7 +56,11 @@ torch::Tensor DraftHead::logits(const torch::Tensor& normed_hidden) const {
                              out.data_ptr<float>(), size());
     return out.view(shape);
   }
-  // Elsewhere (more rows, autograd, another device) the same values: the weights widened exactly.
+  // On a GPU the product runs in bfloat16 (its matrix units' type; any draft distribution keeps the
+  // output exact). Elsewhere on CPU (more rows, autograd, float64) the weights are widened exactly.
+  if (!weight_.device().is_cpu()) {
+    return torch::nn::functional::linear(normed_hidden.to(torch::kBFloat16), weight_).to(normed_hidden.scalar_type());
+  }
   return torch::nn::functional::linear(normed_hidden, weight_.to(normed_hidden.scalar_type()));
 }
 

@@ -40,8 +40,8 @@ class DraftHead {
 
   // Logits of the candidates for normalised hidden states [..., hidden]: [..., size()], in the
   // order of the options' token_ids (or of the vocabulary). With bfloat16 weights the product is
-  // float32 of the exactly widened weights: decoding's rows (float32, CPU, no autograd) in the
-  // few-rows kernel, anything else by widening a copy first.
+  // float32 of the exactly widened weights on CPU: decoding's rows (float32, no autograd) in the
+  // few-rows kernel, anything else by widening a copy first; on a GPU a bfloat16 product.
   torch::Tensor logits(const torch::Tensor& normed_hidden) const;
 
   int64_t size() const { return weight_.size(0); }
