@@ -41,13 +41,14 @@ void run(Flags f) {
   const torch::Device device = resolve_device(f.device);
   DeepSeekV3 model{nullptr};
   std::vector<int64_t> prompt;
-  std::string source, dir;
+  std::string source, dir, tokenizer_hash;
   if (!f.model_dir.empty()) {
     dir = resolve_model_dir(f.model_dir);
     model = load_model(dir);
     const std::string tokenizer_path = (fs::path(dir) / "tokenizer.json").string();
     NEXTN_CHECK(io::file_exists(tokenizer_path), "bench decode: no tokenizer.json in '", dir, "'");
     auto tok = tokenizer::Tokenizer::load(tokenizer_path);
+    tokenizer_hash = tok.hash();
     prompt.push_back(tok.eos_id());  // a prompt starts a document, as in `nextn generate`
     for (int32_t id : tok.encode(f.prompt)) prompt.push_back(id);
     source = "model " + dir;
@@ -60,7 +61,7 @@ void run(Flags f) {
   }
   model->to(device);
   model->eval();
-  f.options.draft_vocabulary = draft_vocabulary_for(dir, f.draft_vocab, model->config().vocab_size);
+  f.options.draft_vocabulary = draft_vocabulary_for(dir, f.draft_vocab, model->config().vocab_size, tokenizer_hash);
   f.options.bf16_draft_head = inference::parse_draft_head_dtype(f.draft_head) == inference::DraftHeadDtype::kBFloat16;
   if (f.profile) {
     std::cout << "operators per decoding step (outermost ones; the rest of a step is overhead between them)\n";

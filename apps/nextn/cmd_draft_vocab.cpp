@@ -39,9 +39,9 @@ void run_draft_vocab(const DraftVocabFlags& f) {
   NEXTN_CHECK(dataset.num_tokens(split) > 0, "draft-vocab: the ", data::to_string(split), " split of '", f.data_dir,
               "' has no tokens to count");
   const auto counts = data::count_tokens(dataset, split, config.vocab_size, f.max_tokens);
+  const bool part = f.max_tokens > 0 && f.max_tokens < dataset.num_tokens(split);
   const auto ranking = inference::rank_tokens(
-      counts, cat(f.data_dir, " (", data::to_string(split), f.max_tokens > 0 && f.max_tokens < dataset.num_tokens(split) ? cat(", first ", f.max_tokens) : "",
-                  ")"));
+      counts, cat(f.data_dir, " (", data::to_string(split), part ? cat(", first ", f.max_tokens) : "", ")"), tok.hash());
   const std::string out = f.out.empty() ? (fs::path(dir) / inference::kTokenRankingFile).string() : f.out;
   inference::save_token_ranking(out, ranking);
   int64_t seen = 0;

@@ -131,7 +131,7 @@ void run_generate(GenerateFlags& f) {
     NEXTN_CHECK(m.model->config().mtp_depth() > 0, "--speculative mtp: the model in '", m.dir,
                 "' has no MTP modules (num_nextn_predict_layers = 0)");
     if (options.draft_tokens == 0) options.draft_tokens = 1;
-    options.draft_head.token_ids = draft_vocabulary_for(m.dir, f.draft_vocab, m.model->config().vocab_size);
+    options.draft_head.token_ids = draft_vocabulary_for(m.dir, f.draft_vocab, m.model->config().vocab_size, m.tok.hash());
   } else {
     NEXTN_CHECK(options.draft_tokens == 0 && !f.compare && f.draft_vocab == 0 && f.draft_head == "model",
                 "--draft, --draft-vocab, --draft-head and --compare need --speculative mtp");

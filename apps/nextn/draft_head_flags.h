@@ -14,16 +14,16 @@
 
 namespace nextn::cli {
 
-inline std::vector<int64_t> draft_vocabulary_for(const std::string& model_dir, int64_t k, int64_t vocab_size) {
+// tokenizer_hash: the model's tokenizer (Tokenizer::hash()); a ranking made with another is refused.
+inline std::vector<int64_t> draft_vocabulary_for(const std::string& model_dir, int64_t k, int64_t vocab_size,
+                                                 const std::string& tokenizer_hash) {
   if (k == 0) return {};
   NEXTN_CHECK(k >= 1 && k <= vocab_size, "--draft-vocab ", k, " must be in [1, vocab_size=", vocab_size,
               "] (0: every token)");
   const std::string path =
       model_dir.empty() ? std::string() : (std::filesystem::path(model_dir) / inference::kTokenRankingFile).string();
   if (!path.empty() && std::filesystem::exists(path)) {
-    inference::TokenRanking ranking = inference::load_token_ranking(path);
-    NEXTN_CHECK(ranking.vocab_size() == vocab_size, "'", path, "' ranks ", ranking.vocab_size(),
-                " tokens but the model's vocab_size is ", vocab_size, " (rank again with `nextn draft-vocab`)");
+    const inference::TokenRanking ranking = inference::load_token_ranking_for(path, vocab_size, tokenizer_hash);
     std::cerr << "draft vocabulary: the " << k << " most frequent tokens of " << path << " (" << ranking.source
               << ")\n";
     return ranking.most_frequent(k);

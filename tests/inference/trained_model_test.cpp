@@ -114,7 +114,8 @@ TEST(TrainedModel, SpeculativeGreedyEqualsPlainGreedyForManyPromptsAndDraftCount
 std::vector<int64_t> most_frequent_training_tokens(int64_t k) {
   auto dataset = data::TokenDataset::open(tiny_corpus().dataset_dir);
   const int64_t vocab = trained_model().model->config().vocab_size;
-  return rank_tokens(data::count_tokens(dataset, data::Split::kTrain, vocab), "tiny corpus").most_frequent(k);
+  return rank_tokens(data::count_tokens(dataset, data::Split::kTrain, vocab), "tiny corpus", dataset.manifest().tokenizer_hash)
+      .most_frequent(k);
 }
 
 TEST(TrainedModel, CheaperDraftHeadsKeepGreedyOutputAndDraftOnlyFromTheirVocabulary) {
@@ -195,7 +196,9 @@ TEST(TrainedModel, DraftVocabRanksTheDataAndGenerateDraftsFromIt) {
   TokenRanking written = load_token_ranking(ranking_path);
   auto dataset = data::TokenDataset::open(data);
   const int64_t vocab = trained.model->config().vocab_size;
-  EXPECT_EQ(written.ranked_ids, rank_tokens(data::count_tokens(dataset, data::Split::kTrain, vocab), "").ranked_ids);
+  EXPECT_EQ(written.ranked_ids,
+            rank_tokens(data::count_tokens(dataset, data::Split::kTrain, vocab), "", written.tokenizer_hash).ranked_ids);
+  EXPECT_EQ(written.tokenizer_hash, dataset.manifest().tokenizer_hash);
   EXPECT_EQ(written.tokens_counted(), dataset.num_tokens(data::Split::kTrain));
 
   const std::string generate = "generate --model " + run + " --prompt 'def load(path):' --greedy --max-new-tokens 24 "
@@ -208,6 +211,12 @@ TEST(TrainedModel, DraftVocabRanksTheDataAndGenerateDraftsFromIt) {
             std::string::npos) << output;
   EXPECT_EQ(testing::run_nextn(generate + " --draft-head fp8", log.path(), output), 1);
   EXPECT_NE(output.find("'fp8'"), std::string::npos) << output;
+  // A ranking of another tokenizer's ids (same size) would make drafting slow without a word.
+  TokenRanking foreign = written;
+  foreign.tokenizer_hash = "sha256:" + std::string(64, '0');
+  save_token_ranking(ranking_path, foreign);
+  EXPECT_EQ(testing::run_nextn(generate + " --draft-vocab 100", log.path(), output), 1);
+  EXPECT_NE(output.find("ranks the tokens of another tokenizer"), std::string::npos) << output;
   // A damaged ranking is an error, not a silent fallback to id order.
   io::write_file_atomic(ranking_path, "{\"format\": \"nextn-token-ranking\"}");
   EXPECT_EQ(testing::run_nextn(generate + " --draft-vocab 100", log.path(), output), 1);

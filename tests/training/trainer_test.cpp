@@ -126,6 +126,26 @@ TEST(Trainer, ATimeBudgetEndsTheRunWithAnEvaluationAndACheckpoint) {
   EXPECT_TRUE(fs::exists(o.run_dir + "/checkpoints/step-00000001"));
 }
 
+TEST(Trainer, AResumedRunKeepsTheDraftVocabularyOfItsNewestCheckpoint) {
+  TempDir dir("trainer_carry");
+  TrainOptions o = tiny_options(dir, "run");
+  o.steps = 4;
+  train(o, false);
+  fs::remove_all(o.run_dir + "/checkpoints/step-00000004");  // as if killed before step 4's checkpoint
+  // What `nextn draft-vocab --model <run>` leaves in the newest checkpoint (the copy is by bytes).
+  const std::string ranking = "{\"ranked by\": \"a test\"}\n";
+  io::write_file_atomic(o.run_dir + "/checkpoints/step-00000002/draft_vocab.json", ranking);
+  o.keep_checkpoints = 1;
+  TrainResult result = train(o, true);
+  ASSERT_EQ(result.last_checkpoint, o.run_dir + "/checkpoints/step-00000004");
+  EXPECT_FALSE(fs::exists(o.run_dir + "/checkpoints/step-00000002"));  // keep 1: the source is gone
+  EXPECT_EQ(io::read_file(result.last_checkpoint + "/draft_vocab.json"), ranking);
+  // A run that never had one gets none.
+  TrainOptions fresh = tiny_options(dir, "fresh");
+  fresh.steps = 2;
+  EXPECT_FALSE(fs::exists(train(fresh, false).last_checkpoint + "/draft_vocab.json"));
+}
+
 TEST(Trainer, TooManyNonFiniteStepsStopWithTheLastGoodCheckpointKept) {
   TempDir dir("trainer_diverged");
   TrainOptions o = tiny_options(dir, "run");

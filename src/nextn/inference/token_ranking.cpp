@@ -13,7 +13,7 @@ namespace nextn::inference {
 namespace {
 
 constexpr const char* kFormat = "nextn-token-ranking";
-constexpr int64_t kVersion = 1;
+constexpr int64_t kVersion = 2;
 
 using json = nlohmann::json;
 
@@ -45,6 +45,16 @@ std::vector<int64_t> integer_array(const json& root, const char* key, int64_t si
   return out;
 }
 
+// "sha256:" and 64 lower-case hex digits, as Tokenizer::hash() writes it.
+void check_tokenizer_hash(const std::string& hash, const std::string& what) {
+  const std::string prefix = "sha256:";
+  const bool well_formed = hash.size() == prefix.size() + 64 && hash.compare(0, prefix.size(), prefix) == 0 &&
+                           std::all_of(hash.begin() + prefix.size(), hash.end(),
+                                       [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+  NEXTN_CHECK(well_formed, what, ": 'tokenizer_hash' must be \"sha256:\" and 64 lower-case hex digits, found \"",
+              hash, "\"");
+}
+
 }  // namespace
 
 int64_t TokenRanking::tokens_counted() const { return std::accumulate(counts.begin(), counts.end(), int64_t{0}); }
@@ -55,7 +65,7 @@ std::vector<int64_t> TokenRanking::most_frequent(int64_t k) const {
   return std::vector<int64_t>(ranked_ids.begin(), ranked_ids.begin() + k);
 }
 
-TokenRanking rank_tokens(const std::vector<int64_t>& count_per_id, std::string source) {
+TokenRanking rank_tokens(const std::vector<int64_t>& count_per_id, std::string source, std::string tokenizer_hash) {
   NEXTN_CHECK(!count_per_id.empty(), "ranking tokens: no token ids");
   TokenRanking ranking;
   ranking.ranked_ids.resize(count_per_id.size());
@@ -67,6 +77,8 @@ TokenRanking rank_tokens(const std::vector<int64_t>& count_per_id, std::string s
                    [&](int64_t a, int64_t b) { return count_per_id[a] > count_per_id[b]; });
   for (int64_t id : ranking.ranked_ids) ranking.counts.push_back(count_per_id[id]);
   ranking.source = std::move(source);
+  ranking.tokenizer_hash = std::move(tokenizer_hash);
+  check_tokenizer_hash(ranking.tokenizer_hash, "ranking tokens");
   return ranking;
 }
 
@@ -77,6 +89,7 @@ void save_token_ranking(const std::string& path, const TokenRanking& ranking) {
   root["vocab_size"] = ranking.vocab_size();
   root["tokens_counted"] = ranking.tokens_counted();
   root["source"] = ranking.source;
+  root["tokenizer_hash"] = ranking.tokenizer_hash;
   root["ranked_token_ids"] = ranking.ranked_ids;
   root["counts"] = ranking.counts;
   io::write_file_atomic(path, root.dump() + "\n");
@@ -87,8 +100,8 @@ TokenRanking load_token_ranking(const std::string& path) {
   const json root = io::parse_json_rejecting_duplicate_keys(io::read_file(path), "token ranking '" + path + "'");
   NEXTN_CHECK(root.is_object(), "token ranking '", path, "': expected a JSON object");
   for (auto it = root.begin(); it != root.end(); ++it) {
-    static const char* known[] = {"format", "version", "vocab_size", "tokens_counted", "source", "ranked_token_ids",
-                                  "counts"};
+    static const char* known[] = {"format",         "version",          "vocab_size", "tokens_counted", "source",
+                                  "tokenizer_hash", "ranked_token_ids", "counts"};
     NEXTN_CHECK(std::any_of(std::begin(known), std::end(known), [&](const char* k) { return it.key() == k; }),
                 "token ranking '", path, "': unknown field '", it.key(), "'");
   }
@@ -96,6 +109,8 @@ TokenRanking load_token_ranking(const std::string& path) {
   NEXTN_CHECK(format.is_string() && format.get<std::string>() == kFormat, "token ranking '", path,
               "': 'format' must be \"", kFormat, "\", found ", format.dump());
   const int64_t version = integer_field(root, "version", path);
+  NEXTN_CHECK(version != 1, "token ranking '", path, "': version 1 does not say which tokenizer made it; rank "
+              "again with `nextn draft-vocab`");
   NEXTN_CHECK(version == kVersion, "token ranking '", path, "': version ", version, " is not supported (", kVersion,
               " is)");
   const int64_t vocab_size = integer_field(root, "vocab_size", path);
@@ -103,9 +118,13 @@ TokenRanking load_token_ranking(const std::string& path) {
               vocab_size, " is out of range");
   const json& source = field(root, "source", path);
   NEXTN_CHECK(source.is_string(), "token ranking '", path, "': 'source' must be a string");
+  const json& tokenizer_hash = field(root, "tokenizer_hash", path);
+  NEXTN_CHECK(tokenizer_hash.is_string(), "token ranking '", path, "': 'tokenizer_hash' must be a string");
 
   TokenRanking ranking;
   ranking.source = source.get<std::string>();
+  ranking.tokenizer_hash = tokenizer_hash.get<std::string>();
+  check_tokenizer_hash(ranking.tokenizer_hash, "token ranking '" + path + "'");
   ranking.ranked_ids = integer_array(root, "ranked_token_ids", vocab_size, path);
   ranking.counts = integer_array(root, "counts", vocab_size, path);
   std::vector<bool> seen(static_cast<size_t>(vocab_size), false);
@@ -129,6 +148,15 @@ TokenRanking load_token_ranking(const std::string& path) {
   }
   const int64_t counted = integer_field(root, "tokens_counted", path);
   NEXTN_CHECK(counted == sum, "token ranking '", path, "': tokens_counted is ", counted, " but the counts sum to ", sum);
+  return ranking;
+}
+
+TokenRanking load_token_ranking_for(const std::string& path, int64_t vocab_size, const std::string& tokenizer_hash) {
+  TokenRanking ranking = load_token_ranking(path);
+  NEXTN_CHECK(ranking.vocab_size() == vocab_size, "'", path, "' ranks ", ranking.vocab_size(),
+              " tokens but the model's vocab_size is ", vocab_size, " (rank again with `nextn draft-vocab`)");
+  NEXTN_CHECK(ranking.tokenizer_hash == tokenizer_hash, "'", path, "' ranks the tokens of another tokenizer (",
+              ranking.tokenizer_hash, ", the model's is ", tokenizer_hash, "): rank again with `nextn draft-vocab`");
   return ranking;
 }
 

@@ -8,6 +8,7 @@
 #include <map>
 
 #include "nextn/checkpoint/hf_checkpoint.h"
+#include "nextn/inference/token_ranking.h"
 #include "nextn/io/atomic_file.h"
 #include "nextn/io/safetensors.h"
 #include "nextn/util/error.h"
@@ -51,6 +52,20 @@ void fsync_tree(const fs::path& dir) {
     }
   }
   io::fsync_directory(dir.string());
+}
+
+// Files that describe the run's tokens rather than its weights, added to a checkpoint after it was
+// written (`nextn draft-vocab` writes draft_vocab.json into the newest one): each new checkpoint
+// takes them over from the newest existing one, so that a run trained further (--resume) keeps them.
+void carry_run_files(const std::string& run_dir, const fs::path& new_checkpoint) {
+  auto existing = complete_checkpoints(run_dir);
+  if (existing.empty()) return;
+  for (const char* name : {inference::kTokenRankingFile}) {
+    const fs::path from = existing.back().second / name;
+    if (io::file_exists(from.string())) {
+      io::write_file_atomic((new_checkpoint / name).string(), io::read_file(from.string()));
+    }
+  }
 }
 
 }  // namespace
@@ -114,6 +129,7 @@ std::string save_run_checkpoint(const std::string& run_dir, DeepSeekV3Impl& mode
 
   io::write_file_atomic((temp_dir / "trainer_state.json").string(), to_json(state).dump(2) + "\n");
   if (!tokenizer_json.empty()) io::write_file_atomic((temp_dir / "tokenizer.json").string(), io::read_file(tokenizer_json));
+  carry_run_files(run_dir, temp_dir);
   fsync_tree(temp_dir);
 
   // Commit: the rename makes the checkpoint visible in one step.

@@ -32,7 +32,8 @@ TrainerState trainer_state_from_json(const nlohmann::json& json);
 std::string checkpoints_dir(const std::string& run_dir);
 std::string checkpoint_dir_name(int64_t step);  // "step-00000100"
 
-// Writes the checkpoint of `state.step`; removes all but the newest `keep` afterwards.
+// Writes the checkpoint of `state.step`; removes all but the newest `keep` afterwards. The newest
+// existing checkpoint's draft_vocab.json (a ranking of the run's tokens) is carried into the new one.
 // tokenizer_json: a file copied into the checkpoint so it is self-contained (may be empty).
 std::string save_run_checkpoint(const std::string& run_dir, DeepSeekV3Impl& model, const AdamW& optimizer,
                                 const TrainerState& state, const std::string& tokenizer_json, int64_t keep);
