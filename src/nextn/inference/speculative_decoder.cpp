@@ -182,7 +182,7 @@ std::vector<int64_t> SpeculativeDecoder::step(int64_t max_tokens) {
   }
   last_step_.position = n;
   last_step_.drafts = drafts.tokens;
-  last_step_.draft_logits = count > 0 ? torch::stack(drafts.logits) : torch::Tensor();
+  last_step_.draft_logits = std::move(drafts.logits);
   last_step_.accepted = verdict.accepted;
   last_step_.next_token = verdict.next_token;
   const double step_seconds = seconds_since(started);

@@ -53,7 +53,9 @@ struct SpeculativeOptions {
 struct SpeculativeStep {
   int64_t position = 0;             // n: the pending token's index; drafts are for n+1 .. n+N
   std::vector<int64_t> drafts;      // d_1..d_N
-  torch::Tensor draft_logits;       // [N, K]: depth k's logits at n - 1 over the draft head's K candidates
+  // draft_logits[k - 1]: depth k's logits over the draft head's K candidates (one tensor per
+  // depth, as the drafts left them: stacking them cost a copy of N x K floats every step).
+  std::vector<torch::Tensor> draft_logits;
   int64_t accepted = 0;
   int64_t next_token = -1;          // the target's token after the accepted drafts
 };
