@@ -83,6 +83,22 @@ TEST(CachedForward, Float32DecodingKernelsMatchTheFullForward) {
   }
 }
 
+// What greedy speculative decoding's exactness rests on in float32: a verify's rows (an append of
+// 2-4 tokens) are bit for bit what plain decoding computes one token at a time, so no near tie of
+// two logits can make the verify pick another token than plain decoding would.
+TEST(CachedForward, Float32AppendOfSeveralTokensGivesEachRowWhatDecodingItAloneGives) {
+  for (ModelConfig config : {tiny_config(), testing::parallel_config()}) {
+    DeepSeekV3 model = random_model(config, 32, 0.3, torch::kFloat);
+    for (int trial = 0; trial < 4; ++trial) {
+      auto ids = torch::randint(config.vocab_size, {1, 9}, torch::kLong);
+      auto together = run_in_chunks(model, ids, {5, 4}, AttentionForm::kAuto);
+      auto alone = run_in_chunks(model, ids, {5, 1, 1, 1, 1}, AttentionForm::kAuto);
+      EXPECT_TRUE(torch::equal(together.logits, alone.logits)) << max_abs_diff(together.logits, alone.logits);
+      EXPECT_TRUE(torch::equal(together.hidden, alone.hidden)) << max_abs_diff(together.hidden, alone.hidden);
+    }
+  }
+}
+
 TEST(CachedForward, BatchOfTwoMatchesTheFullForward) {
   ModelConfig config = tiny_config();
   DeepSeekV3 model = random_model(config, 22);
@@ -139,6 +155,46 @@ TEST(CachedForward, EveryMtpDepthMatchesTheTrainingForwardsMtpLogits) {
   for (const auto& split : std::vector<std::vector<int64_t>>{{11}, {3, 1, 1, 2, 1, 4}, {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}}) {
     check_mtp_depths(tiny_config(), split);
     check_mtp_depths(testing::parallel_config(), split);
+  }
+}
+
+// kLastToken (the deepest draft depth's catch-up): the last position's output of a full append,
+// with every position in the cache as a full append leaves it, in double and in float32 (whose few
+// rows take the decoding kernels: a row alone is bit for bit the row among others).
+void check_last_token_output(const ModelConfig& config, torch::ScalarType dtype) {
+  DeepSeekV3 model = random_model(config, 31, 0.3, dtype);
+  torch::NoGradGuard no_grad;
+  const int64_t length = 9;
+  auto ids = torch::randint(config.vocab_size, {1, length + 1}, torch::kLong);
+  KvCache main_cache = KvCache::for_main_model(config, 1, length, options_of(model));
+  const torch::Tensor h0 = run_main_model_cached(*model, ids.narrow(1, 0, length), main_cache).hidden;
+  KvCache every = KvCache::for_mtp_module(config, 1, length, options_of(model));
+  KvCache last = KvCache::for_mtp_module(config, 1, length, options_of(model));
+  int64_t start = 0;
+  for (int64_t size : {5, 1, 2, 1}) {  // a prompt's catch-up, then decoding's 1-2 positions
+    torch::Tensor tokens;
+    if (config.mtp_kind == MtpKind::kSequential) tokens = ids.narrow(1, start + 1, size);
+    auto input = h0.narrow(1, start, size);
+    auto all = run_mtp_module_cached(*model, 1, input, tokens, every);
+    auto one = run_mtp_module_cached(*model, 1, input, tokens, last, AttentionForm::kAuto, CachedOutput::kLastToken);
+    ASSERT_EQ(one.sizes(), torch::IntArrayRef({1, 1, config.hidden_size}));
+    auto expected = all.narrow(1, size - 1, 1);
+    if (dtype == torch::kFloat && size <= 4) {
+      EXPECT_TRUE(torch::equal(one, expected)) << "append of " << size << ": " << max_abs_diff(one, expected);
+    } else {
+      EXPECT_LT(max_abs_diff(one, expected), dtype == torch::kFloat ? 1e-5 : 1e-12) << "append of " << size;
+    }
+    start += size;
+    ASSERT_EQ(last.length(), every.length());
+    EXPECT_TRUE(torch::equal(last.c_kv(0), every.c_kv(0)));
+    EXPECT_TRUE(torch::equal(last.k_pe(0), every.k_pe(0)));
+  }
+}
+
+TEST(CachedForward, LastTokenOutputIsTheFullAppendsLastRowWithTheSameCache) {
+  for (auto dtype : {torch::kDouble, torch::kFloat}) {
+    check_last_token_output(tiny_config(), dtype);
+    check_last_token_output(testing::parallel_config(), dtype);
   }
 }
 

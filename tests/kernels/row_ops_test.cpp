@@ -1,6 +1,6 @@
 // Decoding's per-row kernels against the formulas written out in double: RMSNorm over widths that
 // are and are not multiples of the 16 partial sums, strided and in-place rows; the rotation of
-// interleaved pairs.
+// interleaved pairs; the gates' sigmoid and SwiGLU.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -69,6 +69,29 @@ TEST(RowOps, RotatePairsTurnsEachPairByItsAngle) {
     EXPECT_NEAR(rotated[2 * i + 1], e * std::sin(angle) + o * std::cos(angle), 1e-6);
     // A rotation keeps each pair's length.
     EXPECT_NEAR(std::hypot(rotated[2 * i], rotated[2 * i + 1]), std::hypot(e, o), 1e-6);
+  }
+}
+
+TEST(RowOps, SigmoidAndSwigluMatchTheFormulaAndDoNotDependOnTheLength) {
+  std::mt19937 rng(6);
+  const int64_t n = 37;  // not a multiple of any vector width
+  auto x = random_values(n, rng, 8.0f), up = random_values(n, rng, 2.0f);
+  auto sig = x;
+  sigmoid_in_place(sig.data(), n);
+  std::vector<float> act(n);
+  swiglu(x.data(), up.data(), n, act.data());
+  for (int64_t i = 0; i < n; ++i) {
+    const double s = 1.0 / (1.0 + std::exp(-static_cast<double>(x[i])));
+    EXPECT_NEAR(sig[i], s, 1e-6 * s) << i;
+    EXPECT_NEAR(act[i], x[i] * s * up[i], 2e-6 * std::abs(x[i] * s * up[i]) + 1e-7) << i;
+  }
+  // Each element alone, at the start of a call and at its end, is bit for bit the same value.
+  for (int64_t i = 0; i < n; ++i) {
+    float alone = x[i], act_alone;
+    sigmoid_in_place(&alone, 1);
+    swiglu(&x[i], &up[i], 1, &act_alone);
+    EXPECT_EQ(alone, sig[i]) << i;
+    EXPECT_EQ(act_alone, act[i]) << i;
   }
 }
 

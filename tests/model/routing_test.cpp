@@ -303,6 +303,23 @@ TEST(Dispatch, FewTokensOfDecodingEqualTheNaiveLoopAndTheGroupedPath) {
     }
     kernels::set_few_rows_matmul_threads(saved_threads);
   }
+  // Each token's output is bit for bit what it gets alone, whichever tokens share the call and
+  // whichever experts they bring first (a speculative verify's rows are plain decoding's).
+  {
+    torch::NoGradGuard no_grad;
+    for (int64_t tokens = 2; tokens <= kFewRowsMaxRows; ++tokens) {
+      for (int trial = 0; trial < 8; ++trial) {
+        auto x = torch::randn({tokens, c.hidden_size});
+        Routing r = gate(x);
+        auto together = experts->forward_few_tokens(x, r);
+        for (int64_t t = 0; t < tokens; ++t) {
+          Routing alone{r.scores.narrow(0, t, 1), r.expert_ids.narrow(0, t, 1), r.weights.narrow(0, t, 1)};
+          EXPECT_TRUE(torch::equal(together.narrow(0, t, 1), experts->forward_few_tokens(x.narrow(0, t, 1), alone)))
+              << "token " << t << " of " << tokens << ", trial " << trial;
+        }
+      }
+    }
+  }
   // Types other than float32 take the grouped path at any token count, in their own precision.
   RoutedExperts experts64(c);
   experts64->to(torch::kDouble);

@@ -54,7 +54,8 @@ MainModelStep run_main_model_cached(DeepSeekV3Impl& model, const torch::Tensor& 
 }
 
 torch::Tensor run_mtp_module_cached(DeepSeekV3Impl& model, int64_t module, const torch::Tensor& previous_hidden,
-                                    const torch::Tensor& token_ids, KvCache& cache, AttentionForm form) {
+                                    const torch::Tensor& token_ids, KvCache& cache, AttentionForm form,
+                                    CachedOutput output) {
   torch::NoGradGuard no_grad;
   NEXTN_CHECK(module >= 1 && module <= model.config().mtp_depth(), "MTP module ", module,
               " does not exist (the model has ", model.config().mtp_depth(), ")");
@@ -72,7 +73,7 @@ torch::Tensor run_mtp_module_cached(DeepSeekV3Impl& model, int64_t module, const
   }
   auto angles = rope_angles_for_span(*model.rotary, cache.length(), new_tokens);
   auto h = mtp->forward_cached(previous_hidden, token_embeddings, angles, cache.slot(0),
-                               choose_form(form, cache, new_tokens));
+                               choose_form(form, cache, new_tokens), output);
   cache.advance(new_tokens);
   return h;
 }

@@ -40,11 +40,13 @@ torch::Tensor mtp_logits(DeepSeekV3Impl& model, int64_t module, const torch::Ten
 // Runs MTP module `module` (1-based; its weights, so a reused module runs under another depth's
 // cache) over T new positions i appended after its cache's. Sequential: previous_hidden = h^{k-1}_i
 // and token_ids = t_{i+k}, both for those positions (Eq. 21-22). Parallel: previous_hidden = h^0_i
-// and token_ids undefined. Returns h^k [B, T, hidden]; the module's position i is RoPE position i,
-// as in training.
+// and token_ids undefined. Returns h^k [B, T, hidden] (kLastToken: [B, 1, hidden], the last
+// position's, with all T positions cached); the module's position i is RoPE position i, as in
+// training.
 torch::Tensor run_mtp_module_cached(DeepSeekV3Impl& model, int64_t module, const torch::Tensor& previous_hidden,
                                     const torch::Tensor& token_ids, KvCache& cache,
-                                    AttentionForm form = AttentionForm::kAuto);
+                                    AttentionForm form = AttentionForm::kAuto,
+                                    CachedOutput output = CachedOutput::kEveryToken);
 
 // The logits of MTP module `module` for its hidden states h^k: its own norm, the shared head (Eq. 23).
 torch::Tensor mtp_logits(DeepSeekV3Impl& model, int64_t module, const torch::Tensor& hidden);

@@ -95,9 +95,12 @@ torch::Tensor SpeculativeDecoder::catch_up_and_draft_position(int64_t depth,
     std::vector<int64_t> ids(tokens_with_drafts.begin() + first + depth, tokens_with_drafts.begin() + n + depth);
     token_ids = ids_tensor(ids, main_hidden_.device());
   }
-  auto h = run_mtp_module_cached(*model_, d.module, previous_hidden, token_ids, d.cache);
+  // A depth whose outputs no deeper depth reads (the last one, and every parallel head) needs the
+  // positions before the draft position only in its cache: their feed-forward is skipped.
+  const CachedOutput output = d.hidden_history.defined() ? CachedOutput::kEveryToken : CachedOutput::kLastToken;
+  auto h = run_mtp_module_cached(*model_, d.module, previous_hidden, token_ids, d.cache, AttentionForm::kAuto, output);
   if (d.hidden_history.defined()) d.hidden_history.narrow(1, first, count).copy_(h);
-  return h;
+  return h;  // [1, count, hidden] or, kLastToken, [1, 1, hidden]: the draft position's last either way
 }
 
 SpeculativeDecoder::Drafts SpeculativeDecoder::draft(int64_t count) {

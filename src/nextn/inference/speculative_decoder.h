@@ -94,7 +94,8 @@ class SpeculativeDecoder : public TokenDecoder {
 
   Drafts draft(int64_t count);
   // Makes `depth` cover positions [its length, n) (n = the main cache's length) and returns its
-  // output h^k there: [1, n - length, hidden].
+  // output h^k there: [1, n - length, hidden], or only at n - 1 ([1, 1, hidden]) where no deeper
+  // depth reads this one's outputs.
   torch::Tensor catch_up_and_draft_position(int64_t depth, const std::vector<int64_t>& tokens_with_drafts);
   void roll_back_draft_caches(int64_t verified_length);
   torch::Tensor input_hidden_history(int64_t depth) const;  // h^{k-1} at every position

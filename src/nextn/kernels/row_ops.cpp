@@ -40,4 +40,12 @@ void rotate_pairs(float* x, int64_t dim, const float* cos, const float* sin) {
   }
 }
 
+void sigmoid_in_place(float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = 1.0f / (1.0f + std::exp(-x[i]));
+}
+
+void swiglu(const float* gate, const float* up, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
 }  // namespace nextn::kernels

@@ -20,8 +20,9 @@ torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const RopeAngles
 }
 
 torch::Tensor DecoderLayerImpl::forward_cached(const torch::Tensor& x, const RopeAngles& angles,
-                                               const LatentKvSlot& slot, MlaForm form) {
+                                               const LatentKvSlot& slot, MlaForm form, CachedOutput output) {
   auto h = x + self_attn->forward_cached(input_layernorm(x), angles, slot, form);
+  if (output == CachedOutput::kLastToken) h = h.narrow(1, h.size(1) - 1, 1);
   return add_feed_forward(h, nullptr);
 }
 

@@ -13,6 +13,12 @@
 
 namespace nextn {
 
+// Which new tokens' outputs DecoderLayerImpl::forward_cached returns. Every new token enters the
+// KV cache either way; kLastToken runs the feed-forward (the MoE: most of a block's weights) on the
+// last token only and returns [B, 1, hidden]. For a block whose other outputs nobody reads: the
+// deepest MTP depth while drafting needs its earlier positions only in its cache.
+enum class CachedOutput { kEveryToken, kLastToken };
+
 class DecoderLayerImpl : public torch::nn::Module {
  public:
   // layer_index decides dense vs MoE (MTP modules use num_hidden_layers + k - 1).
@@ -22,7 +28,7 @@ class DecoderLayerImpl : public torch::nn::Module {
   // The same block for new tokens appended after the cached ones (MlaAttentionImpl::forward_cached).
   // Inference only: no MoE statistics.
   torch::Tensor forward_cached(const torch::Tensor& x, const RopeAngles& angles, const LatentKvSlot& slot,
-                               MlaForm form);
+                               MlaForm form, CachedOutput output = CachedOutput::kEveryToken);
 
   bool is_moe() const { return !moe.is_empty(); }
 

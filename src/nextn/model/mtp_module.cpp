@@ -21,8 +21,9 @@ torch::Tensor MtpModuleImpl::forward(const torch::Tensor& previous_hidden, const
 }
 
 torch::Tensor MtpModuleImpl::forward_cached(const torch::Tensor& previous_hidden, const torch::Tensor& token_embeddings,
-                                            const RopeAngles& angles, const LatentKvSlot& slot, MlaForm form) {
-  return block->forward_cached(block_input(previous_hidden, token_embeddings), angles, slot, form);
+                                            const RopeAngles& angles, const LatentKvSlot& slot, MlaForm form,
+                                            CachedOutput output) {
+  return block->forward_cached(block_input(previous_hidden, token_embeddings), angles, slot, form, output);
 }
 
 torch::Tensor MtpModuleImpl::block_input(const torch::Tensor& previous_hidden, const torch::Tensor& token_embeddings) {

@@ -26,9 +26,11 @@ class MtpModuleImpl : public torch::nn::Module {
   // both [B, L, hidden]. Parallel: `token_embeddings` is ignored (pass an undefined tensor).
   torch::Tensor forward(const torch::Tensor& previous_hidden, const torch::Tensor& token_embeddings,
                         const RopeAngles& angles, MoeStats* moe_stats = nullptr);
-  // The same for new positions appended after the module's cached ones (its own KV cache slot).
+  // The same for new positions appended after the module's cached ones (its own KV cache slot);
+  // kLastToken: the last position's output only (DecoderLayerImpl::forward_cached).
   torch::Tensor forward_cached(const torch::Tensor& previous_hidden, const torch::Tensor& token_embeddings,
-                               const RopeAngles& angles, const LatentKvSlot& slot, MlaForm form);
+                               const RopeAngles& angles, const LatentKvSlot& slot, MlaForm form,
+                               CachedOutput output = CachedOutput::kEveryToken);
 
   int64_t depth() const { return depth_; }
   MtpKind kind() const { return kind_; }

@@ -6,6 +6,7 @@
 
 #include "nextn/compat/torch_compat.h"
 #include "nextn/kernels/few_rows_matmul.h"
+#include "nextn/kernels/row_ops.h"
 #include "nextn/kernels/worker_pool.h"
 #include "nextn/model/linear.h"
 #include "nextn/util/error.h"
@@ -140,8 +141,7 @@ void expert_swiglu_rows(int64_t m, const float* gate_up, const float* down, Expe
                            2 * inter);
   for (int64_t r = 0; r < m; ++r) {
     const float* gate = s.pre.data() + r * 2 * inter;
-    const float* up = gate + inter;
-    for (int64_t i = 0; i < inter; ++i) s.act[r * inter + i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+    kernels::swiglu(gate, gate + inter, inter, s.act.data() + r * inter);
   }
   kernels::few_rows_matmul({s.act.data(), m, inter, inter}, {down, hidden, inter, inter}, s.y.data(), hidden);
 }
@@ -253,17 +253,20 @@ torch::Tensor RoutedExpertsImpl::forward_few_tokens(const torch::Tensor& x_flat,
     }
   });
 
-  // Weighted sum into each token in job order, on one thread: the result does not depend on the
-  // thread count or on which thread ran which job.
+  // Each token's weighted sum in its own routing order (j = 0..K-1), on one thread: a token's
+  // output depends neither on the thread count nor on the other tokens of the call (job order
+  // would: it follows the experts' first appearance), so a speculative verify's rows are bit for
+  // bit what plain decoding computes for the same tokens.
+  std::vector<int64_t> output_row(static_cast<size_t>(tokens * k));
+  for (const Job& job : jobs) {
+    for (int64_t r = 0; r < job.rows; ++r) output_row[job.assignments[r]] = job.first_output_row + r;
+  }
   auto out = torch::zeros_like(x);
   float* out_data = out.data_ptr<float>();
-  for (const Job& job : jobs) {
-    for (int64_t r = 0; r < job.rows; ++r) {
-      const int64_t a = job.assignments[r];
-      const float* y = job_outputs.data() + (job.first_output_row + r) * hidden;
-      float* target = out_data + a / k * hidden;
-      for (int64_t c = 0; c < hidden; ++c) target[c] += weight[a] * y[c];
-    }
+  for (int64_t a = 0; a < tokens * k; ++a) {
+    const float* y = job_outputs.data() + output_row[a] * hidden;
+    float* target = out_data + a / k * hidden;
+    for (int64_t c = 0; c < hidden; ++c) target[c] += weight[a] * y[c];
   }
   return out;
 }

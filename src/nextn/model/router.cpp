@@ -5,6 +5,7 @@
 #include <limits>
 #include <vector>
 
+#include "nextn/kernels/row_ops.h"
 #include "nextn/model/linear.h"
 #include "nextn/model/rms_norm.h"
 #include "nextn/util/error.h"
@@ -138,11 +139,12 @@ MoeGateImpl::MoeGateImpl(const ModelConfig& config) : config_(config) {
 Routing MoeGateImpl::forward(const torch::Tensor& x_flat) {
   // Affinities in at least fp32: selection among close scores must not depend on bf16 rounding.
   auto dtype = compute_dtype(x_flat.scalar_type());
-  auto scores = torch::sigmoid(linear_no_bias(x_flat.to(dtype), weight.to(dtype)));
-  if (takes_few_rows_kernels(x_flat, weight, weight.size(1)) && scores.is_contiguous()) {
-    return route_few_tokens(scores, e_score_correction_bias, config_);
+  auto logits = linear_no_bias(x_flat.to(dtype), weight.to(dtype));
+  if (takes_few_rows_kernels(x_flat, weight, weight.size(1)) && logits.is_contiguous()) {
+    kernels::sigmoid_in_place(logits.data_ptr<float>(), logits.numel());  // a fresh tensor: the scores now
+    return route_few_tokens(logits, e_score_correction_bias, config_);
   }
-  return route_tokens(scores, e_score_correction_bias, config_);
+  return route_tokens(torch::sigmoid(logits), e_score_correction_bias, config_);
 }
 
 }  // namespace nextn
