@@ -161,14 +161,21 @@ inline void tile(const MatrixView& x, const WView& w, int64_t o, bool prefetch_n
   constexpr int64_t kWeightsPerCacheLine = kCacheLineBytes / sizeof(WeightOf<WView>);
   V acc[O][R] = {};
   const int64_t n = x.cols;
+  // Row k's weights at column i, and the next tile's row k at the same column: one index (i, or
+  // i + ahead) on eight fixed row pointers, so that the addresses stay in registers.
+  const WeightOf<WView>* rows[O];
+#pragma GCC unroll 8
+  for (int k = 0; k < O; ++k) rows[k] = w.data + (o + k) * w.row_stride;
+  const int64_t ahead = O * w.row_stride;
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes) {
     V wv[O];
 #pragma GCC unroll 8
-    for (int k = 0; k < O; ++k) wv[k] = load_weights<V>(w.data + (o + k) * w.row_stride + i);
+    for (int k = 0; k < O; ++k) wv[k] = load_weights<V>(rows[k] + i);
     if (prefetch_next && i % kWeightsPerCacheLine == 0) {
+      const int64_t next = i + ahead;
 #pragma GCC unroll 8
-      for (int k = 0; k < O; ++k) __builtin_prefetch(w.data + (o + O + k) * w.row_stride + i, 0, 3);
+      for (int k = 0; k < O; ++k) __builtin_prefetch(rows[k] + next, 0, 3);
     }
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
