@@ -61,7 +61,9 @@ void run(Flags f) {
   }
   model->to(device);
   model->eval();
-  f.options.draft_vocabulary = draft_vocabulary_for(dir, f.draft_vocab, model->config().vocab_size, tokenizer_hash);
+  const DraftVocabulary vocabulary = draft_vocabulary_for(dir, f.draft_vocab, model->config().vocab_size, tokenizer_hash);
+  f.options.draft_vocabulary = vocabulary.token_ids;
+  f.options.draft_vocabulary_source = vocabulary.description;
   f.options.bf16_draft_head = inference::parse_draft_head_dtype(f.draft_head) == inference::DraftHeadDtype::kBFloat16;
   if (f.profile) {
     std::cout << "operators per decoding step (outermost ones; the rest of a step is overhead between them)\n";
@@ -84,6 +86,8 @@ void run(Flags f) {
             << "batch 1, prompt " << prompt.size() << " tokens, " << f.options.new_tokens << " new tokens, "
             << (f.options.temperature > 0 ? "temperature " + std::to_string(f.options.temperature) : "greedy")
             << ", median of " << f.options.repeats << " runs per variant\n"
+            << (vocabulary.token_ids.empty() ? "" : "V=" + std::to_string(vocabulary.token_ids.size()) + ": drafts from " +
+                                                        vocabulary.description + "\n")
             << format_decode_bench(results);
 }
 

@@ -131,7 +131,9 @@ void run_generate(GenerateFlags& f) {
     NEXTN_CHECK(m.model->config().mtp_depth() > 0, "--speculative mtp: the model in '", m.dir,
                 "' has no MTP modules (num_nextn_predict_layers = 0)");
     if (options.draft_tokens == 0) options.draft_tokens = 1;
-    options.draft_head.token_ids = draft_vocabulary_for(m.dir, f.draft_vocab, m.model->config().vocab_size, m.tok.hash());
+    const DraftVocabulary vocabulary = draft_vocabulary_for(m.dir, f.draft_vocab, m.model->config().vocab_size, m.tok.hash());
+    if (!vocabulary.token_ids.empty()) std::cerr << "draft vocabulary: " << vocabulary.description << "\n";
+    options.draft_head.token_ids = vocabulary.token_ids;
   } else {
     NEXTN_CHECK(options.draft_tokens == 0 && !f.compare && f.draft_vocab == 0 && f.draft_head == "model",
                 "--draft, --draft-vocab, --draft-head and --compare need --speculative mtp");

@@ -5,7 +5,6 @@
 #pragma once
 
 #include <filesystem>
-#include <iostream>
 #include <string>
 #include <vector>
 
@@ -14,9 +13,15 @@
 
 namespace nextn::cli {
 
+// The token ids a drafter may draft and, for people, where they come from.
+struct DraftVocabulary {
+  std::vector<int64_t> token_ids;  // empty: every token
+  std::string description;         // "the K most frequent tokens of <file> (<what was counted>)" or "token ids [0, K) ..."
+};
+
 // tokenizer_hash: the model's tokenizer (Tokenizer::hash()); a ranking made with another is refused.
-inline std::vector<int64_t> draft_vocabulary_for(const std::string& model_dir, int64_t k, int64_t vocab_size,
-                                                 const std::string& tokenizer_hash) {
+inline DraftVocabulary draft_vocabulary_for(const std::string& model_dir, int64_t k, int64_t vocab_size,
+                                            const std::string& tokenizer_hash) {
   if (k == 0) return {};
   NEXTN_CHECK(k >= 1 && k <= vocab_size, "--draft-vocab ", k, " must be in [1, vocab_size=", vocab_size,
               "] (0: every token)");
@@ -24,16 +29,15 @@ inline std::vector<int64_t> draft_vocabulary_for(const std::string& model_dir, i
       model_dir.empty() ? std::string() : (std::filesystem::path(model_dir) / inference::kTokenRankingFile).string();
   if (!path.empty() && std::filesystem::exists(path)) {
     const inference::TokenRanking ranking = inference::load_token_ranking_for(path, vocab_size, tokenizer_hash);
-    std::cerr << "draft vocabulary: the " << k << " most frequent tokens of " << path << " (" << ranking.source
-              << ")\n";
-    return ranking.most_frequent(k);
+    return {ranking.most_frequent(k), cat("the ", k, " most frequent tokens of ", path, " (", ranking.source, ")")};
   }
-  std::cerr << "draft vocabulary: token ids [0, " << k << ") (no " << inference::kTokenRankingFile
-            << (model_dir.empty() ? "" : " in '" + model_dir + "'")
-            << "; `nextn draft-vocab` ranks tokens by their frequency in a dataset)\n";
-  std::vector<int64_t> ids(static_cast<size_t>(k));
-  for (int64_t i = 0; i < k; ++i) ids[i] = i;
-  return ids;
+  DraftVocabulary vocabulary;
+  vocabulary.description = cat("token ids [0, ", k, ") (no ", inference::kTokenRankingFile,
+                               model_dir.empty() ? "" : " in '" + model_dir + "'",
+                               "; `nextn draft-vocab` ranks tokens by their frequency in a dataset)");
+  vocabulary.token_ids.resize(static_cast<size_t>(k));
+  for (int64_t i = 0; i < k; ++i) vocabulary.token_ids[i] = i;
+  return vocabulary;
 }
 
 }  // namespace nextn::cli

@@ -4,9 +4,12 @@
 // decoding token for token for many prompts and N = 1..3.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <filesystem>
 #include <numeric>
+#include <sstream>
 
 #include "inference_test_support.h"
 #include "nextn/checkpoint/hf_checkpoint.h"
@@ -209,6 +212,26 @@ TEST(TrainedModel, DraftVocabRanksTheDataAndGenerateDraftsFromIt) {
   EXPECT_EQ(testing::run_nextn(generate + " --draft-vocab " + std::to_string(vocab + 1), log.path(), output), 1);
   EXPECT_NE(output.find("--draft-vocab " + std::to_string(vocab + 1) + " must be in [1, vocab_size="),
             std::string::npos) << output;
+  // bench decode names where its V=K drafter's tokens come from, in its header and its JSON.
+  const std::string bench = "bench decode --model " + run + " --new-tokens 8 --repeats 1 --max-draft 1 --draft-vocab 100";
+  ASSERT_EQ(testing::run_nextn(bench, log.path(), output), 0) << output;
+  EXPECT_NE(output.find("V=100: drafts from the 100 most frequent tokens of " + ranking_path), std::string::npos)
+      << output;
+  ASSERT_EQ(testing::run_nextn(bench + " --json", log.path(), output), 0) << output;
+  int with_vocabulary = 0;
+  std::istringstream lines(output);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.empty() || line[0] != '{') continue;
+    const auto record = nlohmann::json::parse(line);
+    EXPECT_TRUE(record.at("same_output_as_plain").get<bool>()) << line;
+    if (record.at("draft_vocab").get<int64_t>() == 100) {
+      ++with_vocabulary;
+      EXPECT_NE(record.at("draft_vocab_source").get<std::string>().find(ranking_path), std::string::npos) << line;
+    } else {
+      EXPECT_EQ(record.at("draft_vocab_source").get<std::string>(), "") << line;
+    }
+  }
+  EXPECT_EQ(with_vocabulary, 1) << output;
   EXPECT_EQ(testing::run_nextn(generate + " --draft-head fp8", log.path(), output), 1);
   EXPECT_NE(output.find("'fp8'"), std::string::npos) << output;
   // A ranking of another tokenizer's ids (same size) would make drafting slow without a word.

@@ -1,10 +1,12 @@
 #include "nextn/bench/decode_bench.h"
-#include "nextn/bench/median.h"
+
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cstdio>
 #include <sstream>
 
+#include "nextn/bench/median.h"
 #include "nextn/inference/generator.h"
 #include "nextn/inference/plain_decoder.h"
 #include "nextn/inference/speculative_decoder.h"
@@ -116,6 +118,7 @@ std::vector<DecodeBenchResult> benchmark_decoding(DeepSeekV3 model, const std::v
     DecodeBenchResult r;
     r.draft_tokens = drafts;
     r.draft_vocab = static_cast<int64_t>(variants[v].head.token_ids.size());
+    if (r.draft_vocab > 0) r.draft_vocab_source = options.draft_vocabulary_source;
     r.draft_head_dtype = inference::to_string(variants[v].head.dtype);
     r.variant = drafts == 0 ? "plain" : "mtp N=" + std::to_string(drafts) + head_label(variants[v].head);
     r.decode_tokens_per_second = median(s.tokens_per_second);
@@ -201,7 +204,8 @@ std::string decode_bench_json(const std::vector<DecodeBenchResult>& results) {
   std::ostringstream out;
   for (const auto& r : results) {
     out << "{\"variant\":\"" << r.variant << "\",\"draft_tokens\":" << r.draft_tokens
-        << ",\"draft_vocab\":" << r.draft_vocab << ",\"draft_head_dtype\":\"" << r.draft_head_dtype << "\""
+        << ",\"draft_vocab\":" << r.draft_vocab << ",\"draft_vocab_source\":" << nlohmann::json(r.draft_vocab_source).dump()
+        << ",\"draft_head_dtype\":\"" << r.draft_head_dtype << "\""
         << ",\"tokens_per_second\":" << fixed(r.decode_tokens_per_second, 3) << ",\"step_ms\":" << fixed(r.step_ms, 4)
         << ",\"draft_ms\":" << fixed(r.draft_ms, 4) << ",\"verify_ms\":" << fixed(r.verify_ms, 4)
         << ",\"prefill_seconds\":" << fixed(r.prefill_seconds, 5)

@@ -27,6 +27,7 @@ struct DecodeBenchOptions {
   // (non-empty: e.g. a corpus's most frequent, inference/token_ranking.h), and/or from a bfloat16
   // copy of the head (with and without the vocabulary).
   std::vector<int64_t> draft_vocabulary;
+  std::string draft_vocabulary_source;  // for people and the JSON: the ranking file, or id order
   bool bf16_draft_head = false;
 
   // The draft heads the variants use: the model's own first, then the cheaper ones asked for.
@@ -37,6 +38,7 @@ struct DecodeBenchResult {
   std::string variant;                      // "plain", "mtp N=1", ...
   int64_t draft_tokens = 0;                 // 0 for plain
   int64_t draft_vocab = 0;                  // tokens drafts may be; 0: the whole vocabulary
+  std::string draft_vocab_source;           // where those tokens come from ("" for the whole vocabulary)
   std::string draft_head_dtype = "model";   // "model" or "bf16" (inference::DraftHeadDtype)
   double decode_tokens_per_second = 0;      // median over repeats, prefill excluded
   double prefill_seconds = 0;               // median
