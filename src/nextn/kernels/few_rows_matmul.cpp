@@ -191,9 +191,8 @@ inline void tile(const MatrixView& x, const WView& w, int64_t o, bool prefetch_n
     sum_lanes_of(row_acc, sums);
     const float* x_row = x.data + r * x.row_stride;
     for (int k = 0; k < O; ++k) {
-      const auto* w_row = w.data + (o + k) * w.row_stride;
       float s = sums[k];
-      for (int64_t j = i; j < n; ++j) s += weight_value(w_row[j]) * x_row[j];
+      for (int64_t j = i; j < n; ++j) s += weight_value(rows[k][j]) * x_row[j];
       out[r * out_stride + o + k] = s;
     }
   }
