@@ -12,6 +12,7 @@ PACKAGES=(
   libcli11-dev                # the nextn command line
   libgtest-dev                # tests
   libpcre2-dev                # DeepSeek-V3 pre-tokenizer regexes
+  libgloo-dev                 # headers of the Gloo library behind libtorch's c10d (distributed training)
   python3-torch               # the plain-PyTorch reference model (bench/reference)
 )
 

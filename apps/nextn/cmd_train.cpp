@@ -2,11 +2,16 @@
 #include <filesystem>
 #include <functional>
 #include <iostream>
+#include <csignal>
+#include <sstream>
+#include <thread>
 
 #include "command_registry.h"
 #include "nextn/device/device.h"
 #include "nextn/checkpoint/hf_checkpoint.h"
 #include "nextn/data/token_dataset.h"
+#include "nextn/distributed/cluster.h"
+#include "nextn/distributed/local_launcher.h"
 #include "nextn/io/atomic_file.h"
 #include "nextn/training/evaluator.h"
 #include "nextn/training/run_checkpoint.h"
@@ -24,6 +29,9 @@ struct TrainFlags {
   TrainOptions options;
   bool resume = false;
   int threads = 0;
+  dist::LocalLaunch launch;
+  int expert_parallel = 1;
+  double dist_timeout_seconds = 300;
   std::string lr_shape = "cosine", balance = "aux-free";
   bool no_mtp = false;
   std::vector<std::pair<CLI::Option*, std::function<nlohmann::json(const nlohmann::json&)>>> checked;
@@ -34,6 +42,49 @@ struct TrainFlags {
     checked.push_back({cmd->add_option(flag, value, help), std::move(from_run_json)});
   }
 };
+
+// This process's command line, for the ranks a launcher starts.
+std::vector<std::string> own_command_line() {
+  std::istringstream in(io::read_file("/proc/self/cmdline"));
+  std::vector<std::string> argv;
+  for (std::string arg; std::getline(in, arg, '\0');) argv.push_back(arg);
+  return argv;
+}
+
+void add_distributed_options(CLI::App* cmd, TrainFlags& f) {
+  cmd->add_option("--nproc-per-node", f.launch.nproc_per_node,
+                  "start this many ranks on this machine (a launcher like torchrun)")->check(CLI::PositiveNumber);
+  cmd->add_option("--nnodes", f.launch.nnodes, "machines in the job (with --nproc-per-node)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--node-rank", f.launch.node_rank, "this machine's number in the job, from 0")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--master-addr", f.launch.master_addr, "address of the machine of rank 0 (with --nnodes > 1)");
+  cmd->add_option("--master-port", f.launch.master_port, "rendezvous port (default: a free one, on one machine)")
+      ->check(CLI::Range(1, 65535));
+  cmd->add_option("--expert-parallel", f.expert_parallel,
+                  "ranks that split each MoE layer's routed experts (E divides the world size)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--dist-timeout", f.dist_timeout_seconds,
+                  "seconds a collective or the rendezvous may wait before the run fails")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--bucket-mb", f.options.bucket_mb, "size of a gradient all-reduce bucket, MiB")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option_function<std::string>(
+      "--inject-fault",
+      [&f](const std::string& spec) {
+        // RANK:STEP:SIGNAL, e.g. 1:7:KILL
+        std::istringstream in(spec);
+        std::string rank, step, signal;
+        NEXTN_CHECK(std::getline(in, rank, ':') && std::getline(in, step, ':') && std::getline(in, signal),
+                    "--inject-fault takes RANK:STEP:SIGNAL (e.g. 1:7:KILL), got '", spec, "'");
+        NEXTN_CHECK(signal == "KILL" || signal == "STOP", "--inject-fault: signal must be KILL or STOP, got '",
+                    signal, "'");
+        f.options.fault_rank = std::stoi(rank);
+        f.options.fault_step = std::stoll(step);
+        f.options.fault_signal = signal == "KILL" ? SIGKILL : SIGSTOP;
+      },
+      "testing: RANK:STEP:SIGNAL, that rank sends itself SIGKILL or SIGSTOP before that step (first attempt only)");
+}
 
 std::function<nlohmann::json(const nlohmann::json&)> key(const std::string& k) {
   return [k](const nlohmann::json& j) { return j.at(k); };
@@ -88,6 +139,9 @@ void setup_train(CLI::App& app) {
   f->add(cmd, "--aux-alpha", o.aux_alpha, "aux-loss baseline: batch-level balance loss alpha", key("aux_alpha"));
   f->add(cmd, "--seed", o.seed, "seed of weights and data order", key("seed"));
   f->add(cmd, "--log-every", o.log_every, "steps between console lines", key("log_every"));
+  f->add(cmd, "--log-experts-every", o.log_experts_every,
+         "steps between records of each MoE layer's expert load and bias in metrics.jsonl (0: never)",
+         key("log_experts_every"));
   f->add(cmd, "--eval-every", o.eval_every, "steps between evaluations (0: at the end only)", key("eval_every"));
   f->add(cmd, "--eval-batches", o.eval_batches, "validation batches per evaluation", key("eval_batches"));
   f->add(cmd, "--checkpoint-every", o.checkpoint_every, "steps between checkpoints (0: at the end only)",
@@ -98,13 +152,34 @@ void setup_train(CLI::App& app) {
   f->add(cmd, "--inject-nan-step", o.inject_nan_step, "testing: make this step's loss NaN", key("inject_nan_step"));
   add_threads_option(*cmd, f->threads);
   cmd->add_option("--device", f->options.device, "cpu (fp32) or cuda[:N] (bf16 autocast); a run may resume on another");
+  add_distributed_options(cmd, *f);
 
   cmd->callback([f] {
-    apply_threads(f->threads);
+    const dist::LaunchEnv env = dist::detect_launch_env();
+    const bool launcher = (f->launch.nproc_per_node > 1 || f->launch.nnodes > 1) && !env.distributed();
+    if (launcher) {
+      const int status = dist::launch_local_ranks(f->launch, own_command_line());
+      std::cout.flush();
+      std::exit(status);
+    }
+    if (env.distributed() && f->launch.nproc_per_node > 1) {
+      NEXTN_CHECK(env.local_world_size == f->launch.nproc_per_node, "--nproc-per-node ", f->launch.nproc_per_node,
+                  " but the launcher (", env.launcher, ") started ", env.local_world_size, " ranks on this machine");
+    }
+    // Ranks sharing a machine share its cores (torchrun likewise sets OMP_NUM_THREADS=1).
+    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    apply_threads(f->threads == 0 && env.distributed() ? std::max(1, cores / env.local_world_size) : f->threads);
     TrainOptions options = f->options;
     options.lr_shape = lr_shape_from_string(f->lr_shape);
     options.balance = balance_mode_from_string(f->balance);
     options.mtp = !f->no_mtp;
+    // torchrun restarts a failed job with the same command line: continue from the newest checkpoint.
+    if (env.restart_count > 0 && !f->resume && latest_run_checkpoint(options.run_dir).has_value()) {
+      if (env.rank == 0) {
+        std::cout << "restart " << env.restart_count << " of the job: resuming " << options.run_dir << "\n";
+      }
+      f->resume = true;
+    }
     if (f->resume) {
       const std::string run_json = (fs::path(options.run_dir) / "run.json").string();
       NEXTN_CHECK(io::file_exists(run_json), "--resume: '", run_json, "' does not exist");
@@ -125,10 +200,21 @@ void setup_train(CLI::App& app) {
       if (!options.data_dir.empty()) resumed.data_dir = options.data_dir;
       if (!options.config_path.empty()) resumed.config_path = options.config_path;
       resumed.device = options.device;
+      resumed.bucket_mb = options.bucket_mb;
+      resumed.fault_step = options.fault_step;
+      resumed.fault_rank = options.fault_rank;
+      resumed.fault_signal = options.fault_signal;
       options = resumed;
     }
-    TrainResult result = train(options, f->resume);
-    std::cout << "done: " << result.steps_done << " steps; last checkpoint " << result.last_checkpoint << "\n";
+    dist::ClusterOptions cluster_options;
+    cluster_options.expert_parallel = f->expert_parallel;
+    cluster_options.timeout = std::chrono::milliseconds(static_cast<int64_t>(f->dist_timeout_seconds * 1000));
+    cluster_options.device = resolve_device(options.device);
+    dist::Cluster cluster(env, cluster_options);
+    TrainResult result = train(options, f->resume, &cluster);
+    if (cluster.is_main()) {
+      std::cout << "done: " << result.steps_done << " steps; last checkpoint " << result.last_checkpoint << "\n";
+    }
   });
 }
 

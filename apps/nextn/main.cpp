@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "command_registry.h"
+#include "nextn/distributed/launch_env.h"
 #include "nextn/util/error.h"
 #include "nextn/util/runtime_info.h"
 
@@ -35,6 +36,20 @@ void apply_threads(int threads) { set_cpu_threads(threads, 1); }
 
 }  // namespace nextn::cli
 
+namespace {
+
+// "rank 1: " in a distributed job (each rank prints its own errors), else "".
+std::string rank_prefix() {
+  try {
+    nextn::dist::LaunchEnv env = nextn::dist::detect_launch_env();
+    return env.distributed() ? "rank " + std::to_string(env.rank) + ": " : "";
+  } catch (const std::exception&) {
+    return "";
+  }
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   CLI::App app{"nextn: DeepSeek-V3-style MoE language models with multi-token prediction"};
   app.set_version_flag("--version", std::string("nextn ") + NEXTN_VERSION);
@@ -48,13 +63,13 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const nextn::Error& e) {
-    std::cerr << "nextn: error: " << e.what() << "\n";
+    std::cerr << "nextn: error: " << rank_prefix() << e.what() << "\n";
     return 1;
   } catch (const c10::Error& e) {
-    std::cerr << "nextn: error (libtorch): " << e.what_without_backtrace() << "\n";
+    std::cerr << "nextn: error (libtorch): " << rank_prefix() << e.what_without_backtrace() << "\n";
     return 1;
   } catch (const std::exception& e) {
-    std::cerr << "nextn: error: " << e.what() << "\n";
+    std::cerr << "nextn: error: " << rank_prefix() << e.what() << "\n";
     return 1;
   }
   return 0;

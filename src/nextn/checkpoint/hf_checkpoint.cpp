@@ -37,7 +37,7 @@ void save_model(DeepSeekV3Impl& model, const std::string& dir, const SaveModelOp
 
   std::vector<io::NamedTensor> tensors;
   torch::NoGradGuard no_grad;
-  for (const HfTensor& t : hf_tensor_map(model)) {
+  for (const HfTensor& t : hf_tensor_map(model, options.full_experts)) {
     if (options.drop_mtp && t.name.rfind("model.layers.", 0) == 0) {
       int64_t layer = std::stoll(t.name.substr(13, t.name.find('.', 13) - 13));
       if (layer >= main_layers) continue;
@@ -51,6 +51,9 @@ void save_model(DeepSeekV3Impl& model, const std::string& dir, const SaveModelOp
 }
 
 void load_weights(DeepSeekV3Impl& model, const std::string& dir) {
+  for (auto& moe : model.moe_layers()) {
+    NEXTN_CHECK(!moe->experts->is_sharded(), "load_weights: the model's experts are sharded; load before sharding");
+  }
   io::CheckpointShards shards(dir);
   std::vector<HfTensor> expected = hf_tensor_map(model);
 

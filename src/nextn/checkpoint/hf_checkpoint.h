@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "nextn/checkpoint/hf_tensor_map.h"
 #include "nextn/model/deepseek_v3.h"
 
 namespace nextn {
@@ -18,6 +19,9 @@ struct SaveModelOptions {
   std::optional<torch::ScalarType> dtype;
   uint64_t max_shard_bytes = 5ull << 30;  // HF's default shard size
   bool drop_mtp = false;                  // write the main model alone (num_nextn_predict_layers = 0)
+  // An expert-parallel run's model holds a slice of each MoE layer's experts: the whole stacks,
+  // gathered from the other ranks, are written instead (distributed/distributed_checkpoint.h).
+  FullExperts full_experts;
 };
 
 // Writes dir/config.json and the weights; creates dir if needed. Each file is written atomically.
@@ -25,7 +29,8 @@ void save_model(DeepSeekV3Impl& model, const std::string& dir, const SaveModelOp
 
 // Loads weights from dir into an existing model with the same config. Every tensor the model
 // needs must be present with the right shape, and no other tensor may be there: errors name the
-// tensor. Tensors are converted to the model's dtype (the expert bias stays fp32).
+// tensor. Tensors are converted to the model's dtype (the expert bias stays fp32). The model's
+// experts must not be sharded yet (load, then shard).
 void load_weights(DeepSeekV3Impl& model, const std::string& dir);
 
 // config.json + weights -> a model on `device`.

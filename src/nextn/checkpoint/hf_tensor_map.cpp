@@ -7,7 +7,8 @@ namespace {
 
 class TensorMapBuilder {
  public:
-  explicit TensorMapBuilder(std::vector<HfTensor>& out) : out_(out) {}
+  TensorMapBuilder(std::vector<HfTensor>& out, const FullExperts& full_experts)
+      : out_(out), full_experts_(full_experts) {}
 
   void add(const std::string& name, const torch::Tensor& tensor, bool shared_copy = false, bool keep_fp32 = false) {
     out_.push_back({name, tensor, shared_copy, keep_fp32});
@@ -40,11 +41,16 @@ class TensorMapBuilder {
     add(prefix + "gate.weight", moe->gate->weight);
     add(prefix + "gate.e_score_correction_bias", moe->gate->e_score_correction_bias, false, /*keep_fp32=*/true);
     const int64_t inter = moe->experts->intermediate_size();
-    for (int64_t j = 0; j < moe->experts->num_experts(); ++j) {
-      const std::string expert = prefix + "experts." + std::to_string(j) + ".";
-      add(expert + "gate_proj.weight", moe->experts->gate_up_proj[j].narrow(0, 0, inter));
-      add(expert + "up_proj.weight", moe->experts->gate_up_proj[j].narrow(0, inter, inter));
-      add(expert + "down_proj.weight", moe->experts->down_proj[j]);
+    auto full = full_experts_.find(moe->experts.get());
+    const bool gathered = full != full_experts_.end();
+    const torch::Tensor& gate_up = gathered ? full->second.gate_up_proj : moe->experts->gate_up_proj;
+    const torch::Tensor& down = gathered ? full->second.down_proj : moe->experts->down_proj;
+    const int64_t first = gathered ? 0 : moe->experts->first_expert();
+    for (int64_t j = 0; j < gate_up.size(0); ++j) {
+      const std::string expert = prefix + "experts." + std::to_string(first + j) + ".";
+      add(expert + "gate_proj.weight", gate_up[j].narrow(0, 0, inter));
+      add(expert + "up_proj.weight", gate_up[j].narrow(0, inter, inter));
+      add(expert + "down_proj.weight", down[j]);
     }
     if (moe->shared_experts) add_dense_mlp(prefix + "shared_experts.", moe->shared_experts);
   }
@@ -62,14 +68,15 @@ class TensorMapBuilder {
 
  private:
   std::vector<HfTensor>& out_;
+  const FullExperts& full_experts_;
 };
 
 }  // namespace
 
-std::vector<HfTensor> hf_tensor_map(DeepSeekV3Impl& model) {
+std::vector<HfTensor> hf_tensor_map(DeepSeekV3Impl& model, const FullExperts& full_experts) {
   const ModelConfig& c = model.config();
   std::vector<HfTensor> map;
-  TensorMapBuilder b(map);
+  TensorMapBuilder b(map, full_experts);
   b.add("model.embed_tokens.weight", model.embed_tokens->weight);
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     DecoderLayer layer = model.layer(i);

@@ -9,6 +9,7 @@
 
 #include <torch/torch.h>
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,16 @@ struct HfTensor {
   bool keep_fp32 = false;
 };
 
-std::vector<HfTensor> hf_tensor_map(DeepSeekV3Impl& model);
+// Every routed expert of a layer, stacked: what a checkpoint of an expert-parallel run gathers from
+// the ranks that hold the layer's slices.
+struct ExpertStacks {
+  torch::Tensor gate_up_proj;  // [E, 2I, hidden]
+  torch::Tensor down_proj;     // [E, hidden, I]
+};
+using FullExperts = std::map<const RoutedExpertsImpl*, ExpertStacks>;
+
+// A layer whose experts are sharded lists the experts it holds, under their global numbers;
+// `full_experts` replaces a layer's stacks by the gathered ones (a checkpoint's complete list).
+std::vector<HfTensor> hf_tensor_map(DeepSeekV3Impl& model, const FullExperts& full_experts = {});
 
 }  // namespace nextn

@@ -72,9 +72,14 @@ std::pair<std::size_t, int64_t> WindowLoader::window_start(uint64_t k) const {
   return {shard_of_range_[range], global - range_begin};
 }
 
-Batch WindowLoader::next() {
+Batch WindowLoader::next() { return next_slice(0, batch_size_); }
+
+Batch WindowLoader::next_slice(int64_t first_row, int64_t rows) {
+  NEXTN_CHECK(first_row >= 0 && rows > 0 && first_row + rows <= batch_size_, "rows [", first_row, ", ",
+              first_row + rows, ") are outside a batch of ", batch_size_);
   std::vector<std::pair<std::size_t, int64_t>> starts;
-  for (int64_t row = 0; row < batch_size_; ++row) starts.push_back(window_start(windows_drawn_++));
+  for (int64_t row = first_row; row < first_row + rows; ++row) starts.push_back(window_start(windows_drawn_ + row));
+  windows_drawn_ += uint64_t(batch_size_);
   return make_batch(dataset_, split_, starts, window_);
 }
 

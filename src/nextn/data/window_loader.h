@@ -21,6 +21,11 @@ class WindowLoader {
   WindowLoader(TokenDataset dataset, Split split, int64_t batch_size, int64_t window, uint64_t seed);
 
   Batch next();
+  // Rows [first_row, first_row + rows) of the next batch; the loader moves past the whole batch.
+  // Data-parallel rank r of W, with a loader of batch W x b, takes next_slice(r * b, b): the ranks
+  // read disjoint parts of one global batch, the same windows one process with batch W x b
+  // reads, and every rank's loader state stays the same.
+  Batch next_slice(int64_t first_row, int64_t rows);
 
   // {"format", "split", "window", "seed", "windows_drawn", "dataset"}. restore() checks that the
   // state belongs to this split, window, seed and dataset content, and errors otherwise.

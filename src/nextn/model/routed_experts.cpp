@@ -171,9 +171,24 @@ RoutedExpertsImpl::RoutedExpertsImpl(const ModelConfig& config) {
   const int64_t e = config.n_routed_experts, h = config.hidden_size, inter = config.moe_intermediate_size;
   gate_up_proj = register_parameter("gate_up_proj", torch::empty({e, 2 * inter, h}));
   down_proj = register_parameter("down_proj", torch::empty({e, h, inter}));
+  num_experts_ = e;
+}
+
+void RoutedExpertsImpl::shard(int64_t first, int64_t count, std::shared_ptr<ExpertExchange> exchange) {
+  NEXTN_CHECK(!is_sharded() && num_local_experts() == num_experts_, "routed experts are already sharded");
+  NEXTN_CHECK(first >= 0 && count > 0 && first + count <= num_experts_, "expert shard [", first, ", ", first + count,
+              ") is outside the layer's ", num_experts_, " experts");
+  NEXTN_CHECK(exchange != nullptr, "a sharded expert layer needs an exchange");
+  torch::NoGradGuard no_grad;
+  // set_data keeps the parameter objects (the module's registry and any holder see the slice).
+  gate_up_proj.set_data(gate_up_proj.narrow(0, first, count).clone());
+  down_proj.set_data(down_proj.narrow(0, first, count).clone());
+  first_expert_ = first;
+  exchange_ = std::move(exchange);
 }
 
 torch::Tensor RoutedExpertsImpl::forward(const torch::Tensor& x_flat, const Routing& routing) {
+  if (exchange_) return exchange_->run(*this, x_flat, routing);
   if (x_flat.size(0) <= kFewRowsMaxRows && few_token_kernel_applies(x_flat)) {
     return forward_few_tokens(x_flat, routing);
   }
@@ -181,7 +196,7 @@ torch::Tensor RoutedExpertsImpl::forward(const torch::Tensor& x_flat, const Rout
   torch::Tensor x_sorted;
   {
     ScopedPhase phase("moe.dispatch");
-    d = dispatch_by_expert(routing.expert_ids, num_experts());
+    d = dispatch_by_expert(routing.expert_ids, num_local_experts());
     x_sorted = x_flat.index_select(0, d.token_index);
   }
   torch::Tensor y_sorted;

@@ -15,6 +15,20 @@
 
 namespace nextn {
 
+class RoutedExpertsImpl;
+
+// Expert parallelism: how tokens reach experts that other ranks hold. A RoutedExperts split over
+// the ranks of an expert-parallel group holds experts [first_expert, first_expert + local) of
+// the layer's total and hands every forward to its exchange, which all ranks of the group call
+// together (distributed/expert_parallel.h: all-to-all over c10d). The model itself stays free of
+// any communication library.
+class ExpertExchange {
+ public:
+  virtual ~ExpertExchange() = default;
+  // sum_k weight[n, k] * expert_{ids[n, k]}(x_flat[n]) for this rank's tokens, [N, hidden].
+  virtual torch::Tensor run(RoutedExpertsImpl& experts, const torch::Tensor& x_flat, const Routing& routing) = 0;
+};
+
 // (token, expert) assignments grouped by expert.
 struct ExpertDispatch {
   torch::Tensor token_index;            // int64 [N*K]: token of each sorted assignment
@@ -41,11 +55,23 @@ class RoutedExpertsImpl : public torch::nn::Module {
   torch::Tensor forward_few_tokens(const torch::Tensor& x_flat, const Routing& routing);
   bool few_token_kernel_applies(const torch::Tensor& x_flat) const;
 
-  int64_t num_experts() const { return gate_up_proj.size(0); }
+  // Keeps experts [first, first + count) only (the parameters shrink in place, so references to
+  // them stay valid) and sends every later forward through `exchange`.
+  void shard(int64_t first, int64_t count, std::shared_ptr<ExpertExchange> exchange);
+  bool is_sharded() const { return exchange_ != nullptr; }
+
+  int64_t num_experts() const { return num_experts_; }  // in the layer, on every rank
+  int64_t num_local_experts() const { return gate_up_proj.size(0); }
+  int64_t first_expert() const { return first_expert_; }
   int64_t intermediate_size() const { return down_proj.size(2); }
 
-  torch::Tensor gate_up_proj;  // [E, 2I, hidden]
-  torch::Tensor down_proj;     // [E, hidden, I]
+  torch::Tensor gate_up_proj;  // [local experts, 2I, hidden]
+  torch::Tensor down_proj;     // [local experts, hidden, I]
+
+ private:
+  int64_t num_experts_ = 0;
+  int64_t first_expert_ = 0;
+  std::shared_ptr<ExpertExchange> exchange_;
 };
 TORCH_MODULE(RoutedExperts);
 

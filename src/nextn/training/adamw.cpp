@@ -85,18 +85,34 @@ std::map<std::string, bool> default_weight_decay(const std::vector<std::pair<std
   return decay;
 }
 
-double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm) {
-  torch::NoGradGuard no_grad;
+namespace {
+
+// Sum of squared gradient norms, accumulated in double on the gradients' device (one sync).
+double squared_grad_norm(const std::vector<torch::Tensor>& params) {
   std::vector<torch::Tensor> norms;
   for (const auto& p : params) {
     if (p.grad().defined()) norms.push_back(p.grad().to(torch::kDouble).norm());
   }
   if (norms.empty()) return 0.0;
-  double norm = torch::stack(norms).norm().item<double>();  // one device sync, not one per tensor
+  return torch::stack(norms).pow(2).sum().item<double>();
+}
+
+}  // namespace
+
+double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm) {
+  return clip_grad_norm(params, {}, max_norm, [](double local) { return local; });
+}
+
+double clip_grad_norm(const std::vector<torch::Tensor>& replicated, const std::vector<torch::Tensor>& sharded,
+                      double max_norm, const std::function<double(double)>& sum_over_ranks) {
+  torch::NoGradGuard no_grad;
+  const double norm = std::sqrt(squared_grad_norm(replicated) + sum_over_ranks(squared_grad_norm(sharded)));
   if (max_norm > 0.0 && std::isfinite(norm) && norm > max_norm) {
     double scale = max_norm / (norm + 1e-6);
-    for (const auto& p : params) {
-      if (p.grad().defined()) p.grad().mul_(scale);
+    for (const auto* list : {&replicated, &sharded}) {
+      for (const auto& p : *list) {
+        if (p.grad().defined()) p.grad().mul_(scale);
+      }
     }
   }
   return norm;

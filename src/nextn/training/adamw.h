@@ -7,6 +7,7 @@
 
 #include <torch/torch.h>
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -57,5 +58,11 @@ std::map<std::string, bool> default_weight_decay(const std::vector<std::pair<std
 // Global L2 norm of all gradients; scales them to max_norm when above it (max_norm <= 0: no
 // clipping). Returns the norm before clipping (NaN/Inf propagate, for the caller to detect).
 double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm);
+
+// The same when some gradients are split over ranks (expert parallelism): the squared norm of
+// `sharded` is summed over the ranks by `sum_over_ranks` before the global norm is taken, so
+// every rank clips by the same factor.
+double clip_grad_norm(const std::vector<torch::Tensor>& replicated, const std::vector<torch::Tensor>& sharded,
+                      double max_norm, const std::function<double(double)>& sum_over_ranks);
 
 }  // namespace nextn

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "nextn/data/token_dataset.h"
+#include "nextn/distributed/cluster.h"
 #include "nextn/model/deepseek_v3.h"
 #include "nextn/training/metrics_log.h"
 
@@ -18,6 +19,12 @@ struct EvalOptions {
 
 // Losses are mean negative log-likelihoods per counted position (depth k counts the positions
 // whose target t_{i+k+1} lies in the same document), so depths are comparable with each other.
-EvalMetrics evaluate(DeepSeekV3Impl& model, const data::TokenDataset& dataset, const EvalOptions& options);
+// With a distributed cluster every rank must call it: the ranks split each batch of
+// batch_size x world windows (the windows one process with that batch size would read), and the
+// sums are added over the world, so every rank returns the same figures. With sharded experts a
+// rank whose share of the last batch is empty still runs a row (discarded) to take part in the
+// all-to-alls.
+EvalMetrics evaluate(DeepSeekV3Impl& model, const data::TokenDataset& dataset, const EvalOptions& options,
+                     dist::Cluster* cluster = nullptr);
 
 }  // namespace nextn

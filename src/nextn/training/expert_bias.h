@@ -19,6 +19,8 @@ class ExpertLoadAccumulator {
   void add(const std::vector<MoeStats>& stats);  // one entry per MoE layer, in model order
   void reset() { counts_.clear(); }
   const std::vector<torch::Tensor>& counts() const { return counts_; }  // int64 [E] per layer
+  // Replaces the counts (a distributed run's, summed over the ranks); one tensor per layer.
+  void set_counts(std::vector<torch::Tensor> counts) { counts_ = std::move(counts); }
 
  private:
   std::vector<torch::Tensor> counts_;

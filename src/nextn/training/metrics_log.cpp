@@ -49,6 +49,11 @@ std::string format_step_line(const StepMetrics& m) {
   std::snprintf(buffer, sizeof buffer, " | lr %.2e | gnorm %.3f | maxvio %.3f | %.0f tok/s | ETA %s", m.lr,
                 m.grad_norm, m.max_vio_batch, m.tokens_per_second, format_duration(m.eta_seconds).c_str());
   line << buffer;
+  if (m.ranks > 1) {
+    std::snprintf(buffer, sizeof buffer, " | %d ranks, comm %.0f%%", m.ranks,
+                  100.0 * m.comm_seconds / std::max(m.step_seconds, 1e-9));
+    line << buffer;
+  }
   if (m.skipped) line << " | SKIPPED (non-finite loss or gradient)";
   if (m.skipped_steps > 0) line << " | skipped " << m.skipped_steps;
   return line.str();
@@ -74,7 +79,7 @@ std::string format_eval_line(const EvalMetrics& m) {
 }
 
 nlohmann::json to_json(const StepMetrics& m) {
-  return {{"type", "train"},          {"step", m.step},
+  nlohmann::json j = {{"type", "train"},          {"step", m.step},
           {"total_steps", m.total_steps}, {"loss", m.loss},
           {"main_loss", m.main_loss},   {"main_accuracy", m.main_accuracy},
           {"mtp_loss", m.mtp_loss},     {"mtp_accuracy", m.mtp_accuracy},
@@ -84,6 +89,15 @@ nlohmann::json to_json(const StepMetrics& m) {
           {"max_vio_layers", m.max_vio_layers}, {"tokens_per_second", m.tokens_per_second},
           {"tokens_seen", m.tokens_seen}, {"skipped", m.skipped},
           {"skipped_steps", m.skipped_steps}, {"elapsed_seconds", m.elapsed_seconds}};
+  if (m.ranks > 1) {
+    j["ranks"] = m.ranks;
+    j["step_seconds"] = m.step_seconds;
+    j["comm_seconds"] = m.comm_seconds;
+    j["compute_seconds"] = std::max(0.0, m.step_seconds - m.comm_seconds);
+    j["collectives"] = m.collectives;
+    j["all_to_all_bytes_per_token"] = m.all_to_all_bytes_per_token;
+  }
+  return j;
 }
 
 nlohmann::json to_json(const EvalMetrics& m) {

@@ -25,6 +25,13 @@ struct StepMetrics {
   int64_t skipped_steps = 0;
   bool skipped = false;                   // this step was skipped (non-finite loss or gradient)
   double elapsed_seconds = 0, eta_seconds = 0;
+  // Distributed runs (ranks > 1): the step's wall time split into time this rank waited for
+  // collectives and the rest, and per collective kind {"calls", "bytes", "seconds"} summed over
+  // the process groups (bytes: the payload this rank contributed; all-to-all: rows to other ranks).
+  int ranks = 1;
+  double step_seconds = 0, comm_seconds = 0;
+  nlohmann::json collectives = nlohmann::json::object();
+  double all_to_all_bytes_per_token = 0;  // expert dispatch + combine, over the network
 };
 
 struct EvalMetrics {

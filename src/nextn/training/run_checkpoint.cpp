@@ -78,7 +78,8 @@ nlohmann::json to_json(const TrainerState& s) {
           {"consecutive_bad_steps", s.consecutive_bad_steps},
           {"elapsed_seconds", s.elapsed_seconds},
           {"loader_state", s.loader_state},
-          {"dataset_id", s.dataset_id}};
+          {"dataset_id", s.dataset_id},
+          {"global_batch", s.global_batch}};
 }
 
 TrainerState trainer_state_from_json(const nlohmann::json& j) {
@@ -92,9 +93,11 @@ TrainerState trainer_state_from_json(const nlohmann::json& j) {
     s.elapsed_seconds = j.at("elapsed_seconds").get<double>();
     s.loader_state = j.at("loader_state");
     s.dataset_id = j.at("dataset_id").get<std::string>();
+    s.global_batch = j.value("global_batch", int64_t{0});
   } catch (const nlohmann::json::exception& e) {
     fail("trainer_state.json is incomplete or mistyped: ", e.what());
   }
+  NEXTN_CHECK(s.global_batch >= 0, "trainer_state.json: global_batch ", s.global_batch, " is negative");
   NEXTN_CHECK(s.step >= 0 && s.step <= s.total_steps, "trainer_state.json: step ", s.step, " outside [0, total_steps=",
               s.total_steps, "]");
   return s;
@@ -108,38 +111,68 @@ std::string checkpoint_dir_name(int64_t step) {
   return buffer;
 }
 
-std::string save_run_checkpoint(const std::string& run_dir, DeepSeekV3Impl& model, const AdamW& optimizer,
-                                const TrainerState& state, const std::string& tokenizer_json, int64_t keep) {
+PreparedCheckpoint prepare_run_checkpoint(const std::string& run_dir, DeepSeekV3Impl& model,
+                                          const FullExperts& full_experts,
+                                          const std::vector<std::pair<std::string, torch::Tensor>>& optimizer_tensors,
+                                          int64_t optimizer_steps, const TrainerState& state,
+                                          const std::string& tokenizer_json) {
   const fs::path parent = checkpoints_dir(run_dir);
   fs::create_directories(parent);
-  const fs::path final_dir = parent / checkpoint_dir_name(state.step);
-  const fs::path temp_dir = parent / (kTempPrefix + checkpoint_dir_name(state.step) + "-" + std::to_string(::getpid()));
+  PreparedCheckpoint prepared;
+  prepared.run_dir = run_dir;
+  prepared.final_dir = (parent / checkpoint_dir_name(state.step)).string();
+  prepared.temp_dir =
+      (parent / (kTempPrefix + checkpoint_dir_name(state.step) + "-" + std::to_string(::getpid()))).string();
+  const fs::path temp_dir = prepared.temp_dir;
   fs::remove_all(temp_dir);
   fs::create_directories(temp_dir);
+  try {
+    SaveModelOptions model_options;
+    model_options.dtype = torch::kFloat;  // master weights, exactly
+    model_options.full_experts = full_experts;
+    save_model(model, temp_dir.string(), model_options);
 
-  SaveModelOptions model_options;
-  model_options.dtype = torch::kFloat;  // master weights, exactly
-  save_model(model, temp_dir.string(), model_options);
+    std::vector<io::NamedTensor> tensors;
+    for (const auto& [name, tensor] : optimizer_tensors) tensors.push_back({name, tensor.to(torch::kCPU)});
+    tensors.push_back({kRngTensor, torch::globalContext().defaultGenerator(torch::kCPU).get_state()});
+    io::write_safetensors((temp_dir / "optimizer.safetensors").string(), tensors,
+                          {{"optimizer_steps", std::to_string(optimizer_steps)}});
 
-  std::vector<io::NamedTensor> optimizer_tensors;
-  for (const auto& [name, tensor] : optimizer.state_tensors()) optimizer_tensors.push_back({name, tensor.to(torch::kCPU)});
-  optimizer_tensors.push_back({kRngTensor, torch::globalContext().defaultGenerator(torch::kCPU).get_state()});
-  io::write_safetensors((temp_dir / "optimizer.safetensors").string(), optimizer_tensors,
-                        {{"optimizer_steps", std::to_string(optimizer.steps_taken())}});
+    io::write_file_atomic((temp_dir / "trainer_state.json").string(), to_json(state).dump(2) + "\n");
+    if (!tokenizer_json.empty()) {
+      io::write_file_atomic((temp_dir / "tokenizer.json").string(), io::read_file(tokenizer_json));
+    }
+    carry_run_files(run_dir, temp_dir);
+    fsync_tree(temp_dir);
+  } catch (...) {
+    discard_run_checkpoint(prepared);
+    throw;
+  }
+  return prepared;
+}
 
-  io::write_file_atomic((temp_dir / "trainer_state.json").string(), to_json(state).dump(2) + "\n");
-  if (!tokenizer_json.empty()) io::write_file_atomic((temp_dir / "tokenizer.json").string(), io::read_file(tokenizer_json));
-  carry_run_files(run_dir, temp_dir);
-  fsync_tree(temp_dir);
-
-  // Commit: the rename makes the checkpoint visible in one step.
+std::string commit_run_checkpoint(const PreparedCheckpoint& prepared, int64_t keep) {
+  // The rename makes the checkpoint visible in one step.
+  const fs::path final_dir = prepared.final_dir, parent = final_dir.parent_path();
   if (fs::exists(final_dir)) fs::remove_all(final_dir);  // only when a step is saved twice
-  fs::rename(temp_dir, final_dir);
+  fs::rename(prepared.temp_dir, final_dir);
   io::fsync_directory(parent.string());
 
-  auto all = complete_checkpoints(run_dir);
+  auto all = complete_checkpoints(prepared.run_dir);
   for (size_t i = 0; i + static_cast<size_t>(keep) < all.size(); ++i) fs::remove_all(all[i].second);
   return final_dir.string();
+}
+
+void discard_run_checkpoint(const PreparedCheckpoint& prepared) {
+  std::error_code ignored;
+  fs::remove_all(prepared.temp_dir, ignored);
+}
+
+std::string save_run_checkpoint(const std::string& run_dir, DeepSeekV3Impl& model, const AdamW& optimizer,
+                                const TrainerState& state, const std::string& tokenizer_json, int64_t keep) {
+  PreparedCheckpoint prepared =
+      prepare_run_checkpoint(run_dir, model, {}, optimizer.state_tensors(), optimizer.steps_taken(), state, tokenizer_json);
+  return commit_run_checkpoint(prepared, keep);
 }
 
 std::optional<std::string> latest_run_checkpoint(const std::string& run_dir) {
@@ -148,33 +181,50 @@ std::optional<std::string> latest_run_checkpoint(const std::string& run_dir) {
   return all.back().second.string();
 }
 
-TrainerState load_run_checkpoint(const std::string& dir, DeepSeekV3Impl& model, AdamW& optimizer) {
-  const fs::path path(dir);
-  load_weights(model, dir);
-  io::SafetensorsReader reader((path / "optimizer.safetensors").string());
-  std::map<std::string, torch::Tensor> tensors;
-  torch::Tensor rng_state;
+OptimizerCheckpoint read_optimizer_checkpoint(const std::string& dir) {
+  const std::string path = (fs::path(dir) / "optimizer.safetensors").string();
+  io::SafetensorsReader reader(path);
+  OptimizerCheckpoint result;
   for (const auto& entry : reader.entries()) {
     if (entry.name == kRngTensor) {
-      rng_state = reader.read(entry.name);
+      result.rng_state = reader.read(entry.name);
     } else {
-      tensors[entry.name] = reader.read(entry.name);
+      result.tensors[entry.name] = reader.read(entry.name);
     }
   }
-  NEXTN_CHECK(rng_state.defined(), "'", (path / "optimizer.safetensors").string(), "' lacks ", kRngTensor);
+  NEXTN_CHECK(result.rng_state.defined(), "'", path, "' lacks ", kRngTensor);
   auto steps = reader.metadata().find("optimizer_steps");
-  NEXTN_CHECK(steps != reader.metadata().end(), "'", (path / "optimizer.safetensors").string(),
-              "' lacks the optimizer_steps metadata");
-  optimizer.load_state(tensors, std::stoll(steps->second));
-  at::Generator generator = torch::globalContext().defaultGenerator(torch::kCPU);  // a handle to the global one
-  generator.set_state(rng_state);
+  NEXTN_CHECK(steps != reader.metadata().end(), "'", path, "' lacks the optimizer_steps metadata");
+  try {
+    result.steps = std::stoll(steps->second);
+  } catch (const std::exception&) {
+    fail("'", path, "': optimizer_steps '", steps->second, "' is not an integer");
+  }
+  return result;
+}
+
+TrainerState read_trainer_state(const std::string& dir) {
+  const std::string path = (fs::path(dir) / "trainer_state.json").string();
   nlohmann::json state;
   try {
-    state = nlohmann::json::parse(io::read_file((path / "trainer_state.json").string()));
+    state = nlohmann::json::parse(io::read_file(path));
   } catch (const nlohmann::json::parse_error& e) {
-    fail("'", (path / "trainer_state.json").string(), "' is not valid JSON: ", e.what());
+    fail("'", path, "' is not valid JSON: ", e.what());
   }
   return trainer_state_from_json(state);
+}
+
+void restore_cpu_rng(const torch::Tensor& rng_state) {
+  at::Generator generator = torch::globalContext().defaultGenerator(torch::kCPU);  // a handle to the global one
+  generator.set_state(rng_state);
+}
+
+TrainerState load_run_checkpoint(const std::string& dir, DeepSeekV3Impl& model, AdamW& optimizer) {
+  load_weights(model, dir);
+  OptimizerCheckpoint saved = read_optimizer_checkpoint(dir);
+  optimizer.load_state(saved.tensors, saved.steps);
+  restore_cpu_rng(saved.rng_state);
+  return read_trainer_state(dir);
 }
 
 std::string resolve_model_dir(const std::string& path) {

@@ -7,9 +7,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <map>
 #include <optional>
 #include <string>
 
+#include "nextn/checkpoint/hf_tensor_map.h"
 #include "nextn/model/deepseek_v3.h"
 #include "nextn/training/adamw.h"
 
@@ -24,6 +26,9 @@ struct TrainerState {
   double elapsed_seconds = 0;    // training time before this process
   nlohmann::json loader_state;   // the data loader's position
   std::string dataset_id;        // identifies the dataset the run trains on
+  // Windows per optimizer step over all ranks (ranks x micro-batch x accumulation): a run resumed
+  // with another world size keeps it by changing the micro-batch. 0 in checkpoints from before.
+  int64_t global_batch = 0;
 };
 
 nlohmann::json to_json(const TrainerState& state);
@@ -38,11 +43,37 @@ std::string checkpoint_dir_name(int64_t step);  // "step-00000100"
 std::string save_run_checkpoint(const std::string& run_dir, DeepSeekV3Impl& model, const AdamW& optimizer,
                                 const TrainerState& state, const std::string& tokenizer_json, int64_t keep);
 
+// The same in two phases, for a distributed run: prepare writes everything into a temporary
+// directory (the caller then checks that every rank is still there), commit renames it into place
+// and prunes old checkpoints, discard removes it. full_experts and optimizer_tensors carry what an
+// expert-parallel run gathered from the ranks holding the other experts.
+struct PreparedCheckpoint {
+  std::string run_dir, temp_dir, final_dir;
+};
+PreparedCheckpoint prepare_run_checkpoint(const std::string& run_dir, DeepSeekV3Impl& model,
+                                          const FullExperts& full_experts,
+                                          const std::vector<std::pair<std::string, torch::Tensor>>& optimizer_tensors,
+                                          int64_t optimizer_steps, const TrainerState& state,
+                                          const std::string& tokenizer_json);
+std::string commit_run_checkpoint(const PreparedCheckpoint& prepared, int64_t keep);
+void discard_run_checkpoint(const PreparedCheckpoint& prepared);
+
 // The newest complete checkpoint of the run, if any (temporary directories are ignored).
 std::optional<std::string> latest_run_checkpoint(const std::string& run_dir);
 
 // Loads model weights, optimizer state and RNG from `dir` and returns the trainer state.
 TrainerState load_run_checkpoint(const std::string& dir, DeepSeekV3Impl& model, AdamW& optimizer);
+
+// The parts of a checkpoint besides the weights (hf_checkpoint's load_weights), read separately
+// where the optimizer is built after the model is sharded.
+struct OptimizerCheckpoint {
+  std::map<std::string, torch::Tensor> tensors;  // "<param>.exp_avg", "<param>.exp_avg_sq"
+  int64_t steps = 0;
+  torch::Tensor rng_state;  // the CPU generator's
+};
+OptimizerCheckpoint read_optimizer_checkpoint(const std::string& dir);
+TrainerState read_trainer_state(const std::string& dir);
+void restore_cpu_rng(const torch::Tensor& rng_state);
 
 // A model directory as users name it: a directory with config.json, or a run directory, meaning
 // its newest checkpoint. nextn::Error when it is neither.

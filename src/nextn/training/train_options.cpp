@@ -40,10 +40,12 @@ void TrainOptions::validate() const {
   NEXTN_CHECK(bias_gamma.value >= 0 && bias_gamma.late_value >= 0, "--bias-gamma must be >= 0");
   NEXTN_CHECK(sequence_alpha >= 0 && aux_alpha >= 0, "balance loss coefficients must be >= 0");
   NEXTN_CHECK(log_every > 0, "--log-every must be positive");
+  NEXTN_CHECK(log_experts_every >= 0, "--log-experts-every must be >= 0");
   NEXTN_CHECK(eval_every >= 0 && checkpoint_every >= 0, "--eval-every and --checkpoint-every must be >= 0");
   NEXTN_CHECK(eval_batches > 0, "--eval-batches must be positive");
   NEXTN_CHECK(keep_checkpoints > 0, "--keep-checkpoints must be positive");
   NEXTN_CHECK(max_bad_steps > 0, "--max-bad-steps must be positive");
+  NEXTN_CHECK(bucket_mb > 0, "--bucket-mb must be positive, got ", bucket_mb);
 }
 
 nlohmann::json train_options_to_json(const TrainOptions& o) {
@@ -78,6 +80,7 @@ nlohmann::json train_options_to_json(const TrainOptions& o) {
           {"aux_alpha", o.aux_alpha},
           {"seed", o.seed},
           {"log_every", o.log_every},
+          {"log_experts_every", o.log_experts_every},
           {"eval_every", o.eval_every},
           {"eval_batches", o.eval_batches},
           {"checkpoint_every", o.checkpoint_every},
@@ -121,6 +124,7 @@ TrainOptions train_options_from_json(const nlohmann::json& j) {
     o.aux_alpha = j.at("aux_alpha").get<double>();
     o.seed = j.at("seed").get<uint64_t>();
     o.log_every = j.at("log_every").get<int64_t>();
+    o.log_experts_every = j.value("log_experts_every", int64_t{0});  // absent in runs from before
     o.eval_every = j.at("eval_every").get<int64_t>();
     o.eval_batches = j.at("eval_batches").get<int64_t>();
     o.checkpoint_every = j.at("checkpoint_every").get<int64_t>();

@@ -29,6 +29,9 @@ struct TrainOptions {
   // Where to train: "cpu" (fp32) or "cuda[:N]" (bf16 autocast). Not written to run.json: a run
   // may be resumed on another device.
   std::string device = "cpu";
+  // Distributed runs: the size of a data-parallel gradient all-reduce bucket, MiB. Not in
+  // run.json (it changes no result).
+  double bucket_mb = 25;
 
   // Batches: batch_size windows of seq_len + 1 tokens per micro-batch, grad_accum micro-batches
   // per optimizer step.
@@ -60,12 +63,20 @@ struct TrainOptions {
   // Run control.
   uint64_t seed = 0;
   int64_t log_every = 1;
+  // Every this many steps a {"type": "experts"} record in metrics.jsonl: each MoE layer's token
+  // counts over the step's global batch and its bias after the step (0: never).
+  int64_t log_experts_every = 50;
   int64_t eval_every = 200;    // 0: only at the end
   int64_t eval_batches = 16;
   int64_t checkpoint_every = 200;  // 0: only at the end
   int64_t keep_checkpoints = 2;
   int64_t max_bad_steps = 5;   // consecutive non-finite steps before the run stops
   int64_t inject_nan_step = -1;  // testing: poison this step's loss with NaN
+  // testing: rank fault_rank sends itself fault_signal (SIGKILL: a crash; SIGSTOP: a hang) before
+  // step fault_step, in the job's first attempt only (not after a torchrun restart). Not in run.json.
+  int64_t fault_step = -1;
+  int fault_rank = 0;
+  int fault_signal = 0;
 
   // Throws nextn::Error naming the first bad option.
   void validate() const;

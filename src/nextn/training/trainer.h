@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "nextn/distributed/cluster.h"
 #include "nextn/training/train_options.h"
 
 namespace nextn {
@@ -20,6 +21,13 @@ struct TrainResult {
 // Opens and checks everything (config, dataset, run directory, checkpoint) before any work, then
 // trains. Throws nextn::Error for bad input or a run that diverged (too many non-finite steps).
 // resume: continue from the newest checkpoint of options.run_dir.
-TrainResult train(const TrainOptions& options, bool resume);
+//
+// With a distributed cluster every rank calls it with the same options: options.batch_size is
+// the micro-batch of each rank (global batch = ranks x micro-batch x accumulation), the ranks
+// check at start-up that they agree on config, data and options, each reads its own part of
+// every global batch, gradients are averaged over the ranks and the expert loads behind the bias
+// update summed over them, so a step computes what one process computes on the global batch.
+// Rank 0 alone prints, logs and writes checkpoints.
+TrainResult train(const TrainOptions& options, bool resume, dist::Cluster* cluster = nullptr);
 
 }  // namespace nextn

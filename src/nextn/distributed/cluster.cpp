@@ -1,0 +1,185 @@
+#include "nextn/distributed/cluster.h"
+
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include <csignal>
+#include <map>
+#include <mutex>
+
+#include "nextn/distributed/backend.h"
+#include "nextn/util/error.h"
+
+namespace nextn::dist {
+namespace {
+
+constexpr auto kHeartbeatPeriod = std::chrono::milliseconds(500);
+constexpr const char* kHeartbeatKey = "nextn/heartbeat/";
+
+Cluster* g_current = nullptr;
+
+std::string c10_text(const std::exception& e) {
+  if (auto* c10_error = dynamic_cast<const c10::Error*>(&e)) return c10_error->what_without_backtrace();
+  return e.what();
+}
+
+// joining: each rank's first connection counts itself in, and rank 0's (the server) returns once
+// all world_size have; further connections (heartbeats) do not count.
+c10::intrusive_ptr<c10d::TCPStore> connect_store(const LaunchEnv& env, bool server, bool joining,
+                                                 std::chrono::milliseconds timeout) {
+  c10d::TCPStoreOptions options;
+  options.port = static_cast<std::uint16_t>(env.master_port);
+  options.isServer = server;
+  options.timeout = timeout;
+  options.waitWorkers = joining;
+  if (joining) options.numWorkers = env.world_size;
+  return c10::make_intrusive<c10d::TCPStore>(env.master_addr, options);
+}
+
+}  // namespace
+
+struct Cluster::Store {
+  c10::intrusive_ptr<c10d::TCPStore> main;       // rendezvous of the process groups
+  c10::intrusive_ptr<c10d::TCPStore> heartbeat;  // this rank's second connection, for heartbeats
+  std::mutex heartbeat_mutex;
+};
+
+Cluster::Cluster(const LaunchEnv& env, const ClusterOptions& options) : env_(env), options_(options) {
+  NEXTN_CHECK(options_.expert_parallel >= 1, "--expert-parallel must be at least 1, got ", options_.expert_parallel);
+  NEXTN_CHECK(env_.world_size % options_.expert_parallel == 0, "--expert-parallel ", options_.expert_parallel,
+              " does not divide the world size ", env_.world_size, " (data parallel x expert parallel = world)");
+  backend_ = backend_for(options_.device);
+  if (!distributed()) return;
+  NEXTN_CHECK(backend_available(backend_), "device ", options_.device.str(), " needs the ", to_string(backend_),
+              " backend, which this build of nextn lacks (see README, The CUDA build)");
+  // A peer that closes its socket must give this rank an error, not kill it with SIGPIPE.
+  std::signal(SIGPIPE, SIG_IGN);
+  store_ = std::make_unique<Store>();
+  try {
+    store_->main = connect_store(env_, env_.rank == 0, /*joining=*/true, options_.timeout);
+  } catch (const std::exception& e) {
+    fail("rank ", env_.rank, " could not ", env_.rank == 0 ? "serve" : "reach", " the rendezvous at ", env_.master_addr,
+         ":", env_.master_port, " (MASTER_ADDR:MASTER_PORT) within ",
+         std::chrono::duration_cast<std::chrono::seconds>(options_.timeout).count(), " s: ", c10_text(e),
+         env_.rank == 0 ? std::string(" (a port in use, or not every rank started?)")
+                        : std::string(" (is MASTER_ADDR rank 0's machine, and did rank 0 start?)"));
+  }
+  start_heartbeat();
+
+  std::vector<int> everyone(env_.world_size);
+  for (int r = 0; r < env_.world_size; ++r) everyone[r] = r;
+  world_ = make_group("world", everyone);
+  gradients_ = make_group("gradients", everyone);
+  const int e = options_.expert_parallel;
+  if (e > 1) {
+    // Each rank creates only the groups it belongs to; the store prefix keeps groups apart.
+    std::vector<int> expert_group;
+    const int first = env_.rank / e * e;
+    for (int r = first; r < first + e; ++r) expert_group.push_back(r);
+    experts_ = make_group("experts-" + std::to_string(env_.rank / e), expert_group);
+    if (env_.world_size > e) {
+      std::vector<int> holders;
+      for (int r = env_.rank % e; r < env_.world_size; r += e) holders.push_back(r);
+      expert_data_ = make_group("expert-data-" + std::to_string(env_.rank % e), holders);
+    }
+  }
+  g_current = this;
+}
+
+Cluster::~Cluster() {
+  if (g_current == this) g_current = nullptr;
+  stopping_ = true;
+  if (heartbeat_.joinable()) heartbeat_.join();
+}
+
+std::shared_ptr<Communicator> Cluster::make_group(const std::string& name, const std::vector<int>& members) {
+  int group_rank = -1;
+  for (size_t i = 0; i < members.size(); ++i) {
+    if (members[i] == env_.rank) group_rank = static_cast<int>(i);
+  }
+  NEXTN_CHECK(group_rank >= 0, "rank ", env_.rank, " is not a member of process group '", name, "'");
+  auto prefixed = c10::make_intrusive<c10d::PrefixStore>("nextn/group/" + name, store_->main);
+  std::shared_ptr<ProcessGroupHandle> group;
+  try {
+    group = make_process_group(backend_, prefixed, group_rank, static_cast<int>(members.size()), options_.timeout,
+                               env_.master_addr);
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    fail("rank ", env_.rank, " could not connect process group '", name, "' (", to_string(backend_), "): ",
+         c10_text(e));
+  }
+  return std::make_shared<Communicator>(group, name, members, [this] { return diagnose_failure(); });
+}
+
+void Cluster::start_heartbeat() {
+  try {
+    store_->heartbeat = connect_store(env_, /*server=*/false, /*joining=*/false, options_.timeout);
+  } catch (const std::exception& e) {
+    fail("rank ", env_.rank, " could not open its heartbeat connection to ", env_.master_addr, ":", env_.master_port,
+         ": ", c10_text(e));
+  }
+  const std::string key = kHeartbeatKey + std::to_string(env_.rank);
+  store_->heartbeat->add(key, 1);
+  heartbeat_ = std::thread([this, key] {
+    while (!stopping_) {
+      {
+        std::lock_guard<std::mutex> lock(store_->heartbeat_mutex);
+        try {
+          store_->heartbeat->add(key, 1);
+        } catch (const std::exception&) {
+          return;  // the store is gone (rank 0 ended): nothing left to tell
+        }
+      }
+      for (auto waited = std::chrono::milliseconds(0); waited < kHeartbeatPeriod && !stopping_;
+           waited += std::chrono::milliseconds(50)) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    }
+  });
+}
+
+std::string Cluster::diagnose_failure() {
+  if (!store_) return "";
+  auto read_all = [&] {
+    std::vector<int64_t> beats(env_.world_size, 0);
+    std::lock_guard<std::mutex> lock(store_->heartbeat_mutex);
+    for (int r = 0; r < env_.world_size; ++r) beats[r] = store_->heartbeat->add(kHeartbeatKey + std::to_string(r), 0);
+    return beats;
+  };
+  try {
+    const auto before = read_all();
+    std::this_thread::sleep_for(3 * kHeartbeatPeriod);
+    const auto after = read_all();
+    std::vector<int> lost;
+    for (int r = 0; r < env_.world_size; ++r) {
+      if (r != env_.rank && after[r] == before[r]) lost.push_back(r);
+    }
+    if (lost.empty()) return "every rank is alive (a rank is slow, or the ranks disagree on which collective comes next)";
+    std::string names;
+    for (int r : lost) names += (names.empty() ? "" : ", ") + std::to_string(r);
+    return cat(lost.size() == 1 ? "lost rank " : "lost ranks ", names, " (no heartbeat for ",
+               3 * kHeartbeatPeriod.count() / 1000.0, " s)");
+  } catch (const std::exception&) {
+    return cat("lost rank 0 (it serves the rendezvous store at ", env_.master_addr, ":", env_.master_port,
+               ", which no longer answers)");
+  }
+}
+
+CommStats Cluster::take_stats() {
+  CommStats total;
+  for (auto* group : {world_.get(), gradients_.get(), experts_.get(), expert_data_.get()}) {
+    if (group != nullptr) total += group->take_stats();
+  }
+  return total;
+}
+
+std::string Cluster::describe() const {
+  if (!distributed()) return "1 process";
+  return cat(env_.world_size, " ranks (", to_string(backend_), ", ", env_.launcher, "), data parallel ",
+             env_.world_size / options_.expert_parallel, " x expert parallel ", options_.expert_parallel);
+}
+
+Cluster* current_cluster() { return g_current; }
+
+}  // namespace nextn::dist

@@ -1,0 +1,285 @@
+// Distributed training end to end through the nextn command, 2 ranks over loopback, against one
+// process on the same global batch: data parallel (both MTP kinds) and expert parallel runs give
+// the same per-step losses and the same expert biases at every step and end at the same weights;
+// checkpoints reshard (2 ranks -> 1 process, 1 -> 2); a rank killed under torchrun with a restart
+// allowed ends in the uninterrupted run; a lost or hung rank is named; bad set-ups are refused.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "nextn/distributed/local_launcher.h"
+#include "nextn/io/checkpoint_shards.h"
+#include "nextn/io/safetensors.h"
+#include "test_support.h"
+#include "training/tiny_corpus.h"
+
+namespace nextn {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::TempDir;
+
+constexpr int kSteps = 20;
+
+// A config of the tiny preset for the tiny corpus, with the given MTP kind.
+std::string write_config(const TempDir& dir, const std::string& mtp_kind, int64_t routed_experts = 8) {
+  ModelConfig c = testing::tiny_training_config();
+  c.mtp_kind = mtp_kind_from_string(mtp_kind);
+  if (routed_experts != c.n_routed_experts) {
+    c.n_routed_experts = routed_experts;
+    c.n_group = 1;
+    c.topk_group = 1;
+    c.num_experts_per_tok = 2;
+  }
+  const std::string path = dir.file("tiny-" + mtp_kind + "-" + std::to_string(routed_experts) + ".json");
+  save_model_config(c, path);
+  return path;
+}
+
+std::string train_args(const std::string& config, const std::string& run, int64_t batch) {
+  return "train --config " + config + " --data " + testing::tiny_corpus().dataset_dir + " --run " + run +
+         " --steps " + std::to_string(kSteps) + " --batch-size " + std::to_string(batch) +
+         " --seq-len 32 --warmup 2 --lr 3e-3 --eval-every 0 --eval-batches 2 --checkpoint-every 10"
+         " --keep-checkpoints 5 --log-every 1 --log-experts-every 1 --threads 1";
+}
+
+struct CommandRun {
+  int status = -1;
+  std::string output;
+};
+
+CommandRun nextn(const std::string& args, const std::string& log_dir) {
+  CommandRun r;
+  r.status = testing::run_nextn(args, log_dir, r.output);
+  return r;
+}
+
+// A shell command line, for launchers that wrap nextn (torchrun, hand-set environments).
+CommandRun shell(const std::string& command, const std::string& log_dir) {
+  CommandRun r;
+  const std::string log = log_dir + "/shell.log";
+  const int status = std::system((command + " > " + log + " 2>&1").c_str());
+  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.output = io::read_file(log);
+  return r;
+}
+
+struct Records {
+  std::map<int64_t, nlohmann::json> train, experts;
+};
+
+Records read_records(const std::string& run) {
+  Records r;
+  std::ifstream in(run + "/metrics.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    auto j = nlohmann::json::parse(line);
+    if (j["type"] == "train") r.train[j["step"].get<int64_t>()] = j;
+    if (j["type"] == "experts") r.experts[j["step"].get<int64_t>()] = j;
+  }
+  return r;
+}
+
+std::map<std::string, torch::Tensor> checkpoint(const std::string& run, int64_t step) {
+  char name[32];
+  std::snprintf(name, sizeof name, "step-%08lld", static_cast<long long>(step));
+  const std::string dir = run + "/checkpoints/" + name;
+  std::map<std::string, torch::Tensor> all;
+  io::CheckpointShards model(dir);
+  for (const auto& n : model.names()) all["model/" + n] = model.read(n);
+  io::SafetensorsReader optimizer(dir + "/optimizer.safetensors");
+  for (const auto& e : optimizer.entries()) {
+    if (e.name != "rng.cpu_state") all["optimizer/" + e.name] = optimizer.read(e.name);
+  }
+  return all;
+}
+
+double relative_difference(double a, double b) { return std::abs(a - b) / std::max(std::abs(b), 1e-12); }
+
+// Per step: losses to 1e-5 relative, expert counts and biases identical. Steps from `first`.
+void expect_same_steps(const Records& got, const Records& want, int64_t first = 1) {
+  for (int64_t step = first; step <= kSteps; ++step) {
+    SCOPED_TRACE("step " + std::to_string(step));
+    ASSERT_TRUE(got.train.count(step) && want.train.count(step));
+    const auto &a = got.train.at(step), &b = want.train.at(step);
+    EXPECT_LT(relative_difference(a["loss"], b["loss"]), 1e-5);
+    EXPECT_LT(relative_difference(a["main_loss"], b["main_loss"]), 1e-5);
+    for (size_t k = 0; k < b["mtp_loss"].size(); ++k) {
+      EXPECT_LT(relative_difference(a["mtp_loss"][k], b["mtp_loss"][k]), 1e-5);
+    }
+    ASSERT_TRUE(got.experts.count(step) && want.experts.count(step));
+    EXPECT_EQ(got.experts.at(step)["load"], want.experts.at(step)["load"]);
+    EXPECT_EQ(got.experts.at(step)["bias"], want.experts.at(step)["bias"]);
+  }
+}
+
+// Final weights and optimizer moments: equal up to float rounding, measured against each tensor's
+// largest element. AdamW divides each element's momentum by the root of its second moment, so a
+// rounding difference in a gradient element near zero becomes a larger difference in that
+// element's update (up to ~7e-5 of the tensor's scale after 20 steps here); the per-step losses,
+// expert counts and biases above are the tight checks.
+void expect_same_weights(const std::string& got_run, const std::string& want_run, double tolerance = 1e-4) {
+  auto got = checkpoint(got_run, kSteps), want = checkpoint(want_run, kSteps);
+  ASSERT_EQ(got.size(), want.size());
+  double worst = 0;
+  std::string worst_name;
+  for (const auto& [name, tensor] : want) {
+    ASSERT_TRUE(got.count(name)) << name;
+    ASSERT_EQ(got[name].sizes(), tensor.sizes()) << name;
+    const double scale = std::max(tensor.abs().max().item<double>(), 1e-6);
+    const double diff = testing::max_abs_diff(got[name], tensor) / scale;
+    if (diff > worst) {
+      worst = diff;
+      worst_name = name;
+    }
+  }
+  EXPECT_LT(worst, tolerance) << "largest relative difference in " << worst_name;
+}
+
+class DistributedTraining : public ::testing::Test {
+ protected:
+  // One-process runs with the global batch (8 windows), made once and shared by the tests.
+  static std::string reference(const std::string& mtp_kind) {
+    static std::map<std::string, std::string> runs;
+    static TempDir dir("dist_reference");
+    if (!runs.count(mtp_kind)) {
+      const std::string run = dir.file("one-process-" + mtp_kind);
+      CommandRun r = nextn(train_args(write_config(dir, mtp_kind), run, 8), dir.path());
+      EXPECT_EQ(r.status, 0) << r.output;
+      runs[mtp_kind] = run;
+    }
+    return runs[mtp_kind];
+  }
+};
+
+TEST_F(DistributedTraining, DataParallelEqualsOneProcessOnTheGlobalBatch) {
+  for (const std::string kind : {"sequential", "parallel"}) {
+    SCOPED_TRACE(kind);
+    TempDir dir("dist_dp");
+    const std::string run = dir.file("two-ranks");
+    CommandRun r = nextn(train_args(write_config(dir, kind), run, 4) + " --nproc-per-node 2", dir.path());
+    ASSERT_EQ(r.status, 0) << r.output;
+    EXPECT_NE(r.output.find("2 ranks (gloo, torchrun), data parallel 2 x expert parallel 1"), std::string::npos)
+        << r.output;
+    Records got = read_records(run);
+    expect_same_steps(got, read_records(reference(kind)));
+    expect_same_weights(run, reference(kind));
+    // The step records say what the collectives moved.
+    const auto& last = got.train.at(kSteps);
+    EXPECT_EQ(last["ranks"], 2);
+    EXPECT_GT(last["collectives"]["all_reduce"]["bytes"].get<int64_t>(), 0);
+    EXPECT_GE(last["step_seconds"].get<double>(), last["comm_seconds"].get<double>());
+  }
+}
+
+TEST_F(DistributedTraining, ExpertParallelEqualsOneProcessOnTheGlobalBatch) {
+  TempDir dir("dist_ep");
+  const std::string run = dir.file("two-ranks-ep");
+  CommandRun r = nextn(train_args(write_config(dir, "sequential"), run, 4) + " --nproc-per-node 2 --expert-parallel 2",
+                dir.path());
+  ASSERT_EQ(r.status, 0) << r.output;
+  Records got = read_records(run);
+  expect_same_steps(got, read_records(reference("sequential")));
+  expect_same_weights(run, reference("sequential"));
+  EXPECT_GT(got.train.at(kSteps)["collectives"]["all_to_all"]["bytes"].get<int64_t>(), 0);
+  EXPECT_GT(got.train.at(kSteps)["all_to_all_bytes_per_token"].get<double>(), 0.0);
+}
+
+// A job stopped after its step-10 checkpoint (rank 0 killed before step 11), resumed by a job of
+// another shape: it continues the same run.
+TEST_F(DistributedTraining, CheckpointsReshardBetweenWorldSizes) {
+  TempDir dir("dist_reshard");
+  const std::string config = write_config(dir, "sequential");
+  struct Shape {
+    std::string name, first, second;
+    int64_t first_batch;
+  };
+  for (const Shape& shape : {Shape{"2-to-1", " --nproc-per-node 2 --expert-parallel 2", "", 4},
+                             Shape{"1-to-2", "", " --nproc-per-node 2 --expert-parallel 2", 8}}) {
+    SCOPED_TRACE(shape.name);
+    const std::string run = dir.file(shape.name);
+    CommandRun killed = nextn(train_args(config, run, shape.first_batch) + shape.first + " --inject-fault 0:11:KILL",
+                       dir.path());
+    ASSERT_NE(killed.status, 0) << killed.output;
+    ASSERT_TRUE(fs::exists(run + "/checkpoints/step-00000010")) << killed.output;
+    ASSERT_FALSE(fs::exists(run + "/checkpoints/step-00000020"));
+    CommandRun resumed = nextn("train --run " + run + " --resume --threads 1 --dist-timeout 60" + shape.second, dir.path());
+    ASSERT_EQ(resumed.status, 0) << resumed.output;
+    EXPECT_NE(resumed.output.find("keeps the global batch of 8 windows"), std::string::npos) << resumed.output;
+    expect_same_steps(read_records(run), read_records(reference("sequential")));
+    expect_same_weights(run, reference("sequential"));
+  }
+}
+
+// torchrun with one restart allowed: rank 1 is SIGKILLed before step 11; torchrun restarts the
+// job, which resumes from step 10 and ends where the uninterrupted two-rank run ends, bit for bit.
+TEST_F(DistributedTraining, ARankKilledUnderTorchrunRestartsIntoTheSameRun) {
+  TempDir dir("dist_torchrun");
+  const std::string config = write_config(dir, "sequential");
+  const std::string torchrun = "torchrun --standalone --nproc_per_node 2 --max_restarts 1 --monitor_interval 1 "
+                               "--redirects 1 --tee 1 --no_python " + std::string(NEXTN_BINARY_PATH) + " ";
+  const std::string plain = dir.file("uninterrupted"), restarted = dir.file("restarted");
+  CommandRun a = shell(torchrun + train_args(config, plain, 4), dir.path());
+  ASSERT_EQ(a.status, 0) << a.output;
+  CommandRun b = shell(torchrun + train_args(config, restarted, 4) + " --inject-fault 1:11:KILL", dir.path());
+  ASSERT_EQ(b.status, 0) << b.output;
+  EXPECT_NE(b.output.find("restart 1 of the job: resuming"), std::string::npos) << b.output;
+  EXPECT_NE(b.output.find("resuming from"), std::string::npos) << b.output;
+  auto got = checkpoint(restarted, kSteps), want = checkpoint(plain, kSteps);
+  ASSERT_EQ(got.size(), want.size());
+  for (const auto& [name, tensor] : want) EXPECT_TRUE(torch::equal(got.at(name), tensor)) << name;
+  Records got_records = read_records(restarted), want_records = read_records(plain);
+  for (int64_t step = 1; step <= kSteps; ++step) {
+    EXPECT_EQ(got_records.train.at(step)["loss"], want_records.train.at(step)["loss"]) << "step " << step;
+  }
+}
+
+TEST_F(DistributedTraining, ALostRankIsNamedByTheOthers) {
+  TempDir dir("dist_lost");
+  const std::string config = write_config(dir, "sequential");
+  CommandRun killed = nextn(train_args(config, dir.file("killed"), 4) + " --nproc-per-node 2 --inject-fault 1:3:KILL",
+                     dir.path());
+  EXPECT_NE(killed.status, 0);
+  EXPECT_NE(killed.output.find("rank 0: "), std::string::npos) << killed.output;
+  EXPECT_NE(killed.output.find("lost rank 1"), std::string::npos) << killed.output;
+  EXPECT_NE(killed.output.find("rank 1 was killed by signal"), std::string::npos) << killed.output;
+  // A rank that hangs: the others time out and name it (its heartbeat stopped too).
+  CommandRun hung = nextn(train_args(config, dir.file("hung"), 4) +
+                       " --nproc-per-node 2 --inject-fault 1:3:STOP --dist-timeout 3",
+                   dir.path());
+  EXPECT_NE(hung.status, 0);
+  EXPECT_NE(hung.output.find("lost rank 1"), std::string::npos) << hung.output;
+}
+
+TEST_F(DistributedTraining, BadSetupsAreRefusedBeforeAnyWork) {
+  TempDir dir("dist_bad");
+  const std::string config = write_config(dir, "sequential");
+  auto expect_refusal = [&](const CommandRun& r, const std::string& fragment) {
+    EXPECT_NE(r.status, 0) << r.output;
+    EXPECT_NE(r.output.find(fragment), std::string::npos) << r.output;
+    EXPECT_EQ(r.output.find("step 1/"), std::string::npos) << "trained although refused:\n" << r.output;
+  };
+  expect_refusal(nextn(train_args(config, dir.file("e3"), 4) + " --nproc-per-node 2 --expert-parallel 3", dir.path()),
+                 "--expert-parallel 3 does not divide the world size 2");
+  expect_refusal(nextn(train_args(write_config(dir, "sequential", 5), dir.file("e5"), 4) +
+                           " --nproc-per-node 2 --expert-parallel 2",
+                       dir.path()),
+                 "--expert-parallel 2 does not divide n_routed_experts 5");
+  // Two ranks started by hand with different seeds.
+  const int port = dist::free_local_port();
+  const std::string env = "WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(port);
+  const std::string binary = std::string(NEXTN_BINARY_PATH) + " ";
+  expect_refusal(shell("(RANK=0 " + env + " " + binary + train_args(config, dir.file("seeds"), 4) + " --seed 1 & " +
+                           "first=$!; RANK=1 " + env + " " + binary + train_args(config, dir.file("seeds"), 4) +
+                           " --seed 2; second=$?; wait $first; exit $(( $? | second )))",
+                       dir.path()),
+                 "rank 1's training options differs from rank 0's");
+  // Nobody serves the rendezvous.
+  expect_refusal(shell("RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(dist::free_local_port()) +
+                           " " + binary + train_args(config, dir.file("alone"), 4) + " --dist-timeout 2",
+                       dir.path()),
+                 "could not reach the rendezvous at 127.0.0.1:");
+}
+
+}  // namespace
+}  // namespace nextn
