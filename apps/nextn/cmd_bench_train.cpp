@@ -1,7 +1,11 @@
 // `nextn bench train`: training step time with and without MTP, with a breakdown.
+#include <unistd.h>
+
+#include <filesystem>
 #include <iostream>
 
 #include "command_registry.h"
+#include "nextn/bench/scaling_bench.h"
 #include "nextn/bench/train_bench.h"
 #include "nextn/util/runtime_info.h"
 
@@ -16,6 +20,7 @@ void setup_bench_train(CLI::App& app) {
     TrainBenchOptions options;
     int threads = 0;
     bool json = false;
+    ScalingBenchOptions scaling;
   };
   auto f = std::make_shared<Flags>();
   cmd->add_option("--config", f->config, "model config.json");
@@ -26,11 +31,44 @@ void setup_bench_train(CLI::App& app) {
   cmd->add_flag("--json", f->json, "one JSON object per variant and line, nothing else");
   add_threads_option(*cmd, f->threads);
   cmd->add_option("--device", f->options.device, "cpu (fp32) or cuda[:N] (bf16 autocast)");
+  cmd->add_option("--nproc-per-node", f->scaling.nproc,
+                  "compare N ranks on this machine (real `nextn train` runs, global batch = --batch-size) with "
+                  "one process on all cores")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--expert-parallel", f->scaling.expert_parallel,
+                  "with --nproc-per-node: split the experts over E ranks, and measure node-limited routing's bytes")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--data", f->scaling.data, "with --nproc-per-node: the dataset to train on");
+  cmd->add_option("--rounds", f->scaling.rounds, "with --nproc-per-node: alternating rounds of both sides")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--peak-tflops", f->options.peak_tflops,
                   "the device's peak TFLOP/s for the step's precision, to report MFU (e.g. 989 for an H100 "
                   "SXM in bf16)")
       ->check(CLI::NonNegativeNumber);
   cmd->callback([f] {
+    if (f->scaling.nproc > 1) {
+      ScalingBenchOptions o = f->scaling;
+      o.config = f->config;
+      o.batch_size = f->options.batch_size;
+      o.seq_len = f->options.seq_len;
+      o.steps = f->options.warmup + f->options.steps;
+      o.warmup = f->options.warmup + 1;  // the launcher's first step also starts the process groups
+      o.threads = f->threads;
+      o.binary = std::filesystem::read_symlink("/proc/self/exe").string();
+      o.work_dir = (std::filesystem::temp_directory_path() / ("nextn-bench-scaling-" + std::to_string(::getpid()))).string();
+      ScalingBenchResult result = benchmark_scaling(o);
+      std::filesystem::remove_all(o.work_dir);
+      if (f->json) {
+        std::cout << scaling_bench_json(result);
+        return;
+      }
+      std::cout << describe(runtime_info()) << "\n"
+                << "nextn bench train --config " << o.config << " --data " << o.data << " --batch-size " << o.batch_size
+                << " --seq-len " << o.seq_len << " --nproc-per-node " << o.nproc << " --expert-parallel "
+                << o.expert_parallel << " --rounds " << o.rounds << "\n"
+                << format_scaling_bench(o, result);
+      return;
+    }
     apply_threads(f->threads);
     ModelConfig config = load_model_config(f->config);
     if (f->json) {
