@@ -206,6 +206,8 @@ void setup_train(CLI::App& app) {
       resumed.fault_signal = options.fault_signal;
       options = resumed;
     }
+    // Each rank of a machine takes its own GPU.
+    if (env.distributed() && options.device == "cuda") options.device = "cuda:" + std::to_string(env.local_rank);
     dist::ClusterOptions cluster_options;
     cluster_options.expert_parallel = f->expert_parallel;
     cluster_options.timeout = std::chrono::milliseconds(static_cast<int64_t>(f->dist_timeout_seconds * 1000));

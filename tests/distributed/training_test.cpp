@@ -113,27 +113,49 @@ void expect_same_steps(const Records& got, const Records& want, int64_t first = 
   }
 }
 
-// Final weights and optimizer moments: equal up to float rounding, measured against each tensor's
-// largest element. AdamW divides each element's momentum by the root of its second moment, so a
-// rounding difference in a gradient element near zero becomes a larger difference in that
-// element's update (up to ~7e-5 of the tensor's scale after 20 steps here); the per-step losses,
-// expert counts and biases above are the tight checks.
-void expect_same_weights(const std::string& got_run, const std::string& want_run, double tolerance = 1e-4) {
+// Final weights and optimizer moments equal up to float rounding. Differences are measured
+// against each tensor's largest element. Most elements differ by a few float32 roundings (median,
+// 99.9th percentile); a handful more, because AdamW divides each element's momentum by the root of
+// its second moment: a rounding difference in a gradient near zero (an embedding row seen once)
+// becomes a larger difference in that element's update (up to ~1.3e-4 of the tensor's scale after
+// 20 steps here). The per-step losses, expert counts and biases above are the tight checks.
+void expect_same_weights(const std::string& got_run, const std::string& want_run) {
   auto got = checkpoint(got_run, kSteps), want = checkpoint(want_run, kSteps);
   ASSERT_EQ(got.size(), want.size());
-  double worst = 0;
-  std::string worst_name;
+  std::vector<torch::Tensor> differences;
   for (const auto& [name, tensor] : want) {
     ASSERT_TRUE(got.count(name)) << name;
     ASSERT_EQ(got[name].sizes(), tensor.sizes()) << name;
     const double scale = std::max(tensor.abs().max().item<double>(), 1e-6);
-    const double diff = testing::max_abs_diff(got[name], tensor) / scale;
-    if (diff > worst) {
-      worst = diff;
-      worst_name = name;
-    }
+    differences.push_back((got[name].to(torch::kDouble) - tensor.to(torch::kDouble)).abs().flatten() / scale);
   }
-  EXPECT_LT(worst, tolerance) << "largest relative difference in " << worst_name;
+  auto all = torch::cat(differences);
+  EXPECT_LT(all.median().item<double>(), 1e-6);
+  EXPECT_LT(all.quantile(0.999).item<double>(), 1e-5);
+  EXPECT_LT(all.max().item<double>(), 1e-3);
+}
+
+// The final evaluation (every rank evaluates its share, sums added over the ranks) equals one
+// process's evaluation of the same windows.
+void expect_same_final_evaluation(const std::string& got_run, const std::string& want_run) {
+  auto final_eval = [](const std::string& run) {
+    nlohmann::json last;
+    std::ifstream in(run + "/metrics.jsonl");
+    for (std::string line; std::getline(in, line);) {
+      auto j = nlohmann::json::parse(line);
+      if (j["type"] == "eval") last = j;
+    }
+    return last;
+  };
+  const auto got = final_eval(got_run), want = final_eval(want_run);
+  ASSERT_FALSE(want.is_null());
+  ASSERT_FALSE(got.is_null());
+  EXPECT_EQ(got["tokens"], want["tokens"]);
+  EXPECT_LT(relative_difference(got["main_loss"], want["main_loss"]), 1e-5);
+  for (size_t k = 0; k < want["mtp_loss"].size(); ++k) {
+    EXPECT_LT(relative_difference(got["mtp_loss"][k], want["mtp_loss"][k]), 1e-5);
+  }
+  EXPECT_EQ(got["max_vio_global"], want["max_vio_global"]);
 }
 
 class DistributedTraining : public ::testing::Test {
@@ -164,6 +186,7 @@ TEST_F(DistributedTraining, DataParallelEqualsOneProcessOnTheGlobalBatch) {
     Records got = read_records(run);
     expect_same_steps(got, read_records(reference(kind)));
     expect_same_weights(run, reference(kind));
+    expect_same_final_evaluation(run, reference(kind));
     // The step records say what the collectives moved.
     const auto& last = got.train.at(kSteps);
     EXPECT_EQ(last["ranks"], 2);
@@ -172,17 +195,37 @@ TEST_F(DistributedTraining, DataParallelEqualsOneProcessOnTheGlobalBatch) {
   }
 }
 
+// 2 ranks expert parallel (E = W: no other rank holds the same experts), and 4 ranks as 2
+// data-parallel groups of 2 expert-parallel ranks (expert gradients all-reduced between the
+// ranks holding the same experts).
 TEST_F(DistributedTraining, ExpertParallelEqualsOneProcessOnTheGlobalBatch) {
   TempDir dir("dist_ep");
-  const std::string run = dir.file("two-ranks-ep");
-  CommandRun r = nextn(train_args(write_config(dir, "sequential"), run, 4) + " --nproc-per-node 2 --expert-parallel 2",
-                dir.path());
-  ASSERT_EQ(r.status, 0) << r.output;
-  Records got = read_records(run);
-  expect_same_steps(got, read_records(reference("sequential")));
-  expect_same_weights(run, reference("sequential"));
-  EXPECT_GT(got.train.at(kSteps)["collectives"]["all_to_all"]["bytes"].get<int64_t>(), 0);
-  EXPECT_GT(got.train.at(kSteps)["all_to_all_bytes_per_token"].get<double>(), 0.0);
+  const std::string config = write_config(dir, "sequential");
+  struct Shape {
+    int ranks;
+    int64_t batch;
+    std::string layout;
+  };
+  for (const Shape& shape : {Shape{2, 4, "data parallel 1 x expert parallel 2"},
+                             Shape{4, 2, "data parallel 2 x expert parallel 2"}}) {
+    SCOPED_TRACE(shape.layout);
+    const std::string run = dir.file("ep-" + std::to_string(shape.ranks));
+    CommandRun r = nextn(train_args(config, run, shape.batch) + " --nproc-per-node " + std::to_string(shape.ranks) +
+                             " --expert-parallel 2",
+                         dir.path());
+    ASSERT_EQ(r.status, 0) << r.output;
+    EXPECT_NE(r.output.find(shape.layout), std::string::npos) << r.output;
+    Records got = read_records(run);
+    expect_same_steps(got, read_records(reference("sequential")));
+    expect_same_weights(run, reference("sequential"));
+    expect_same_final_evaluation(run, reference("sequential"));
+    EXPECT_GT(got.train.at(kSteps)["collectives"]["all_to_all"]["bytes"].get<int64_t>(), 0);
+    EXPECT_GT(got.train.at(kSteps)["all_to_all_bytes_per_token"].get<double>(), 0.0);
+  }
+  // The gathered checkpoint is an ordinary model directory: one process generates from it.
+  CommandRun generated = nextn("generate --model " + dir.file("ep-2") + " --prompt 'def' --max-new-tokens 4 --greedy",
+                               dir.path());
+  EXPECT_EQ(generated.status, 0) << generated.output;
 }
 
 // A job stopped after its step-10 checkpoint (rank 0 killed before step 11), resumed by a job of

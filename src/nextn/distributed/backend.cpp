@@ -42,7 +42,7 @@ bool backend_available(Backend backend) {
 
 std::shared_ptr<ProcessGroupHandle> make_process_group(Backend backend, const c10::intrusive_ptr<c10d::Store>& store,
                                                        int rank, int size, std::chrono::milliseconds timeout,
-                                                       const std::string& master_addr) {
+                                                       const std::string& master_addr, const torch::Device& device) {
   auto handle = std::make_shared<ProcessGroupHandle>();
   if (backend == Backend::kGloo) {
     auto options = c10d::ProcessGroupGloo::Options::create(timeout);
@@ -51,9 +51,11 @@ std::shared_ptr<ProcessGroupHandle> make_process_group(Backend backend, const c1
     return handle;
   }
 #ifdef NEXTN_WITH_NCCL
+  NEXTN_CHECK(device.is_cuda(), "the NCCL backend needs a CUDA device, got ", device.str());
   auto options = c10d::ProcessGroupNCCL::Options::create();
   options->timeout = timeout;
   handle->group = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, size, options);
+  handle->device = device;
   return handle;
 #else
   fail("the NCCL backend is not in this build of nextn (it needs a CUDA libtorch with NCCL: see README, "

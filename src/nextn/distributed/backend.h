@@ -15,6 +15,7 @@ namespace nextn::dist {
 
 struct ProcessGroupHandle {
   c10::intrusive_ptr<c10d::ProcessGroup> group;
+  torch::Device device{torch::kCPU};  // where its collectives' tensors must be (CUDA for NCCL)
 };
 
 struct WorkHandle {
@@ -25,8 +26,9 @@ struct WorkHandle {
 // Gloo: TCP on the interface named by GLOO_SOCKET_IFNAME, else loopback when the rendezvous is on
 // this machine, else the interface this machine's hostname resolves to (as PyTorch does).
 // NCCL: only in builds against a CUDA libtorch with NCCL (NEXTN_WITH_NCCL); elsewhere an Error.
+// device: the rank's compute device (NCCL's collectives run there; Gloo's on the CPU).
 std::shared_ptr<ProcessGroupHandle> make_process_group(Backend backend, const c10::intrusive_ptr<c10d::Store>& store,
                                                        int rank, int size, std::chrono::milliseconds timeout,
-                                                       const std::string& master_addr);
+                                                       const std::string& master_addr, const torch::Device& device);
 
 }  // namespace nextn::dist

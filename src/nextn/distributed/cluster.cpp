@@ -102,7 +102,7 @@ std::shared_ptr<Communicator> Cluster::make_group(const std::string& name, const
   std::shared_ptr<ProcessGroupHandle> group;
   try {
     group = make_process_group(backend_, prefixed, group_rank, static_cast<int>(members.size()), options_.timeout,
-                               env_.master_addr);
+                               env_.master_addr, options_.device);
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {

@@ -13,6 +13,11 @@ using Clock = std::chrono::steady_clock;
 
 int64_t tensor_bytes(const torch::Tensor& t) { return t.numel() * static_cast<int64_t>(t.element_size()); }
 
+// A tensor where the group's collectives need it (itself when it is there already).
+torch::Tensor staged(const torch::Tensor& t, const torch::Device& device) {
+  return t.device() == device ? t.contiguous() : t.to(device).contiguous();
+}
+
 void check_counts(const std::vector<int64_t>& counts, int size, const char* what) {
   NEXTN_CHECK(static_cast<int>(counts.size()) == size, "all_to_all: ", counts.size(), " ", what, " counts for a group of ",
               size);
@@ -95,8 +100,15 @@ void Communicator::run(Collective kind, int64_t bytes, const std::function<void(
 
 void Communicator::all_reduce_sum(std::vector<torch::Tensor>& tensors) {
   int64_t bytes = 0;
-  for (const auto& t : tensors) bytes += tensor_bytes(t);
-  run(Collective::kAllReduce, bytes, [&] { group_->group->allreduce(tensors)->wait(); });
+  std::vector<torch::Tensor> on_device;
+  for (const auto& t : tensors) {
+    bytes += tensor_bytes(t);
+    on_device.push_back(staged(t, group_->device));
+  }
+  run(Collective::kAllReduce, bytes, [&] { group_->group->allreduce(on_device)->wait(); });
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    if (!on_device[i].is_same(tensors[i])) tensors[i].copy_(on_device[i]);
+  }
 }
 
 void Communicator::all_reduce_sum(torch::Tensor& tensor) {
@@ -105,10 +117,11 @@ void Communicator::all_reduce_sum(torch::Tensor& tensor) {
 }
 
 void Communicator::all_reduce_max(torch::Tensor& tensor) {
-  std::vector<torch::Tensor> one{tensor};
+  std::vector<torch::Tensor> one{staged(tensor, group_->device)};
   c10d::AllreduceOptions options;
   options.reduceOp = c10d::ReduceOp::MAX;
   run(Collective::kAllReduce, tensor_bytes(tensor), [&] { group_->group->allreduce(one, options)->wait(); });
+  if (!one[0].is_same(tensor)) tensor.copy_(one[0]);
 }
 
 PendingReduce Communicator::all_reduce_sum_async(torch::Tensor& flat) {
@@ -119,32 +132,36 @@ PendingReduce Communicator::all_reduce_sum_async(torch::Tensor& flat) {
 }
 
 void Communicator::broadcast(torch::Tensor& tensor, int root) {
-  std::vector<torch::Tensor> one{tensor};
+  std::vector<torch::Tensor> one{staged(tensor, group_->device)};
   c10d::BroadcastOptions options;
   options.rootRank = root;
   run(Collective::kBroadcast, rank_ == root ? tensor_bytes(tensor) : 0,
       [&] { group_->group->broadcast(one, options)->wait(); });
+  if (!one[0].is_same(tensor)) tensor.copy_(one[0]);
 }
 
 std::vector<torch::Tensor> Communicator::all_gather(const torch::Tensor& tensor) {
+  std::vector<torch::Tensor> inputs{staged(tensor, group_->device)};
   std::vector<std::vector<torch::Tensor>> outputs(1);
-  for (int p = 0; p < size(); ++p) outputs[0].push_back(torch::empty_like(tensor));
-  std::vector<torch::Tensor> inputs{tensor.contiguous()};
+  for (int p = 0; p < size(); ++p) outputs[0].push_back(torch::empty_like(inputs[0]));
   run(Collective::kAllGather, tensor_bytes(tensor), [&] { group_->group->allgather(outputs, inputs)->wait(); });
+  for (auto& t : outputs[0]) t = t.to(tensor.device());
   return outputs[0];
 }
 
 std::vector<torch::Tensor> Communicator::gather(const torch::Tensor& tensor, int root) {
+  std::vector<torch::Tensor> inputs{staged(tensor, group_->device)};
   std::vector<std::vector<torch::Tensor>> outputs;
   if (rank_ == root) {
     outputs.resize(1);
-    for (int p = 0; p < size(); ++p) outputs[0].push_back(torch::empty_like(tensor));
+    for (int p = 0; p < size(); ++p) outputs[0].push_back(torch::empty_like(inputs[0]));
   }
-  std::vector<torch::Tensor> inputs{tensor.contiguous()};
   c10d::GatherOptions options;
   options.rootRank = root;
   run(Collective::kGather, tensor_bytes(tensor), [&] { group_->group->gather(outputs, inputs, options)->wait(); });
-  return rank_ == root ? outputs[0] : std::vector<torch::Tensor>{};
+  if (rank_ != root) return {};
+  for (auto& t : outputs[0]) t = t.to(tensor.device());
+  return outputs[0];
 }
 
 torch::Tensor Communicator::all_to_all(const torch::Tensor& input, const std::vector<int64_t>& send_counts,
@@ -157,23 +174,24 @@ torch::Tensor Communicator::all_to_all(const torch::Tensor& input, const std::ve
               input.dim() >= 1 ? input.size(0) : 0, " rows, the send counts add up to ", sent_rows);
   std::vector<int64_t> out_shape = input.sizes().vec();
   out_shape[0] = received_rows;
-  auto output = torch::empty(out_shape, input.options());
-  auto in = input.contiguous();
+  auto in = staged(input, group_->device);
+  auto output = torch::empty(out_shape, in.options());
   const int64_t row_bytes = sent_rows > 0 ? tensor_bytes(in) / sent_rows : 0;
   const int64_t remote_bytes = (sent_rows - send_counts[rank_]) * row_bytes;
   // c10d takes split sizes in rows of dim 0 (output splits first).
   std::vector<int64_t> recv_splits(recv_counts), send_splits(send_counts);
   run(Collective::kAllToAll, remote_bytes,
       [&] { group_->group->alltoall_base(output, in, recv_splits, send_splits)->wait(); });
-  return output;
+  return output.device() == input.device() ? output : output.to(input.device());
 }
 
 std::vector<int64_t> Communicator::exchange_counts(const std::vector<int64_t>& counts) {
   check_counts(counts, size(), "send");
-  auto send = torch::tensor(counts, torch::kLong);
-  auto recv = torch::empty({size()}, torch::kLong);
+  auto send = torch::tensor(counts, torch::kLong).to(group_->device);
+  auto recv = torch::empty({size()}, send.options());
   std::vector<int64_t> ones(size(), 1);
   run(Collective::kAllToAll, (size() - 1) * 8, [&] { group_->group->alltoall_base(recv, send, ones, ones)->wait(); });
+  recv = recv.to(torch::kCPU);
   return std::vector<int64_t>(recv.data_ptr<int64_t>(), recv.data_ptr<int64_t>() + size());
 }
 
