@@ -13,7 +13,8 @@ PACKAGES=(
   libgtest-dev                # tests
   libpcre2-dev                # DeepSeek-V3 pre-tokenizer regexes
   libgloo-dev                 # headers of the Gloo library behind libtorch's c10d (distributed training)
-  python3-torch               # the plain-PyTorch reference model (bench/reference)
+  python3-torch               # the plain-PyTorch reference model (bench/reference), and torchrun
+  iproute2                    # tests: two "machines" as network namespaces for distributed training
 )
 
 if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi

@@ -37,9 +37,9 @@ std::string write_config(const TempDir& dir, const std::string& mtp_kind, int64_
   return path;
 }
 
-std::string train_args(const std::string& config, const std::string& run, int64_t batch) {
+std::string train_args(const std::string& config, const std::string& run, int64_t batch, int64_t steps = kSteps) {
   return "train --config " + config + " --data " + testing::tiny_corpus().dataset_dir + " --run " + run +
-         " --steps " + std::to_string(kSteps) + " --batch-size " + std::to_string(batch) +
+         " --steps " + std::to_string(steps) + " --batch-size " + std::to_string(batch) +
          " --seq-len 32 --warmup 2 --lr 3e-3 --eval-every 0 --eval-batches 2 --checkpoint-every 10"
          " --keep-checkpoints 5 --log-every 1 --log-experts-every 1 --threads 1";
 }
@@ -292,6 +292,58 @@ TEST_F(DistributedTraining, ALostRankIsNamedByTheOthers) {
                    dir.path());
   EXPECT_NE(hung.status, 0);
   EXPECT_NE(hung.output.find("lost rank 1"), std::string::npos) << hung.output;
+}
+
+// The variables of Slurm's srun and Open MPI's mpirun, set by hand, start a job as torchrun's do.
+TEST_F(DistributedTraining, SlurmAndOpenMpiVariablesStartAJob) {
+  TempDir dir("dist_launchers");
+  const std::string config = write_config(dir, "sequential");
+  const std::string binary = std::string(NEXTN_BINARY_PATH) + " ";
+  struct Launcher {
+    std::string name, rank_variable, common;
+  };
+  for (const Launcher& l : {Launcher{"slurm", "SLURM_PROCID", "SLURM_NTASKS=2 SLURM_NTASKS_PER_NODE=2"},
+                            Launcher{"openmpi", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE=2"}}) {
+    SCOPED_TRACE(l.name);
+    const std::string env = l.common + " MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(dist::free_local_port());
+    const std::string args = train_args(config, dir.file(l.name), 4, 3);
+    CommandRun r = shell("(" + l.rank_variable + "=0 " + env + " " + binary + args + " & first=$!; " + l.rank_variable +
+                             "=1 " + env + " " + binary + args + "; second=$?; wait $first; exit $(( $? | second )))",
+                         dir.path());
+    EXPECT_EQ(r.status, 0) << r.output;
+    EXPECT_NE(r.output.find("2 ranks (gloo, " + l.name + ")"), std::string::npos) << r.output;
+    EXPECT_TRUE(fs::exists(dir.file(l.name) + "/checkpoints/step-00000003")) << r.output;
+  }
+}
+
+// Two machines are MASTER_ADDR apart: two network namespaces joined by a virtual Ethernet pair
+// (10.77.x.1 and .2), one rank in each, nextn's launcher on both with --nnodes 2. Needs root (to
+// make namespaces); skipped where the sandbox refuses them.
+TEST_F(DistributedTraining, TwoMachinesAreMasterAddrApart) {
+  TempDir dir("dist_two_hosts");
+  const std::string tag = std::to_string(::getpid() % 100000);
+  const std::string a = "nextn" + tag + "a", b = "nextn" + tag + "b", subnet = "10.77." + std::to_string(::getpid() % 250);
+  const std::string setup = "ip netns add " + a + " && ip netns add " + b + " && ip link add v" + tag +
+                            "a type veth peer name v" + tag + "b && ip link set v" + tag + "a netns " + a +
+                            " && ip link set v" + tag + "b netns " + b + " && ip -n " + a + " addr add " + subnet +
+                            ".1/24 dev v" + tag + "a && ip -n " + b + " addr add " + subnet + ".2/24 dev v" + tag +
+                            "b && ip -n " + a + " link set v" + tag + "a up && ip -n " + b + " link set v" + tag +
+                            "b up && ip -n " + a + " link set lo up && ip -n " + b + " link set lo up";
+  if (shell(setup, dir.path()).status != 0) {
+    shell("ip netns del " + a + "; ip netns del " + b, dir.path());
+    GTEST_SKIP() << "network namespaces are not available here (needs root and iproute2)";
+  }
+  const std::string config = write_config(dir, "sequential");
+  const std::string args = train_args(config, dir.file("two-hosts"), 4, 3) + " --dist-timeout 30" +
+                           " --nproc-per-node 1 --nnodes 2 --master-addr " + subnet + ".1 --master-port 29555";
+  const std::string binary = std::string(NEXTN_BINARY_PATH) + " ";
+  CommandRun r = shell("(ip netns exec " + a + " " + binary + args + " --node-rank 0 & first=$!; ip netns exec " + b +
+                           " " + binary + args + " --node-rank 1; second=$?; wait $first; exit $(( $? | second )))",
+                       dir.path());
+  shell("ip netns del " + a + "; ip netns del " + b, dir.path());
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("2 ranks (gloo, torchrun)"), std::string::npos) << r.output;
+  EXPECT_TRUE(fs::exists(dir.file("two-hosts") + "/checkpoints/step-00000003")) << r.output;
 }
 
 TEST_F(DistributedTraining, BadSetupsAreRefusedBeforeAnyWork) {

@@ -65,7 +65,26 @@ Cluster::Cluster(const LaunchEnv& env, const ClusterOptions& options) : env_(env
                         : std::string(" (is MASTER_ADDR rank 0's machine, and did rank 0 start?)"));
   }
   start_heartbeat();
+  try {
+    make_groups();
+  } catch (...) {
+    stop_heartbeat();  // the destructor does not run when the constructor throws
+    throw;
+  }
+  g_current = this;
+}
 
+Cluster::~Cluster() {
+  if (g_current == this) g_current = nullptr;
+  stop_heartbeat();
+}
+
+void Cluster::stop_heartbeat() {
+  stopping_ = true;
+  if (heartbeat_.joinable()) heartbeat_.join();
+}
+
+void Cluster::make_groups() {
   std::vector<int> everyone(env_.world_size);
   for (int r = 0; r < env_.world_size; ++r) everyone[r] = r;
   world_ = make_group("world", everyone);
@@ -83,13 +102,6 @@ Cluster::Cluster(const LaunchEnv& env, const ClusterOptions& options) : env_(env
       expert_data_ = make_group("expert-data-" + std::to_string(env_.rank % e), holders);
     }
   }
-  g_current = this;
-}
-
-Cluster::~Cluster() {
-  if (g_current == this) g_current = nullptr;
-  stopping_ = true;
-  if (heartbeat_.joinable()) heartbeat_.join();
 }
 
 std::shared_ptr<Communicator> Cluster::make_group(const std::string& name, const std::vector<int>& members) {

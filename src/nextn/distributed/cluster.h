@@ -73,6 +73,8 @@ class Cluster {
 
  private:
   void start_heartbeat();
+  void stop_heartbeat();
+  void make_groups();
   std::shared_ptr<Communicator> make_group(const std::string& name, const std::vector<int>& members);
 
   LaunchEnv env_;
