@@ -48,6 +48,12 @@ TEST(LaunchEnv, Torchrun) {
   EXPECT_EQ(env.restart_count, 1);
 }
 
+TEST(LaunchEnv, NextnsOwnLauncherSetsTorchrunsVariables) {
+  LaunchEnv env = detect({{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"NEXTN_LAUNCHER", "nextn"}});
+  EXPECT_EQ(env.launcher, "nextn");
+  EXPECT_EQ(env.rank, 1);
+}
+
 TEST(LaunchEnv, TorchrunDefaultsOnOneMachine) {
   LaunchEnv env = detect({{"RANK", "1"}, {"WORLD_SIZE", "2"}});
   EXPECT_EQ(env.local_rank, 1);

@@ -181,7 +181,7 @@ TEST_F(DistributedTraining, DataParallelEqualsOneProcessOnTheGlobalBatch) {
     const std::string run = dir.file("two-ranks");
     CommandRun r = nextn(train_args(write_config(dir, kind), run, 4) + " --nproc-per-node 2", dir.path());
     ASSERT_EQ(r.status, 0) << r.output;
-    EXPECT_NE(r.output.find("2 ranks (gloo, torchrun), data parallel 2 x expert parallel 1"), std::string::npos)
+    EXPECT_NE(r.output.find("2 ranks (gloo, nextn), data parallel 2 x expert parallel 1"), std::string::npos)
         << r.output;
     Records got = read_records(run);
     expect_same_steps(got, read_records(reference(kind)));
@@ -342,7 +342,7 @@ TEST_F(DistributedTraining, TwoMachinesAreMasterAddrApart) {
                        dir.path());
   shell("ip netns del " + a + "; ip netns del " + b, dir.path());
   EXPECT_EQ(r.status, 0) << r.output;
-  EXPECT_NE(r.output.find("2 ranks (gloo, torchrun)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("2 ranks (gloo, nextn)"), std::string::npos) << r.output;
   EXPECT_TRUE(fs::exists(dir.file("two-hosts") + "/checkpoints/step-00000003")) << r.output;
 }
 

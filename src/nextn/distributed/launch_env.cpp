@@ -43,7 +43,7 @@ LaunchEnv detect_launch_env(const EnvLookup& lookup) {
   constexpr long kMaxRanks = 1 << 20;
   LaunchEnv env;
   if (lookup("WORLD_SIZE") || lookup("RANK")) {
-    env.launcher = "torchrun";
+    env.launcher = lookup("NEXTN_LAUNCHER").value_or("") == "nextn" ? "nextn" : "torchrun";
     env.world_size = required_integer(lookup, "WORLD_SIZE", "RANK", 1, kMaxRanks);
     env.rank = required_integer(lookup, "RANK", "WORLD_SIZE", 0, env.world_size - 1);
     env.local_rank = integer_variable(lookup, "LOCAL_RANK", 0, env.world_size - 1).value_or(env.rank);

@@ -24,7 +24,7 @@ struct LaunchEnv {
   std::string master_addr = "127.0.0.1";
   int master_port = kDefaultMasterPort;
   int restart_count = 0;          // torchrun's restarts of the whole job so far
-  std::string launcher = "none";  // "torchrun", "openmpi", "slurm" or "none"
+  std::string launcher = "none";  // "torchrun", "nextn" (train --nproc-per-node), "openmpi", "slurm", "none"
 
   bool distributed() const { return world_size > 1; }
 };

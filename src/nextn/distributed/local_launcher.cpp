@@ -73,6 +73,7 @@ int launch_local_ranks(const LocalLaunch& launch, const std::vector<std::string>
       ::setenv("LOCAL_WORLD_SIZE", std::to_string(launch.nproc_per_node).c_str(), 1);
       ::setenv("MASTER_ADDR", launch.master_addr.c_str(), 1);
       ::setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
+      ::setenv("NEXTN_LAUNCHER", "nextn", 1);  // names the launcher in logs (the variables are torchrun's)
       std::vector<char*> args;
       for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
       args.push_back(nullptr);
