@@ -26,6 +26,12 @@ torch::Tensor DecoderLayerImpl::forward_cached(const torch::Tensor& x, const Rop
   return add_feed_forward(h, nullptr);
 }
 
+torch::Tensor DecoderLayerImpl::forward_cached_ragged(const torch::Tensor& x, const RopeAngles& angles,
+                                                      const std::vector<RaggedSlot>& sequences) {
+  auto h = x + self_attn->forward_cached_ragged(input_layernorm(x), angles, sequences);
+  return add_feed_forward(h, nullptr);
+}
+
 torch::Tensor DecoderLayerImpl::add_feed_forward(const torch::Tensor& h, MoeStats* moe_stats) {
   auto normed = post_attention_layernorm(h);
   return h + (is_moe() ? moe(normed, moe_stats) : mlp(normed));

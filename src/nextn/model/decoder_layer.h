@@ -30,6 +30,10 @@ class DecoderLayerImpl : public torch::nn::Module {
   torch::Tensor forward_cached(const torch::Tensor& x, const RopeAngles& angles, const LatentKvSlot& slot,
                                MlaForm form, CachedOutput output = CachedOutput::kEveryToken);
 
+  // forward_cached for several sequences with caches of their own (MlaAttentionImpl::forward_cached_ragged).
+  torch::Tensor forward_cached_ragged(const torch::Tensor& x, const RopeAngles& angles,
+                                      const std::vector<RaggedSlot>& sequences);
+
   bool is_moe() const { return !moe.is_empty(); }
 
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};

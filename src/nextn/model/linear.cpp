@@ -1,11 +1,14 @@
 #include "nextn/model/linear.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "nextn/kernels/few_rows_matmul.h"
 
 namespace nextn {
 namespace {
+
+thread_local bool t_batched_decoding = false;
 
 // Rows of x (all leading dimensions flattened) when the few-rows path applies, else 0.
 int64_t few_rows(const torch::Tensor& x, const torch::Tensor& weight) {
@@ -14,7 +17,7 @@ int64_t few_rows(const torch::Tensor& x, const torch::Tensor& weight) {
   const int64_t in = weight.size(1);
   if (x.dim() == 0 || x.numel() == 0 || x.size(-1) != in) return 0;
   const int64_t rows = x.numel() / in;
-  return rows <= kFewRowsMaxRows ? rows : 0;
+  return few_rows_fit(rows) ? rows : 0;
 }
 
 kernels::MatrixView rows_of(const torch::Tensor& t) {
@@ -27,7 +30,11 @@ void few_rows_out(torch::Tensor& out, const torch::Tensor& x_rows, const torch::
   const bool kernel = x_rows.scalar_type() == torch::kFloat && weight.stride(1) == 1 && out.stride(1) == 1;
   if (kernel) {
     const auto x = x_rows.stride(1) == 1 ? x_rows : x_rows.contiguous();
-    kernels::few_rows_matmul(rows_of(x), rows_of(weight), out.data_ptr<float>(), out.stride(0));
+    for (int64_t first = 0; first < x.size(0); first += kFewRowsMaxRows) {
+      const int64_t rows = std::min(kFewRowsMaxRows, x.size(0) - first);
+      kernels::few_rows_matmul(rows_of(x.narrow(0, first, rows)), rows_of(weight),
+                               out.data_ptr<float>() + first * out.stride(0), out.stride(0));
+    }
     return;
   }
   for (int64_t r = 0; r < x_rows.size(0); ++r) {
@@ -38,6 +45,11 @@ void few_rows_out(torch::Tensor& out, const torch::Tensor& x_rows, const torch::
 
 }  // namespace
 
+ScopedBatchedDecoding::ScopedBatchedDecoding() : previous_(t_batched_decoding) { t_batched_decoding = true; }
+ScopedBatchedDecoding::~ScopedBatchedDecoding() { t_batched_decoding = previous_; }
+bool batched_decoding_active() { return t_batched_decoding; }
+bool few_rows_fit(int64_t rows) { return rows <= kFewRowsMaxRows || t_batched_decoding; }
+
 bool takes_few_rows_kernels(const torch::Tensor& x, const torch::Tensor& weight, int64_t width) {
   if (!x.device().is_cpu() || !weight.device().is_cpu()) return false;
   if (x.scalar_type() != torch::kFloat || weight.scalar_type() != torch::kFloat) return false;
@@ -45,7 +57,7 @@ bool takes_few_rows_kernels(const torch::Tensor& x, const torch::Tensor& weight,
   // parameter a layer's kernels read (some of them in place) would be easy to get wrong.
   if (torch::GradMode::is_enabled()) return false;
   if (x.dim() == 0 || x.size(-1) != width || x.numel() == 0 || !x.is_contiguous()) return false;
-  return x.numel() / width <= kFewRowsMaxRows;
+  return few_rows_fit(x.numel() / width);
 }
 
 torch::Tensor linear_no_bias(const torch::Tensor& x, const torch::Tensor& weight) {

@@ -22,6 +22,25 @@ constexpr int64_t kFewRowsMaxRows = kernels::kFewRowsMax;
 // formulas run: they are the reference.
 bool takes_few_rows_kernels(const torch::Tensor& x, const torch::Tensor& weight, int64_t width);
 
+// Decoding several sequences in one step (continuous batching, inference/batched_forward.h): while
+// one of these lives on a thread, the few-rows kernels above take any number of rows on it, in
+// kernel calls of at most kFewRowsMaxRows rows. The kernels compute each row on its own, so every
+// sequence's row is bit for bit what decoding it alone computes, however many run together
+// (BLAS's sgemm, which more rows would otherwise take, gives different last bits).
+class ScopedBatchedDecoding {
+ public:
+  ScopedBatchedDecoding();
+  ~ScopedBatchedDecoding();
+  ScopedBatchedDecoding(const ScopedBatchedDecoding&) = delete;
+  ScopedBatchedDecoding& operator=(const ScopedBatchedDecoding&) = delete;
+
+ private:
+  bool previous_;
+};
+bool batched_decoding_active();
+// Rows the few-rows kernels take here: kFewRowsMaxRows, or any number while batched decoding.
+bool few_rows_fit(int64_t rows);
+
 // y = x W^T for x [..., in] and weight [out, in]: torch::nn::functional::linear without bias,
 // with the few-rows path above (same values to rounding).
 torch::Tensor linear_no_bias(const torch::Tensor& x, const torch::Tensor& weight);

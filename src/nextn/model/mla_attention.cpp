@@ -168,44 +168,103 @@ bool MlaAttentionImpl::takes_few_rows_kernels(const torch::Tensor& x, const Rope
          cpu_float32_rows(kv_a_layernorm->weight);
 }
 
+std::pair<torch::Tensor, torch::Tensor> MlaAttentionImpl::project_rows(const torch::Tensor& x) {
+  // Projections as in project(); the products take the few-rows kernel.
+  auto q = (config_.q_lora_rank ? q_b_proj(q_a_layernorm(q_a_proj(x))) : q_proj(x)).contiguous();
+  auto kv = kv_a_proj_with_mqa(x).contiguous();  // [..., rank + rope]
+  return {q, kv};
+}
+
+void MlaAttentionImpl::write_row(const float* kv_row, float* q_row, float* c_entry, float* k_entry, const float* cos,
+                                 const float* sin) const {
+  const int64_t rank = config_.kv_lora_rank, rope = config_.qk_rope_head_dim, nope = config_.qk_nope_head_dim;
+  kernels::rms_norm_rows(kv_row, 1, rank, rank, kv_a_layernorm->weight.data_ptr<float>(), kv_a_layernorm->eps,
+                         c_entry, rank);
+  std::copy(kv_row + rank, kv_row + rank + rope, k_entry);
+  kernels::rotate_pairs(k_entry, rope, cos, sin);
+  for (int64_t h = 0; h < config_.num_attention_heads; ++h) kernels::rotate_pairs(q_row + h * (nope + rope) + nope, rope, cos, sin);
+}
+
+void MlaAttentionImpl::attend_rows(const float* q, int64_t rows, const LatentKvSlot& slot, int64_t batch_row,
+                                   int64_t length, float* out) const {
+  const int64_t heads = config_.num_attention_heads, v_dim = config_.v_head_dim;
+  const int64_t q_width = heads * (config_.qk_nope_head_dim + config_.qk_rope_head_dim);
+  const kernels::LatentAttentionDims dims{heads, config_.qk_nope_head_dim, config_.qk_rope_head_dim,
+                                          config_.kv_lora_rank, v_dim, static_cast<float>(softmax_scale_)};
+  const kernels::LatentCacheView cache{slot.c_kv.data_ptr<float>() + batch_row * slot.c_kv.stride(0), slot.c_kv.stride(1),
+                                       slot.k_pe.data_ptr<float>() + batch_row * slot.k_pe.stride(0), slot.k_pe.stride(1),
+                                       length};
+  kernels::latent_attention(dims, q, rows, q_width, cache, kv_b_proj->weight.data_ptr<float>(), out, heads * v_dim);
+}
+
 torch::Tensor MlaAttentionImpl::forward_cached_few_rows(const torch::Tensor& x, const RopeAngles& angles,
                                                         const LatentKvSlot& slot) {
   const int64_t batch = x.size(0), new_tokens = x.size(1), cached = slot.length;
-  const int64_t heads = config_.num_attention_heads, rank = config_.kv_lora_rank;
-  const int64_t nope = config_.qk_nope_head_dim, rope = config_.qk_rope_head_dim, v_dim = config_.v_head_dim;
-  const auto& cos = angles.cos;
-  const auto& sin = angles.sin;
-  // Projections as in project(); the products take the few-rows kernel.
-  auto q = (config_.q_lora_rank ? q_b_proj(q_a_layernorm(q_a_proj(x))) : q_proj(x)).contiguous();
-  auto kv = kv_a_proj_with_mqa(x).contiguous();  // [B, T, rank + rope]
-  const int64_t q_width = heads * (nope + rope);
+  const int64_t heads = config_.num_attention_heads, rank = config_.kv_lora_rank, rope = config_.qk_rope_head_dim;
+  const int64_t q_width = heads * (config_.qk_nope_head_dim + rope), v_dim = config_.v_head_dim;
+  auto [q, kv] = project_rows(x);
 
   // New cache entries (normalised latent, rotated rope key) and rotated queries, row by row.
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t t = 0; t < new_tokens; ++t) {
-      const float* kv_row = kv.data_ptr<float>() + (b * new_tokens + t) * (rank + rope);
-      float* c_entry = slot.c_kv.data_ptr<float>() + b * slot.c_kv.stride(0) + (cached + t) * slot.c_kv.stride(1);
-      float* k_entry = slot.k_pe.data_ptr<float>() + b * slot.k_pe.stride(0) + (cached + t) * slot.k_pe.stride(1);
-      kernels::rms_norm_rows(kv_row, 1, rank, rank, kv_a_layernorm->weight.data_ptr<float>(), kv_a_layernorm->eps,
-                             c_entry, rank);
-      std::copy(kv_row + rank, kv_row + rank + rope, k_entry);
-      const float* cos_t = angle_row(cos, b, t);
-      const float* sin_t = angle_row(sin, b, t);
-      kernels::rotate_pairs(k_entry, rope, cos_t, sin_t);
-      float* q_row = q.data_ptr<float>() + (b * new_tokens + t) * q_width;
-      for (int64_t h = 0; h < heads; ++h) kernels::rotate_pairs(q_row + h * (nope + rope) + nope, rope, cos_t, sin_t);
+      const int64_t row = b * new_tokens + t;
+      write_row(kv.data_ptr<float>() + row * (rank + rope), q.data_ptr<float>() + row * q_width,
+                slot.c_kv.data_ptr<float>() + b * slot.c_kv.stride(0) + (cached + t) * slot.c_kv.stride(1),
+                slot.k_pe.data_ptr<float>() + b * slot.k_pe.stride(0) + (cached + t) * slot.k_pe.stride(1),
+                angle_row(angles.cos, b, t), angle_row(angles.sin, b, t));
     }
   }
-
   auto attended = torch::empty({batch, new_tokens, heads * v_dim}, x.options());
-  const kernels::LatentAttentionDims dims{heads, nope, rope, rank, v_dim, static_cast<float>(softmax_scale_)};
   for (int64_t b = 0; b < batch; ++b) {
-    const kernels::LatentCacheView cache{slot.c_kv.data_ptr<float>() + b * slot.c_kv.stride(0), slot.c_kv.stride(1),
-                                         slot.k_pe.data_ptr<float>() + b * slot.k_pe.stride(0), slot.k_pe.stride(1),
-                                         cached + new_tokens};
-    kernels::latent_attention(dims, q.data_ptr<float>() + b * new_tokens * q_width, new_tokens, q_width, cache,
-                              kv_b_proj->weight.data_ptr<float>(), attended.data_ptr<float>() + b * new_tokens * heads * v_dim,
-                              heads * v_dim);
+    attend_rows(q.data_ptr<float>() + b * new_tokens * q_width, new_tokens, slot, b, cached + new_tokens,
+                attended.data_ptr<float>() + b * new_tokens * heads * v_dim);
+  }
+  return o_proj(attended);
+}
+
+torch::Tensor MlaAttentionImpl::forward_cached_ragged(const torch::Tensor& x, const RopeAngles& angles,
+                                                      const std::vector<RaggedSlot>& sequences) {
+  NEXTN_CHECK(x.dim() == 3 && x.size(0) == 1, "ragged attention takes x [1, rows, hidden], got ", x.sizes());
+  const int64_t total = x.size(1), rope = config_.qk_rope_head_dim;
+  int64_t expected_row = 0;
+  bool kernels_apply = nextn::takes_few_rows_kernels(x, kv_a_proj_with_mqa->weight, config_.hidden_size) &&
+                       fits_angles(angles.cos, 1, total, rope) && fits_angles(angles.sin, 1, total, rope) &&
+                       cpu_float32_rows(kv_b_proj->weight) && kv_b_proj->weight.is_contiguous() &&
+                       cpu_float32_rows(kv_a_layernorm->weight);
+  for (const RaggedSlot& s : sequences) {
+    NEXTN_CHECK(s.first_row == expected_row && s.rows >= 1, "ragged sequences must cover the rows in order, "
+                "got rows [", s.first_row, ", ", s.first_row + s.rows, ") after ", expected_row);
+    NEXTN_CHECK(s.slot.length + s.rows <= s.slot.c_kv.size(1), "KV cache overflow: ", s.slot.length, " cached + ",
+                s.rows, " new tokens exceed its capacity of ", s.slot.c_kv.size(1));
+    expected_row += s.rows;
+    kernels_apply = kernels_apply && s.rows <= kernels::kFewRowsMax &&
+                    fits_cache(s.slot.c_kv, 1, config_.kv_lora_rank, s.slot.length + s.rows) &&
+                    fits_cache(s.slot.k_pe, 1, rope, s.slot.length + s.rows);
+  }
+  NEXTN_CHECK(expected_row == total, "ragged sequences cover ", expected_row, " rows of ", total);
+  if (!kernels_apply) {
+    // The reference: each sequence on its own through forward_cached.
+    std::vector<torch::Tensor> outs;
+    for (const RaggedSlot& s : sequences) {
+      RopeAngles mine{angles.cos.narrow(1, s.first_row, s.rows), angles.sin.narrow(1, s.first_row, s.rows)};
+      outs.push_back(forward_cached(x.narrow(1, s.first_row, s.rows), mine, s.slot, MlaForm::kAbsorbed));
+    }
+    return torch::cat(outs, 1);
+  }
+  const int64_t heads = config_.num_attention_heads, rank = config_.kv_lora_rank, v_dim = config_.v_head_dim;
+  const int64_t q_width = heads * (config_.qk_nope_head_dim + rope);
+  auto [q, kv] = project_rows(x);
+  auto attended = torch::empty({1, total, heads * v_dim}, x.options());
+  for (const RaggedSlot& s : sequences) {
+    for (int64_t t = 0; t < s.rows; ++t) {
+      const int64_t row = s.first_row + t;
+      write_row(kv.data_ptr<float>() + row * (rank + rope), q.data_ptr<float>() + row * q_width,
+                s.slot.c_kv.data_ptr<float>() + (s.slot.length + t) * s.slot.c_kv.stride(1),
+                s.slot.k_pe.data_ptr<float>() + (s.slot.length + t) * s.slot.k_pe.stride(1),
+                angle_row(angles.cos, 0, row), angle_row(angles.sin, 0, row));
+    }
+    attend_rows(q.data_ptr<float>() + s.first_row * q_width, s.rows, s.slot, 0, s.slot.length + s.rows,
+                attended.data_ptr<float>() + s.first_row * heads * v_dim);
   }
   return o_proj(attended);
 }

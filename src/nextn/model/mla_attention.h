@@ -35,6 +35,15 @@ struct LatentKvSlot {
   int64_t length = 0;  // entries [0, length) hold earlier tokens; new tokens are written from here
 };
 
+// One sequence of a batch decoded together, each with its own cache (continuous batching): rows
+// [first_row, first_row + rows) of the step's input are its new tokens, at positions
+// slot.length onwards.
+struct RaggedSlot {
+  LatentKvSlot slot;
+  int64_t first_row = 0;
+  int64_t rows = 0;
+};
+
 // How cached attention is computed. Both give the same result; they differ in cost. Naive expands
 // every cached token to per-head keys and values (cheap when many queries share the expansion: a
 // prefill); absorbed keeps keys and values in the latent space and moves W_kvb to the query and
@@ -74,6 +83,14 @@ class MlaAttentionImpl : public torch::nn::Module {
   // operators report the mismatch).
   bool takes_few_rows_kernels(const torch::Tensor& x, const RopeAngles& angles, const LatentKvSlot& slot) const;
 
+  // forward_cached (absorbed form) for several sequences at once: x [1, R, hidden] holds every
+  // sequence's new tokens, `angles` [1, R, 1, rope / 2] each row's own position, and each
+  // sequence's rows attend over its own slot. The projections run once over all R rows; each
+  // row's result is what forward_cached computes for its sequence alone (bit for bit on the
+  // kernel path, under ScopedBatchedDecoding).
+  torch::Tensor forward_cached_ragged(const torch::Tensor& x, const RopeAngles& angles,
+                                      const std::vector<RaggedSlot>& sequences);
+
   const ModelConfig& config() const { return config_; }
 
   // Query path: either q_proj, or q_a_proj -> q_a_layernorm -> q_b_proj (q_lora_rank set).
@@ -86,6 +103,13 @@ class MlaAttentionImpl : public torch::nn::Module {
   // forward_cached's absorbed form for decoding's few float32 rows on CPU, in kernels
   // (kernels/latent_attention.h, kernels/row_ops.h) instead of ~40 libtorch operators.
   torch::Tensor forward_cached_few_rows(const torch::Tensor& x, const RopeAngles& angles, const LatentKvSlot& slot);
+  // The steps of those kernels: the query and key projections of rows; one row's new cache entry
+  // (normalised latent, rotated rope key) and its rotated query; one sequence's attention.
+  std::pair<torch::Tensor, torch::Tensor> project_rows(const torch::Tensor& x);
+  void write_row(const float* kv_row, float* q_row, float* c_entry, float* k_entry, const float* cos,
+                 const float* sin) const;
+  void attend_rows(const float* q, int64_t rows, const LatentKvSlot& slot, int64_t batch_row, int64_t length,
+                   float* out) const;
 
   ModelConfig config_;
   double softmax_scale_;

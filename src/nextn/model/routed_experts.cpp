@@ -189,7 +189,7 @@ void RoutedExpertsImpl::shard(int64_t first, int64_t count, std::shared_ptr<Expe
 
 torch::Tensor RoutedExpertsImpl::forward(const torch::Tensor& x_flat, const Routing& routing) {
   if (exchange_) return exchange_->run(*this, x_flat, routing);
-  if (x_flat.size(0) <= kFewRowsMaxRows && few_token_kernel_applies(x_flat)) {
+  if (few_rows_fit(x_flat.size(0)) && few_token_kernel_applies(x_flat)) {
     return forward_few_tokens(x_flat, routing);
   }
   ExpertDispatch d;

@@ -1,0 +1,158 @@
+// Several sequences decoded in one step, each with its own cache (continuous batching): every row
+// must be bit for bit what decoding its sequence alone gives, whatever the batch's size (beyond
+// the kernels' 4 rows too) and order; and the reference path (other dtypes) must agree with the
+// single-sequence forward.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "inference_test_support.h"
+#include "nextn/inference/batched_forward.h"
+#include "nextn/inference/cached_forward.h"
+#include "nextn/inference/plain_decoder.h"
+#include "nextn/model/linear.h"
+#include "nextn/util/error.h"
+
+namespace nextn::inference {
+namespace {
+
+using testing::random_model;
+using testing::random_prompt;
+
+struct Sequence {
+  KvCache cache;
+  std::vector<int64_t> tokens;  // prompt + generated
+};
+
+KvCache new_cache(DeepSeekV3Impl& model, int64_t capacity) {
+  const auto& w = model.embed_tokens->weight;
+  return KvCache::for_main_model(model.config(), 1, capacity, torch::TensorOptions().dtype(w.scalar_type()));
+}
+
+// Prompts of different lengths, prefilled one by one; greedy first tokens appended.
+std::vector<Sequence> prefilled(DeepSeekV3Impl& model, int64_t count, uint64_t seed) {
+  std::vector<Sequence> sequences;
+  for (int64_t s = 0; s < count; ++s) {
+    Sequence seq{new_cache(model, 64), random_prompt(3 + (s * 5) % 11, model.config().vocab_size, seed + s)};
+    auto out = run_main_model_cached(model, ids_tensor(seq.tokens, torch::kCPU), seq.cache, LogitsFor::kLastPosition);
+    seq.tokens.push_back(greedy_tokens(out.logits[0][0])[0]);
+    sequences.push_back(std::move(seq));
+  }
+  return sequences;
+}
+
+TEST(BatchedForward, EveryRowIsBitForBitItsSequenceAlone) {
+  ModelConfig config = testing::tiny_config();
+  DeepSeekV3 model = random_model(config, 21, 0.3, torch::kFloat);
+  for (int64_t count : {1, 3, 4, 5, 9}) {
+    SCOPED_TRACE("sequences " + std::to_string(count));
+    auto alone = prefilled(*model, count, 100);
+    auto together = prefilled(*model, count, 100);
+    for (int step = 0; step < 6; ++step) {
+      std::vector<BatchedSequence> batch;
+      for (auto& s : together) batch.push_back({&s.cache, {s.tokens.back()}});
+      BatchedStep b = run_main_model_batched(*model, batch);
+      ASSERT_EQ(b.logits.size(0), count);
+      for (int64_t s = 0; s < count; ++s) {
+        auto single = run_main_model_cached(*model, ids_tensor({alone[s].tokens.back()}, torch::kCPU), alone[s].cache);
+        ASSERT_TRUE(torch::equal(b.logits[b.first_row[s]], single.logits[0][0])) << "sequence " << s << " step " << step;
+        ASSERT_TRUE(torch::equal(b.hidden[b.first_row[s]], single.hidden[0][0])) << "sequence " << s;
+        const int64_t next = greedy_tokens(single.logits[0][0])[0];
+        alone[s].tokens.push_back(next);
+        together[s].tokens.push_back(next);
+      }
+    }
+    for (int64_t s = 0; s < count; ++s) {
+      ASSERT_EQ(alone[s].cache.length(), together[s].cache.length());
+      for (int64_t l = 0; l < config.num_hidden_layers; ++l) {
+        EXPECT_TRUE(torch::equal(alone[s].cache.c_kv(l), together[s].cache.c_kv(l)));
+        EXPECT_TRUE(torch::equal(alone[s].cache.k_pe(l), together[s].cache.k_pe(l)));
+      }
+    }
+  }
+}
+
+TEST(BatchedForward, SeveralTokensPerSequenceAndAnyOrder) {
+  ModelConfig config = testing::tiny_config();
+  DeepSeekV3 model = random_model(config, 22, 0.3, torch::kFloat);
+  // Sequences of 1, 3, 2 and 4 new tokens (a speculative verify has N + 1), then the reverse order.
+  const std::vector<int64_t> new_tokens = {1, 3, 2, 4};
+  for (bool reversed : {false, true}) {
+    SCOPED_TRACE(reversed ? "reversed" : "in order");
+    auto alone = prefilled(*model, 4, 300);
+    auto together = prefilled(*model, 4, 300);
+    std::vector<int64_t> order = {0, 1, 2, 3};
+    if (reversed) std::reverse(order.begin(), order.end());
+    std::vector<BatchedSequence> batch;
+    for (int64_t s : order) {
+      auto extra = random_prompt(new_tokens[s] - 1, config.vocab_size, 400 + s);
+      std::vector<int64_t> tokens = {together[s].tokens.back()};
+      tokens.insert(tokens.end(), extra.begin(), extra.end());
+      batch.push_back({&together[s].cache, tokens});
+    }
+    BatchedStep b = run_main_model_batched(*model, batch);
+    for (size_t i = 0; i < order.size(); ++i) {
+      const int64_t s = order[i];
+      auto single = run_main_model_cached(*model, ids_tensor(batch[i].tokens, torch::kCPU), alone[s].cache);
+      for (int64_t t = 0; t < new_tokens[s]; ++t) {
+        EXPECT_TRUE(torch::equal(b.logits[b.first_row[i] + t], single.logits[0][t])) << "sequence " << s << " token " << t;
+      }
+    }
+  }
+}
+
+TEST(BatchedForward, TheKernelsTakeAnyNumberOfRowsOnlyInsideTheScope) {
+  auto x = torch::randn({9, 8});
+  auto w = torch::randn({5, 8});
+  torch::NoGradGuard no_grad;
+  EXPECT_FALSE(takes_few_rows_kernels(x, w, 8));
+  auto reference = torch::mm(x.to(torch::kDouble), w.to(torch::kDouble).t());
+  {
+    ScopedBatchedDecoding batched;
+    EXPECT_TRUE(takes_few_rows_kernels(x, w, 8));
+    auto y = linear_no_bias(x, w);  // three kernel calls: 4 + 4 + 1 rows
+    EXPECT_LT(testing::max_abs_diff(y, reference), 1e-4);
+    for (int64_t r = 0; r < 9; ++r) EXPECT_TRUE(torch::equal(y[r], linear_no_bias(x.narrow(0, r, 1), w)[0]));
+  }
+  EXPECT_FALSE(takes_few_rows_kernels(x, w, 8));
+}
+
+TEST(BatchedForward, DoubleModelsTakeTheReferencePath) {
+  // No kernels for float64: each sequence runs through forward_cached on its own, and the batch
+  // must still give every sequence's logits (to float64 rounding).
+  ModelConfig config = testing::tiny_config();
+  DeepSeekV3 model = random_model(config, 23);
+  auto alone = prefilled(*model, 3, 500);
+  auto together = prefilled(*model, 3, 500);
+  std::vector<BatchedSequence> batch;
+  for (auto& s : together) batch.push_back({&s.cache, {s.tokens.back()}});
+  BatchedStep b = run_main_model_batched(*model, batch);
+  for (int64_t s = 0; s < 3; ++s) {
+    auto single = run_main_model_cached(*model, ids_tensor({alone[s].tokens.back()}, torch::kCPU), alone[s].cache);
+    EXPECT_LT(testing::max_abs_diff(b.logits[b.first_row[s]], single.logits[0][0]), 1e-12);
+  }
+}
+
+TEST(BatchedForward, BadInputIsRefused) {
+  ModelConfig config = testing::tiny_config();
+  DeepSeekV3 model = random_model(config, 24, 0.3, torch::kFloat);
+  auto seqs = prefilled(*model, 2, 600);
+  auto expect_error = [&](const std::vector<BatchedSequence>& batch, const std::string& fragment) {
+    try {
+      run_main_model_batched(*model, batch);
+      ADD_FAILURE() << "expected an error with '" << fragment << "'";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+    }
+  };
+  expect_error({}, "at least one sequence");
+  expect_error({{&seqs[0].cache, {}}}, "at least one new token");
+  expect_error({{&seqs[0].cache, {config.vocab_size}}}, "outside the vocabulary");
+  KvCache full = new_cache(*model, 4);
+  full.advance(4);
+  expect_error({{&full, {1}}}, "KV cache overflow");
+  EXPECT_EQ(seqs[0].cache.length(), static_cast<int64_t>(seqs[0].tokens.size()) - 1);  // nothing was appended
+}
+
+}  // namespace
+}  // namespace nextn::inference
