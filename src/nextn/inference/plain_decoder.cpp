@@ -43,7 +43,8 @@ std::vector<int64_t> PlainDecoder::start(const std::vector<int64_t>& prompt) {
   stats_.prompt_tokens = static_cast<int64_t>(prompt.size());
   auto out = run_main_model_cached(*model_, ids_tensor(prompt, model_->embed_tokens->weight.device()), cache_,
                                    LogitsFor::kLastPosition);
-  const int64_t first = sampler_.next_token(out.logits[0][0]);
+  last_logits_ = out.logits[0][0];
+  const int64_t first = sampler_.next_token(last_logits_);
   tokens_ = prompt;
   tokens_.push_back(first);
   stats_.generated_tokens = 1;
@@ -59,13 +60,24 @@ std::vector<int64_t> PlainDecoder::step(int64_t max_tokens) {
   // The pending token (the last one handed out) goes through the model; its logits give the next.
   auto out = run_main_model_cached(*model_, ids_tensor({tokens_.back()}, model_->embed_tokens->weight.device()),
                                    cache_);
-  const int64_t next = sampler_.next_token(out.logits[0][0]);
+  return {finish_batched_step(out.logits[0][0], seconds_since(started))};
+}
+
+BatchedSequence PlainDecoder::batched_input() {
+  NEXTN_CHECK(!tokens_.empty(), "batched_input() before start()");
+  NEXTN_CHECK(room() >= 1, "no room left to decode");
+  return {&cache_, {tokens_.back()}};
+}
+
+int64_t PlainDecoder::finish_batched_step(const torch::Tensor& logits_row, double step_seconds) {
+  last_logits_ = logits_row;
+  const int64_t next = sampler_.next_token(logits_row);
   tokens_.push_back(next);
   stats_.generated_tokens += 1;
   stats_.steps += 1;
   stats_.step_tokens += 1;
-  stats_.decode_seconds += seconds_since(started);
-  return {next};
+  stats_.decode_seconds += step_seconds;
+  return next;
 }
 
 }  // namespace nextn::inference

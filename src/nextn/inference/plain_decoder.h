@@ -5,6 +5,7 @@
 
 #include <torch/torch.h>
 
+#include "nextn/inference/batched_forward.h"
 #include "nextn/inference/kv_cache.h"
 #include "nextn/inference/sampling.h"
 #include "nextn/inference/token_decoder.h"
@@ -26,6 +27,15 @@ class PlainDecoder : public TokenDecoder {
 
   const KvCache& cache() const { return cache_; }
 
+  // Continuous batching: the step() of many plain decoders run as one forward
+  // (run_main_model_batched). batched_input() is this decoder's share of it, the pending token over
+  // its own cache; finish_batched_step() takes its row of the logits and picks the next token, as
+  // step() would have. Needs room() >= 1.
+  BatchedSequence batched_input();
+  int64_t finish_batched_step(const torch::Tensor& logits_row, double step_seconds);
+  // The logits [V] the newest token was chosen from (for log-probabilities).
+  const torch::Tensor& last_logits() const { return last_logits_; }
+
  private:
   DeepSeekV3 model_;
   Sampler sampler_;
@@ -33,6 +43,7 @@ class PlainDecoder : public TokenDecoder {
   KvCache cache_;                // holds tokens_[0 .. size - 2]; the last token is pending
   std::vector<int64_t> tokens_;
   DecodeStats stats_;
+  torch::Tensor last_logits_;
 };
 
 // Checks a prompt against a model and a capacity: not empty, ids inside the vocabulary, and room

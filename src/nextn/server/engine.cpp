@@ -1,0 +1,273 @@
+#include "nextn/server/engine.h"
+
+#include <algorithm>
+#include <iostream>
+#include <optional>
+
+#include "nextn/inference/batched_forward.h"
+#include "nextn/inference/plain_decoder.h"
+#include "nextn/inference/speculative_decoder.h"
+#include "nextn/util/error.h"
+#include "nextn/util/runtime_info.h"
+
+namespace nextn::server {
+
+using Clock = std::chrono::steady_clock;
+
+const char* to_string(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kStopToken: return "stop token";
+    case FinishReason::kStoppedByCaller: return "stopped by caller";
+    case FinishReason::kLength: return "length";
+    case FinishReason::kCancelled: return "cancelled";
+    case FinishReason::kError: return "error";
+  }
+  return "?";
+}
+
+struct Engine::Active {
+  std::shared_ptr<EngineRequest> request;
+  std::unique_ptr<inference::PlainDecoder> plain;              // one of these two
+  std::unique_ptr<inference::SpeculativeDecoder> speculative;
+  inference::TokenDecoder* decoder = nullptr;
+  int64_t generated = 0;
+  bool finished = false;
+  RequestStats stats;
+};
+
+Engine::Engine(DeepSeekV3 model, EngineOptions options) : model_(std::move(model)), options_(std::move(options)) {
+  const ModelConfig& config = model_->config();
+  context_length_ = options_.context_length > 0 ? options_.context_length : config.max_position_embeddings;
+  NEXTN_CHECK(context_length_ >= 2 && context_length_ <= config.max_position_embeddings, "context length ",
+              context_length_, " must be in [2, max_position_embeddings=", config.max_position_embeddings, "]");
+  NEXTN_CHECK(options_.max_batch >= 1, "--max-batch must be at least 1, got ", options_.max_batch);
+  NEXTN_CHECK(options_.max_queue >= 0, "--max-queue must be >= 0, got ", options_.max_queue);
+  NEXTN_CHECK(options_.draft_tokens >= 0, "--draft must be >= 0, got ", options_.draft_tokens);
+  NEXTN_CHECK(options_.draft_tokens <= config.mtp_depth(), "--draft ", options_.draft_tokens, " needs as many MTP "
+              "modules; the model has ", config.mtp_depth());
+  model_->eval();
+  thread_ = std::thread([this] { run(); });
+}
+
+Engine::~Engine() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    shutting_down_ = true;
+    accepting_ = false;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+Engine::Admission Engine::submit(std::shared_ptr<EngineRequest> request) {
+  const ModelConfig& config = model_->config();
+  const auto length = static_cast<int64_t>(request->prompt.size());
+  NEXTN_CHECK(length > 0, "the prompt is empty");
+  for (int64_t id : request->prompt) {
+    NEXTN_CHECK(id >= 0 && id < config.vocab_size, "prompt token id ", id, " is outside the vocabulary [0, ",
+                config.vocab_size, ")");
+  }
+  NEXTN_CHECK(request->max_tokens >= 1, "max_tokens must be at least 1, got ", request->max_tokens);
+  NEXTN_CHECK(length + request->max_tokens <= context_length_, "the prompt (", length, " tokens) and max_tokens (",
+              request->max_tokens, ") exceed the context of ", context_length_, " tokens");
+  request->sampling.validate();
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!accepting_) return Admission::kStopping;
+  if (static_cast<int64_t>(queue_.size()) >= options_.max_queue + std::max<int64_t>(0, options_.max_batch - running_count_)) {
+    return Admission::kQueueFull;
+  }
+  queue_.emplace_back(std::move(request), Clock::now());
+  wake_.notify_all();
+  return Admission::kAccepted;
+}
+
+void Engine::stop_accepting() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  accepting_ = false;
+}
+
+bool Engine::wait_idle(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  return wake_.wait_for(lock, timeout, [&] { return queue_.empty() && running_count_ == 0; });
+}
+
+int64_t Engine::queued() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return static_cast<int64_t>(queue_.size());
+}
+
+void Engine::run() {
+  torch::NoGradGuard no_grad;  // grad mode is per thread
+  std::vector<std::unique_ptr<Active>> active;
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait(lock, [&] { return shutting_down_ || !queue_.empty() || !active.empty(); });
+      if (shutting_down_) break;
+    }
+    admit(active);
+    step(active);
+    std::lock_guard<std::mutex> lock(mutex_);
+    running_count_ = static_cast<int64_t>(active.size());
+    wake_.notify_all();
+  }
+  // Shutting down: whatever still runs or waits ends as cancelled.
+  for (auto& a : active) finish(*a, FinishReason::kCancelled);
+  std::deque<std::pair<std::shared_ptr<EngineRequest>, Clock::time_point>> waiting;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    waiting.swap(queue_);
+  }
+  for (auto& [request, since] : waiting) {
+    Active a;
+    a.request = request;
+    a.stats.prompt_tokens = static_cast<int64_t>(request->prompt.size());
+    finish(a, FinishReason::kCancelled);
+  }
+}
+
+void Engine::admit(std::vector<std::unique_ptr<Active>>& active) {
+  while (static_cast<int64_t>(active.size()) < options_.max_batch) {
+    std::shared_ptr<EngineRequest> request;
+    Clock::time_point since;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (queue_.empty()) return;
+      std::tie(request, since) = queue_.front();
+      queue_.pop_front();
+      running_count_ = static_cast<int64_t>(active.size()) + 1;
+    }
+    auto a = std::make_unique<Active>();
+    a->request = request;
+    a->stats.prompt_tokens = static_cast<int64_t>(request->prompt.size());
+    a->stats.queue_seconds = std::chrono::duration<double>(Clock::now() - since).count();
+    if (request->cancelled) {
+      finish(*a, FinishReason::kCancelled);
+      continue;
+    }
+    const int64_t capacity =
+        std::min<int64_t>(context_length_, static_cast<int64_t>(request->prompt.size()) + request->max_tokens);
+    const bool draft = options_.draft_tokens > 0 && active.empty() && request->logprobs < 0;
+    try {
+      if (draft) {
+        inference::SpeculativeOptions speculative;
+        speculative.draft_tokens = options_.draft_tokens;
+        speculative.draft_head = options_.draft_head;
+        a->speculative = std::make_unique<inference::SpeculativeDecoder>(model_, speculative, request->sampling, capacity);
+        a->decoder = a->speculative.get();
+        a->stats.speculative = true;
+      } else {
+        a->plain = std::make_unique<inference::PlainDecoder>(model_, request->sampling, capacity);
+        a->decoder = a->plain.get();
+      }
+      const std::vector<int64_t> first = a->decoder->start(request->prompt);
+      emit(*a, first);
+    } catch (const std::exception& e) {
+      a->stats.error = e.what();
+      finish(*a, FinishReason::kError);
+    }
+    if (!a->finished) active.push_back(std::move(a));
+  }
+}
+
+void Engine::step(std::vector<std::unique_ptr<Active>>& active) {
+  // Decoding's products are the few-rows kernels; OpenBLAS's idle threads would take the core
+  // their helper needs (generator.cpp): one BLAS thread while stepping.
+  std::optional<ScopedBlasThreads> blas_threads;
+  if (model_->embed_tokens->weight.device().is_cpu()) blas_threads.emplace(1);
+  std::vector<Active*> plain;
+  for (auto& a : active) {
+    if (a->finished) continue;
+    if (a->request->cancelled) {
+      finish(*a, FinishReason::kCancelled);
+    } else if (a->decoder->room() == 0) {
+      finish(*a, FinishReason::kLength);
+    } else if (a->speculative) {
+      try {
+        emit(*a, a->speculative->step(a->request->max_tokens - a->generated));
+      } catch (const std::exception& e) {
+        a->stats.error = e.what();
+        finish(*a, FinishReason::kError);
+      }
+    } else {
+      plain.push_back(a.get());
+    }
+  }
+  if (!plain.empty()) {
+    const auto started = Clock::now();
+    std::vector<inference::BatchedSequence> batch;
+    for (Active* a : plain) batch.push_back(a->plain->batched_input());
+    try {
+      inference::BatchedStep out = inference::run_main_model_batched(*model_, batch);
+      const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+      for (size_t i = 0; i < plain.size(); ++i) {
+        const int64_t token = plain[i]->plain->finish_batched_step(out.logits[out.first_row[i]], seconds);
+        emit(*plain[i], {token});
+      }
+    } catch (const std::exception& e) {
+      for (Active* a : plain) {
+        a->stats.error = e.what();
+        finish(*a, FinishReason::kError);
+      }
+    }
+    last_batch_size_ = static_cast<int64_t>(plain.size());
+  }
+  ++steps_;
+  active.erase(std::remove_if(active.begin(), active.end(), [](const auto& a) { return a->finished; }), active.end());
+}
+
+bool Engine::emit(Active& a, const std::vector<int64_t>& tokens) {
+  EngineRequest& r = *a.request;
+  for (int64_t token : tokens) {
+    if (a.finished) return false;
+    ++a.generated;
+    TokenEvent event;
+    event.token = token;
+    if (r.logprobs >= 0 && a.plain) {
+      auto logprobs = torch::log_softmax(a.plain->last_logits().to(torch::kDouble), -1);
+      event.logprob = logprobs[token].item<double>();
+      if (r.logprobs > 0) {
+        auto [values, ids] = logprobs.topk(std::min<int64_t>(r.logprobs, logprobs.size(0)));
+        for (int64_t i = 0; i < values.size(0); ++i) {
+          event.top_logprobs.push_back({ids[i].item<int64_t>(), values[i].item<double>()});
+        }
+      }
+    }
+    bool continues = true;
+    try {
+      continues = !r.on_token || r.on_token(event);
+    } catch (const std::exception&) {
+      continues = false;
+      r.cancelled = true;
+    }
+    const bool stop_token = std::find(r.stop_token_ids.begin(), r.stop_token_ids.end(), token) != r.stop_token_ids.end();
+    if (stop_token) {
+      finish(a, FinishReason::kStopToken);
+    } else if (r.cancelled) {
+      finish(a, FinishReason::kCancelled);
+    } else if (!continues) {
+      finish(a, FinishReason::kStoppedByCaller);
+    } else if (a.generated >= r.max_tokens) {
+      finish(a, FinishReason::kLength);
+    }
+  }
+  return !a.finished;
+}
+
+void Engine::finish(Active& a, FinishReason reason) {
+  if (a.finished) return;
+  a.finished = true;
+  a.stats.completion_tokens = a.generated;
+  if (a.speculative) {
+    const inference::DecodeStats& s = a.speculative->stats();
+    a.stats.drafted_per_depth = s.drafted_per_depth;
+    a.stats.accepted_per_depth = s.accepted_per_depth;
+  }
+  try {
+    if (a.request->on_finish) a.request->on_finish(reason, a.stats);
+  } catch (const std::exception& e) {
+    std::cerr << "nextn serve: a request's finish callback failed: " << e.what() << "\n";
+  }
+}
+
+}  // namespace nextn::server

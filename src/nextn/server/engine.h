@@ -1,0 +1,124 @@
+// The server's decoding engine: continuous batching over one model on one thread.
+//
+// Requests wait in a bounded queue; up to max_batch run at once, each with its own KV cache.
+// Every iteration the engine admits waiting requests into free places (a prefill each), then
+// runs one decoding step for every running request: the plain ones together, in one forward
+// over all their pending tokens (inference/batched_forward.h); the speculative ones each with
+// their own drafts and verify. Finished and cancelled requests leave after the step that ended
+// them, so a cancellation (a client that went away) costs at most one more step.
+//
+// Speculative decoding policy (measured, docs/BENCHMARKS.md "Serving"): a request drafts with
+// the MTP modules when it is admitted into an empty engine and asked for no log-probabilities;
+// a request that joins running ones decodes plainly in the shared batch, where one more row costs
+// a fraction of a step while a verify of its own would cost a whole one. Either way greedy
+// output is the same (speculative greedy output equals plain), and sampled output is distributed
+// as the model's.
+//
+// Every token a request produces is what `nextn generate` produces for it alone: the batched
+// step's rows are bit for bit single-sequence decoding's, each request has its own seeded
+// sampler, and the stop rules are the generator's (a stop token ends the output and is part of
+// it, the callback may stop it, max_tokens, a full context).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "nextn/inference/draft_head.h"
+#include "nextn/inference/sampling.h"
+#include "nextn/model/deepseek_v3.h"
+
+namespace nextn::server {
+
+struct EngineOptions {
+  int64_t max_batch = 8;        // requests decoding at once
+  int64_t max_queue = 64;       // requests waiting beyond those; more are refused
+  int64_t context_length = 0;   // prompt + generated tokens at most; 0: max_position_embeddings
+  int64_t draft_tokens = 0;     // N > 0: MTP speculative decoding with N drafts (policy above)
+  inference::DraftHeadOptions draft_head;
+};
+
+struct TokenEvent {
+  int64_t token = 0;
+  // With log-probabilities asked for: the token's log-probability under the model (softmax of
+  // the raw logits, before temperature and truncation) and the `top_logprobs` most likely tokens.
+  double logprob = 0;
+  std::vector<std::pair<int64_t, double>> top_logprobs;
+};
+
+enum class FinishReason { kStopToken, kStoppedByCaller, kLength, kCancelled, kError };
+const char* to_string(FinishReason reason);
+
+struct RequestStats {
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+  bool speculative = false;
+  std::vector<int64_t> drafted_per_depth, accepted_per_depth;
+  double queue_seconds = 0;  // from submit() to the start of its prefill
+  std::string error;         // kError: what went wrong
+};
+
+struct EngineRequest {
+  std::vector<int64_t> prompt;  // not empty, ids inside the vocabulary, shorter than the context
+  int64_t max_tokens = 16;      // >= 1, prompt + max_tokens within the context
+  inference::SamplingOptions sampling;
+  std::vector<int64_t> stop_token_ids;  // generation ends after one of these (it is part of the output)
+  int64_t logprobs = -1;                // -1: none; 0: the token's own; k: and the k most likely
+  // Called on the engine thread, in order. on_token returning false ends the request
+  // (kStoppedByCaller: a stop string matched); on_finish is called exactly once, last.
+  std::function<bool(const TokenEvent&)> on_token;
+  std::function<void(FinishReason, const RequestStats&)> on_finish;
+  // Set from any thread (the client went away): the engine drops the request at its next step.
+  std::atomic<bool> cancelled{false};
+};
+
+class Engine {
+ public:
+  Engine(DeepSeekV3 model, EngineOptions options);
+  ~Engine();  // cancels whatever still runs, then stops the thread
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  enum class Admission { kAccepted, kQueueFull, kStopping };
+  // Queues a request (checked: nextn::Error for a prompt or max_tokens that does not fit).
+  Admission submit(std::shared_ptr<EngineRequest> request);
+
+  // SIGTERM: refuse new requests; wait_idle() then waits for the running and queued ones.
+  void stop_accepting();
+  bool wait_idle(std::chrono::milliseconds timeout);
+
+  int64_t context_length() const { return context_length_; }
+  const ModelConfig& config() const { return model_->config(); }
+  const EngineOptions& options() const { return options_; }
+  int64_t running() const { return running_count_; }
+  int64_t queued() const;
+  int64_t last_batch_size() const { return last_batch_size_; }  // plain rows of the latest step
+  int64_t steps() const { return steps_; }
+
+ private:
+  struct Active;
+  void run();
+  void admit(std::vector<std::unique_ptr<Active>>& active);
+  void step(std::vector<std::unique_ptr<Active>>& active);
+  bool emit(Active& a, const std::vector<int64_t>& tokens);
+  void finish(Active& a, FinishReason reason);
+
+  DeepSeekV3 model_;
+  EngineOptions options_;
+  int64_t context_length_;
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<std::pair<std::shared_ptr<EngineRequest>, std::chrono::steady_clock::time_point>> queue_;
+  bool accepting_ = true;
+  bool shutting_down_ = false;
+  std::atomic<int64_t> running_count_{0}, last_batch_size_{0}, steps_{0};
+  std::thread thread_;
+};
+
+}  // namespace nextn::server

@@ -1,0 +1,267 @@
+// The serving engine against a direct sequential run: requests that run together (joining and
+// leaving a running batch, waiting in the queue) produce exactly what the generator produces for
+// each alone; queue limits, cancellation, the speculative policy, stopping.
+#include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <future>
+#include <mutex>
+
+#include "inference/inference_test_support.h"
+#include "nextn/inference/generator.h"
+#include "nextn/server/engine.h"
+#include "nextn/util/error.h"
+
+namespace nextn::server {
+namespace {
+
+using testing::random_prompt;
+
+// What one request produced, filled in by its callbacks.
+struct Outcome {
+  std::vector<int64_t> tokens;
+  std::vector<TokenEvent> events;
+  FinishReason reason = FinishReason::kError;
+  RequestStats stats;
+  std::promise<void> done;
+};
+
+std::shared_ptr<EngineRequest> make_request(const std::vector<int64_t>& prompt, int64_t max_tokens,
+                                            std::shared_ptr<Outcome> outcome, double temperature = 0.0,
+                                            uint64_t seed = 0) {
+  auto r = std::make_shared<EngineRequest>();
+  r->prompt = prompt;
+  r->max_tokens = max_tokens;
+  r->sampling.temperature = temperature;
+  r->sampling.seed = seed;
+  r->on_token = [outcome](const TokenEvent& e) {
+    outcome->tokens.push_back(e.token);
+    outcome->events.push_back(e);
+    return true;
+  };
+  r->on_finish = [outcome](FinishReason reason, const RequestStats& stats) {
+    outcome->reason = reason;
+    outcome->stats = stats;
+    outcome->done.set_value();
+  };
+  return r;
+}
+
+void wait_for(Outcome& o) {
+  ASSERT_EQ(o.done.get_future().wait_for(std::chrono::seconds(60)), std::future_status::ready);
+}
+
+inference::GenerationResult alone(DeepSeekV3 model, const std::vector<int64_t>& prompt, int64_t max_tokens,
+                                  double temperature = 0.0, uint64_t seed = 0, int64_t draft = 0) {
+  inference::GenerationOptions o;
+  o.max_new_tokens = max_tokens;
+  o.sampling.temperature = temperature;
+  o.sampling.seed = seed;
+  o.draft_tokens = draft;
+  return inference::Generator(model).generate(prompt, o);
+}
+
+DeepSeekV3 float_model(uint64_t seed) { return testing::random_model(testing::tiny_config(), seed, 0.3, torch::kFloat); }
+
+TEST(Engine, RequestsRunTogetherProduceWhatEachProducesAlone) {
+  DeepSeekV3 model = float_model(31);
+  EngineOptions options;
+  options.max_batch = 4;  // six requests: two wait in the queue, then join as others leave
+  Engine engine(model, options);
+  std::vector<std::shared_ptr<Outcome>> outcomes;
+  std::vector<std::vector<int64_t>> prompts;
+  std::vector<int64_t> budgets = {5, 12, 3, 9, 7, 10};
+  for (int i = 0; i < 6; ++i) {
+    prompts.push_back(random_prompt(2 + 3 * i, engine.config().vocab_size, 40 + i));
+    outcomes.push_back(std::make_shared<Outcome>());
+    const double temperature = i % 2 == 0 ? 0.0 : 0.8;  // sampled ones use their own seeded sampler
+    ASSERT_EQ(engine.submit(make_request(prompts[i], budgets[i], outcomes[i], temperature, 100 + i)),
+              Engine::Admission::kAccepted);
+  }
+  for (int i = 0; i < 6; ++i) {
+    SCOPED_TRACE("request " + std::to_string(i));
+    wait_for(*outcomes[i]);
+    auto expected = alone(model, prompts[i], budgets[i], i % 2 == 0 ? 0.0 : 0.8, 100 + i);
+    EXPECT_EQ(outcomes[i]->tokens, expected.tokens);
+    EXPECT_EQ(outcomes[i]->reason, FinishReason::kLength);
+    EXPECT_EQ(outcomes[i]->stats.completion_tokens, budgets[i]);
+    EXPECT_EQ(outcomes[i]->stats.prompt_tokens, static_cast<int64_t>(prompts[i].size()));
+  }
+  EXPECT_TRUE(engine.wait_idle(std::chrono::seconds(5)));
+}
+
+TEST(Engine, ARequestJoinsARunningOneAndBothMatchTheirSoloRuns) {
+  DeepSeekV3 model = float_model(32);
+  Engine engine(model, EngineOptions{});
+  auto first = std::make_shared<Outcome>(), second = std::make_shared<Outcome>();
+  const auto prompt_a = random_prompt(6, engine.config().vocab_size, 1), prompt_b = random_prompt(4, engine.config().vocab_size, 2);
+  auto request_a = make_request(prompt_a, 30, first);
+  std::shared_ptr<EngineRequest> request_b = make_request(prompt_b, 10, second);
+  int64_t batch_seen = 0;
+  // A submits B from its third token on the engine thread: B joins while A runs.
+  auto submit_b = request_a->on_token;
+  request_a->on_token = [&, submit_b](const TokenEvent& e) {
+    if (first->tokens.size() == 2) EXPECT_EQ(engine.submit(request_b), Engine::Admission::kAccepted);
+    batch_seen = std::max(batch_seen, engine.last_batch_size());
+    return submit_b(e);
+  };
+  ASSERT_EQ(engine.submit(request_a), Engine::Admission::kAccepted);
+  wait_for(*first);
+  wait_for(*second);
+  EXPECT_EQ(first->tokens, alone(model, prompt_a, 30).tokens);
+  EXPECT_EQ(second->tokens, alone(model, prompt_b, 10).tokens);
+  EXPECT_EQ(batch_seen, 2);  // they shared steps
+}
+
+TEST(Engine, TheQueueIsBoundedAndACancelledRequestStopsWithinAStep) {
+  DeepSeekV3 model = float_model(33);
+  EngineOptions options;
+  options.max_batch = 1;
+  options.max_queue = 1;
+  Engine engine(model, options);
+  const auto prompt = random_prompt(5, engine.config().vocab_size, 3);
+  // The running request holds the engine in its callback until released.
+  std::mutex m;
+  std::condition_variable cv;
+  bool released = false;
+  auto running = std::make_shared<Outcome>();
+  auto hold = make_request(prompt, 50, running);
+  auto record = hold->on_token;
+  hold->on_token = [&, record](const TokenEvent& e) {
+    record(e);
+    std::unique_lock<std::mutex> lock(m);
+    cv.wait(lock, [&] { return released; });
+    return true;
+  };
+  ASSERT_EQ(engine.submit(hold), Engine::Admission::kAccepted);
+  while (engine.running() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  auto waiting = std::make_shared<Outcome>(), refused = std::make_shared<Outcome>();
+  ASSERT_EQ(engine.submit(make_request(prompt, 3, waiting)), Engine::Admission::kAccepted);
+  EXPECT_EQ(engine.submit(make_request(prompt, 3, refused)), Engine::Admission::kQueueFull);
+  EXPECT_EQ(engine.queued(), 1);
+  // Cancel the running one, then let it go: it ends after at most one more token.
+  hold->cancelled = true;
+  {
+    std::lock_guard<std::mutex> lock(m);
+    released = true;
+  }
+  cv.notify_all();
+  wait_for(*running);
+  EXPECT_EQ(running->reason, FinishReason::kCancelled);
+  EXPECT_LE(running->tokens.size(), 2u);
+  wait_for(*waiting);  // the queued one runs after it, unchanged
+  EXPECT_EQ(waiting->tokens, alone(model, prompt, 3).tokens);
+  EXPECT_TRUE(engine.wait_idle(std::chrono::seconds(5)));
+  EXPECT_EQ(engine.running(), 0);  // no place was lost
+  auto again = std::make_shared<Outcome>();
+  ASSERT_EQ(engine.submit(make_request(prompt, 3, again)), Engine::Admission::kAccepted);
+  wait_for(*again);
+  EXPECT_EQ(again->tokens, waiting->tokens);
+}
+
+TEST(Engine, StopTokensTheCallerAndTheContextEndRequests) {
+  DeepSeekV3 model = float_model(34);
+  EngineOptions options;
+  options.context_length = 20;
+  Engine engine(model, options);
+  const auto prompt = random_prompt(5, engine.config().vocab_size, 4);
+  const auto reference = alone(model, prompt, 15).tokens;
+  // A stop token: the output ends with it.
+  auto stopped = std::make_shared<Outcome>();
+  auto r = make_request(prompt, 15, stopped);
+  r->stop_token_ids = {reference[3]};
+  engine.submit(r);
+  wait_for(*stopped);
+  EXPECT_EQ(stopped->reason, FinishReason::kStopToken);
+  EXPECT_EQ(stopped->tokens.back(), reference[3]);
+  EXPECT_LE(stopped->tokens.size(), 4u);
+  // The caller (a stop string) ends it after the token it saw.
+  auto by_caller = std::make_shared<Outcome>();
+  auto c = make_request(prompt, 15, by_caller);
+  auto record = c->on_token;
+  c->on_token = [record, by_caller](const TokenEvent& e) { return record(e) && by_caller->tokens.size() < 2; };
+  engine.submit(c);
+  wait_for(*by_caller);
+  EXPECT_EQ(by_caller->reason, FinishReason::kStoppedByCaller);
+  EXPECT_EQ(by_caller->tokens.size(), 2u);
+  // What does not fit the context is refused at submit.
+  auto no = std::make_shared<Outcome>();
+  try {
+    engine.submit(make_request(prompt, 16, no));
+    ADD_FAILURE() << "prompt + max_tokens beyond the context must be refused";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("exceed the context of 20 tokens"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(engine.submit(make_request({}, 3, no)), Error);
+  EXPECT_THROW(engine.submit(make_request({engine.config().vocab_size}, 3, no)), Error);
+  EXPECT_THROW(engine.submit(make_request(prompt, 0, no)), Error);
+}
+
+TEST(Engine, LogProbabilitiesAreTheModelsSoftmax) {
+  DeepSeekV3 model = float_model(35);
+  Engine engine(model, EngineOptions{});
+  const auto prompt = random_prompt(5, engine.config().vocab_size, 5);
+  auto outcome = std::make_shared<Outcome>();
+  auto r = make_request(prompt, 3, outcome);
+  r->logprobs = 3;
+  engine.submit(r);
+  wait_for(*outcome);
+  ASSERT_EQ(outcome->events.size(), 3u);
+  // The first token's distribution, from the full forward of the prompt.
+  torch::NoGradGuard no_grad;
+  auto logits = model->forward(torch::tensor(prompt).view({1, -1}), ForwardOptions{false, false}).logits[0][-1];
+  auto logprobs = torch::log_softmax(logits.to(torch::kDouble), -1);
+  const TokenEvent& e = outcome->events[0];
+  EXPECT_NEAR(e.logprob, logprobs[e.token].item<double>(), 1e-5);
+  ASSERT_EQ(e.top_logprobs.size(), 3u);
+  EXPECT_EQ(e.top_logprobs[0].first, e.token);  // greedy: the token is the most likely
+  EXPECT_NEAR(e.top_logprobs[1].second, std::get<0>(logprobs.topk(3))[1].item<double>(), 1e-5);
+  EXPECT_GE(e.top_logprobs[1].second, e.top_logprobs[2].second);
+}
+
+TEST(Engine, DraftsOnlyForARequestThatStartsAlone) {
+  ModelConfig config = testing::small_vocab_config(24);
+  DeepSeekV3 model = testing::agreeable_model(config, 36);
+  model->to(torch::kFloat);
+  EngineOptions options;
+  options.draft_tokens = 2;
+  Engine engine(model, options);
+  const auto prompt_a = random_prompt(6, config.vocab_size, 6), prompt_b = random_prompt(3, config.vocab_size, 7);
+  auto first = std::make_shared<Outcome>(), second = std::make_shared<Outcome>();
+  auto request_a = make_request(prompt_a, 24, first);
+  auto request_b = make_request(prompt_b, 12, second);
+  auto record = request_a->on_token;
+  request_a->on_token = [&, record](const TokenEvent& e) {
+    if (first->tokens.size() == 1) engine.submit(request_b);
+    return record(e);
+  };
+  engine.submit(request_a);
+  wait_for(*first);
+  wait_for(*second);
+  EXPECT_TRUE(first->stats.speculative);
+  EXPECT_FALSE(second->stats.speculative);  // it joined a running request
+  ASSERT_EQ(first->stats.drafted_per_depth.size(), 2u);
+  EXPECT_GT(first->stats.drafted_per_depth[0], 0);
+  EXPECT_GT(first->stats.accepted_per_depth[0], 0);
+  // Greedy output is plain decoding's either way.
+  EXPECT_EQ(first->tokens, alone(model, prompt_a, 24).tokens);
+  EXPECT_EQ(second->tokens, alone(model, prompt_b, 12).tokens);
+}
+
+TEST(Engine, StoppingRefusesNewRequestsAndFinishesTheRunningOnes) {
+  DeepSeekV3 model = float_model(37);
+  Engine engine(model, EngineOptions{});
+  const auto prompt = random_prompt(4, engine.config().vocab_size, 8);
+  auto outcome = std::make_shared<Outcome>();
+  engine.submit(make_request(prompt, 20, outcome));
+  engine.stop_accepting();
+  auto late = std::make_shared<Outcome>();
+  EXPECT_EQ(engine.submit(make_request(prompt, 3, late)), Engine::Admission::kStopping);
+  EXPECT_TRUE(engine.wait_idle(std::chrono::seconds(30)));
+  wait_for(*outcome);
+  EXPECT_EQ(outcome->reason, FinishReason::kLength);
+  EXPECT_EQ(outcome->tokens.size(), 20u);
+}
+
+}  // namespace
+}  // namespace nextn::server
