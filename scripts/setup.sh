@@ -12,6 +12,7 @@ PACKAGES=(
   libcli11-dev                # the nextn command line
   libgtest-dev                # tests
   libpcre2-dev                # DeepSeek-V3 pre-tokenizer regexes
+  libcpp-httplib-dev          # HTTP for `nextn serve` (the library llama.cpp's server uses)
   libgloo-dev                 # headers of the Gloo library behind libtorch's c10d (distributed training)
   python3-torch               # the plain-PyTorch reference model (bench/reference), and torchrun
   iproute2                    # tests: two "machines" as network namespaces for distributed training
@@ -44,3 +45,16 @@ for lib in libblas.so.3 liblapack.so.3; do
     "${SUDO[@]}" update-alternatives --quiet --set "$name" "$want"
   fi
 done
+
+# Node.js and the npm packages the tests drive nextn with (the official OpenAI client against
+# `nextn serve`), pinned by package-lock.json. Node comes from Debian when the machine has none.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "setup: installing nodejs npm"
+  "${SUDO[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+root="$(cd "$(dirname "$0")/.." && pwd)"
+if [ ! -f "$root/node_modules/.package-lock.json" ] || [ "$root/package-lock.json" -nt "$root/node_modules/.package-lock.json" ]; then
+  echo "setup: installing the tests' npm packages (package-lock.json)"
+  (cd "$root" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi

@@ -90,6 +90,7 @@ struct GenerateFlags {
   std::vector<int64_t> stop_tokens;
   bool no_eos_stop = false;
   bool compare = false;
+  bool print_token_ids = false;
   int64_t draft_vocab = 0;
   std::string draft_head = "model";
 };
@@ -159,6 +160,11 @@ void run_generate(GenerateFlags& f) {
   }
   GenerationResult result = run_generation(m, prompt, options, f.stop_strings, &std::cout);
   print_stats(options.draft_tokens > 0 ? "MTP speculative decoding" : "plain decoding", result);
+  if (f.print_token_ids) {
+    std::cerr << "token ids:";
+    for (int64_t id : result.tokens) std::cerr << " " << id;
+    std::cerr << "\n";
+  }
 }
 
 void setup_generate(CLI::App& app) {
@@ -185,6 +191,7 @@ void setup_generate(CLI::App& app) {
   cmd->add_option("--draft-head", f->draft_head, "the drafter's head weights: 'model' (the output head's) or 'bf16' "
                   "(a bfloat16 copy, half the bytes read per draft; output unchanged)");
   cmd->add_flag("--compare", f->compare, "also run plain decoding and report the speedup");
+  cmd->add_flag("--print-token-ids", f->print_token_ids, "print the generated token ids (standard error)");
   cmd->add_option("--context", o.context_length, "context length (default: max_position_embeddings)");
   cmd->add_flag("--truncate-prompt", o.truncate_long_prompt, "drop the oldest prompt tokens when the prompt does "
                 "not fit (otherwise an error)");

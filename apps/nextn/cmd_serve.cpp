@@ -1,0 +1,123 @@
+// `nextn serve`: an OpenAI-compatible HTTP server (completions, chat completions, streaming) with
+// continuous batching and MTP speculative decoding, Prometheus metrics at /metrics.
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <thread>
+
+#include "command_registry.h"
+#include "draft_head_flags.h"
+#include "nextn/checkpoint/hf_checkpoint.h"
+#include "nextn/device/device.h"
+#include "nextn/io/atomic_file.h"
+#include "nextn/server/engine.h"
+#include "nextn/server/http_server.h"
+#include "nextn/tokenizer/tokenizer.h"
+#include "nextn/training/run_checkpoint.h"
+#include "nextn/training/stop_signal.h"
+#include "nextn/util/error.h"
+
+namespace fs = std::filesystem;
+
+namespace nextn::cli {
+namespace {
+
+struct ServeFlags {
+  std::string model_dir, name, speculative, device = "cpu", draft_head = "model";
+  server::HttpOptions http;
+  server::EngineOptions engine;
+  int64_t draft_vocab = 0;
+  int threads = 0;
+  double grace_seconds = 30;
+};
+
+void run_serve(ServeFlags& f) {
+  apply_threads(f.threads);
+  if (f.http.api_key.empty()) {
+    if (const char* key = std::getenv("NEXTN_API_KEY")) f.http.api_key = key;
+  }
+  if (!f.speculative.empty()) {
+    NEXTN_CHECK(f.speculative == "mtp", "--speculative must be 'mtp' (the model's MTP modules draft), got '",
+                f.speculative, "'");
+    if (f.engine.draft_tokens == 0) f.engine.draft_tokens = 1;
+  } else {
+    NEXTN_CHECK(f.engine.draft_tokens == 0, "--draft needs --speculative mtp");
+  }
+  const std::string dir = resolve_model_dir(f.model_dir);
+  const std::string tokenizer_path = (fs::path(dir) / "tokenizer.json").string();
+  NEXTN_CHECK(io::file_exists(tokenizer_path), "'", dir, "' has no tokenizer.json: the server needs it");
+  if (f.http.threads == 0) f.http.threads = static_cast<int>(f.engine.max_batch + f.engine.max_queue + 16);
+
+  // Listen first: /health says 503 while the model loads.
+  StopSignal stop;
+  server::HttpServer http(f.http);
+  http.bind();
+  std::thread listener([&] { http.listen(); });
+  std::cout << "nextn serve: listening on http://" << f.http.host << ":" << http.port() << std::endl;
+
+  tokenizer::Tokenizer tok = tokenizer::Tokenizer::load(tokenizer_path);
+  DeepSeekV3 model = load_model(dir, resolve_device(f.device));
+  NEXTN_CHECK(tok.vocab_size() <= model->config().vocab_size, "tokenizer '", tokenizer_path, "' has ",
+              tok.vocab_size(), " tokens, more than the model's vocab_size ", model->config().vocab_size);
+  if (f.engine.draft_tokens > 0) {
+    f.engine.draft_head.dtype = inference::parse_draft_head_dtype(f.draft_head);
+    f.engine.draft_head.token_ids =
+        draft_vocabulary_for(dir, f.draft_vocab, model->config().vocab_size, tok.hash()).token_ids;
+  }
+  server::Engine engine(model, f.engine);
+  server::ServedModel served;
+  served.name = f.name.empty() ? fs::path(fs::absolute(f.model_dir)).lexically_normal().filename().string() : f.name;
+  if (served.name.empty()) served.name = "nextn";
+  served.tokenizer = &tok;
+  served.context_length = engine.context_length();
+  served.vocab_size = model->config().vocab_size;
+  http.attach(&engine, served);
+  std::cout << "nextn serve: model '" << served.name << "' from " << dir << " ready (context " << served.context_length
+            << ", max batch " << f.engine.max_batch << ", queue " << f.engine.max_queue
+            << (f.engine.draft_tokens > 0 ? ", MTP drafts " + std::to_string(f.engine.draft_tokens) : std::string())
+            << (f.http.api_key.empty() ? std::string() : ", API key required") << ")" << std::endl;
+
+  while (!stop.requested()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  // SIGTERM / SIGINT: no new requests; the running ones finish within the grace period.
+  std::cout << "nextn serve: stopping (signal " << stop.signal_number() << "); finishing the running requests"
+            << std::endl;
+  http.stop_accepting();
+  engine.stop_accepting();
+  const bool drained = engine.wait_idle(std::chrono::milliseconds(static_cast<int64_t>(f.grace_seconds * 1000)));
+  if (!drained) std::cout << "nextn serve: grace period over; cancelling what still runs" << std::endl;
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // let handlers write their last bytes
+  http.stop();
+  listener.join();
+  std::cout << "nextn serve: stopped" << std::endl;
+}
+
+void setup_serve(CLI::App& app) {
+  auto f = std::make_shared<ServeFlags>();
+  auto* cmd = app.add_subcommand("serve", "OpenAI-compatible HTTP server with continuous batching and MTP drafting");
+  cmd->add_option("--model", f->model_dir, "model directory, or a run directory (its newest checkpoint)")->required();
+  cmd->add_option("--host", f->http.host, "address to listen on");
+  cmd->add_option("--port", f->http.port, "port (0: any free one, printed at start)")->check(CLI::Range(0, 65535));
+  cmd->add_option("--served-model-name", f->name, "the model name clients send (default: the directory's name)");
+  cmd->add_option("--speculative", f->speculative, "mtp: draft with the model's MTP modules");
+  cmd->add_option("--draft", f->engine.draft_tokens, "drafts per step with --speculative mtp (default 1)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--draft-vocab", f->draft_vocab, "drafts only among the K most frequent tokens (draft_vocab.json)");
+  cmd->add_option("--draft-head", f->draft_head, "the drafter's head: model or bf16");
+  cmd->add_option("--max-batch", f->engine.max_batch, "requests decoding at once")->check(CLI::PositiveNumber);
+  cmd->add_option("--max-queue", f->engine.max_queue, "requests waiting beyond those (more get 503)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--context", f->engine.context_length, "context length (default: max_position_embeddings)");
+  cmd->add_option("--api-key", f->http.api_key, "require 'Authorization: Bearer KEY' (or set NEXTN_API_KEY)");
+  cmd->add_option("--max-body-bytes", f->http.max_body_bytes, "largest request body accepted");
+  cmd->add_option("--grace", f->grace_seconds, "seconds the running requests get to finish after SIGTERM")
+      ->check(CLI::NonNegativeNumber);
+  add_threads_option(*cmd, f->threads);
+  cmd->add_option("--device", f->device, "cpu or cuda[:N]");
+  cmd->callback([f] { run_serve(*f); });
+}
+
+NEXTN_REGISTER_COMMAND(65, setup_serve);
+
+}  // namespace
+}  // namespace nextn::cli

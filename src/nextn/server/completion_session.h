@@ -1,0 +1,106 @@
+// One completion request between the HTTP thread that received it and the engine that runs it:
+// renders and tokenizes the prompt, turns the engine's tokens into text (whole UTF-8 characters,
+// stop strings held back and cut, the stop token's text left out), keeps the log-probabilities,
+// and builds the OpenAI response bodies, whole or as stream chunks. The engine's callbacks fill a
+// small queue under a mutex; the HTTP thread takes from it.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nextn/inference/stop_strings.h"
+#include "nextn/server/engine.h"
+#include "nextn/server/metrics.h"
+#include "nextn/server/openai_protocol.h"
+#include "nextn/tokenizer/tokenizer.h"
+
+namespace nextn::server {
+
+struct ServedModel {
+  std::string name;  // what clients pass as "model"
+  const tokenizer::Tokenizer* tokenizer = nullptr;
+  int64_t context_length = 0;
+  int64_t vocab_size = 0;
+};
+
+class CompletionSession : public std::enable_shared_from_this<CompletionSession> {
+ public:
+  // Tokenizes and checks the request against the model: ApiError (400) for a prompt that is
+  // empty, holds ids outside the vocabulary, or leaves no room in the context for max_tokens.
+  // A text prompt starts a document: EOS goes before it, as `nextn generate` does.
+  CompletionSession(const CompletionRequest& request, const ServedModel& model, Metrics* metrics);
+
+  // The request for the engine (the session must be owned by a shared_ptr). Its callbacks hold the
+  // session, the session only a weak reference to it, so whichever side is done first may go.
+  std::shared_ptr<EngineRequest> make_engine_request();
+
+  // New output since the last call: text, and the tokens' log-probabilities and ids.
+  struct Delta {
+    std::string text;
+    std::vector<TokenLogprob> logprobs;
+    std::vector<int64_t> token_ids;
+  };
+  // Waits up to `wait` for output or the end (streams), or for the end only (wait_done).
+  bool wait(std::chrono::milliseconds wait);
+  bool wait_done(std::chrono::milliseconds wait);
+  Delta take();
+  bool finished() const;  // the end came and every delta was taken (streams)
+  bool done() const;      // the end came (whole responses, which take nothing)
+  FinishReason finish_reason() const;
+  const RequestStats& stats() const;
+  void cancel();  // the client went away
+
+  // Response bodies. finish_reason_text(): "stop" or "length".
+  nlohmann::json response() const;                 // the whole response (non-streaming)
+  nlohmann::json chunk(const Delta& delta) const;  // a stream chunk with this delta
+  nlohmann::json role_chunk() const;               // chat streams: the first chunk, {"role": "assistant"}
+  nlohmann::json final_chunk() const;              // the chunk with finish_reason
+  nlohmann::json usage_chunk() const;              // stream_options.include_usage: choices [] and usage
+  std::string echo_text() const;                   // completions with echo: the prompt's text
+
+  const CompletionRequest& request() const { return request_; }
+  int64_t prompt_tokens() const { return static_cast<int64_t>(prompt_.size()); }
+
+ private:
+  void on_token(const TokenEvent& event);  // engine thread
+  void on_finish(FinishReason reason, const RequestStats& stats);
+  nlohmann::json usage() const;
+  nlohmann::json logprobs_json(const std::vector<TokenLogprob>& entries, size_t text_offset) const;
+  std::string finish_reason_text() const;
+
+  CompletionRequest request_;
+  ServedModel model_;
+  Metrics* metrics_;
+  std::string id_;
+  int64_t created_;
+  std::vector<int64_t> prompt_;
+  std::vector<int64_t> stop_token_ids_;
+  std::weak_ptr<EngineRequest> engine_request_;
+  int64_t max_tokens_ = 0;
+  std::chrono::steady_clock::time_point arrived_, last_token_at_;
+  int64_t tokens_seen_ = 0;
+
+  // Engine side: decoding state (only the engine thread touches it).
+  std::optional<tokenizer::StreamDecoder> decoder_;
+  std::optional<inference::StopStringFilter> filter_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  Delta pending_;                   // produced, not yet taken
+  std::string text_;                // everything produced (for the whole response)
+  std::vector<TokenLogprob> logprobs_;
+  std::vector<int64_t> token_ids_;
+  bool finished_ = false;
+  FinishReason reason_ = FinishReason::kError;
+  RequestStats stats_;
+};
+
+}  // namespace nextn::server

@@ -1,0 +1,215 @@
+#include "nextn/server/http_server.h"
+
+#include <httplib.h>
+
+#include "nextn/server/client_connection.h"
+#include "nextn/util/error.h"
+
+namespace nextn::server {
+namespace {
+
+using json = nlohmann::json;
+constexpr auto kPoll = std::chrono::milliseconds(20);
+
+void send_json(httplib::Response& res, int status, const json& body) {
+  res.status = status;
+  res.set_content(body.dump(), "application/json");
+}
+
+std::string sse(const json& body) { return "data: " + body.dump() + "\n\n"; }
+
+const char* status_message(int status) {
+  switch (status) {
+    case 404: return "no such route";
+    case 405: return "method not allowed";
+    case 413: return "the request body is too large";
+    default: return "the request could not be served";
+  }
+}
+
+}  // namespace
+
+HttpServer::HttpServer(HttpOptions options) : options_(std::move(options)), http_(std::make_unique<httplib::Server>()) {
+  const int threads = options_.threads > 0 ? options_.threads : 64;
+  http_->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  http_->set_payload_max_length(options_.max_body_bytes);
+  http_->set_keep_alive_max_count(1000);
+  // Everything httplib answers itself (an unknown route, a body over the limit) in OpenAI's format.
+  http_->set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    std::string message = std::string(status_message(res.status)) + ": " + req.method + " " + req.path;
+    if (res.status == 413) message += " (at most " + std::to_string(options_.max_body_bytes) + " bytes)";
+    send_json(res, res.status, ApiError(res.status, message).to_json());
+  });
+  http_->set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr error) {
+    std::string what = "internal error";
+    try {
+      if (error) std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      what = e.what();
+    }
+    send_json(res, 500, ApiError(500, what).to_json());
+  });
+  routes();
+}
+
+HttpServer::~HttpServer() = default;
+
+void HttpServer::bind() {
+  if (options_.port == 0) {
+    port_ = http_->bind_to_any_port(options_.host);
+  } else {
+    port_ = http_->bind_to_port(options_.host, options_.port) ? options_.port : -1;
+  }
+  NEXTN_CHECK(port_ > 0, "cannot listen on ", options_.host, ":", options_.port,
+              " (address in use, or not an address of this machine)");
+}
+
+void HttpServer::listen() { http_->listen_after_bind(); }
+
+void HttpServer::stop() { http_->stop(); }
+
+void HttpServer::attach(Engine* engine, ServedModel model) {
+  model_ = std::move(model);
+  engine_ = engine;
+}
+
+void HttpServer::routes() {
+  auto authorized = [this](const httplib::Request& req) {
+    if (options_.api_key.empty()) return;
+    if (req.get_header_value("Authorization") != "Bearer " + options_.api_key) {
+      throw ApiError(401, "Incorrect or missing API key: send 'Authorization: Bearer <key>'", "", "invalid_api_key");
+    }
+  };
+
+  http_->Get("/health", [this](const httplib::Request&, httplib::Response& res) {
+    if (engine_ == nullptr) return send_json(res, 503, {{"status", "loading"}});
+    if (!accepting_) return send_json(res, 503, {{"status", "stopping"}});
+    send_json(res, 200, {{"status", "ok"}});
+  });
+
+  http_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    EngineGauges gauges;
+    if (Engine* engine = engine_) {
+      gauges = {engine->running(), engine->queued(), engine->last_batch_size(), engine->steps()};
+    }
+    res.set_content(metrics_.render(gauges), "text/plain; version=0.0.4");
+  });
+
+  http_->Get("/v1/models", [this, authorized](const httplib::Request& req, httplib::Response& res) {
+    try {
+      authorized(req);
+      if (engine_ == nullptr) throw ApiError(503, "the model is still loading", "", "model_loading");
+      json model = {{"id", model_.name}, {"object", "model"}, {"created", unix_time()}, {"owned_by", "nextn"},
+                    {"max_model_len", model_.context_length}};
+      send_json(res, 200, {{"object", "list"}, {"data", json::array({model})}});
+      metrics_.request("models", 200);
+    } catch (const ApiError& e) {
+      send_json(res, e.status(), e.to_json());
+      metrics_.request("models", e.status());
+    }
+  });
+
+  auto completions = [this, authorized](Endpoint endpoint) {
+    const std::string name = endpoint == Endpoint::kCompletions ? "completions" : "chat_completions";
+    return [this, authorized, endpoint, name](const httplib::Request& req, httplib::Response& res) {
+      try {
+        authorized(req);
+        Engine* engine = engine_;
+        if (engine == nullptr) throw ApiError(503, "the model is still loading", "", "model_loading");
+        if (!accepting_) throw ApiError(503, "the server is shutting down", "", "server_shutting_down");
+        CompletionRequest request = parse_completion_request(endpoint, req.body);
+        if (request.model != model_.name) {
+          throw ApiError(404, "The model '" + request.model + "' does not exist; this server has '" + model_.name + "'",
+                         "model", "model_not_found");
+        }
+        auto session = std::make_shared<CompletionSession>(request, model_, &metrics_);
+        Engine::Admission admission;
+        try {
+          admission = engine->submit(session->make_engine_request());
+        } catch (const Error& e) {
+          throw ApiError(400, e.what());
+        }
+        if (admission == Engine::Admission::kStopping) {
+          throw ApiError(503, "the server is shutting down", "", "server_shutting_down");
+        }
+        if (admission == Engine::Admission::kQueueFull) {
+          res.set_header("Retry-After", "1");
+          throw ApiError(503, "the server is busy: every place and the queue are taken; retry later", "", "server_busy");
+        }
+        const ClientConnection connection(req.local_addr, req.local_port, req.remote_addr, req.remote_port);
+        if (!request.stream) {
+          while (!session->done()) {
+            session->wait_done(kPoll);
+            if (connection.closed()) {
+              session->cancel();  // the engine drops it at its next step
+              metrics_.request(name, 499);
+              return;
+            }
+          }
+          if (session->finish_reason() == FinishReason::kError) throw ApiError(500, session->stats().error);
+          if (session->finish_reason() == FinishReason::kCancelled) {
+            throw ApiError(503, "the server stopped before the request finished", "", "server_shutting_down");
+          }
+          send_json(res, 200, session->response());
+          metrics_.request(name, 200);
+          return;
+        }
+        metrics_.request(name, 200);
+        res.set_header("Cache-Control", "no-cache");
+        auto started = std::make_shared<bool>(false);
+        res.set_chunked_content_provider(
+            "text/event-stream",
+            [session, connection, started](size_t, httplib::DataSink& sink) {
+              auto write = [&](const std::string& text) { return sink.write(text.data(), text.size()); };
+              if (!*started) {
+                *started = true;
+                if (session->request().endpoint == Endpoint::kChatCompletions && !write(sse(session->role_chunk()))) {
+                  return false;
+                }
+                const std::string echo = session->echo_text();
+                if (!echo.empty()) {
+                  CompletionSession::Delta d;
+                  d.text = echo;
+                  if (!write(sse(session->chunk(d)))) return false;
+                }
+              }
+              session->wait(kPoll);
+              CompletionSession::Delta delta = session->take();
+              const CompletionRequest& asked = session->request();
+              const bool worth_a_chunk = !delta.text.empty() || (asked.logprobs >= 0 && !delta.logprobs.empty()) ||
+                                         (asked.return_token_ids && !delta.token_ids.empty());
+              if (worth_a_chunk && !write(sse(session->chunk(delta)))) {
+                session->cancel();
+                return false;
+              }
+              if (connection.closed()) {
+                session->cancel();
+                return false;
+              }
+              if (session->finished()) {
+                if (session->finish_reason() == FinishReason::kError) {
+                  write(sse(ApiError(500, session->stats().error).to_json()));
+                } else {
+                  write(sse(session->final_chunk()));
+                  if (session->request().include_usage) write(sse(session->usage_chunk()));
+                }
+                write("data: [DONE]\n\n");
+                sink.done();
+              }
+              return true;
+            },
+            [session](bool success) {
+              if (!success) session->cancel();
+            });
+      } catch (const ApiError& e) {
+        send_json(res, e.status(), e.to_json());
+        metrics_.request(name, e.status());
+      }
+    };
+  };
+  http_->Post("/v1/completions", completions(Endpoint::kCompletions));
+  http_->Post("/v1/chat/completions", completions(Endpoint::kChatCompletions));
+}
+
+}  // namespace nextn::server

@@ -1,0 +1,243 @@
+#include "nextn/server/openai_protocol.h"
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <random>
+
+namespace nextn::server {
+namespace {
+
+using json = nlohmann::json;
+
+const char* type_for(int status) {
+  switch (status) {
+    case 401: return "authentication_error";
+    case 404: return "not_found_error";
+    case 429:
+    case 503: return "server_overloaded";
+    case 500: return "server_error";
+    default: return "invalid_request_error";
+  }
+}
+
+[[noreturn]] void bad(const std::string& param, const std::string& message) {
+  throw ApiError(400, message, param, "invalid_value");
+}
+
+double number_in(const json& body, const char* field, double low, double high, double fallback) {
+  if (!body.contains(field) || body[field].is_null()) return fallback;
+  const json& v = body[field];
+  if (!v.is_number()) bad(field, std::string("'") + field + "' must be a number, got " + v.type_name());
+  const double x = v.get<double>();
+  if (!std::isfinite(x) || x < low || x > high) {
+    bad(field, std::string("'") + field + "' must be in [" + json(low).dump() + ", " + json(high).dump() + "], got " +
+                   v.dump());
+  }
+  return x;
+}
+
+std::optional<int64_t> integer_in(const json& body, const char* field, int64_t low, int64_t high) {
+  if (!body.contains(field) || body[field].is_null()) return std::nullopt;
+  const json& v = body[field];
+  if (!v.is_number_integer()) bad(field, std::string("'") + field + "' must be an integer, got " + v.dump());
+  const int64_t x = v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)
+                        ? INT64_MAX
+                        : v.get<int64_t>();
+  if (x < low || x > high) {
+    bad(field, std::string("'") + field + "' must be in [" + std::to_string(low) + ", " + std::to_string(high) +
+                   "], got " + v.dump());
+  }
+  return x;
+}
+
+bool boolean(const json& body, const char* field, bool fallback) {
+  if (!body.contains(field) || body[field].is_null()) return fallback;
+  if (!body[field].is_boolean()) bad(field, std::string("'") + field + "' must be true or false, got " + body[field].dump());
+  return body[field].get<bool>();
+}
+
+void parse_prompt(const json& body, CompletionRequest& r) {
+  if (!body.contains("prompt") || body["prompt"].is_null()) bad("prompt", "'prompt' is required");
+  const json& p = body["prompt"];
+  if (p.is_string()) {
+    if (p.get<std::string>().empty()) bad("prompt", "'prompt' is empty");
+    r.prompt_text = p.get<std::string>();
+    return;
+  }
+  if (p.is_array() && !p.empty() && p[0].is_number()) {
+    for (const json& id : p) {
+      if (!id.is_number_integer() || id.get<int64_t>() < 0) bad("prompt", "a token-id prompt must hold non-negative integers, got " + id.dump());
+      r.prompt_ids.push_back(id.get<int64_t>());
+    }
+    return;
+  }
+  if (p.is_array() && p.size() == 1 && p[0].is_string()) {  // a batch of one prompt
+    if (p[0].get<std::string>().empty()) bad("prompt", "'prompt' is empty");
+    r.prompt_text = p[0].get<std::string>();
+    return;
+  }
+  if (p.is_array() && p.empty()) bad("prompt", "'prompt' is empty");
+  if (p.is_array()) bad("prompt", "a batch of several prompts is not supported: send one request per prompt");
+  bad("prompt", std::string("'prompt' must be a string or an array of token ids, got ") + p.type_name());
+}
+
+void parse_messages(const json& body, CompletionRequest& r) {
+  if (!body.contains("messages") || !body["messages"].is_array() || body["messages"].empty()) {
+    bad("messages", "'messages' must be a non-empty array");
+  }
+  for (size_t i = 0; i < body["messages"].size(); ++i) {
+    const json& m = body["messages"][i];
+    const std::string where = "messages[" + std::to_string(i) + "]";
+    if (!m.is_object()) bad(where, where + " must be an object");
+    if (!m.contains("role") || !m["role"].is_string()) bad(where + ".role", where + ".role must be a string");
+    const std::string role = m["role"];
+    if (role != "system" && role != "user" && role != "assistant" && role != "developer") {
+      bad(where + ".role", where + ".role must be system, developer, user or assistant, got '" + role + "'");
+    }
+    std::string content;
+    if (m.contains("content") && m["content"].is_string()) {
+      content = m["content"];
+    } else if (m.contains("content") && m["content"].is_array()) {  // [{"type": "text", "text": ...}]
+      for (const json& part : m["content"]) {
+        if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string()) {
+          bad(where + ".content", where + ".content parts must be {\"type\": \"text\", \"text\": ...}");
+        }
+        content += part["text"].get<std::string>();
+      }
+    } else {
+      bad(where + ".content", where + ".content must be a string or an array of text parts");
+    }
+    r.messages.push_back({role == "developer" ? "system" : role, content});
+  }
+}
+
+void parse_stop(const json& body, CompletionRequest& r) {
+  if (!body.contains("stop") || body["stop"].is_null()) return;
+  const json& s = body["stop"];
+  if (s.is_string()) {
+    if (!s.get<std::string>().empty()) r.stop.push_back(s);
+    return;
+  }
+  if (!s.is_array()) bad("stop", "'stop' must be a string or an array of strings");
+  if (s.size() > 4) bad("stop", "'stop' holds at most 4 strings, got " + std::to_string(s.size()));
+  for (const json& one : s) {
+    if (!one.is_string()) bad("stop", "'stop' must hold strings, got " + one.dump());
+    if (!one.get<std::string>().empty()) r.stop.push_back(one);
+  }
+}
+
+}  // namespace
+
+ApiError::ApiError(int status, std::string message, std::string param, std::string code, std::string type)
+    : std::runtime_error(std::move(message)), status_(status), type_(type.empty() ? type_for(status) : std::move(type)),
+      param_(std::move(param)), code_(std::move(code)) {}
+
+nlohmann::json ApiError::to_json() const {
+  auto nullable = [](const std::string& s) { return s.empty() ? json(nullptr) : json(printable_utf8(s)); };
+  return {{"error",
+           {{"message", printable_utf8(what())}, {"type", type_}, {"param", nullable(param_)}, {"code", nullable(code_)}}}};
+}
+
+std::string printable_utf8(const std::string& text) {
+  // Well-formed sequences as the Unicode standard's table 3-7 lists them (no overlong forms, no
+  // surrogates, nothing above U+10FFFF): what JSON encoders such as nlohmann::json accept.
+  auto byte = [&](size_t i) { return static_cast<unsigned char>(text[i]); };
+  auto in = [](unsigned char b, unsigned char low, unsigned char high) { return b >= low && b <= high; };
+  std::string out;
+  size_t i = 0;
+  while (i < text.size()) {
+    const unsigned char c = byte(i);
+    size_t length = 0;
+    if (c < 0x80) {
+      length = 1;
+    } else if (in(c, 0xC2, 0xDF)) {
+      length = i + 1 < text.size() && in(byte(i + 1), 0x80, 0xBF) ? 2 : 0;
+    } else if (in(c, 0xE0, 0xEF) && i + 2 < text.size()) {
+      const unsigned char low = c == 0xE0 ? 0xA0 : 0x80, high = c == 0xED ? 0x9F : 0xBF;
+      length = in(byte(i + 1), low, high) && in(byte(i + 2), 0x80, 0xBF) ? 3 : 0;
+    } else if (in(c, 0xF0, 0xF4) && i + 3 < text.size()) {
+      const unsigned char low = c == 0xF0 ? 0x90 : 0x80, high = c == 0xF4 ? 0x8F : 0xBF;
+      length = in(byte(i + 1), low, high) && in(byte(i + 2), 0x80, 0xBF) && in(byte(i + 3), 0x80, 0xBF) ? 4 : 0;
+    }
+    if (length > 0) {
+      out.append(text, i, length);
+      i += length;
+    } else {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    }
+  }
+  return out;
+}
+
+CompletionRequest parse_completion_request(Endpoint endpoint, const std::string& text) {
+  json body;
+  try {
+    body = json::parse(text);
+  } catch (const json::exception& e) {  // parse errors, and numbers out of range ("1e999")
+    throw ApiError(400, std::string("the request body is not valid JSON: ") + e.what(), "", "invalid_json");
+  }
+  if (!body.is_object()) throw ApiError(400, "the request body must be a JSON object", "", "invalid_json");
+  try {
+    (void)body.dump();  // nlohmann::json parses strings with invalid UTF-8; dump() finds them
+  } catch (const json::type_error&) {
+    throw ApiError(400, "the request body holds a string that is not valid UTF-8", "", "invalid_json");
+  }
+  CompletionRequest r;
+  r.endpoint = endpoint;
+  if (!body.contains("model") || !body["model"].is_string()) bad("model", "'model' is required and must be a string");
+  r.model = body["model"];
+  if (endpoint == Endpoint::kCompletions) {
+    parse_prompt(body, r);
+  } else {
+    parse_messages(body, r);
+  }
+  const char* max_field = body.contains("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
+  r.max_tokens = integer_in(body, max_field, 1, INT64_MAX);
+  if (endpoint == Endpoint::kCompletions && !r.max_tokens) r.max_tokens = 16;  // OpenAI's default
+  r.temperature = number_in(body, "temperature", 0.0, 2.0, 1.0);
+  r.top_p = number_in(body, "top_p", 0.0, 1.0, 1.0);
+  if (r.top_p == 0.0) bad("top_p", "'top_p' must be greater than 0");
+  r.top_k = integer_in(body, "top_k", -1, INT64_MAX).value_or(0);
+  if (r.top_k < 0) r.top_k = 0;  // vLLM's -1: off
+  if (auto seed = integer_in(body, "seed", INT64_MIN, INT64_MAX)) r.seed = static_cast<uint64_t>(*seed);
+  if (auto n = integer_in(body, "n", 1, INT64_MAX); n && *n != 1) {
+    throw ApiError(400, "only n = 1 is supported, got " + std::to_string(*n) + ": send one request per completion", "n",
+                   "unsupported_value");
+  }
+  if (auto best_of = integer_in(body, "best_of", 1, INT64_MAX); best_of && *best_of != 1) {
+    throw ApiError(400, "only best_of = 1 is supported", "best_of", "unsupported_value");
+  }
+  parse_stop(body, r);
+  r.stream = boolean(body, "stream", false);
+  if (body.contains("stream_options") && !body["stream_options"].is_null()) {
+    if (!body["stream_options"].is_object()) bad("stream_options", "'stream_options' must be an object");
+    r.include_usage = boolean(body["stream_options"], "include_usage", false);
+  }
+  if (endpoint == Endpoint::kCompletions) {
+    if (auto k = integer_in(body, "logprobs", 0, 20)) r.logprobs = *k;
+    r.echo = boolean(body, "echo", false);
+  } else if (boolean(body, "logprobs", false)) {
+    r.logprobs = integer_in(body, "top_logprobs", 0, 20).value_or(0);
+  } else if (body.contains("top_logprobs") && !body["top_logprobs"].is_null()) {
+    bad("top_logprobs", "'top_logprobs' needs 'logprobs': true");
+  }
+  r.return_token_ids = boolean(body, "return_token_ids", false);
+  return r;
+}
+
+std::string new_response_id(Endpoint endpoint) {
+  static std::atomic<uint64_t> counter{0};
+  static const uint64_t salt = std::random_device{}();
+  char buffer[40];
+  std::snprintf(buffer, sizeof buffer, "%s-%016llx%04llx", endpoint == Endpoint::kCompletions ? "cmpl" : "chatcmpl",
+                static_cast<unsigned long long>(salt), static_cast<unsigned long long>(++counter & 0xffff));
+  return buffer;
+}
+
+int64_t unix_time() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace nextn::server

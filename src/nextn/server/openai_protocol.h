@@ -1,0 +1,74 @@
+// The OpenAI API's request and response bodies, as nextn serves them (/v1/completions,
+// /v1/chat/completions): parsing with every field checked (type, range, NaN) and errors in the
+// OpenAI format; unknown fields are ignored, as OpenAI does. No HTTP and no model here.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace nextn::server {
+
+// An error the client gets back: {"error": {"message", "type", "param", "code"}} with `status`.
+class ApiError : public std::runtime_error {
+ public:
+  ApiError(int status, std::string message, std::string param = "", std::string code = "",
+           std::string type = "");
+  int status() const { return status_; }
+  nlohmann::json to_json() const;
+
+ private:
+  int status_;
+  std::string type_, param_, code_;
+};
+
+enum class Endpoint { kCompletions, kChatCompletions };
+
+struct ChatMessage {
+  std::string role;  // system, user, assistant
+  std::string content;
+};
+
+struct CompletionRequest {
+  Endpoint endpoint = Endpoint::kCompletions;
+  std::string model;
+  std::optional<std::string> prompt_text;  // completions: a string prompt
+  std::vector<int64_t> prompt_ids;         // completions: an array of token ids
+  std::vector<ChatMessage> messages;       // chat
+  std::optional<int64_t> max_tokens;       // absent: 16 (completions), the rest of the context (chat)
+  double temperature = 1.0;
+  double top_p = 1.0;
+  int64_t top_k = 0;  // extension (0: off)
+  std::optional<uint64_t> seed;
+  std::vector<std::string> stop;
+  bool stream = false;
+  bool include_usage = false;  // stream_options.include_usage
+  int64_t logprobs = -1;       // -1: none; completions: logprobs = k; chat: logprobs + top_logprobs = k
+  bool echo = false;
+  bool return_token_ids = false;  // extension: each choice's generated token ids
+};
+
+// Throws ApiError (400) naming the field for anything malformed: not JSON, wrong types, values out
+// of range or NaN, n != 1, empty prompts, more than 4 stop strings.
+CompletionRequest parse_completion_request(Endpoint endpoint, const std::string& body);
+
+// One generated token with its log-probabilities, for the response.
+struct TokenLogprob {
+  std::string token;  // its text
+  double logprob = 0;
+  std::vector<std::pair<std::string, double>> top;
+};
+
+// `text` with every byte that does not belong to a valid UTF-8 character replaced by U+FFFD, so
+// that it can go into JSON (a token may end inside a character; an error may quote bad input).
+std::string printable_utf8(const std::string& text);
+
+// Identifiers and timestamps of responses.
+std::string new_response_id(Endpoint endpoint);  // "cmpl-..." / "chatcmpl-..."
+int64_t unix_time();
+
+}  // namespace nextn::server

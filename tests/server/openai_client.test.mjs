@@ -1,0 +1,309 @@
+// `nextn serve` end to end with the official OpenAI client (npm "openai", pinned in package.json)
+// and raw HTTP for what a client library would never send. Run by the README's test command
+// (scripts/test.sh: node --test tests/server/).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { readFileSync } from 'node:fs';
+import OpenAI from 'openai';
+import { startServer, generateTokenIds, metrics } from './support.mjs';
+
+let server;      // plain decoding, max batch 4
+let client;
+before(async () => {
+  server = await startServer(['--max-batch', '4', '--max-queue', '16']);
+  client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+});
+after(async () => { assert.equal(await server.stop(), 0); });
+
+const PROMPTS = ['def main():', 'import os\n', 'class Parser:', 'return self.', 'for key in ', '"""JSON'];
+
+async function greedy(prompt, max_tokens = 12, extra = {}) {
+  return client.completions.create({ model: 'tiny', prompt, max_tokens, temperature: 0, return_token_ids: true, ...extra });
+}
+
+async function streamText(request) {
+  let text = '';
+  const ids = [];
+  let finish = null, usage = null;
+  for await (const chunk of await request) {
+    if (chunk.usage) usage = chunk.usage;
+    const choice = chunk.choices[0];
+    if (!choice) continue;
+    text += choice.text ?? choice.delta?.content ?? '';
+    if (choice.token_ids) ids.push(...choice.token_ids);
+    if (choice.finish_reason) finish = choice.finish_reason;
+  }
+  return { text, ids, finish, usage };
+}
+
+test('greedy completions are exactly what nextn generate produces', async () => {
+  for (const prompt of PROMPTS.slice(0, 3)) {
+    const r = await greedy(prompt, 16);
+    assert.deepEqual(r.choices[0].token_ids, generateTokenIds(prompt, 16, ['--greedy']), prompt);
+    assert.equal(r.object, 'text_completion');
+    assert.ok(['length', 'stop'].includes(r.choices[0].finish_reason));
+    assert.equal(r.usage.completion_tokens, r.choices[0].token_ids.length);
+    assert.equal(r.usage.total_tokens, r.usage.prompt_tokens + r.usage.completion_tokens);
+  }
+});
+
+test('a stream delivers the same text and tokens as the whole response', async () => {
+  const whole = await greedy('def main():', 20);
+  const streamed = await streamText(client.completions.create({
+    model: 'tiny', prompt: 'def main():', max_tokens: 20, temperature: 0, stream: true, return_token_ids: true,
+    stream_options: { include_usage: true } }));
+  assert.equal(streamed.text, whole.choices[0].text);
+  assert.deepEqual(streamed.ids, whole.choices[0].token_ids);
+  assert.equal(streamed.finish, whole.choices[0].finish_reason);
+  assert.equal(streamed.usage.completion_tokens, whole.usage.completion_tokens);
+});
+
+test('chat completions, whole and streamed, with the plain template', async () => {
+  const messages = [{ role: 'system', content: 'You write Python.' }, { role: 'user', content: 'def parse(' }];
+  const whole = await client.chat.completions.create({ model: 'tiny', messages, max_tokens: 10, temperature: 0 });
+  assert.equal(whole.object, 'chat.completion');
+  assert.equal(whole.choices[0].message.role, 'assistant');
+  assert.equal(typeof whole.choices[0].message.content, 'string');
+  let role = null, content = '', finish = null;
+  for await (const chunk of await client.chat.completions.create({ model: 'tiny', messages, max_tokens: 10,
+                                                                   temperature: 0, stream: true })) {
+    assert.equal(chunk.object, 'chat.completion.chunk');
+    const delta = chunk.choices[0].delta;
+    if (delta.role) role = delta.role;
+    content += delta.content ?? '';
+    if (chunk.choices[0].finish_reason) finish = chunk.choices[0].finish_reason;
+  }
+  assert.equal(role, 'assistant');
+  assert.equal(content, whole.choices[0].message.content);
+  assert.equal(finish, whole.choices[0].finish_reason);
+});
+
+test('stop strings end the text before them', async () => {
+  const full = (await greedy('def main():', 24)).choices[0].text;
+  const stop = full.slice(6, 9);  // a piece from the middle of the greedy text
+  assert.ok(stop.length > 0);
+  const r = await greedy('def main():', 24, { stop: [stop, 'never appears'] });
+  assert.equal(r.choices[0].text, full.slice(0, full.indexOf(stop)));
+  assert.equal(r.choices[0].finish_reason, 'stop');
+});
+
+test('log-probabilities of completions and chat', async () => {
+  const r = await greedy('import os\n', 5, { logprobs: 3 });
+  const lp = r.choices[0].logprobs;
+  assert.equal(lp.tokens.length, 5);
+  assert.equal(lp.token_logprobs.length, 5);
+  for (let i = 0; i < 5; ++i) {
+    assert.ok(lp.token_logprobs[i] <= 0);
+    const top = Object.values(lp.top_logprobs[i]);
+    assert.ok(top.length >= 1 && top.length <= 3);
+    // Greedy: the chosen token is the most likely one.
+    assert.ok(Math.abs(Math.max(...top) - lp.token_logprobs[i]) < 1e-9);
+  }
+  const chat = await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'x' }],
+                                                     max_tokens: 3, temperature: 0, logprobs: true, top_logprobs: 2 });
+  const content = chat.choices[0].logprobs.content;
+  assert.equal(content.length, 3);
+  assert.equal(content[0].top_logprobs.length, 2);
+  assert.ok(Array.isArray(content[0].bytes));
+});
+
+test('errors come back as the client\'s exception types', async () => {
+  await assert.rejects(greedy('x', 4, { temperature: 5 }), (e) => e instanceof OpenAI.BadRequestError &&
+    e.status === 400 && e.error?.param === 'temperature');
+  await assert.rejects(greedy('x', 4, { n: 2 }), OpenAI.BadRequestError);
+  await assert.rejects(greedy('x', 0), OpenAI.BadRequestError);
+  await assert.rejects(greedy('x', 100000), (e) => e instanceof OpenAI.BadRequestError &&
+    e.code === 'context_length_exceeded');
+  await assert.rejects(greedy('word '.repeat(400), 4), (e) => e instanceof OpenAI.BadRequestError &&
+    e.code === 'context_length_exceeded');
+  await assert.rejects(client.completions.create({ model: 'gpt-4', prompt: 'x', max_tokens: 2 }), OpenAI.NotFoundError);
+  await assert.rejects(greedy('', 4), OpenAI.BadRequestError);
+});
+
+test('concurrent streams each produce their single-request output', async () => {
+  const alone = [];
+  for (const prompt of PROMPTS) alone.push((await greedy(prompt, 16)).choices[0].token_ids);
+  const together = await Promise.all(PROMPTS.map((prompt) => streamText(client.completions.create({
+    model: 'tiny', prompt, max_tokens: 16, temperature: 0, stream: true, return_token_ids: true }))));
+  together.forEach((r, i) => assert.deepEqual(r.ids, alone[i], PROMPTS[i]));
+  const m = await metrics(server.url);
+  assert.ok(m['nextn_requests_total{endpoint="completions",status="200"}'] >= 12);
+});
+
+// Raw HTTP/1.1 over a socket: bytes no client library would send.
+function rawRequest(url, bytes) {
+  const { port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    // Written without half-closing: a peer that shuts its side down counts as gone.
+    const socket = net.connect(Number(port), '127.0.0.1', () => socket.write(bytes));
+    let data = '';
+    socket.on('data', (d) => { data += d; });
+    socket.on('end', () => resolve(data));
+    socket.on('error', reject);
+  });
+}
+function post(path, body, headers = '') {
+  const payload = Buffer.isBuffer(body) ? body : Buffer.from(body);
+  return Buffer.concat([Buffer.from(`POST ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n` +
+                                    `Content-Type: application/json\r\n${headers}Content-Length: ${payload.length}\r\n\r\n`), payload]);
+}
+function statusOf(response) { return Number(response.split(' ')[1]); }
+function errorOf(response) { return JSON.parse(response.slice(response.indexOf('\r\n\r\n') + 4)).error; }
+
+test('raw HTTP: invalid UTF-8, malformed JSON, wrong types, oversized bodies, unknown fields', async () => {
+  const badUtf8 = Buffer.concat([Buffer.from('{"model":"tiny","prompt":"'), Buffer.from([0xc3, 0x28]), Buffer.from('"}')]);
+  let r = await rawRequest(server.url, post('/v1/completions', badUtf8));
+  assert.equal(statusOf(r), 400);
+  assert.equal(errorOf(r).code, 'invalid_json');
+  r = await rawRequest(server.url, post('/v1/completions', '{"model": "tiny", "prompt": '));
+  assert.equal(statusOf(r), 400);
+  r = await rawRequest(server.url, post('/v1/completions', '{"model":"tiny","prompt":"x","max_tokens":"5"}'));
+  assert.equal(statusOf(r), 400);
+  assert.equal(errorOf(r).param, 'max_tokens');
+  r = await rawRequest(server.url, post('/v1/completions', '{"model":"tiny","prompt":["a","b"]}'));
+  assert.equal(statusOf(r), 400);
+  r = await rawRequest(server.url, post('/v1/chat/completions', '{"model":"tiny","messages":[]}'));
+  assert.equal(statusOf(r), 400);
+  r = await rawRequest(server.url, post('/v1/completions', `{"model":"tiny","prompt":"${'a'.repeat(2 << 20)}"}`));
+  assert.equal(statusOf(r), 413);
+  assert.equal(errorOf(r).type, 'invalid_request_error');
+  r = await rawRequest(server.url, post('/v1/completions',
+    '{"model":"tiny","prompt":"x","max_tokens":2,"temperature":0,"frequency_penalty":0,"user":"u","some_future_field":{}}'));
+  assert.equal(statusOf(r), 200);
+  r = await rawRequest(server.url, 'GET /v1/nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+  assert.equal(statusOf(r), 404);
+  assert.ok(errorOf(r).message.includes('/v1/nothing'));
+  // The server still serves normally.
+  assert.ok((await greedy('x', 2)).choices[0].text !== undefined);
+});
+
+test('health, models and metrics', async () => {
+  assert.equal((await fetch(`${server.url}/health`)).status, 200);
+  const models = await client.models.list();
+  assert.equal(models.data[0].id, 'tiny');
+  const m = await metrics(server.url);
+  for (const name of ['nextn_prompt_tokens_total', 'nextn_generation_tokens_total', 'nextn_requests_running',
+                      'nextn_requests_queued', 'nextn_batch_size', 'nextn_time_to_first_token_seconds_count',
+                      'nextn_inter_token_latency_seconds_count']) {
+    assert.ok(name in m, name);
+  }
+  assert.ok(m.nextn_time_to_first_token_seconds_count > 0);
+  assert.equal(m['nextn_time_to_first_token_seconds_bucket{le="+Inf"}'], m.nextn_time_to_first_token_seconds_count);
+});
+
+test('a client that goes away stops its request within a step', async () => {
+  const before = await metrics(server.url);
+  const { port } = new URL(server.url);
+  // A raw stream request; the socket is destroyed as soon as the first event arrives.
+  await new Promise((resolve, reject) => {
+    const socket = net.connect(Number(port), '127.0.0.1', () => socket.write(post('/v1/completions',
+      JSON.stringify({ model: 'tiny', prompt: 'def main():', max_tokens: 240, temperature: 0.7, stream: true }))));
+    socket.on('data', (d) => { if (d.toString().includes('data: ')) { socket.destroy(); resolve(); } });
+    socket.on('error', reject);
+  });
+  for (let i = 0; i < 100 && (await metrics(server.url)).nextn_requests_running > 0; ++i) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const after = await metrics(server.url);
+  assert.equal(after.nextn_requests_running, 0);
+  assert.equal(after.nextn_requests_cancelled_total - (before.nextn_requests_cancelled_total ?? 0), 1);
+  // It stopped long before its 240 tokens.
+  assert.ok(after.nextn_generation_tokens_total - before.nextn_generation_tokens_total < 200);
+});
+
+test('an API key is required when set, in the OpenAI error format', async () => {
+  const secured = await startServer(['--api-key', 'sesame']);
+  try {
+    const wrong = new OpenAI({ baseURL: `${secured.url}/v1`, apiKey: 'nope', maxRetries: 0 });
+    await assert.rejects(wrong.completions.create({ model: 'tiny', prompt: 'x', max_tokens: 2 }), OpenAI.AuthenticationError);
+    const right = new OpenAI({ baseURL: `${secured.url}/v1`, apiKey: 'sesame', maxRetries: 0 });
+    assert.equal((await right.completions.create({ model: 'tiny', prompt: 'x', max_tokens: 2 })).choices.length, 1);
+    assert.equal((await fetch(`${secured.url}/health`)).status, 200);  // health needs no key
+  } finally {
+    assert.equal(await secured.stop(), 0);
+  }
+});
+
+test('speculative decoding: the same greedy output, and drafts counted per depth', async () => {
+  const spec = await startServer(['--speculative', 'mtp', '--draft', '2']);
+  try {
+    const c = new OpenAI({ baseURL: `${spec.url}/v1`, apiKey: 'x', maxRetries: 0 });
+    const r = await c.completions.create({ model: 'tiny', prompt: 'class Parser:', max_tokens: 24, temperature: 0,
+                                           return_token_ids: true });
+    assert.deepEqual(r.choices[0].token_ids, generateTokenIds('class Parser:', 24, ['--greedy']));
+    assert.equal(r.usage.speculative.drafted.length, 2);
+    assert.ok(r.usage.speculative.drafted[0] > 0);
+    const m = await metrics(spec.url);
+    assert.equal(m['nextn_spec_draft_tokens_total{depth="1"}'], r.usage.speculative.drafted[0]);
+    assert.equal(m['nextn_spec_accepted_tokens_total{depth="1"}'], r.usage.speculative.accepted[0]);
+  } finally {
+    assert.equal(await spec.stop(), 0);
+  }
+});
+
+test('a full queue answers 503 with Retry-After, and no place is lost', async () => {
+  const small = await startServer(['--max-batch', '1', '--max-queue', '1']);
+  try {
+    const body = JSON.stringify({ model: 'tiny', prompt: 'def main():', max_tokens: 60, temperature: 0 });
+    const responses = await Promise.all(Array.from({ length: 8 }, () => fetch(`${small.url}/v1/completions`, {
+      method: 'POST', headers: { 'Content-Type': 'application/json' }, body })));
+    const statuses = responses.map((r) => r.status);
+    assert.ok(statuses.includes(503), statuses.join(','));
+    assert.ok(statuses.every((s) => s === 200 || s === 503), statuses.join(','));
+    const refused = responses.find((r) => r.status === 503);
+    assert.equal(refused.headers.get('retry-after'), '1');
+    assert.equal((await refused.json()).error.code, 'server_busy');
+    const c = new OpenAI({ baseURL: `${small.url}/v1`, apiKey: 'x', maxRetries: 0 });
+    assert.equal((await c.completions.create({ model: 'tiny', prompt: 'x', max_tokens: 3 })).usage.completion_tokens, 3);
+    const m = await metrics(small.url);
+    assert.equal(m.nextn_requests_running, 0);
+    assert.equal(m.nextn_requests_queued, 0);
+  } finally {
+    assert.equal(await small.stop(), 0);
+  }
+});
+
+test('SIGTERM: the running request finishes, then the server exits 0', async () => {
+  const s = await startServer([]);
+  const c = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'x', maxRetries: 0 });
+  const pending = c.completions.create({ model: 'tiny', prompt: 'def main():', max_tokens: 120, temperature: 0.7 });
+  await new Promise((r) => setTimeout(r, 50));
+  const exited = s.stop();
+  const r = await pending;
+  assert.equal(r.usage.completion_tokens > 0, true);
+  assert.equal(await exited, 0);
+  assert.ok(s.output().includes('stopped'));
+});
+
+test('load: 100 concurrent clients are all answered or refused with 503, memory stays bounded', async () => {
+  const s = await startServer(['--max-batch', '8', '--max-queue', '24']);
+  try {
+    const started = Date.now();
+    const results = await Promise.all(Array.from({ length: 100 }, (_, i) => {
+      const stream = i % 2 === 0;
+      return fetch(`${s.url}/v1/completions`, {
+        method: 'POST', headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ model: 'tiny', prompt: PROMPTS[i % PROMPTS.length], max_tokens: 24, temperature: 0.8,
+                               seed: i, stream }),
+      }).then(async (r) => ({ status: r.status, body: await r.text() }));
+    }));
+    const ok = results.filter((r) => r.status === 200).length;
+    const busy = results.filter((r) => r.status === 503).length;
+    assert.equal(ok + busy, 100, results.map((r) => r.status).join(','));
+    assert.ok(ok >= 32, `only ${ok} answered`);
+    for (const r of results.filter((x) => x.status === 200)) {
+      assert.ok(r.body.startsWith('data: ') ? r.body.trimEnd().endsWith('data: [DONE]') : JSON.parse(r.body).choices);
+    }
+    const status = readFileSync(`/proc/${s.proc.pid}/status`, 'utf8');
+    const peakKb = Number(status.match(/VmHWM:\s+(\d+)/)[1]);
+    console.log(`load: ${ok} answered, ${busy} refused in ${Date.now() - started} ms; server peak RSS ${(peakKb / 1024).toFixed(0)} MiB`);
+    assert.ok(peakKb < 2 * 1024 * 1024, `peak RSS ${peakKb} kB`);
+    const m = await metrics(s.url);
+    assert.equal(m.nextn_requests_running, 0);
+    const c = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'x', maxRetries: 0 });
+    assert.equal((await c.completions.create({ model: 'tiny', prompt: 'x', max_tokens: 2 })).usage.completion_tokens, 2);
+  } finally {
+    assert.equal(await s.stop(), 0);
+  }
+});

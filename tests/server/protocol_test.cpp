@@ -1,0 +1,98 @@
+// The OpenAI request parser's checks and the UTF-8 cleaning of text that goes into JSON.
+#include <gtest/gtest.h>
+
+#include "nextn/server/openai_protocol.h"
+
+namespace nextn::server {
+namespace {
+
+void expect_refused(Endpoint endpoint, const std::string& body, const std::string& param, int status = 400) {
+  try {
+    parse_completion_request(endpoint, body);
+    ADD_FAILURE() << "accepted: " << body;
+  } catch (const ApiError& e) {
+    EXPECT_EQ(e.status(), status) << body;
+    const auto j = e.to_json();
+    EXPECT_EQ(j["error"]["param"].is_null() ? std::string() : j["error"]["param"].get<std::string>(), param) << body;
+    EXPECT_FALSE(j["error"]["message"].get<std::string>().empty());
+    EXPECT_TRUE(j["error"].contains("type") && j["error"].contains("code"));
+  }
+}
+
+TEST(OpenAiProtocol, CompletionFieldsAndDefaults) {
+  auto r = parse_completion_request(Endpoint::kCompletions, R"({"model":"m","prompt":"hi"})");
+  EXPECT_EQ(r.model, "m");
+  EXPECT_EQ(*r.prompt_text, "hi");
+  EXPECT_EQ(*r.max_tokens, 16);  // OpenAI's completions default
+  EXPECT_EQ(r.temperature, 1.0);
+  EXPECT_FALSE(r.stream);
+  EXPECT_EQ(r.logprobs, -1);
+  r = parse_completion_request(Endpoint::kCompletions,
+                               R"({"model":"m","prompt":[5,6,7],"max_tokens":3,"temperature":0,"top_p":0.5,"top_k":4,
+                                   "seed":-1,"stop":["a","b"],"stream":true,"stream_options":{"include_usage":true},
+                                   "logprobs":2,"echo":true,"n":1,"anything_else":[1,2]})");
+  EXPECT_EQ(r.prompt_ids, (std::vector<int64_t>{5, 6, 7}));
+  EXPECT_EQ(*r.max_tokens, 3);
+  EXPECT_EQ(r.top_k, 4);
+  EXPECT_EQ(*r.seed, static_cast<uint64_t>(-1));
+  EXPECT_EQ(r.stop, (std::vector<std::string>{"a", "b"}));
+  EXPECT_TRUE(r.stream && r.include_usage && r.echo);
+  EXPECT_EQ(r.logprobs, 2);
+  auto chat = parse_completion_request(Endpoint::kChatCompletions,
+                                       R"({"model":"m","messages":[{"role":"developer","content":"be brief"},
+                                           {"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}],
+                                           "logprobs":true,"top_logprobs":3,"max_completion_tokens":9})");
+  ASSERT_EQ(chat.messages.size(), 2u);
+  EXPECT_EQ(chat.messages[0].role, "system");
+  EXPECT_EQ(chat.messages[1].content, "ab");
+  EXPECT_EQ(chat.logprobs, 3);
+  EXPECT_EQ(*chat.max_tokens, 9);
+  EXPECT_FALSE(parse_completion_request(Endpoint::kChatCompletions, R"({"model":"m","messages":[{"role":"user","content":"x"}]})")
+                   .max_tokens.has_value());  // chat: the rest of the context
+}
+
+TEST(OpenAiProtocol, BadFieldsAreNamed) {
+  const Endpoint c = Endpoint::kCompletions;
+  expect_refused(c, "not json", "");
+  expect_refused(c, "[1,2]", "");
+  expect_refused(c, R"({"prompt":"x"})", "model");
+  expect_refused(c, R"({"model":"m"})", "prompt");
+  expect_refused(c, R"({"model":"m","prompt":""})", "prompt");
+  expect_refused(c, R"({"model":"m","prompt":[]})", "prompt");
+  expect_refused(c, R"({"model":"m","prompt":["a","b"]})", "prompt");
+  expect_refused(c, R"({"model":"m","prompt":[1,-2]})", "prompt");
+  expect_refused(c, R"({"model":"m","prompt":"x","max_tokens":0})", "max_tokens");
+  expect_refused(c, R"({"model":"m","prompt":"x","max_tokens":1.5})", "max_tokens");
+  expect_refused(c, R"({"model":"m","prompt":"x","temperature":2.5})", "temperature");
+  expect_refused(c, R"({"model":"m","prompt":"x","temperature":"hot"})", "temperature");
+  expect_refused(c, R"({"model":"m","prompt":"x","top_p":0})", "top_p");
+  expect_refused(c, R"({"model":"m","prompt":"x","top_p":1e999})", "");  // not valid JSON for nlohmann: an overflow
+  expect_refused(c, R"({"model":"m","prompt":"x","n":3})", "n");
+  expect_refused(c, R"({"model":"m","prompt":"x","stop":["1","2","3","4","5"]})", "stop");
+  expect_refused(c, R"({"model":"m","prompt":"x","stop":[1]})", "stop");
+  expect_refused(c, R"({"model":"m","prompt":"x","stream":"yes"})", "stream");
+  expect_refused(c, R"({"model":"m","prompt":"x","logprobs":21})", "logprobs");
+  const Endpoint chat = Endpoint::kChatCompletions;
+  expect_refused(chat, R"({"model":"m","messages":[]})", "messages");
+  expect_refused(chat, R"({"model":"m","messages":[{"role":"wizard","content":"x"}]})", "messages[0].role");
+  expect_refused(chat, R"({"model":"m","messages":[{"role":"user"}]})", "messages[0].content");
+  expect_refused(chat, R"({"model":"m","messages":[{"role":"user","content":"x"}],"top_logprobs":2})", "top_logprobs");
+  // A string with invalid UTF-8 is refused, and the error itself is valid JSON.
+  expect_refused(c, std::string("{\"model\":\"m\",\"prompt\":\"\xC3\x28\"}"), "");
+}
+
+TEST(OpenAiProtocol, PrintableUtf8KeepsWellFormedTextAndReplacesTheRest) {
+  EXPECT_EQ(printable_utf8("plain ascii"), "plain ascii");
+  EXPECT_EQ(printable_utf8("\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80"), "\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80");  // é € 😀
+  const std::string bad[] = {"\xC3", "\xC0\x80", "\xE0\x80\x80", "\xED\xA0\x80", "\xF4\x90\x80\x80", "\xFF", "\x80"};
+  for (const std::string& b : bad) {
+    const std::string out = printable_utf8("a" + b + "z");
+    EXPECT_EQ(out.front(), 'a');
+    EXPECT_EQ(out.back(), 'z');
+    EXPECT_NE(out.find("\xEF\xBF\xBD"), std::string::npos);
+    EXPECT_NO_THROW((void)nlohmann::json(out).dump()) << "not valid UTF-8 after cleaning";
+  }
+}
+
+}  // namespace
+}  // namespace nextn::server
