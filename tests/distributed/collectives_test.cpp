@@ -15,10 +15,8 @@ using testing::is_rank_worker;
 
 TEST(RankWorker, Collectives) {
   if (!is_rank_worker()) GTEST_SKIP() << "runs as a rank of Distributed.Collectives";
-  dist::ClusterOptions options;
-  options.expert_parallel = 2;
-  options.timeout = std::chrono::seconds(30);
-  dist::Cluster cluster(dist::detect_launch_env(), options);
+  auto owned = testing::worker_cluster(2);
+  dist::Cluster& cluster = *owned;
   ASSERT_EQ(cluster.world_size(), 2);
   const int rank = cluster.rank(), other = 1 - rank;
   dist::Communicator& world = *cluster.world();
@@ -79,10 +77,8 @@ TEST(RankWorker, Collectives) {
 
 TEST(RankWorker, GradientBuckets) {
   if (!is_rank_worker()) GTEST_SKIP() << "runs as a rank of Distributed.GradientBuckets";
-  dist::ClusterOptions options;
-  options.expert_parallel = 2;
-  options.timeout = std::chrono::seconds(30);
-  dist::Cluster cluster(dist::detect_launch_env(), options);
+  auto owned = testing::worker_cluster(2);
+  dist::Cluster& cluster = *owned;
   const double r = cluster.rank() + 1.0;
   torch::manual_seed(3);  // the same parameters and coefficients on both ranks
   std::vector<torch::Tensor> replicated = {torch::randn({5, 3}).requires_grad_(), torch::randn({17}).requires_grad_(),

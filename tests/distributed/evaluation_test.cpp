@@ -30,10 +30,8 @@ DeepSeekV3 tiny_model() {
 
 TEST(RankWorker, Evaluation) {
   if (!testing::is_rank_worker()) GTEST_SKIP() << "runs as a rank of Distributed.EvaluationEqualsOneProcess";
-  dist::ClusterOptions options;
-  options.expert_parallel = 2;
-  options.timeout = std::chrono::seconds(30);
-  dist::Cluster cluster(dist::detect_launch_env(), options);
+  auto owned = testing::worker_cluster(2);
+  dist::Cluster& cluster = *owned;
   auto dataset = data::TokenDataset::open(testing::tiny_corpus().dataset_dir);
   auto [seq_len, batch] = odd_split(dataset);
   DeepSeekV3 model = tiny_model();

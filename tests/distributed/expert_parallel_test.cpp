@@ -80,10 +80,8 @@ std::map<std::string, torch::Tensor> run_layer(LayerSetup& s, int64_t first, int
 
 TEST(RankWorker, ExpertParallelLayer) {
   if (!is_rank_worker()) GTEST_SKIP() << "runs as a rank of Distributed.ExpertParallelLayerEqualsOneProcess";
-  dist::ClusterOptions options;
-  options.expert_parallel = 2;
-  options.timeout = std::chrono::seconds(30);
-  dist::Cluster cluster(dist::detect_launch_env(), options);
+  auto owned = testing::worker_cluster(2);
+  dist::Cluster& cluster = *owned;
   const int rank = cluster.rank();
   for (const Case& c : cases()) {
     LayerSetup s = make_setup(c);

@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -78,6 +79,14 @@ inline std::vector<RankRun> run_ranks(const std::string& test, int world, const 
     runs[rank].output = io::read_file(dir + "/rank" + std::to_string(rank) + ".log");
   }
   return runs;
+}
+
+// A worker's cluster, from the variables run_ranks sets (collectives time out after 30 s).
+inline std::unique_ptr<dist::Cluster> worker_cluster(int expert_parallel) {
+  dist::ClusterOptions options;
+  options.expert_parallel = expert_parallel;
+  options.timeout = std::chrono::seconds(30);
+  return std::make_unique<dist::Cluster>(dist::detect_launch_env(), options);
 }
 
 inline void expect_all_passed(const std::vector<RankRun>& runs) {

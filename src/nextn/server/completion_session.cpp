@@ -59,7 +59,7 @@ CompletionSession::CompletionSession(const CompletionRequest& request, const Ser
                             " tokens (at most " + std::to_string(room) + " here)",
                    "max_tokens", "context_length_exceeded");
   }
-  stop_token_ids_ = {tok.eos_id()};
+  if (!request_.ignore_eos) stop_token_ids_ = {tok.eos_id()};
   decoder_.emplace(tok);
   filter_.emplace(stops);
 

@@ -1,6 +1,7 @@
 #include "nextn/server/http_server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include "nextn/server/client_connection.h"
 #include "nextn/util/error.h"
@@ -33,6 +34,12 @@ HttpServer::HttpServer(HttpOptions options) : options_(std::move(options)), http
   const int threads = options_.threads > 0 ? options_.threads : 64;
   http_->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   http_->set_payload_max_length(options_.max_body_bytes);
+  // httplib's defaults (SO_REUSEADDR), and the listening socket kept: bind() raises its backlog.
+  http_->set_socket_options([this](int socket) {
+    int yes = 1;
+    ::setsockopt(socket, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    listen_socket_ = socket;
+  });
   http_->set_keep_alive_max_count(1000);
   // Everything httplib answers itself (an unknown route, a body over the limit) in OpenAI's format.
   http_->set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
@@ -63,6 +70,9 @@ void HttpServer::bind() {
   }
   NEXTN_CHECK(port_ > 0, "cannot listen on ", options_.host, ":", options_.port,
               " (address in use, or not an address of this machine)");
+  // httplib 0.11 listens with a backlog of 5: clients connecting together beyond that have their
+  // connection attempt dropped and retried a second later. listen() again sets a larger one.
+  if (listen_socket_ >= 0) ::listen(listen_socket_, SOMAXCONN);
 }
 
 void HttpServer::listen() { http_->listen_after_bind(); }

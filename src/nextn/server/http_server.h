@@ -52,6 +52,7 @@ class HttpServer {
   HttpOptions options_;
   std::unique_ptr<httplib::Server> http_;
   int port_ = -1;
+  int listen_socket_ = -1;
   std::atomic<Engine*> engine_{nullptr};
   ServedModel model_;
   std::atomic<bool> accepting_{true};

@@ -224,6 +224,7 @@ CompletionRequest parse_completion_request(Endpoint endpoint, const std::string&
     bad("top_logprobs", "'top_logprobs' needs 'logprobs': true");
   }
   r.return_token_ids = boolean(body, "return_token_ids", false);
+  r.ignore_eos = boolean(body, "ignore_eos", false);
   return r;
 }
 

@@ -50,6 +50,7 @@ struct CompletionRequest {
   int64_t logprobs = -1;       // -1: none; completions: logprobs = k; chat: logprobs + top_logprobs = k
   bool echo = false;
   bool return_token_ids = false;  // extension: each choice's generated token ids
+  bool ignore_eos = false;        // extension (as vLLM's): generate past the end-of-document token
 };
 
 // Throws ApiError (400) naming the field for anything malformed: not JSON, wrong types, values out

@@ -1,0 +1,46 @@
+// `nextn bench serve`: aggregate tokens/s and time to first token of `nextn serve` under 1..16
+// concurrent greedy streams, plain and with MTP drafting.
+#include <filesystem>
+#include <iostream>
+
+#include "command_registry.h"
+#include "nextn/bench/serve_bench.h"
+#include "nextn/training/run_checkpoint.h"
+#include "nextn/util/runtime_info.h"
+
+namespace nextn::cli {
+namespace {
+
+void setup_bench_serve(CLI::App& app) {
+  CLI::App& bench = command_group(app, "bench", "Benchmarks (figures for docs/BENCHMARKS.md)");
+  auto* cmd = bench.add_subcommand("serve", "Serving throughput and time to first token at 1..16 concurrent streams");
+  auto o = std::make_shared<ServeBenchOptions>();
+  auto json = std::make_shared<bool>(false);
+  cmd->add_option("--model", o->model, "model or run directory to serve");
+  cmd->add_option("--url", o->url, "measure an already running server instead (http://host:port)");
+  cmd->add_option("--streams", o->concurrency, "concurrent streams to measure (repeatable)");
+  cmd->add_option("--max-tokens", o->max_tokens, "tokens per request");
+  cmd->add_option("--requests", o->requests_per_client, "requests per stream");
+  cmd->add_option("--drafts", o->draft_variants, "server variants: 0 plain, N MTP drafts (repeatable)");
+  cmd->add_option("--max-batch", o->max_batch, "the started servers' --max-batch");
+  cmd->add_flag("--json", *json, "one JSON object per row");
+  cmd->callback([o, json] {
+    NEXTN_CHECK(!o->model.empty() || !o->url.empty(), "bench serve needs --model (a server to start) or --url");
+    if (!o->model.empty()) o->model = resolve_model_dir(o->model);
+    o->binary = std::filesystem::read_symlink("/proc/self/exe").string();
+    auto rows = benchmark_serving(*o);
+    if (*json) {
+      std::cout << serve_bench_json(rows);
+      return;
+    }
+    std::cout << describe(runtime_info()) << "\n"
+              << "nextn bench serve --model " << o->model << " --max-tokens " << o->max_tokens << " --requests "
+              << o->requests_per_client << " --max-batch " << o->max_batch << " (greedy, ignore_eos)\n"
+              << format_serve_bench(rows);
+  });
+}
+
+NEXTN_REGISTER_COMMAND(92, setup_bench_serve);
+
+}  // namespace
+}  // namespace nextn::cli

@@ -1,0 +1,223 @@
+#include "nextn/bench/serve_bench.h"
+
+#include <httplib.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <sstream>
+#include <thread>
+
+#include "nextn/util/error.h"
+
+namespace nextn {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Prompts of varied length and content, so that the streams do not decode in lockstep.
+const std::vector<std::string> kPrompts = {
+    "def main():\n", "import os\nimport sys\n", "class Parser:\n    def __init__(self", "for key, value in ",
+    "\"\"\"Utilities for", "    return self.", "if __name__ == '__main__':\n", "try:\n    import json\nexcept"};
+
+struct Server {
+  pid_t pid = -1;
+  std::string url;
+};
+
+// `nextn serve` on a free port; returns once it prints that the model is ready.
+Server start_server(const ServeBenchOptions& o, int64_t drafts) {
+  int pipe_fds[2];
+  NEXTN_CHECK(::pipe(pipe_fds) == 0, "bench serve: pipe: ", errno_text());
+  std::vector<std::string> args = {o.binary, "serve", "--model", o.model, "--port", "0", "--served-model-name", "bench",
+                                   "--max-batch", std::to_string(o.max_batch), "--max-queue", "256"};
+  if (drafts > 0) args.insert(args.end(), {"--speculative", "mtp", "--draft", std::to_string(drafts)});
+  const pid_t pid = ::fork();
+  NEXTN_CHECK(pid >= 0, "bench serve: fork: ", errno_text());
+  if (pid == 0) {
+    ::dup2(pipe_fds[1], 1);
+    ::dup2(pipe_fds[1], 2);
+    ::close(pipe_fds[0]);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(o.binary.c_str(), argv.data());
+    ::_exit(127);
+  }
+  ::close(pipe_fds[1]);
+  std::string output;
+  char buffer[4096];
+  Server server{pid, ""};
+  while (true) {
+    const ssize_t n = ::read(pipe_fds[0], buffer, sizeof buffer);
+    if (n <= 0) {
+      ::close(pipe_fds[0]);
+      fail("bench serve: the server did not start:\n", output);
+    }
+    output.append(buffer, static_cast<size_t>(n));
+    const auto at = output.find("listening on http://");
+    if (server.url.empty() && at != std::string::npos && output.find('\n', at) != std::string::npos) {
+      server.url = output.substr(at + 13, output.find('\n', at) - at - 13);
+    }
+    if (!server.url.empty() && output.find("ready") != std::string::npos) break;
+  }
+  // The server keeps writing to the pipe: drain it on a thread of its own.
+  std::thread([fd = pipe_fds[0]] {
+    char sink[4096];
+    while (::read(fd, sink, sizeof sink) > 0) {
+    }
+    ::close(fd);
+  }).detach();
+  return server;
+}
+
+void stop_server(const Server& server) {
+  ::kill(server.pid, SIGTERM);
+  int status = 0;
+  ::waitpid(server.pid, &status, 0);
+}
+
+struct StreamResult {
+  bool ok = false;
+  int64_t tokens = 0;
+  double ttft = 0;
+  std::string error;
+};
+
+// One streaming completion; counts the token ids the chunks carry.
+StreamResult stream_completion(const std::string& url, const std::string& model, const std::string& prompt,
+                               int64_t max_tokens) {
+  const auto colon = url.rfind(':');
+  httplib::Client client(url.substr(7, colon - 7), std::stoi(url.substr(colon + 1)));
+  client.set_read_timeout(600, 0);
+  nlohmann::json body = {{"model", model},          {"prompt", prompt},  {"max_tokens", max_tokens},
+                         {"temperature", 0},        {"stream", true},    {"ignore_eos", true},
+                         {"return_token_ids", true}};
+  StreamResult result;
+  std::string pending;
+  const auto started = Clock::now();
+  httplib::Request request;
+  request.method = "POST";
+  request.path = "/v1/completions";
+  request.body = body.dump();
+  request.set_header("Content-Type", "application/json");
+  request.content_receiver = [&](const char* data, size_t length, uint64_t, uint64_t) {
+    pending.append(data, length);
+    for (size_t end; (end = pending.find("\n\n")) != std::string::npos; pending.erase(0, end + 2)) {
+      const std::string event = pending.substr(0, end);
+      if (event.rfind("data: ", 0) != 0 || event == "data: [DONE]") continue;
+      const auto chunk = nlohmann::json::parse(event.substr(6), nullptr, false);
+      if (chunk.is_discarded() || !chunk.contains("choices") || chunk["choices"].empty()) continue;
+      const auto& ids = chunk["choices"][0].value("token_ids", nlohmann::json::array());
+      if (!ids.empty() && result.tokens == 0) result.ttft = std::chrono::duration<double>(Clock::now() - started).count();
+      result.tokens += static_cast<int64_t>(ids.size());
+    }
+    return true;
+  };
+  auto response = client.send(request);
+  result.ok = response && response->status == 200;
+  if (!result.ok) result.error = response ? "status " + std::to_string(response->status) : httplib::to_string(response.error());
+  return result;
+}
+
+double percentile(std::vector<double> values, double p) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  const size_t index = std::min(values.size() - 1, static_cast<size_t>(p * static_cast<double>(values.size() - 1) + 0.5));
+  return values[index];
+}
+
+ServeBenchRow measure(const std::string& url, const std::string& model, const std::string& variant, int concurrency,
+                      const ServeBenchOptions& o) {
+  std::vector<std::vector<StreamResult>> per_client(concurrency);
+  const auto started = Clock::now();
+  std::vector<std::thread> clients;
+  for (int c = 0; c < concurrency; ++c) {
+    clients.emplace_back([&, c] {
+      for (int r = 0; r < o.requests_per_client; ++r) {
+        const std::string& prompt = kPrompts[(c * o.requests_per_client + r) % kPrompts.size()];
+        per_client[c].push_back(stream_completion(url, model, prompt, o.max_tokens));
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  ServeBenchRow row;
+  row.variant = variant;
+  row.concurrency = concurrency;
+  row.seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  std::vector<double> ttfts;
+  for (const auto& results : per_client) {
+    for (const StreamResult& r : results) {
+      NEXTN_CHECK(r.ok, "bench serve: a request failed: ", r.error);
+      ++row.requests;
+      row.tokens += r.tokens;
+      ttfts.push_back(r.ttft);
+    }
+  }
+  row.tokens_per_second = static_cast<double>(row.tokens) / row.seconds;
+  row.ttft_p50 = percentile(ttfts, 0.5);
+  row.ttft_p99 = percentile(ttfts, 0.99);
+  return row;
+}
+
+}  // namespace
+
+std::vector<ServeBenchRow> benchmark_serving(const ServeBenchOptions& o) {
+  std::vector<ServeBenchRow> rows;
+  if (!o.url.empty()) {
+    httplib::Client probe(o.url.substr(7, o.url.rfind(':') - 7), std::stoi(o.url.substr(o.url.rfind(':') + 1)));
+    auto models = probe.Get("/v1/models");
+    NEXTN_CHECK(models && models->status == 200, "bench serve: no server answers at ", o.url);
+    const std::string model = nlohmann::json::parse(models->body)["data"][0]["id"];
+    for (int c : o.concurrency) rows.push_back(measure(o.url, model, "server at " + o.url, c, o));
+    return rows;
+  }
+  for (int64_t drafts : o.draft_variants) {
+    Server server = start_server(o, drafts);
+    const std::string variant = drafts == 0 ? "plain" : "MTP, " + std::to_string(drafts) + " draft(s)";
+    try {
+      stream_completion(server.url, "bench", kPrompts[0], 8);  // warm-up: pages and threads
+      for (int c : o.concurrency) rows.push_back(measure(server.url, "bench", variant, c, o));
+    } catch (...) {
+      stop_server(server);
+      throw;
+    }
+    stop_server(server);
+  }
+  return rows;
+}
+
+std::string format_serve_bench(const std::vector<ServeBenchRow>& rows) {
+  std::ostringstream out;
+  char line[256];
+  std::snprintf(line, sizeof line, "%-18s %7s %9s %10s %10s %10s %10s\n", "variant", "streams", "requests",
+                "tokens/s", "vs 1", "TTFT p50", "TTFT p99");
+  out << line;
+  double single = 0;
+  for (const auto& r : rows) {
+    if (r.concurrency == 1) single = r.tokens_per_second;
+    std::snprintf(line, sizeof line, "%-18s %7d %9lld %10.1f %9.2fx %8.1fms %8.1fms\n", r.variant.c_str(), r.concurrency,
+                  static_cast<long long>(r.requests), r.tokens_per_second,
+                  single > 0 ? r.tokens_per_second / single : 0.0, r.ttft_p50 * 1e3, r.ttft_p99 * 1e3);
+    out << line;
+  }
+  return out.str();
+}
+
+std::string serve_bench_json(const std::vector<ServeBenchRow>& rows) {
+  std::ostringstream out;
+  for (const auto& r : rows) {
+    out << nlohmann::json{{"variant", r.variant},       {"streams", r.concurrency},     {"requests", r.requests},
+                          {"tokens", r.tokens},         {"seconds", r.seconds},         {"tokens_per_second", r.tokens_per_second},
+                          {"ttft_p50", r.ttft_p50},     {"ttft_p99", r.ttft_p99}}
+               .dump()
+        << "\n";
+  }
+  return out.str();
+}
+
+}  // namespace nextn

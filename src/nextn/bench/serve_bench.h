@@ -1,0 +1,39 @@
+// `nextn bench serve`: a load generator against `nextn serve`. For each server variant (plain
+// decoding, and MTP drafting with N drafts) it starts the server on a free port, then for each
+// concurrency c runs c client threads, each streaming `requests_per_client` greedy completions
+// (ignore_eos, so every request makes max_tokens tokens), and measures the aggregate generated
+// tokens per second over the wall time and each request's time to first token (p50, p99).
+// With --url it measures a server that is already running instead (one variant).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace nextn {
+
+struct ServeBenchOptions {
+  std::string model;                          // served by the started servers
+  std::string url;                            // or: an already running server (http://host:port)
+  std::vector<int> concurrency = {1, 4, 8, 16};
+  int64_t max_tokens = 64;
+  int requests_per_client = 2;
+  std::vector<int64_t> draft_variants = {0, 1};  // 0: plain; N: --speculative mtp --draft N
+  int max_batch = 16;
+  std::string binary;  // the nextn executable
+};
+
+struct ServeBenchRow {
+  std::string variant;
+  int concurrency = 0;
+  int64_t requests = 0, tokens = 0;
+  double seconds = 0;
+  double tokens_per_second = 0;
+  double ttft_p50 = 0, ttft_p99 = 0;  // seconds
+};
+
+std::vector<ServeBenchRow> benchmark_serving(const ServeBenchOptions& options);
+std::string format_serve_bench(const std::vector<ServeBenchRow>& rows);
+std::string serve_bench_json(const std::vector<ServeBenchRow>& rows);
+
+}  // namespace nextn
