@@ -136,9 +136,15 @@ TEST(Distributed, ExpertParallelLayerEqualsOneProcess) {
       remote += traffic[1].item<int64_t>();
       const int64_t max_ranks = traffic[3].item<int64_t>();
       // Node-limited routing across ranks: with a group per rank, at most M ranks per token.
-      if (c.n_group == 2) EXPECT_LE(max_ranks, c.topk_group);
-      if (c.name == "group-per-rank-M1") EXPECT_EQ(max_ranks, 1);
-      if (c.name == "unrestricted") EXPECT_EQ(max_ranks, 2);
+      if (c.n_group == 2) {
+        EXPECT_LE(max_ranks, c.topk_group);
+      }
+      if (c.name == "group-per-rank-M1") {
+        EXPECT_EQ(max_ranks, 1);
+      }
+      if (c.name == "unrestricted") {
+        EXPECT_EQ(max_ranks, 2);
+      }
     }
     EXPECT_LT(relative(gate_sum, whole["grad_gate"]), tolerance);
     EXPECT_LT(relative(shared_sum, whole["grad_shared"]), tolerance);

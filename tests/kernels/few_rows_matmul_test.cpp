@@ -237,7 +237,8 @@ TEST(FewRowsMatmul, BadShapesAreRefused) {
   const std::vector<uint16_t> b(40, 0x3f80);
   EXPECT_THROW(few_rows_matmul({a.data(), 1, 4, 4}, Bf16MatrixView{b.data(), 2, 5, 5}, out, 2), std::invalid_argument);
   EXPECT_THROW(few_rows_matmul({a.data(), 1, 4, 4}, Bf16MatrixView{nullptr, 2, 4, 4}, out, 2), std::invalid_argument);
-  EXPECT_THROW(few_rows_matmul({a.data(), 5, 4, 4}, Bf16MatrixView{b.data(), 2, 4, 4}, out, 2), std::invalid_argument);
+  EXPECT_THROW(few_rows_matmul({a.data(), kFewRowsMax + 1, 4, 4}, Bf16MatrixView{b.data(), 2, 4, 4}, out, 2),
+               std::invalid_argument);
 }
 
 TEST(FewRowsMatmul, TheWidestPathIsTakenWhereTheCpuHasIt) {

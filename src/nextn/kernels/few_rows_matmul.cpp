@@ -147,7 +147,8 @@ using WeightOf = std::remove_cv_t<std::remove_pointer_t<decltype(WView::data)>>;
 // has 16, AVX-512 32). One row streams 8 weight rows at once, enough loads in flight when the
 // weights come from memory.
 template <typename V, int R>
-constexpr int kTileOutputs = sizeof(V) == 64 ? (R <= 2 ? 8 : 4) : (R == 1 ? 8 : R == 2 ? 4 : 2);
+constexpr int kTileOutputs = sizeof(V) == 64 ? (R <= 2 ? 8 : R <= 4 ? 4 : 2)
+                                             : (R == 1 ? 8 : R == 2 ? 4 : R <= 4 ? 2 : 1);
 
 // O consecutive outputs for all R rows: each weight element is loaded once and multiplied by the
 // R rows' inputs. While it works, the tile prefetches the same columns of the next tile's weight
@@ -272,17 +273,21 @@ SpanFn<WView> span_for(int64_t rows, FewRowsPath path) {
 #if NEXTN_HAVE_X86_PATHS
   if (path == FewRowsPath::kAvx512) {
     static constexpr SpanFn<WView> avx512[] = {span_avx512<1, WView>, span_avx512<2, WView>, span_avx512<3, WView>,
-                                               span_avx512<4, WView>};
+                                               span_avx512<4, WView>, span_avx512<5, WView>, span_avx512<6, WView>,
+                                               span_avx512<7, WView>, span_avx512<8, WView>};
     return avx512[rows - 1];
   }
   if (path == FewRowsPath::kAvx2Fma) {
     static constexpr SpanFn<WView> avx2[] = {span_avx2<1, WView>, span_avx2<2, WView>, span_avx2<3, WView>,
-                                             span_avx2<4, WView>};
+                                             span_avx2<4, WView>, span_avx2<5, WView>, span_avx2<6, WView>,
+                                             span_avx2<7, WView>, span_avx2<8, WView>};
     return avx2[rows - 1];
   }
 #endif
   static constexpr SpanFn<WView> portable[] = {span_portable<1, WView>, span_portable<2, WView>,
-                                               span_portable<3, WView>, span_portable<4, WView>};
+                                               span_portable<3, WView>, span_portable<4, WView>,
+                                               span_portable<5, WView>, span_portable<6, WView>,
+                                               span_portable<7, WView>, span_portable<8, WView>};
   return portable[rows - 1];
 }
 

@@ -11,7 +11,9 @@
 
 namespace nextn::kernels {
 
-constexpr int64_t kFewRowsMax = 4;
+// Up to 8 rows: speculative verifies take 2-4, a server's batched decoding step (continuous
+// batching) up to 8 per call, so that 8 sequences read each weight once.
+constexpr int64_t kFewRowsMax = 8;
 
 // A row-major float32 matrix: row i starts at data + i * row_stride; columns are contiguous.
 struct MatrixView {

@@ -30,8 +30,8 @@ void few_rows_out(torch::Tensor& out, const torch::Tensor& x_rows, const torch::
   const bool kernel = x_rows.scalar_type() == torch::kFloat && weight.stride(1) == 1 && out.stride(1) == 1;
   if (kernel) {
     const auto x = x_rows.stride(1) == 1 ? x_rows : x_rows.contiguous();
-    for (int64_t first = 0; first < x.size(0); first += kFewRowsMaxRows) {
-      const int64_t rows = std::min(kFewRowsMaxRows, x.size(0) - first);
+    for (int64_t first = 0; first < x.size(0); first += kernels::kFewRowsMax) {
+      const int64_t rows = std::min(kernels::kFewRowsMax, x.size(0) - first);
       kernels::few_rows_matmul(rows_of(x.narrow(0, first, rows)), rows_of(weight),
                                out.data_ptr<float>() + first * out.stride(0), out.stride(0));
     }

@@ -13,7 +13,8 @@ namespace nextn {
 // types run one matrix-vector product per row. OpenBLAS's sgemm packs the whole weight on every
 // call, which at these sizes costs 3-6x its sgemv (2-core EPYC, OpenBLAS 0.3.21: the 8192x256
 // output head, one row, 350 vs 92 us); from about 8 rows on, sgemm wins.
-constexpr int64_t kFewRowsMaxRows = kernels::kFewRowsMax;
+constexpr int64_t kFewRowsMaxRows = 4;
+static_assert(kFewRowsMaxRows <= kernels::kFewRowsMax, "the kernel must take decoding's rows in one call");
 
 // Whether x [..., width] takes decoding's plain-loop kernels (kernels/row_ops.h,
 // kernels/latent_attention.h, route_few_tokens) with `weight`: both float32 on CPU, x's rows

@@ -229,7 +229,7 @@ torch::Tensor RoutedExpertsImpl::forward_few_tokens(const torch::Tensor& x_flat,
   const float* gate_up_data = gate_up_proj.data_ptr<float>();
   const float* down_data = down_proj.data_ptr<float>();
 
-  // One job per expert and kernel call of at most kFewRowsMaxRows of its tokens; a job points into
+  // One job per expert and kernel call of at most kernels::kFewRowsMax of its tokens; a job points into
   // its expert's list of assignments.
   struct Job {
     int64_t expert;
@@ -242,8 +242,8 @@ torch::Tensor RoutedExpertsImpl::forward_few_tokens(const torch::Tensor& x_flat,
   int64_t output_rows = 0;
   for (const auto& [expert, assignments] : by_expert) {
     const auto count = static_cast<int64_t>(assignments.size());
-    for (int64_t first = 0; first < count; first += kFewRowsMaxRows) {
-      const int64_t rows = std::min(kFewRowsMaxRows, count - first);
+    for (int64_t first = 0; first < count; first += kernels::kFewRowsMax) {
+      const int64_t rows = std::min(kernels::kFewRowsMax, count - first);
       jobs.push_back({expert, assignments.data() + first, rows, output_rows});
       output_rows += rows;
     }
@@ -256,7 +256,7 @@ torch::Tensor RoutedExpertsImpl::forward_few_tokens(const torch::Tensor& x_flat,
   const int threads = static_cast<int>(std::min<int64_t>(kernels::few_rows_matmul_threads(), jobs.size()));
   std::atomic<size_t> next_job{0};
   kernels::run_in_parts(threads, [&](int) {
-    ExpertRowsScratch scratch(std::min(tokens, kFewRowsMaxRows), hidden, inter);
+    ExpertRowsScratch scratch(std::min(tokens, kernels::kFewRowsMax), hidden, inter);
     for (size_t j = next_job.fetch_add(1); j < jobs.size(); j = next_job.fetch_add(1)) {
       const Job& job = jobs[j];
       for (int64_t r = 0; r < job.rows; ++r) {
