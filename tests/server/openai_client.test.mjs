@@ -212,6 +212,24 @@ test('a client that goes away stops its request within a step', async () => {
   assert.ok(after.nextn_generation_tokens_total - before.nextn_generation_tokens_total < 200);
 });
 
+test('a whole (non-streaming) request whose client goes away is stopped too', async () => {
+  const before = await metrics(server.url);
+  const { port } = new URL(server.url);
+  const socket = net.connect(Number(port), '127.0.0.1', () => socket.write(post('/v1/completions',
+    JSON.stringify({ model: 'tiny', prompt: 'import os\n', max_tokens: 240, temperature: 0.7, ignore_eos: true }))));
+  await new Promise((r) => setTimeout(r, 30));
+  socket.destroy();
+  for (let i = 0; i < 100 && (await metrics(server.url)).nextn_requests_running > 0; ++i) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const after = await metrics(server.url);
+  assert.equal(after.nextn_requests_running, 0);
+  assert.equal(after.nextn_requests_cancelled_total - before.nextn_requests_cancelled_total, 1);
+  assert.ok(after.nextn_generation_tokens_total - before.nextn_generation_tokens_total < 240);
+  assert.equal(after['nextn_requests_total{endpoint="completions",status="499"}'] -
+               (before['nextn_requests_total{endpoint="completions",status="499"}'] ?? 0), 1);
+});
+
 test('an API key is required when set, in the OpenAI error format', async () => {
   const secured = await startServer(['--api-key', 'sesame']);
   try {
