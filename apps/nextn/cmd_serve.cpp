@@ -56,6 +56,16 @@ void run_serve(ServeFlags& f) {
   std::thread listener([&] { http.listen(); });
   std::cout << "nextn serve: listening on http://" << f.http.host << ":" << http.port() << std::endl;
 
+  // Should loading fail, the listener stops before the error unwinds past it (a joinable thread
+  // would terminate the process instead of reporting the error).
+  struct StopListener {
+    server::HttpServer& http;
+    std::thread& listener;
+    ~StopListener() {
+      http.stop();
+      if (listener.joinable()) listener.join();
+    }
+  } stop_listener{http, listener};
   tokenizer::Tokenizer tok = tokenizer::Tokenizer::load(tokenizer_path);
   DeepSeekV3 model = load_model(dir, resolve_device(f.device));
   NEXTN_CHECK(tok.vocab_size() <= model->config().vocab_size, "tokenizer '", tokenizer_path, "' has ",
@@ -85,8 +95,13 @@ void run_serve(ServeFlags& f) {
   http.stop_accepting();
   engine.stop_accepting();
   const bool drained = engine.wait_idle(std::chrono::milliseconds(static_cast<int64_t>(f.grace_seconds * 1000)));
-  if (!drained) std::cout << "nextn serve: grace period over; cancelling what still runs" << std::endl;
+  if (!drained) {
+    std::cout << "nextn serve: grace period over; cancelling what still runs" << std::endl;
+    engine.cancel_all();
+    engine.wait_idle(std::chrono::seconds(5));
+  }
   std::this_thread::sleep_for(std::chrono::milliseconds(100));  // let handlers write their last bytes
+  // The HTTP threads end before the engine and the tokenizer they use do.
   http.stop();
   listener.join();
   std::cout << "nextn serve: stopped" << std::endl;

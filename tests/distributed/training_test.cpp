@@ -292,6 +292,14 @@ TEST_F(DistributedTraining, ALostRankIsNamedByTheOthers) {
                    dir.path());
   EXPECT_NE(hung.status, 0);
   EXPECT_NE(hung.output.find("lost rank 1"), std::string::npos) << hung.output;
+  // Rank 0 hangs: it serves the rendezvous store, whose requests now never return; the others
+  // still time out, name it and exit.
+  CommandRun hung_root = nextn(train_args(config, dir.file("hung-root"), 4) +
+                                   " --nproc-per-node 2 --inject-fault 0:3:STOP --dist-timeout 3",
+                               dir.path());
+  EXPECT_NE(hung_root.status, 0);
+  EXPECT_NE(hung_root.output.find("rank 1: "), std::string::npos) << hung_root.output;
+  EXPECT_NE(hung_root.output.find("lost rank 0"), std::string::npos) << hung_root.output;
 }
 
 // The variables of Slurm's srun and Open MPI's mpirun, set by hand, start a job as torchrun's do.

@@ -101,7 +101,9 @@ TEST(Engine, ARequestJoinsARunningOneAndBothMatchTheirSoloRuns) {
   // A submits B from its third token on the engine thread: B joins while A runs.
   auto submit_b = request_a->on_token;
   request_a->on_token = [&, submit_b](const TokenEvent& e) {
-    if (first->tokens.size() == 2) EXPECT_EQ(engine.submit(request_b), Engine::Admission::kAccepted);
+    if (first->tokens.size() == 2) {
+      EXPECT_EQ(engine.submit(request_b), Engine::Admission::kAccepted);
+    }
     batch_seen = std::max(batch_seen, engine.last_batch_size());
     return submit_b(e);
   };

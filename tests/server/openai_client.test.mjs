@@ -215,10 +215,18 @@ test('a client that goes away stops its request within a step', async () => {
 test('a whole (non-streaming) request whose client goes away is stopped too', async () => {
   const before = await metrics(server.url);
   const { port } = new URL(server.url);
-  const socket = net.connect(Number(port), '127.0.0.1', () => socket.write(post('/v1/completions',
-    JSON.stringify({ model: 'tiny', prompt: 'import os\n', max_tokens: 240, temperature: 0.7, ignore_eos: true }))));
-  await new Promise((r) => setTimeout(r, 30));
-  socket.destroy();
+  // The request is sent and the connection closed at once: the server reads a request whose
+  // client is already gone, and must not generate its 240 tokens.
+  await new Promise((resolve) => {
+    const socket = net.connect(Number(port), '127.0.0.1', () => {
+      socket.write(post('/v1/completions', JSON.stringify({ model: 'tiny', prompt: 'import os\n', max_tokens: 240,
+                                                              temperature: 0.7, ignore_eos: true })), () => {
+        socket.destroy();
+        resolve();
+      });
+    });
+  });
+  await new Promise((r) => setTimeout(r, 100));
   for (let i = 0; i < 100 && (await metrics(server.url)).nextn_requests_running > 0; ++i) {
     await new Promise((r) => setTimeout(r, 20));
   }

@@ -4,6 +4,7 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <csignal>
+#include <future>
 #include <map>
 #include <mutex>
 
@@ -39,9 +40,7 @@ c10::intrusive_ptr<c10d::TCPStore> connect_store(const LaunchEnv& env, bool serv
 }  // namespace
 
 struct Cluster::Store {
-  c10::intrusive_ptr<c10d::TCPStore> main;       // rendezvous of the process groups
-  c10::intrusive_ptr<c10d::TCPStore> heartbeat;  // this rank's second connection, for heartbeats
-  std::mutex heartbeat_mutex;
+  c10::intrusive_ptr<c10d::TCPStore> main;  // rendezvous of the process groups
 };
 
 Cluster::Cluster(const LaunchEnv& env, const ClusterOptions& options) : env_(env), options_(options) {
@@ -77,11 +76,6 @@ Cluster::Cluster(const LaunchEnv& env, const ClusterOptions& options) : env_(env
 Cluster::~Cluster() {
   if (g_current == this) g_current = nullptr;
   stop_heartbeat();
-}
-
-void Cluster::stop_heartbeat() {
-  stopping_ = true;
-  if (heartbeat_.joinable()) heartbeat_.join();
 }
 
 void Cluster::make_groups() {
@@ -124,58 +118,92 @@ std::shared_ptr<Communicator> Cluster::make_group(const std::string& name, const
   return std::make_shared<Communicator>(group, name, members, [this] { return diagnose_failure(); });
 }
 
+// A store request to a rank 0 that hangs (stopped, or its machine gone without closing the
+// connection) never returns: the heartbeat thread and each diagnosis run detached, own what they
+// use, and are waited for with a time limit.
+struct Heartbeat {
+  c10::intrusive_ptr<c10d::TCPStore> store;
+  std::string key;
+  std::atomic<bool> stopping{false};
+  std::promise<void> exited;
+};
+
 void Cluster::start_heartbeat() {
+  auto heartbeat = std::make_shared<Heartbeat>();
   try {
-    store_->heartbeat = connect_store(env_, /*server=*/false, /*joining=*/false, options_.timeout);
+    heartbeat->store = connect_store(env_, /*server=*/false, /*joining=*/false, options_.timeout);
   } catch (const std::exception& e) {
     fail("rank ", env_.rank, " could not open its heartbeat connection to ", env_.master_addr, ":", env_.master_port,
          ": ", c10_text(e));
   }
-  const std::string key = kHeartbeatKey + std::to_string(env_.rank);
-  store_->heartbeat->add(key, 1);
-  heartbeat_ = std::thread([this, key] {
-    while (!stopping_) {
-      {
-        std::lock_guard<std::mutex> lock(store_->heartbeat_mutex);
-        try {
-          store_->heartbeat->add(key, 1);
-        } catch (const std::exception&) {
-          return;  // the store is gone (rank 0 ended): nothing left to tell
+  heartbeat->key = kHeartbeatKey + std::to_string(env_.rank);
+  heartbeat->store->add(heartbeat->key, 1);
+  heartbeat_exited_ = heartbeat->exited.get_future().share();
+  heartbeat_ = heartbeat;
+  std::thread([heartbeat] {
+    try {
+      while (!heartbeat->stopping) {
+        heartbeat->store->add(heartbeat->key, 1);
+        for (auto waited = std::chrono::milliseconds(0); waited < kHeartbeatPeriod && !heartbeat->stopping;
+             waited += std::chrono::milliseconds(50)) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(50));
         }
       }
-      for (auto waited = std::chrono::milliseconds(0); waited < kHeartbeatPeriod && !stopping_;
-           waited += std::chrono::milliseconds(50)) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      }
+    } catch (const std::exception&) {
+      // The store is gone (rank 0 ended): nothing left to tell.
     }
-  });
+    heartbeat->exited.set_value();
+  }).detach();
+}
+
+void Cluster::stop_heartbeat() {
+  if (!heartbeat_) return;
+  heartbeat_->stopping = true;
+  heartbeat_exited_.wait_for(std::chrono::seconds(2));  // else it is stuck on a hung rank 0, and stays behind
+  heartbeat_.reset();
 }
 
 std::string Cluster::diagnose_failure() {
   if (!store_) return "";
-  auto read_all = [&] {
-    std::vector<int64_t> beats(env_.world_size, 0);
-    std::lock_guard<std::mutex> lock(store_->heartbeat_mutex);
-    for (int r = 0; r < env_.world_size; ++r) beats[r] = store_->heartbeat->add(kHeartbeatKey + std::to_string(r), 0);
-    return beats;
-  };
-  try {
-    const auto before = read_all();
-    std::this_thread::sleep_for(3 * kHeartbeatPeriod);
-    const auto after = read_all();
-    std::vector<int> lost;
-    for (int r = 0; r < env_.world_size; ++r) {
-      if (r != env_.rank && after[r] == before[r]) lost.push_back(r);
+  const LaunchEnv env = env_;
+  const auto timeout = options_.timeout;
+  auto answer = std::make_shared<std::promise<std::string>>();
+  std::future<std::string> diagnosis = answer->get_future();
+  std::thread([env, timeout, answer] {
+    std::string text;
+    try {
+      auto store = connect_store(env, /*server=*/false, /*joining=*/false, timeout);
+      auto read_all = [&] {
+        std::vector<int64_t> beats(env.world_size, 0);
+        for (int r = 0; r < env.world_size; ++r) beats[r] = store->add(kHeartbeatKey + std::to_string(r), 0);
+        return beats;
+      };
+      const auto before = read_all();
+      std::this_thread::sleep_for(3 * kHeartbeatPeriod);
+      const auto after = read_all();
+      std::vector<int> lost;
+      for (int r = 0; r < env.world_size; ++r) {
+        if (r != env.rank && after[r] == before[r]) lost.push_back(r);
+      }
+      if (lost.empty()) {
+        text = "every rank is alive (a rank is slow, or the ranks disagree on which collective comes next)";
+      } else {
+        std::string names;
+        for (int r : lost) names += (names.empty() ? "" : ", ") + std::to_string(r);
+        text = cat(lost.size() == 1 ? "lost rank " : "lost ranks ", names, " (no heartbeat for ",
+                   3 * kHeartbeatPeriod.count() / 1000.0, " s)");
+      }
+    } catch (const std::exception&) {
+      text = cat("lost rank 0 (it serves the rendezvous store at ", env.master_addr, ":", env.master_port,
+                 ", which no longer answers)");
     }
-    if (lost.empty()) return "every rank is alive (a rank is slow, or the ranks disagree on which collective comes next)";
-    std::string names;
-    for (int r : lost) names += (names.empty() ? "" : ", ") + std::to_string(r);
-    return cat(lost.size() == 1 ? "lost rank " : "lost ranks ", names, " (no heartbeat for ",
-               3 * kHeartbeatPeriod.count() / 1000.0, " s)");
-  } catch (const std::exception&) {
-    return cat("lost rank 0 (it serves the rendezvous store at ", env_.master_addr, ":", env_.master_port,
-               ", which no longer answers)");
+    answer->set_value(text);
+  }).detach();
+  if (diagnosis.wait_for(3 * kHeartbeatPeriod + std::chrono::seconds(2)) == std::future_status::ready) {
+    return diagnosis.get();
   }
+  return cat("lost rank 0 (it serves the rendezvous store at ", env_.master_addr, ":", env_.master_port,
+             ", which accepts connections but does not answer: hung, or stopped)");
 }
 
 CommStats Cluster::take_stats() {

@@ -14,6 +14,7 @@
 #include <torch/torch.h>
 
 #include <atomic>
+#include <future>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -26,6 +27,7 @@
 namespace nextn::dist {
 
 enum class Backend { kGloo, kNccl };
+struct Heartbeat;
 Backend backend_for(const torch::Device& device);  // NCCL for CUDA devices, Gloo for CPU
 std::string to_string(Backend backend);
 bool backend_available(Backend backend);           // NCCL only in builds with NEXTN_WITH_NCCL
@@ -83,8 +85,8 @@ class Cluster {
   struct Store;
   std::unique_ptr<Store> store_;
   std::shared_ptr<Communicator> world_, gradients_, experts_, expert_data_;
-  std::atomic<bool> stopping_{false};
-  std::thread heartbeat_;
+  std::shared_ptr<Heartbeat> heartbeat_;  // shared with its thread (cluster.cpp)
+  std::shared_future<void> heartbeat_exited_;
 };
 
 // Process-wide access for code that cannot be handed the cluster (error reporting in main).

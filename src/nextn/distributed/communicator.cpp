@@ -98,22 +98,10 @@ void Communicator::run(Collective kind, int64_t bytes, const std::function<void(
   s.seconds += std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-void Communicator::all_reduce_sum(std::vector<torch::Tensor>& tensors) {
-  int64_t bytes = 0;
-  std::vector<torch::Tensor> on_device;
-  for (const auto& t : tensors) {
-    bytes += tensor_bytes(t);
-    on_device.push_back(staged(t, group_->device));
-  }
-  run(Collective::kAllReduce, bytes, [&] { group_->group->allreduce(on_device)->wait(); });
-  for (size_t i = 0; i < tensors.size(); ++i) {
-    if (!on_device[i].is_same(tensors[i])) tensors[i].copy_(on_device[i]);
-  }
-}
-
 void Communicator::all_reduce_sum(torch::Tensor& tensor) {
-  std::vector<torch::Tensor> one{tensor};
-  all_reduce_sum(one);
+  std::vector<torch::Tensor> one{staged(tensor, group_->device)};
+  run(Collective::kAllReduce, tensor_bytes(tensor), [&] { group_->group->allreduce(one)->wait(); });
+  if (!one[0].is_same(tensor)) tensor.copy_(one[0]);
 }
 
 void Communicator::all_reduce_max(torch::Tensor& tensor) {
@@ -125,9 +113,16 @@ void Communicator::all_reduce_max(torch::Tensor& tensor) {
 }
 
 PendingReduce Communicator::all_reduce_sum_async(torch::Tensor& flat) {
+  NEXTN_CHECK(flat.device() == group_->device && flat.is_contiguous(), "all_reduce_sum_async: the tensor must be "
+              "contiguous on ", group_->device.str());
   std::vector<torch::Tensor> one{flat};
   auto work = std::make_shared<WorkHandle>();
-  run(Collective::kAllReduce, 0, [&] { work->work = group_->group->allreduce(one); });
+  try {
+    work->work = group_->group->allreduce(one);  // counted once, when waited for
+  } catch (const std::exception&) {
+    const std::exception_ptr error = std::current_exception();
+    run(Collective::kAllReduce, 0, [&] { std::rethrow_exception(error); });  // the same message as every other failure
+  }
   return PendingReduce(this, std::move(work), tensor_bytes(flat));
 }
 

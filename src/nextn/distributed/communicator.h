@@ -68,11 +68,10 @@ class Communicator {
   int global_rank(int group_rank) const { return group_ranks_.at(group_rank); }
   const std::string& name() const { return name_; }
 
-  // In place, sum (or max) over the group; tensors are contiguous and on the group's device.
-  void all_reduce_sum(std::vector<torch::Tensor>& tensors);
+  // In place, sum (or max) over the group.
   void all_reduce_sum(torch::Tensor& tensor);
   void all_reduce_max(torch::Tensor& tensor);
-  PendingReduce all_reduce_sum_async(torch::Tensor& flat);
+  PendingReduce all_reduce_sum_async(torch::Tensor& flat);  // `flat`: contiguous, on the group's device
   void broadcast(torch::Tensor& tensor, int root);
   // Every member's tensor (same shape on every rank), in group-rank order.
   std::vector<torch::Tensor> all_gather(const torch::Tensor& tensor);

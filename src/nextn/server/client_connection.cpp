@@ -28,15 +28,23 @@ bool address_of(const sockaddr_storage& a, std::string& host, int& port) {
     return false;
   }
   host = text;
-  if (host.rfind("::ffff:", 0) == 0) host = host.substr(7);
+  if (host.rfind("::ffff:", 0) == 0 && host.find('.') != std::string::npos) host = host.substr(7);
   return true;
+}
+
+// An address as address_of() writes it: IPv4-mapped IPv6 as IPv4, without an IPv6 scope.
+std::string normalised(std::string host) {
+  if (host.rfind("::ffff:", 0) == 0 && host.find('.') != std::string::npos) host = host.substr(7);
+  if (const auto scope = host.find('%'); scope != std::string::npos) host.erase(scope);
+  return host;
 }
 
 }  // namespace
 
-ClientConnection::ClientConnection(const std::string& local_addr, int local_port, const std::string& remote_addr,
+ClientConnection::ClientConnection(const std::string& local_addr_in, int local_port, const std::string& remote_addr_in,
                                    int remote_port) {
   if (local_port < 0 || remote_port < 0) return;
+  const std::string local_addr = normalised(local_addr_in), remote_addr = normalised(remote_addr_in);
   DIR* dir = ::opendir("/proc/self/fd");
   if (dir == nullptr) return;
   while (dirent* entry = ::readdir(dir)) {

@@ -2,7 +2,8 @@
 // handler when its client goes away, and a blocked writer only notices at its next write; so the
 // connection's socket is found among this process's sockets by its two addresses (a TCP
 // connection is exactly its local and remote address and port), and polled for the peer's close
-// (POLLRDHUP: the client sent FIN, or reset the connection).
+// (POLLRDHUP: the client sent FIN, or reset the connection). A client that only shuts its sending
+// side down while it waits for the answer counts as gone too, as nginx counts it.
 #pragma once
 
 #include <string>

@@ -73,7 +73,9 @@ Engine::Admission Engine::submit(std::shared_ptr<EngineRequest> request) {
   request->sampling.validate();
   std::lock_guard<std::mutex> lock(mutex_);
   if (!accepting_) return Admission::kStopping;
-  if (static_cast<int64_t>(queue_.size()) >= options_.max_queue + std::max<int64_t>(0, options_.max_batch - running_count_)) {
+  // Requests whose clients went away while they waited hold no place (admit() drops them).
+  const auto waiting = std::count_if(queue_.begin(), queue_.end(), [](const auto& q) { return !q.first->cancelled; });
+  if (waiting >= options_.max_queue + std::max<int64_t>(0, options_.max_batch - running_count_)) {
     return Admission::kQueueFull;
   }
   queue_.emplace_back(std::move(request), Clock::now());
@@ -89,6 +91,14 @@ void Engine::stop_accepting() {
 bool Engine::wait_idle(std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lock(mutex_);
   return wake_.wait_for(lock, timeout, [&] { return queue_.empty() && running_count_ == 0; });
+}
+
+void Engine::cancel_all() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  accepting_ = false;
+  cancel_all_ = true;
+  for (auto& [request, since] : queue_) request->cancelled = true;
+  wake_.notify_all();
 }
 
 int64_t Engine::queued() const {
@@ -176,9 +186,10 @@ void Engine::step(std::vector<std::unique_ptr<Active>>& active) {
   std::optional<ScopedBlasThreads> blas_threads;
   if (model_->embed_tokens->weight.device().is_cpu()) blas_threads.emplace(1);
   std::vector<Active*> plain;
+  const bool cancel_everything = cancel_all_;
   for (auto& a : active) {
     if (a->finished) continue;
-    if (a->request->cancelled) {
+    if (a->request->cancelled || cancel_everything) {
       finish(*a, FinishReason::kCancelled);
     } else if (a->decoder->room() == 0) {
       finish(*a, FinishReason::kLength);

@@ -92,6 +92,8 @@ class Engine {
   // SIGTERM: refuse new requests; wait_idle() then waits for the running and queued ones.
   void stop_accepting();
   bool wait_idle(std::chrono::milliseconds timeout);
+  // The grace period is over: every running and waiting request ends (kCancelled) at the next step.
+  void cancel_all();
 
   int64_t context_length() const { return context_length_; }
   const ModelConfig& config() const { return model_->config(); }
@@ -117,6 +119,7 @@ class Engine {
   std::deque<std::pair<std::shared_ptr<EngineRequest>, std::chrono::steady_clock::time_point>> queue_;
   bool accepting_ = true;
   bool shutting_down_ = false;
+  std::atomic<bool> cancel_all_{false};
   std::atomic<int64_t> running_count_{0}, last_batch_size_{0}, steps_{0};
   std::thread thread_;
 };

@@ -3,6 +3,8 @@
 #include <httplib.h>
 #include <sys/socket.h>
 
+#include <thread>
+
 #include "nextn/server/client_connection.h"
 #include "nextn/util/error.h"
 
@@ -77,7 +79,11 @@ void HttpServer::bind() {
 
 void HttpServer::listen() { http_->listen_after_bind(); }
 
-void HttpServer::stop() { http_->stop(); }
+void HttpServer::stop() {
+  // A stop() before listen() got going would be lost and listen() would run on: wait for it.
+  for (int i = 0; i < 400 && !http_->is_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  http_->stop();
+}
 
 void HttpServer::attach(Engine* engine, ServedModel model) {
   model_ = std::move(model);
@@ -150,12 +156,12 @@ void HttpServer::routes() {
         const ClientConnection connection(req.local_addr, req.local_port, req.remote_addr, req.remote_port);
         if (!request.stream) {
           while (!session->done()) {
-            session->wait_done(kPoll);
             if (connection.closed()) {
               session->cancel();  // the engine drops it at its next step
               metrics_.request(name, 499);
               return;
             }
+            session->wait_done(kPoll);
           }
           if (session->finish_reason() == FinishReason::kError) throw ApiError(500, session->stats().error);
           if (session->finish_reason() == FinishReason::kCancelled) {
