@@ -64,6 +64,11 @@ std::shared_ptr<::gloo::transport::Device> gloo_device(const std::string& master
 
 }  // namespace
 
+std::string error_text(const std::exception& e) {
+  if (auto* c10_error = dynamic_cast<const c10::Error*>(&e)) return c10_error->what_without_backtrace();
+  return e.what();
+}
+
 Backend backend_for(const torch::Device& device) { return device.is_cuda() ? Backend::kNccl : Backend::kGloo; }
 
 std::string to_string(Backend backend) { return backend == Backend::kNccl ? "nccl" : "gloo"; }

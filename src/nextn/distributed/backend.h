@@ -22,6 +22,9 @@ struct WorkHandle {
   c10::intrusive_ptr<c10d::Work> work;
 };
 
+// An exception's message; libtorch's without the C++ backtrace it appends.
+std::string error_text(const std::exception& e);
+
 // A process group of `size` ranks over `store` (a PrefixStore unique to the group).
 // Gloo: TCP on the interface named by GLOO_SOCKET_IFNAME, else loopback when the rendezvous is on
 // this machine, else the interface this machine's hostname resolves to (as PyTorch does).

@@ -19,11 +19,6 @@ constexpr const char* kHeartbeatKey = "nextn/heartbeat/";
 
 Cluster* g_current = nullptr;
 
-std::string c10_text(const std::exception& e) {
-  if (auto* c10_error = dynamic_cast<const c10::Error*>(&e)) return c10_error->what_without_backtrace();
-  return e.what();
-}
-
 // joining: each rank's first connection counts itself in, and rank 0's (the server) returns once
 // all world_size have; further connections (heartbeats) do not count.
 c10::intrusive_ptr<c10d::TCPStore> connect_store(const LaunchEnv& env, bool server, bool joining,
@@ -59,7 +54,7 @@ Cluster::Cluster(const LaunchEnv& env, const ClusterOptions& options) : env_(env
   } catch (const std::exception& e) {
     fail("rank ", env_.rank, " could not ", env_.rank == 0 ? "serve" : "reach", " the rendezvous at ", env_.master_addr,
          ":", env_.master_port, " (MASTER_ADDR:MASTER_PORT) within ",
-         std::chrono::duration_cast<std::chrono::seconds>(options_.timeout).count(), " s: ", c10_text(e),
+         std::chrono::duration_cast<std::chrono::seconds>(options_.timeout).count(), " s: ", error_text(e),
          env_.rank == 0 ? std::string(" (a port in use, or not every rank started?)")
                         : std::string(" (is MASTER_ADDR rank 0's machine, and did rank 0 start?)"));
   }
@@ -113,7 +108,7 @@ std::shared_ptr<Communicator> Cluster::make_group(const std::string& name, const
     throw;
   } catch (const std::exception& e) {
     fail("rank ", env_.rank, " could not connect process group '", name, "' (", to_string(backend_), "): ",
-         c10_text(e));
+         error_text(e));
   }
   return std::make_shared<Communicator>(group, name, members, [this] { return diagnose_failure(); });
 }
@@ -134,7 +129,7 @@ void Cluster::start_heartbeat() {
     heartbeat->store = connect_store(env_, /*server=*/false, /*joining=*/false, options_.timeout);
   } catch (const std::exception& e) {
     fail("rank ", env_.rank, " could not open its heartbeat connection to ", env_.master_addr, ":", env_.master_port,
-         ": ", c10_text(e));
+         ": ", error_text(e));
   }
   heartbeat->key = kHeartbeatKey + std::to_string(env_.rank);
   heartbeat->store->add(heartbeat->key, 1);

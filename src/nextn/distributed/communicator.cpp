@@ -86,8 +86,7 @@ void Communicator::run(Collective kind, int64_t bytes, const std::function<void(
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
-    std::string what = e.what();
-    if (auto* c10_error = dynamic_cast<const c10::Error*>(&e)) what = c10_error->what_without_backtrace();
+    const std::string what = error_text(e);
     const std::string diagnosis = diagnose_ ? diagnose_() : std::string();
     fail(to_string(kind), " on process group '", name_, "' failed: ", what,
          diagnosis.empty() ? std::string() : "; " + diagnosis);

@@ -46,10 +46,7 @@ torch::Tensor exchange_rows(Communicator* group, const torch::Tensor& rows, cons
   return AllToAllRows::apply(rows, reinterpret_cast<int64_t>(group), send, recv);
 }
 
-torch::Tensor long_tensor(const std::vector<int64_t>& values) {
-  return torch::from_blob(const_cast<int64_t*>(values.data()), {static_cast<int64_t>(values.size())}, torch::kLong)
-      .clone();
-}
+torch::Tensor long_tensor(const std::vector<int64_t>& values) { return torch::tensor(values, torch::kLong); }
 
 }  // namespace
 
@@ -122,9 +119,10 @@ torch::Tensor AllToAllExperts::run(RoutedExpertsImpl& experts, const torch::Tens
   }
   auto counts_in = group_->all_to_all(long_tensor(counts_flat).view({ranks, 2}), ones, ones);
   std::vector<int64_t> recv_tokens(ranks), recv_pairs(ranks);
+  const auto received_counts = counts_in.accessor<int64_t, 2>();
   for (int p = 0; p < ranks; ++p) {
-    recv_tokens[p] = counts_in[p][0].item<int64_t>();
-    recv_pairs[p] = counts_in[p][1].item<int64_t>();
+    recv_tokens[p] = received_counts[p][0];
+    recv_pairs[p] = received_counts[p][1];
   }
   auto token_index = long_tensor(all_tokens).to(x_flat.device());
   auto x_recv = exchange_rows(group_, x_flat.index_select(0, token_index), send_tokens, recv_tokens);

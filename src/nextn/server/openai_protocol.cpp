@@ -5,6 +5,8 @@
 #include <cmath>
 #include <random>
 
+#include "nextn/tokenizer/utf8.h"
+
 namespace nextn::server {
 namespace {
 
@@ -140,26 +142,11 @@ nlohmann::json ApiError::to_json() const {
 }
 
 std::string printable_utf8(const std::string& text) {
-  // Well-formed sequences as the Unicode standard's table 3-7 lists them (no overlong forms, no
-  // surrogates, nothing above U+10FFFF): what JSON encoders such as nlohmann::json accept.
-  auto byte = [&](size_t i) { return static_cast<unsigned char>(text[i]); };
-  auto in = [](unsigned char b, unsigned char low, unsigned char high) { return b >= low && b <= high; };
+  // Well-formed sequences only (no overlong forms, surrogates or code points past U+10FFFF): what
+  // JSON encoders such as nlohmann::json accept.
   std::string out;
-  size_t i = 0;
-  while (i < text.size()) {
-    const unsigned char c = byte(i);
-    size_t length = 0;
-    if (c < 0x80) {
-      length = 1;
-    } else if (in(c, 0xC2, 0xDF)) {
-      length = i + 1 < text.size() && in(byte(i + 1), 0x80, 0xBF) ? 2 : 0;
-    } else if (in(c, 0xE0, 0xEF) && i + 2 < text.size()) {
-      const unsigned char low = c == 0xE0 ? 0xA0 : 0x80, high = c == 0xED ? 0x9F : 0xBF;
-      length = in(byte(i + 1), low, high) && in(byte(i + 2), 0x80, 0xBF) ? 3 : 0;
-    } else if (in(c, 0xF0, 0xF4) && i + 3 < text.size()) {
-      const unsigned char low = c == 0xF0 ? 0x90 : 0x80, high = c == 0xF4 ? 0x8F : 0xBF;
-      length = in(byte(i + 1), low, high) && in(byte(i + 2), 0x80, 0xBF) && in(byte(i + 3), 0x80, 0xBF) ? 4 : 0;
-    }
+  for (size_t i = 0; i < text.size();) {
+    const size_t length = tokenizer::utf8_sequence_length(text, i);
     if (length > 0) {
       out.append(text, i, length);
       i += length;

@@ -23,13 +23,15 @@ torch::Tensor gather_stack(dist::Communicator& group, const torch::Tensor& local
 
 }  // namespace
 
-GatheredState gather_for_checkpoint(DeepSeekV3Impl& model, const AdamW& optimizer, dist::Cluster& cluster) {
+GatheredState gather_for_checkpoint(DeepSeekV3Impl& model, const AdamW& optimizer, dist::Cluster* cluster_or_null) {
   GatheredState state;
   const auto sharded = sharded_parameters(model);
   if (sharded.empty()) {
     state.optimizer_tensors = optimizer.state_tensors();
     return state;
   }
+  NEXTN_CHECK(cluster_or_null != nullptr, "gather_for_checkpoint: sharded experts need their cluster");
+  dist::Cluster& cluster = *cluster_or_null;
   // Only the group that holds rank 0 gathers; it is ranks [0, E).
   if (cluster.rank() >= cluster.expert_parallel()) return state;
   dist::Communicator& group = *cluster.experts();

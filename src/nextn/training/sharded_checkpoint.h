@@ -23,8 +23,9 @@ struct GatheredState {
   std::vector<std::pair<std::string, torch::Tensor>> optimizer_tensors;  // complete on rank 0
 };
 
-// Collective over the expert-parallel group of global rank 0 (other ranks return at once).
-GatheredState gather_for_checkpoint(DeepSeekV3Impl& model, const AdamW& optimizer, dist::Cluster& cluster);
+// Collective over the expert-parallel group of global rank 0 (other ranks return at once). A model
+// with no sharded experts (and a null cluster: one process) just gives the optimizer's state.
+GatheredState gather_for_checkpoint(DeepSeekV3Impl& model, const AdamW& optimizer, dist::Cluster* cluster);
 
 // Cuts the expert parameters' moments of a complete checkpoint ([E, ...] per layer) down to the
 // slice each of `model`'s sharded layers holds, in place; other tensors are left as they are.

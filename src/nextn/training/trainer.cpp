@@ -466,12 +466,7 @@ void TrainingRun::run_evaluation() {
 // into place, and then tells every rank whether it succeeded.
 void TrainingRun::write_checkpoint() {
   state_.loader_state = loader_->state();
-  GatheredState gathered;
-  if (cluster_ != nullptr) {
-    gathered = gather_for_checkpoint(*model_, *optimizer_, *cluster_);
-  } else {
-    gathered.optimizer_tensors = optimizer_->state_tensors();
-  }
+  const GatheredState gathered = gather_for_checkpoint(*model_, *optimizer_, cluster_);
   std::string error;
   std::optional<PreparedCheckpoint> prepared;
   if (is_main()) {
