@@ -8,7 +8,9 @@
 #      for drafting from the 2048 most frequent with a bfloat16 copy of the head (a cheaper drafter,
 #      the same output);
 #   5. generate Python from a few prompts, plain and with MTP speculative decoding, printing each
-#      depth's acceptance and the speedup measured in the same run, then the decode benchmark.
+#      depth's acceptance and the speedup measured in the same run, then the decode benchmark;
+#   6. write the run's report (charts and final figures, one HTML file) and print its path.
+# Watch the training live from another terminal: ./build/nextn dashboard runs/
 #
 # Usage: scripts/demo.sh [--minutes M] [--run DIR] [--skip-training]
 #   --minutes M       training time budget (default 10)
@@ -45,6 +47,7 @@ fi
 
 if [ "$train" = 1 ]; then
   section "train: configs/small.json for $minutes minutes"
+  echo "watch it live: run '$nextn dashboard $(dirname "$run")/' in another terminal and open http://127.0.0.1:8080/"
   rm -rf "$run"
   "$nextn" train --config configs/small.json --data data/python-stdlib --run "$run" --minutes "$minutes" \
     --lr 2e-3 --warmup 30 --log-every 10 --eval-every 200 --checkpoint-every 200
@@ -68,3 +71,7 @@ done
 
 section "bench decode: plain against N = 1..3 drafts per step, with the whole head and the cheaper one, side by side"
 "$nextn" bench decode --model "$run" --new-tokens 128 --repeats 3 --draft-vocab 2048 --draft-head bf16
+
+section "report: the run's charts and final figures in one HTML file"
+"$nextn" report "$run" -o "$run/report.html"
+echo "open $(realpath "$run/report.html") in a browser (it needs no network)"

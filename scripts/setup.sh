@@ -16,6 +16,7 @@ PACKAGES=(
   libgloo-dev                 # headers of the Gloo library behind libtorch's c10d (distributed training)
   python3-torch               # the plain-PyTorch reference model (bench/reference), and torchrun
   iproute2                    # tests: two "machines" as network namespaces for distributed training
+  chromium                    # tests: `nextn dashboard` and `nextn report` in a real browser
 )
 
 if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi
@@ -47,7 +48,8 @@ for lib in libblas.so.3 liblapack.so.3; do
 done
 
 # Node.js and the npm packages the tests drive nextn with (the official OpenAI client against
-# `nextn serve`), pinned by package-lock.json. Node comes from Debian when the machine has none.
+# `nextn serve`, playwright-core driving chromium against `nextn dashboard`; echarts, the chart
+# library vendored in third_party/echarts, to check that copy), pinned by package-lock.json. Node comes from Debian when the machine has none.
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   echo "setup: installing nodejs npm"
   "${SUDO[@]}" apt-get update -qq

@@ -21,7 +21,9 @@ namespace fs = std::filesystem;
 std::vector<std::string> real_files() {
   std::vector<std::string> files;
   for (const auto& entry : fs::recursive_directory_iterator(fs::path(NEXTN_SOURCE_DIR) / "src")) {
-    if (entry.is_regular_file()) files.push_back(entry.path().string());
+    const std::string extension = entry.path().extension().string();
+    // C++ sources only: the dashboard's page (page/*.js, *.css) is another kind of text.
+    if (entry.is_regular_file() && (extension == ".cpp" || extension == ".h")) files.push_back(entry.path().string());
   }
   for (const char* name : {"/usr/lib/python3.11/argparse.py", "/usr/lib/python3.11/textwrap.py"}) {
     if (fs::exists(name)) files.push_back(name);

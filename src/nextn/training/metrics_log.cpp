@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <sstream>
 
 #include "nextn/io/atomic_file.h"
@@ -37,17 +38,25 @@ std::string progress_bar(int64_t done, int64_t total, int width = 20) {
 std::string format_step_line(const StepMetrics& m) {
   char buffer[256];
   std::ostringstream line;
-  std::snprintf(buffer, sizeof buffer, "step %lld/%lld %s %3.0f%% | loss %.4f main %.4f",
-                static_cast<long long>(m.step), static_cast<long long>(m.total_steps),
-                progress_bar(m.step, m.total_steps).c_str(), 100.0 * m.step / std::max<int64_t>(m.total_steps, 1),
-                m.loss, m.main_loss);
+  // --minutes: until the first steps are timed the step count is unknown (kCalibratingSteps).
+  const bool calibrating = m.total_steps >= kCalibratingSteps;
+  if (calibrating) {
+    std::snprintf(buffer, sizeof buffer, "step %lld (timing steps for --minutes) | loss %.4f main %.4f",
+                  static_cast<long long>(m.step), m.loss, m.main_loss);
+  } else {
+    std::snprintf(buffer, sizeof buffer, "step %lld/%lld %s %3.0f%% | loss %.4f main %.4f",
+                  static_cast<long long>(m.step), static_cast<long long>(m.total_steps),
+                  progress_bar(m.step, m.total_steps).c_str(), 100.0 * m.step / std::max<int64_t>(m.total_steps, 1),
+                  m.loss, m.main_loss);
+  }
   line << buffer;
   for (size_t k = 0; k < m.mtp_loss.size(); ++k) {
     std::snprintf(buffer, sizeof buffer, " mtp%zu %.4f", k + 1, m.mtp_loss[k]);
     line << buffer;
   }
   std::snprintf(buffer, sizeof buffer, " | lr %.2e | gnorm %.3f | maxvio %.3f | %.0f tok/s | ETA %s", m.lr,
-                m.grad_norm, m.max_vio_batch, m.tokens_per_second, format_duration(m.eta_seconds).c_str());
+                m.grad_norm, m.max_vio_batch, m.tokens_per_second,
+                calibrating ? "?" : format_duration(m.eta_seconds).c_str());
   line << buffer;
   if (m.ranks > 1) {
     std::snprintf(buffer, sizeof buffer, " | %d ranks, comm %.0f%%", m.ranks,
@@ -128,8 +137,29 @@ void JsonLinesLog::open(const std::string& path, int64_t keep_through_step) {
   NEXTN_CHECK(out_.good(), "cannot open '", path, "' for writing");
 }
 
+namespace {
+
+// Every floating-point number of `value` rounded to 7 significant digits: as exact as the float32
+// values they come from (losses, norms), and a third smaller files than 17-digit doubles.
+void round_floats(nlohmann::json& value) {
+  if (value.is_number_float()) {
+    const double v = value.get<double>();
+    if (std::isfinite(v)) {
+      char text[32];
+      std::snprintf(text, sizeof text, "%.7g", v);
+      value = std::strtod(text, nullptr);
+    }
+  } else if (value.is_array() || value.is_object()) {
+    for (auto& item : value) round_floats(item);
+  }
+}
+
+}  // namespace
+
 void JsonLinesLog::write(const nlohmann::json& record) {
-  out_ << record.dump() << "\n";
+  nlohmann::json rounded = record;
+  round_floats(rounded);
+  out_ << rounded.dump() << "\n";
   out_.flush();
   NEXTN_CHECK(out_.good(), "cannot write to '", path_, "'");
 }

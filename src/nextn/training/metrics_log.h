@@ -11,6 +11,9 @@
 
 namespace nextn {
 
+// total_steps of a --minutes run until its first steps are timed.
+constexpr int64_t kCalibratingSteps = 2147483647;
+
 struct StepMetrics {
   int64_t step = 0;  // 1-based: the number of optimizer steps done
   int64_t total_steps = 0;
@@ -50,7 +53,8 @@ nlohmann::json to_json(const StepMetrics& m);
 nlohmann::json to_json(const EvalMetrics& m);
 std::string format_duration(double seconds);  // "1h02m", "3m05s", "42s"
 
-// Appends JSON lines to a file, one flushed line per record.
+// Appends JSON lines to a file, one flushed line per record, its floating-point numbers rounded to
+// 7 significant digits.
 class JsonLinesLog {
  public:
   JsonLinesLog() = default;

@@ -285,7 +285,7 @@ void TrainingRun::build_model_and_optimizer() {
     calibrating_ = options_.minutes > 0;
     if (calibrating_) {
       options_.warmup_steps = std::max(options_.warmup_steps, kCalibrationSteps);
-      state_.total_steps = std::numeric_limits<int32_t>::max();  // set after calibration
+      state_.total_steps = kCalibratingSteps;  // set after calibration
     }
   }
   state_.global_batch = world() * options_.batch_size * options_.grad_accum;
