@@ -49,6 +49,7 @@ TEST(RunCatalog, FindsRunsTwoLevelsDownSortedByName) {
             (std::vector<std::string>{"a-run", "ablation/aux-free", "ablation/aux-loss", "b-run"}));
   EXPECT_EQ(names(find_runs({dir.file("runs/a-run")})), std::vector<std::string>{"a-run"});
   EXPECT_TRUE(find_runs({dir.file("missing")}).empty());
+  EXPECT_EQ(names(find_runs({dir.file("runs/a-run") + "/."})), std::vector<std::string>{"a-run"});
   // The same run named twice counts once; two runs of one name: the second by its path.
   auto both = names(find_runs({dir.file("runs/a-run"), dir.file("runs"), dir.file("other")}));
   ASSERT_EQ(both.size(), 5u);
@@ -166,10 +167,14 @@ TEST(DashboardServer, AnswersItsRoutesAndRefusesBadQueries) {
   auto metrics = client.Get("/api/metrics?run=r&generation=0&from=1");
   ASSERT_TRUE(metrics);
   EXPECT_EQ(nlohmann::json::parse(metrics->body)["records"].size(), 2u);
-  EXPECT_EQ(client.Get("/api/metrics?run=r&generation=x&from=1")->status, 400);
-  EXPECT_EQ(client.Get("/api/metrics?generation=0&from=1")->status, 400);
-  EXPECT_EQ(client.Get("/api/metrics?run=zz&generation=0&from=0")->status, 404);
-  EXPECT_EQ(client.Get("/api/server")->status, 404);  // no --server
+  auto status = [&](const char* path) {
+    auto result = client.Get(path);
+    return result ? result->status : -1;  // -1: no answer
+  };
+  EXPECT_EQ(status("/api/metrics?run=r&generation=x&from=1"), 400);
+  EXPECT_EQ(status("/api/metrics?generation=0&from=1"), 400);
+  EXPECT_EQ(status("/api/metrics?run=zz&generation=0&from=0"), 404);
+  EXPECT_EQ(status("/api/server"), 404);  // no --server
   server.stop();
   listener.join();
 }

@@ -173,6 +173,8 @@ test('the live dashboard draws every row of every run, overlaid, and follows a r
     assert.equal(await page.isVisible('#notes-panel'), true);
     // The final-figures table has a row per run, with the last step.
     assert.match(await page.textContent('#summary tr[data-run="aux-free-mtp"]'), /^\s*aux-free-mtp\s*60/);
+    // Its throughput: tokens over time between the first and the last record (512 tokens per 0.5 s).
+    assert.match(await page.textContent('#summary tr[data-run="aux-free-mtp"]'), /1024\s*$/);
     await page.screenshot({ path: path.join(artifacts, 'dashboard-live.png'), fullPage: true });
 
     // With no smoothing, the drawn values are the file's values.
@@ -208,8 +210,13 @@ test('the live dashboard draws every row of every run, overlaid, and follows a r
     renameSync(path.join(mtpRun.dir, 'metrics.jsonl.tmp'), path.join(mtpRun.dir, 'metrics.jsonl'));
     const kept = mtpRun.records.slice(0, 30).filter((r) => r.type === 'train').length;
     await waitFor(page, (c) => c.loss?.['aux-free-mtp main'] === kept, 'the rewritten file', 5000);
+    // Written again in place (same inode, longer): read from its start, not from the old offset.
     writeFileSync(path.join(mtpRun.dir, 'metrics.jsonl'), lines(mtpRun.records.slice(0, 5)) + torn + lines(mtpRun.records.slice(5)));
     await waitFor(page, (c) => c.loss?.['aux-free-mtp main'] === 60, 'the restored file', 5000);
+    assertCounts(await counts(page), want, 'the restored file');
+    const restoredNotes = await page.$$eval('#notes li', (items) => items.map((i) => i.textContent));
+    assert.equal(restoredNotes.length, 1, restoredNotes.join('\n'));
+    assert.match(restoredNotes[0], /line 6 skipped: not valid JSON/);
     assert.deepEqual(problems, []);
     await page.close();
   } finally {
@@ -245,22 +252,23 @@ test('a real training run, watched while it trains', async () => {
     const { page, problems } = await openPage(dashboard.url);
     assert.equal(await page.isVisible('#no-runs'), true);
     const runDir = path.join(liveRuns, 'tiny');
-    const training = spawn(nextn, ['train', '--config', tiny, '--data', data, '--run', runDir, '--steps', '30',
-                                   '--batch-size', '4', '--seq-len', '32', '--warmup', '3', '--eval-every', '10',
-                                   '--eval-batches', '1', '--log-experts-every', '5', '--checkpoint-every', '0',
+    const training = spawn(nextn, ['train', '--config', tiny, '--data', data, '--run', runDir, '--steps', '80',
+                                   '--batch-size', '16', '--seq-len', '64', '--warmup', '3', '--eval-every', '20',
+                                   '--eval-batches', '1', '--log-experts-every', '10', '--checkpoint-every', '0',
                                    '--threads', '1'], { stdio: 'ignore' });
     const finished = new Promise((resolve) => training.once('exit', resolve));
-    // Seen while it trains: some steps, not yet all.
+    // Seen while it trains: some steps, with the trainer still running.
     await waitFor(page, (c) => (c.loss?.['tiny main'] ?? 0) > 0, 'the first steps of the training run', 60000);
+    assert.equal(training.exitCode, null, 'the page showed steps only once training had ended');
     assert.equal(await finished, 0);
     const records = readFileSync(path.join(runDir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     const depths = records.find((r) => r.type === 'train').mtp_loss.length;
     assert.ok(depths > 0);
     const want = expectedCounts('tiny', records, depths);
-    await waitFor(page, (c) => c.loss?.['tiny main'] === 30, 'all 30 steps', 5000);
+    await waitFor(page, (c) => c.loss?.['tiny main'] === 80, 'all 80 steps', 5000);
     assertCounts(await counts(page), want, 'real run');
     const experts = records.filter((r) => r.type === 'experts');
-    assert.equal(experts.length, 6);
+    assert.equal(experts.length, 8);
     const got = await counts(page);
     assert.equal(Object.values(got.load_0)[0], experts.length * experts[0].load[0].length);
     await page.screenshot({ path: path.join(artifacts, 'dashboard-real-run.png'), fullPage: true });

@@ -125,12 +125,35 @@ TEST(MetricsFile, StartsOverWhenTheFileIsReplacedShortenedOrDeleted) {
   EXPECT_EQ(file.generation(), 102);
   EXPECT_EQ(file.records(), std::vector<std::string>{train_line(1, 9)});
 
+  // Rewritten in place (same inode, as cp onto it does), longer than what was read: what it starts
+  // with differs, so it is read from its start again.
+  {
+    std::ofstream out(path, std::ios::trunc | std::ios::binary);
+    out << train_line(1, 5) << "\n" << train_line(2, 4) << "\n" << train_line(3, 3) << "\n";
+  }
+  EXPECT_TRUE(file.refresh());
+  EXPECT_EQ(file.generation(), 103);
+  EXPECT_EQ(file.records(), (std::vector<std::string>{train_line(1, 5), train_line(2, 4), train_line(3, 3)}));
+  EXPECT_TRUE(file.skipped().empty());
+
   std::filesystem::remove(path);
   EXPECT_TRUE(file.refresh());
   EXPECT_FALSE(file.exists());
   EXPECT_TRUE(file.records().empty());
-  EXPECT_EQ(file.generation(), 103);
+  EXPECT_EQ(file.generation(), 104);
   EXPECT_LT(file.seconds_since_modified(), 0);
+}
+
+// A byte-order mark is dropped from the record's text: the page parses the records with JSON.parse,
+// which rejects one.
+TEST(MetricsFile, DropsAByteOrderMark) {
+  TempDir dir("dash_bom");
+  const std::string path = dir.file("metrics.jsonl");
+  io::write_file_atomic(path, "\xEF\xBB\xBF" + train_line(1, 2) + "\n");
+  MetricsFile file(path);
+  file.refresh();
+  EXPECT_EQ(file.records(), std::vector<std::string>{train_line(1, 2)});
+  EXPECT_EQ(file.records_json(0), "[" + train_line(1, 2) + "]");
 }
 
 // What the trainer writes is what the dashboard draws: its records pass the dashboard's check.

@@ -60,6 +60,13 @@ TEST(ServerProbe, ParsesLabelsEscapesAndSpecialValues) {
   EXPECT_TRUE(std::isinf(samples[0].value));
   EXPECT_TRUE(std::isnan(samples[1].value));
   EXPECT_EQ(samples[2].value, -1500);
+  // CRLF line ends, a tab or several spaces before the value, blank and indented lines.
+  samples = parse_prometheus_text("a 1\r\nb\t2\r\n  \t \r\n   c{x=\"y\"}   3   17\n");
+  ASSERT_EQ(samples.size(), 3u);
+  EXPECT_EQ(samples[0].value, 1);
+  EXPECT_EQ(samples[1].value, 2);
+  EXPECT_EQ(samples[2].name, "c");
+  EXPECT_EQ(samples[2].value, 3);
   for (const std::string bad : {"m{a=\"x\" 1\n", "m\n", "m 12abc\n", "{a=\"b\"} 1\n", "m{a=x} 1\n"}) {
     try {
       parse_prometheus_text("ok 1\n" + bad);

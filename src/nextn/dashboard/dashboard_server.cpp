@@ -2,6 +2,9 @@
 
 #include <httplib.h>
 
+#include <chrono>
+#include <thread>
+
 #include "nextn/dashboard/page.h"
 #include "nextn/dashboard/server_probe.h"
 #include "nextn/util/error.h"
@@ -71,6 +74,10 @@ void DashboardServer::bind() {
 
 void DashboardServer::listen() { http_->listen_after_bind(); }
 
-void DashboardServer::stop() { http_->stop(); }
+void DashboardServer::stop() {
+  // A stop() before listen() got going would be lost and listen() would run on: wait for it.
+  for (int i = 0; i < 400 && !http_->is_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  http_->stop();
+}
 
 }  // namespace nextn::dashboard

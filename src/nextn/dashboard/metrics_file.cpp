@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <initializer_list>
@@ -90,6 +91,8 @@ void MetricsFile::reset() {
   offset_ = 0;
   lines_ = 0;
   tail_.clear();
+  head_.clear();
+  consumed_end_.clear();
   records_.clear();
   skipped_.clear();
 }
@@ -110,14 +113,29 @@ bool MetricsFile::refresh() {
     inode_ = static_cast<uint64_t>(info.st_ino);
     if (had_content && info.st_size == 0) return true;
   }
-  const int64_t start = offset_ + static_cast<int64_t>(tail_.size());
-  if (info.st_size == start) return false;
   std::ifstream in(path_, std::ios::binary);
   if (!in) return false;  // removed between stat and open: the next refresh sees it
+  // Rewritten in place (same inode, e.g. cp onto it): its first bytes, or those just before where
+  // reading stopped, are no longer what was read there.
+  auto unchanged = [&in](int64_t at, const std::string& expected) {
+    std::string bytes(expected.size(), '\0');
+    in.seekg(at);
+    in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    const bool same = in.gcount() == static_cast<std::streamsize>(bytes.size()) && bytes == expected;
+    in.clear();
+    return same;
+  };
+  if (!unchanged(0, head_) || !unchanged(offset_ - static_cast<int64_t>(consumed_end_.size()), consumed_end_)) {
+    reset();
+    inode_ = static_cast<uint64_t>(info.st_ino);
+  }
+  const int64_t start = offset_ + static_cast<int64_t>(tail_.size());
+  if (info.st_size == start) return false;
   in.seekg(start);
   std::string chunk(static_cast<size_t>(info.st_size - start), '\0');
   in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
   chunk.resize(static_cast<size_t>(in.gcount()));
+  if (start == 0) head_ = chunk.substr(0, 64);
   tail_ += chunk;
   size_t begin = 0;
   for (size_t newline = tail_.find('\n'); newline != std::string::npos; newline = tail_.find('\n', begin)) {
@@ -125,12 +143,17 @@ bool MetricsFile::refresh() {
     offset_ += static_cast<int64_t>(newline - begin + 1);
     begin = newline + 1;
   }
+  const size_t take = std::min<size_t>(begin, 64);
+  consumed_end_ += tail_.substr(begin - take, take);
+  if (consumed_end_.size() > 64) consumed_end_.erase(0, consumed_end_.size() - 64);
   tail_.erase(0, begin);
   return true;
 }
 
-void MetricsFile::take_line(const std::string& line) {
+void MetricsFile::take_line(std::string line) {
   ++lines_;
+  // A byte-order mark before the first record: nlohmann skips it, a browser's JSON.parse does not.
+  if (lines_ == 1 && line.rfind("\xEF\xBB\xBF", 0) == 0) line.erase(0, 3);
   if (line.find_first_not_of(" \t\r") == std::string::npos) return;  // blank
   nlohmann::json record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
   std::string why = record.is_discarded() ? "not valid JSON (a line torn by a crash?)" : check_metrics_record(record);

@@ -30,8 +30,9 @@ class MetricsFile {
   explicit MetricsFile(std::string path, int64_t first_generation = 0)
       : path_(std::move(path)), generation_(first_generation) {}
 
-  // Reads what was appended since the last call. When the file was replaced or shortened, starts
-  // over and increments generation(). Returns true when anything changed.
+  // Reads what was appended since the last call. When the file was replaced, shortened or rewritten
+  // in place (its first bytes differ), starts over and increments generation(). Returns true when
+  // anything changed.
   bool refresh();
 
   const std::string& path() const { return path_; }
@@ -55,7 +56,7 @@ class MetricsFile {
 
  private:
   void reset();
-  void take_line(const std::string& line);
+  void take_line(std::string line);
 
   std::string path_;
   bool exists_ = false;
@@ -64,6 +65,9 @@ class MetricsFile {
   int64_t offset_ = 0;  // bytes consumed, up to and including the last newline
   int64_t lines_ = 0;
   std::string tail_;
+  // The file's first bytes, and the last bytes consumed (ending at offset_), as read: a file
+  // rewritten in place no longer has them where they were.
+  std::string head_, consumed_end_;
   std::vector<std::string> records_;
   std::vector<SkippedLine> skipped_;
 };

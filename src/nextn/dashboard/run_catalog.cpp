@@ -44,7 +44,9 @@ std::vector<RunLocation> find_runs(const std::vector<std::string>& roots) {
     std::error_code ec;
     if (!fs::is_directory(root, ec)) continue;
     if (is_run_dir(root)) {
-      add(fs::absolute(root).lexically_normal().filename().string(), root);
+      fs::path absolute = fs::absolute(root).lexically_normal();  // "." -> "/path/to/run/"
+      if (!absolute.has_filename()) absolute = absolute.parent_path();
+      add(absolute.filename().string(), root);
       continue;
     }
     for (const auto& child : subdirectories(root)) {
@@ -107,18 +109,20 @@ std::vector<std::string> RunCatalog::notes(const Run& run) {
   return out;
 }
 
+nlohmann::json RunCatalog::describe(const Run& run) {
+  return {{"name", run.location.name}, {"dir", run.location.dir}, {"options", run.options}, {"notes", notes(run)}};
+}
+
 nlohmann::json RunCatalog::list() {
   std::lock_guard<std::mutex> lock(mu_);
   rescan();
   nlohmann::json out = nlohmann::json::array();
   for (const auto& [name, run] : runs_) {
-    out.push_back({{"name", name},
-                   {"dir", run.location.dir},
-                   {"records", run.metrics->records().size()},
-                   {"generation", run.metrics->generation()},
-                   {"seconds_since_modified", run.metrics->seconds_since_modified()},
-                   {"notes", notes(run)},
-                   {"options", run.options}});
+    nlohmann::json entry = describe(run);
+    entry["records"] = run.metrics->records().size();
+    entry["generation"] = run.metrics->generation();
+    entry["seconds_since_modified"] = run.metrics->seconds_since_modified();
+    out.push_back(std::move(entry));
   }
   return out;
 }
@@ -142,7 +146,7 @@ std::optional<std::string> RunCatalog::records_since(const std::string& name, in
                          {"total", metrics.records().size()},
                          {"notes", notes(it->second)},
                          {"seconds_since_modified", metrics.seconds_since_modified()}};
-  std::string text = head.dump();
+  std::string text = head.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   text.pop_back();  // the closing brace: the records follow as their own text
   return text + ",\"records\":" + metrics.records_json(from) + "}";
 }
@@ -152,11 +156,10 @@ nlohmann::json RunCatalog::snapshot() {
   rescan();
   nlohmann::json out = nlohmann::json::array();
   for (const auto& [name, run] : runs_) {
-    out.push_back({{"name", name},
-                   {"dir", run.location.dir},
-                   {"options", run.options},
-                   {"notes", notes(run)},
-                   {"records", nlohmann::json::parse(run.metrics->records_json(0))}});
+    nlohmann::json entry = describe(run);
+    entry["records"] = nlohmann::json::array();
+    for (const auto& record : run.metrics->records()) entry["records"].push_back(nlohmann::json::parse(record));
+    out.push_back(std::move(entry));
   }
   return out;
 }

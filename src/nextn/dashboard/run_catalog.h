@@ -49,6 +49,7 @@ class RunCatalog {
   void rescan();  // with mu_ held
   static void read_options(Run& run);
   static std::vector<std::string> notes(const Run& run);
+  static nlohmann::json describe(const Run& run);  // {"name", "dir", "options", "notes"}
 
   std::vector<std::string> roots_;
   std::mutex mu_;

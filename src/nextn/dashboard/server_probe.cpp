@@ -64,17 +64,21 @@ std::vector<PrometheusSample> parse_prometheus_text(const std::string& text) {
     std::string line = text.substr(begin, end - begin);
     begin = end + 1;
     ++line_number;
-    if (line.empty() || line[0] == '#') continue;
+    // Surrounding whitespace and a CR (CRLF line ends) are not part of the sample.
+    const size_t first = line.find_first_not_of(" \t\r");
+    if (first == std::string::npos) continue;
+    line = line.substr(first, line.find_last_not_of(" \t\r") - first + 1);
+    if (line[0] == '#') continue;
     PrometheusSample sample;
     size_t pos = 0;
     while (pos < line.size() && name_char(line[pos], pos == 0)) ++pos;
     NEXTN_CHECK(pos > 0, "metrics line ", line_number, ": no metric name");
     sample.name = line.substr(0, pos);
     if (pos < line.size() && line[pos] == '{') pos = parse_labels(line, pos, line_number, sample.labels);
-    NEXTN_CHECK(pos < line.size() && line[pos] == ' ', "metrics line ", line_number, ": no value after '",
-                sample.name, "'");
-    const size_t value_start = pos + 1;
-    const size_t value_end = line.find(' ', value_start);  // a timestamp may follow
+    NEXTN_CHECK(pos < line.size() && (line[pos] == ' ' || line[pos] == '\t'), "metrics line ", line_number,
+                ": no value after '", sample.name, "'");
+    const size_t value_start = line.find_first_not_of(" \t", pos);
+    const size_t value_end = line.find_first_of(" \t", value_start);  // a timestamp may follow
     sample.value = parse_value(line.substr(value_start, value_end == std::string::npos ? std::string::npos
                                                                                         : value_end - value_start),
                                line_number);

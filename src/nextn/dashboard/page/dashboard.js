@@ -31,7 +31,7 @@
 
   function newRun(name) {
     return { name, generation: -1, options: {}, notes: [], notesKey: '', train: [], eval: [], experts: [], otherRecords: 0,
-             visible: true,
+             depths: 0, visible: true,
              secondsSinceModified: -1, color: PALETTE[state.runs.size % PALETTE.length] };
   }
 
@@ -40,18 +40,18 @@
       if (r.type === 'train') run.train.push(r);
       else if (r.type === 'eval') run.eval.push(r);
       else if (r.type === 'experts') run.experts.push(r);
+      if (r.type === 'train' || r.type === 'eval') run.depths = Math.max(run.depths, (r.mtp_loss || []).length);
     }
   }
 
-  function clearRecords(run) { run.train = []; run.eval = []; run.experts = []; }
+  function clearRecords(run) { run.train = []; run.eval = []; run.experts = []; run.depths = 0; }
 
   const finite = (v) => typeof v === 'number' && Number.isFinite(v);
   const mean = (values) => {
     const xs = (values || []).filter(finite);
     return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null;
   };
-  const depthsOf = (run) => Math.max(0, ...run.train.map((r) => (r.mtp_loss || []).length),
-                                     ...run.eval.map((r) => (r.mtp_loss || []).length));
+  const depthsOf = (run) => run.depths;  // MTP depths: the longest mtp_loss of its records
   const visibleRuns = () => [...state.runs.values()].filter((r) => r.visible);
 
   // TensorBoard's smoothing: an exponential moving average, debiased at the start.
@@ -294,11 +294,13 @@
     for (let i = 1; i < s.length; i++) {
       const dt = s[i].time - s[i - 1].time;
       const t = s[i].time * 1000;
-      tokens.push([t, dt > 0 ? (s[i].generated_tokens - s[i - 1].generated_tokens) / dt : null]);
+      // A counter that went down: the server restarted; that interval has no rate.
+      const generated = s[i].generated_tokens - s[i - 1].generated_tokens;
+      tokens.push([t, dt > 0 && generated >= 0 ? generated / dt : null]);
       for (let k = 0; k < depths; k++) {
         const drafted = (s[i].drafted[k] || 0) - (s[i - 1].drafted[k] || 0);
         const accepted = (s[i].accepted[k] || 0) - (s[i - 1].accepted[k] || 0);
-        acceptance[k].push([t, drafted > 0 ? accepted / drafted : null]);
+        acceptance[k].push([t, drafted > 0 && accepted >= 0 ? accepted / drafted : null]);
       }
     }
     const tokensOption = baseOption('Server: generated tokens/s', 'tokens/s', { xAxis: timeAxis, dataZoom: [] });
@@ -370,6 +372,16 @@
     const runs = [...state.runs.values()];
     const depths = Math.max(0, ...runs.map(depthsOf));
     const head = ['run', 'steps', 'tokens', 'time', 'train loss (last 20 steps)', 'val loss', 'val acc'];
+    const lastSteps = (run) => {  // the records of the last 20 steps, whatever --log-every was
+      const end = run.train.length ? run.train[run.train.length - 1].step : 0;
+      return run.train.filter((r) => r.step > end - 20);
+    };
+    // Tokens over time between the first and the last record: the run's throughput.
+    const throughput = (run) => {
+      const a = run.train[0], b = run.train[run.train.length - 1];
+      return a && b && b.elapsed_seconds > a.elapsed_seconds
+        ? (b.tokens_seen - a.tokens_seen) / (b.elapsed_seconds - a.elapsed_seconds) : null;
+    };
     for (let k = 1; k <= depths; k++) head.push(`val loss d${k}`, `acc d${k}`);
     head.push('MaxVio_global', 'tokens/s');
     document.querySelector('#summary thead').innerHTML = `<tr>${head.map((h) => `<th>${escapeHtml(h)}</th>`).join('')}</tr>`;
@@ -378,9 +390,9 @@
       const ev = run.eval[run.eval.length - 1] || {};
       const cells = [
         last.step, last.tokens_seen, finite(last.elapsed_seconds) ? formatDuration(last.elapsed_seconds) : '–',
-        mean(run.train.slice(-20).map((r) => r.main_loss)), ev.main_loss, ev.main_accuracy];
+        mean(lastSteps(run).map((r) => r.main_loss)), ev.main_loss, ev.main_accuracy];
       for (let k = 0; k < depths; k++) cells.push((ev.mtp_loss || [])[k], (ev.mtp_accuracy || [])[k]);
-      cells.push(mean(ev.max_vio_global), mean(run.train.map((r) => r.tokens_per_second)));
+      cells.push(mean(ev.max_vio_global), throughput(run));
       return `<tr data-run="${escapeHtml(run.name)}"><td><span class="swatch" style="background:${run.color}"></span> ` +
         `${escapeHtml(run.name)}</td>${cells.map((c) => `<td class="number">${typeof c === 'string' ? c : formatNumber(c)}</td>`).join('')}</tr>`;
     }).join('');
@@ -454,7 +466,15 @@
       const held = run.train.length + run.eval.length + run.experts.length + run.otherRecords;
       if (info.generation === run.generation && info.records === held) continue;
       const from = info.generation === run.generation ? held : 0;
-      const update = await getJson(`api/metrics?run=${encodeURIComponent(info.name)}&generation=${Math.max(0, run.generation)}&from=${from}`);
+      let update;
+      try {
+        update = await getJson(`api/metrics?run=${encodeURIComponent(info.name)}&generation=${Math.max(0, run.generation)}&from=${from}`);
+      } catch (e) {  // this run only: the others still update
+        run.notes = [`${info.name}: cannot read its records (${e.message})`];
+        run.notesKey = '';
+        changed = true;
+        continue;
+      }
       if (update.reset || update.generation !== run.generation) { clearRecords(run); run.otherRecords = 0; }
       addRecords(run, update.records);
       run.otherRecords = update.total - (run.train.length + run.eval.length + run.experts.length);
