@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
 # Installs everything nextn needs from Debian 12's packages. Idempotent, and silent when all is
 # already there. Run as root or with sudo available.
+#   --fuzz   also clang-14 and libFuzzer, for the fuzz targets (scripts/fuzz.sh)
 set -euo pipefail
+fuzz=false
+for arg in "$@"; do
+  case "$arg" in
+    --fuzz) fuzz=true ;;
+    *) echo "setup: unknown option '$arg' (--fuzz)" >&2; exit 2 ;;
+  esac
+done
 
 PACKAGES=(
   build-essential cmake ninja-build pkg-config git
@@ -18,6 +26,10 @@ PACKAGES=(
   iproute2                    # tests: two "machines" as network namespaces for distributed training
   chromium                    # tests: `nextn dashboard` and `nextn report` in a real browser
 )
+
+if $fuzz; then
+  PACKAGES+=(clang-14 libfuzzer-14-dev)  # libFuzzer with AddressSanitizer and UBSan (fuzz/)
+fi
 
 if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi
 

@@ -33,6 +33,7 @@ struct Flags {
   std::string device = "cpu";
   int64_t draft_vocab = 0;
   std::string draft_head = "model";
+  bool no_verify = false;
   DecodeBenchOptions options;
 };
 
@@ -44,7 +45,7 @@ void run(Flags f) {
   std::string source, dir, tokenizer_hash;
   if (!f.model_dir.empty()) {
     dir = resolve_model_dir(f.model_dir);
-    model = load_model(dir);
+    model = load_model(dir, torch::kCPU, !f.no_verify);
     const std::string tokenizer_path = (fs::path(dir) / "tokenizer.json").string();
     NEXTN_CHECK(io::file_exists(tokenizer_path), "bench decode: no tokenizer.json in '", dir, "'");
     auto tok = tokenizer::Tokenizer::load(tokenizer_path);
@@ -96,6 +97,7 @@ void setup_bench_decode(CLI::App& app) {
   auto* cmd = bench.add_subcommand("decode", "Plain against MTP speculative decoding: tokens/s, acceptance, efficiency");
   auto f = std::make_shared<Flags>();
   cmd->add_option("--model", f->model_dir, "model or run directory (default: --config with random weights)");
+  add_no_verify_option(*cmd, f->no_verify);
   cmd->add_option("--config", f->config, "model config.json when no --model is given");
   cmd->add_option("--prompt", f->prompt, "prompt text (with --model; default: the start of a Python function)");
   cmd->add_option("--prompt-tokens", f->prompt_tokens, "random prompt length (without --model)");

@@ -74,7 +74,7 @@ EncodeTimings time_encoding(const tokenizer::Tokenizer& tok, const std::vector<s
 }
 
 void run_bench(const BenchFlags& flags) {
-  int threads = flags.threads > 0 ? flags.threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = resolve_thread_count(flags.threads);
   std::cout << describe(runtime_info()) << "\n";
   data::CorpusOptions corpus = corpus_options_from(flags.corpus);
 

@@ -11,6 +11,7 @@
 #include "nextn/data/token_dataset.h"
 #include "nextn/data/tokenizer_training.h"
 #include "nextn/util/error.h"
+#include "nextn/util/runtime_info.h"
 
 namespace nextn::cli {
 namespace {
@@ -30,7 +31,7 @@ struct PrepareFlags {
 constexpr const char* kDefaultOutput = "data/python-stdlib";
 
 void run_prepare(const PrepareFlags& flags) {
-  int threads = flags.threads > 0 ? flags.threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = resolve_thread_count(flags.threads);
   NEXTN_CHECK(!flags.output.empty() || flags.corpus.inputs.empty(),
               "--output is required with --input (the default is only for the default corpus)");
   data::PrepareOptions options;

@@ -13,6 +13,7 @@
 #include "nextn/io/atomic_file.h"
 #include "nextn/tokenizer/tokenizer.h"
 #include "nextn/training/run_checkpoint.h"
+#include "nextn/training/model_dataset.h"
 #include "nextn/util/error.h"
 
 namespace fs = std::filesystem;
@@ -33,7 +34,7 @@ void run_draft_vocab(const DraftVocabFlags& f) {
   NEXTN_CHECK(io::file_exists(tokenizer_path), "draft-vocab: no tokenizer.json in '", dir,
               "' to check the dataset's tokens against");
   const tokenizer::Tokenizer tok = tokenizer::Tokenizer::load(tokenizer_path);
-  const data::TokenDataset dataset = data::TokenDataset::open(f.data_dir, &tok);
+  const data::TokenDataset dataset = open_dataset_for_model(f.data_dir, dir, config.vocab_size);
   const data::Split split = data::split_from_string(f.split);
   // No tokens would rank every id equal, i.e. in id order, under the name of a frequency ranking.
   NEXTN_CHECK(dataset.num_tokens(split) > 0, "draft-vocab: the ", data::to_string(split), " split of '", f.data_dir,

@@ -32,6 +32,7 @@ struct ModelFlags {
   bool no_document_start = false;
   int threads = 0;
   std::string device = "cpu";
+  bool no_verify = false;
 
   void add(CLI::App* cmd) {
     cmd->add_option("--model", model_dir, "model directory, or a run directory (its newest checkpoint)")->required();
@@ -43,6 +44,7 @@ struct ModelFlags {
                   "by default a prompt starts a new document)");
     add_threads_option(*cmd, threads);
     cmd->add_option("--device", device, "cpu or cuda[:N]");
+    add_no_verify_option(*cmd, no_verify);
   }
 };
 
@@ -56,7 +58,7 @@ LoadedModel load(const ModelFlags& f) {
   std::string dir = resolve_model_dir(f.model_dir);
   std::string tokenizer_path = f.tokenizer_path.empty() ? (fs::path(dir) / "tokenizer.json").string() : f.tokenizer_path;
   NEXTN_CHECK(io::file_exists(tokenizer_path), "no tokenizer: '", tokenizer_path, "' does not exist (pass --tokenizer)");
-  LoadedModel m{dir, load_model(dir, resolve_device(f.device)), tokenizer::Tokenizer::load(tokenizer_path)};
+  LoadedModel m{dir, load_model(dir, resolve_device(f.device), !f.no_verify), tokenizer::Tokenizer::load(tokenizer_path)};
   NEXTN_CHECK(m.tok.vocab_size() <= m.model->config().vocab_size, "tokenizer '", tokenizer_path, "' has ",
               m.tok.vocab_size(), " tokens, more than the model's vocab_size ", m.model->config().vocab_size);
   m.model->eval();
@@ -93,6 +95,7 @@ struct GenerateFlags {
   bool print_token_ids = false;
   int64_t draft_vocab = 0;
   std::string draft_head = "model";
+  CLI::Option* draft_option = nullptr;  // --draft, to tell "not given" from a given value
 };
 
 // Runs one generation, streaming its text to `out` (when not null); returns the result.
@@ -131,12 +134,14 @@ void run_generate(GenerateFlags& f) {
                 f.speculative, "'");
     NEXTN_CHECK(m.model->config().mtp_depth() > 0, "--speculative mtp: the model in '", m.dir,
                 "' has no MTP modules (num_nextn_predict_layers = 0)");
-    if (options.draft_tokens == 0) options.draft_tokens = 1;
+    if (f.draft_option->count() == 0) options.draft_tokens = 1;
+    NEXTN_CHECK(options.draft_tokens >= 1, "--draft ", options.draft_tokens,
+                ": drafts per step must be at least 1 (for plain decoding, leave out --speculative)");
     const DraftVocabulary vocabulary = draft_vocabulary_for(m.dir, f.draft_vocab, m.model->config().vocab_size, m.tok.hash());
     if (!vocabulary.token_ids.empty()) std::cerr << "draft vocabulary: " << vocabulary.description << "\n";
     options.draft_head.token_ids = vocabulary.token_ids;
   } else {
-    NEXTN_CHECK(options.draft_tokens == 0 && !f.compare && f.draft_vocab == 0 && f.draft_head == "model",
+    NEXTN_CHECK(f.draft_option->count() == 0 && !f.compare && f.draft_vocab == 0 && f.draft_head == "model",
                 "--draft, --draft-vocab, --draft-head and --compare need --speculative mtp");
   }
   options.stop_token_ids = f.stop_tokens;
@@ -182,7 +187,7 @@ void setup_generate(CLI::App& app) {
   cmd->add_option("--stop-token", f->stop_tokens, "stop after this token id (repeatable)");
   cmd->add_flag("--no-eos-stop", f->no_eos_stop, "do not stop at the end-of-document token");
   cmd->add_option("--speculative", f->speculative, "'mtp': the MTP modules draft, the main model verifies");
-  cmd->add_option("--draft", o.draft_tokens, "drafts per step (default 1 with --speculative)");
+  f->draft_option = cmd->add_option("--draft", o.draft_tokens, "drafts per step (default 1 with --speculative)");
   cmd->add_flag("--reuse-last-module", o.reuse_last_mtp_module, "allow --draft above the MTP depth D by running the "
                 "last module again for the deeper drafts");
   cmd->add_option("--draft-vocab", f->draft_vocab, "draft from the K most frequent tokens only (the model "
@@ -260,7 +265,7 @@ void setup_inspect(CLI::App& app) {
 void setup_export(CLI::App& app) {
   struct Flags {
     std::string model_dir, out_dir, dtype;
-    bool drop_mtp = false;
+    bool drop_mtp = false, no_verify = false, allow_differences = false;
     uint64_t max_shard_bytes = 5ull << 30;
   };
   auto f = std::make_shared<Flags>();
@@ -270,10 +275,19 @@ void setup_export(CLI::App& app) {
   cmd->add_flag("--drop-mtp", f->drop_mtp, "write the main model alone (DeepSeek-V3 4.3: the modules can be dropped)");
   cmd->add_option("--dtype", f->dtype, "float32, bfloat16 or float16 (default: the model's torch_dtype)");
   cmd->add_option("--max-shard-bytes", f->max_shard_bytes, "shard the weights past this size");
+  add_no_verify_option(*cmd, f->no_verify);
+  cmd->add_flag("--allow-reference-differences", f->allow_differences,
+                "export a model that Hugging Face's or DeepSeek's code would compute differently (nextn model info "
+                "lists how)");
   cmd->callback([f] {
     const std::string dir = resolve_model_dir(f->model_dir);
     NEXTN_CHECK(fs::weakly_canonical(dir) != fs::weakly_canonical(f->out_dir), "--out must differ from the model directory");
-    DeepSeekV3 model = load_model(dir);
+    DeepSeekV3 model = load_model(dir, torch::kCPU, !f->no_verify);
+    std::string differences;
+    for (const auto& difference : reference_code_differences(model->config())) differences += "; " + difference;
+    NEXTN_CHECK(differences.empty() || f->allow_differences, "'", dir,
+                "' is a model that other code reading the Hugging Face layout would compute differently", differences,
+                " (--allow-reference-differences exports it anyway)");
     SaveModelOptions options;
     options.drop_mtp = f->drop_mtp;
     options.max_shard_bytes = f->max_shard_bytes;

@@ -25,11 +25,13 @@ void print_model_info(const std::string& config_path) {
             << config.num_attention_heads << ", vocab " << config.vocab_size << "\n"
             << "MoE: " << config.n_routed_experts << " routed + " << config.n_shared_experts
             << " shared experts, top-" << config.num_experts_per_tok << " of " << config.n_group
-            << " groups (keep " << config.topk_group << ")\n"
+            << " groups (keep " << config.topk_group << ", scored by their " << config.group_score_topk
+            << " best)\n"
             << "MTP: depth " << config.mtp_depth() << ", " << to_string(config.mtp_kind) << "\n"
             << "parameters: total " << millions(count.total) << ", main model "
             << millions(count.main_model) << ", activated per token " << millions(count.activated)
             << ", MTP modules " << millions(count.mtp) << "\n";
+  for (const auto& difference : reference_code_differences(config)) std::cout << "note: " << difference << "\n";
 }
 
 void setup_model(CLI::App& app) {

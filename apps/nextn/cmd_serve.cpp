@@ -28,6 +28,8 @@ struct ServeFlags {
   server::HttpOptions http;
   server::EngineOptions engine;
   int64_t draft_vocab = 0;
+  CLI::Option* draft_option = nullptr;
+  bool no_verify = false;  // --draft, to tell "not given" from a given value
   int threads = 0;
   double grace_seconds = 30;
 };
@@ -40,9 +42,11 @@ void run_serve(ServeFlags& f) {
   if (!f.speculative.empty()) {
     NEXTN_CHECK(f.speculative == "mtp", "--speculative must be 'mtp' (the model's MTP modules draft), got '",
                 f.speculative, "'");
-    if (f.engine.draft_tokens == 0) f.engine.draft_tokens = 1;
+    if (f.draft_option->count() == 0) f.engine.draft_tokens = 1;
+    NEXTN_CHECK(f.engine.draft_tokens >= 1, "--draft ", f.engine.draft_tokens,
+                ": drafts per step must be at least 1 (to serve without drafting, leave out --speculative)");
   } else {
-    NEXTN_CHECK(f.engine.draft_tokens == 0, "--draft needs --speculative mtp");
+    NEXTN_CHECK(f.draft_option->count() == 0, "--draft needs --speculative mtp");
   }
   const std::string dir = resolve_model_dir(f.model_dir);
   const std::string tokenizer_path = (fs::path(dir) / "tokenizer.json").string();
@@ -67,7 +71,7 @@ void run_serve(ServeFlags& f) {
     }
   } stop_listener{http, listener};
   tokenizer::Tokenizer tok = tokenizer::Tokenizer::load(tokenizer_path);
-  DeepSeekV3 model = load_model(dir, resolve_device(f.device));
+  DeepSeekV3 model = load_model(dir, resolve_device(f.device), !f.no_verify);
   NEXTN_CHECK(tok.vocab_size() <= model->config().vocab_size, "tokenizer '", tokenizer_path, "' has ",
               tok.vocab_size(), " tokens, more than the model's vocab_size ", model->config().vocab_size);
   if (f.engine.draft_tokens > 0) {
@@ -111,12 +115,12 @@ void setup_serve(CLI::App& app) {
   auto f = std::make_shared<ServeFlags>();
   auto* cmd = app.add_subcommand("serve", "OpenAI-compatible HTTP server with continuous batching and MTP drafting");
   cmd->add_option("--model", f->model_dir, "model directory, or a run directory (its newest checkpoint)")->required();
+  add_no_verify_option(*cmd, f->no_verify);
   cmd->add_option("--host", f->http.host, "address to listen on");
   cmd->add_option("--port", f->http.port, "port (0: any free one, printed at start)")->check(CLI::Range(0, 65535));
   cmd->add_option("--served-model-name", f->name, "the model name clients send (default: the directory's name)");
   cmd->add_option("--speculative", f->speculative, "mtp: draft with the model's MTP modules");
-  cmd->add_option("--draft", f->engine.draft_tokens, "drafts per step with --speculative mtp (default 1)")
-      ->check(CLI::NonNegativeNumber);
+  f->draft_option = cmd->add_option("--draft", f->engine.draft_tokens, "drafts per step with --speculative mtp (default 1)");
   cmd->add_option("--draft-vocab", f->draft_vocab, "drafts only among the K most frequent tokens (draft_vocab.json)");
   cmd->add_option("--draft-head", f->draft_head, "the drafter's head: model or bf16");
   cmd->add_option("--max-batch", f->engine.max_batch, "requests decoding at once")->check(CLI::PositiveNumber);

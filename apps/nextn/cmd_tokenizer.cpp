@@ -11,13 +11,12 @@
 #include "nextn/io/atomic_file.h"
 #include "nextn/tokenizer/tokenizer.h"
 #include "nextn/util/error.h"
+#include "nextn/util/runtime_info.h"
 
 namespace nextn::cli {
 namespace {
 
-int resolve_threads(int threads) {
-  return threads > 0 ? threads : int(std::max(1u, std::thread::hardware_concurrency()));
-}
+int resolve_threads(int threads) { return resolve_thread_count(threads); }
 
 struct TokenizerTrainFlags {
   CorpusFlags corpus;

@@ -13,10 +13,13 @@
 #include "nextn/distributed/cluster.h"
 #include "nextn/distributed/local_launcher.h"
 #include "nextn/io/atomic_file.h"
+#include "nextn/io/json_strict.h"
 #include "nextn/training/evaluator.h"
+#include "nextn/training/model_dataset.h"
 #include "nextn/training/run_checkpoint.h"
 #include "nextn/training/trainer.h"
 #include "nextn/util/error.h"
+#include "nextn/util/runtime_info.h"
 
 namespace fs = std::filesystem;
 
@@ -93,6 +96,23 @@ std::function<nlohmann::json(const nlohmann::json&)> sub(const std::string& k, c
   return [k, s](const nlohmann::json& j) { return j.at(k).at(s); };
 }
 
+// BLAS threads for this process: --threads; else a resumed run's own (its results depend on the
+// count); else all cores, shared by the ranks of a machine (torchrun likewise sets
+// OMP_NUM_THREADS=1). `recorded` is the run's count from run.json, 0 for a new run.
+int choose_threads(const TrainFlags& f, const dist::LaunchEnv& env, int recorded) {
+  const int cores = hardware_thread_count();
+  int threads = f.threads;
+  if (threads == 0 && recorded > 0) threads = recorded;
+  if (threads == 0 && env.distributed()) threads = std::max(1, cores / env.local_world_size);
+  threads = resolve_thread_count(threads);
+  apply_threads(threads);
+  if (recorded > 0 && threads != recorded && env.rank == 0) {
+    std::cout << "note: the run was trained with " << recorded << " BLAS threads and continues with " << threads
+              << ": its results will differ in the last bits from a run that never stopped\n";
+  }
+  return threads;
+}
+
 void setup_train(CLI::App& app) {
   auto f = std::make_shared<TrainFlags>();
   TrainOptions& o = f->options;
@@ -166,9 +186,6 @@ void setup_train(CLI::App& app) {
       NEXTN_CHECK(env.local_world_size == f->launch.nproc_per_node, "--nproc-per-node ", f->launch.nproc_per_node,
                   " but the launcher (", env.launcher, ") started ", env.local_world_size, " ranks on this machine");
     }
-    // Ranks sharing a machine share its cores (torchrun likewise sets OMP_NUM_THREADS=1).
-    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    apply_threads(f->threads == 0 && env.distributed() ? std::max(1, cores / env.local_world_size) : f->threads);
     TrainOptions options = f->options;
     options.lr_shape = lr_shape_from_string(f->lr_shape);
     options.balance = balance_mode_from_string(f->balance);
@@ -183,12 +200,7 @@ void setup_train(CLI::App& app) {
     if (f->resume) {
       const std::string run_json = (fs::path(options.run_dir) / "run.json").string();
       NEXTN_CHECK(io::file_exists(run_json), "--resume: '", run_json, "' does not exist");
-      nlohmann::json saved;
-      try {
-        saved = nlohmann::json::parse(io::read_file(run_json));
-      } catch (const nlohmann::json::parse_error& e) {
-        fail("'", run_json, "' is not valid JSON: ", e.what());
-      }
+      const nlohmann::json saved = io::parse_json_rejecting_duplicate_keys(io::read_file(run_json), "'" + run_json + "'");
       nlohmann::json given = train_options_to_json(options);
       for (const auto& [option, from_json] : f->checked) {
         if (option->count() == 0) continue;
@@ -206,6 +218,7 @@ void setup_train(CLI::App& app) {
       resumed.fault_signal = options.fault_signal;
       options = resumed;
     }
+    options.threads = choose_threads(*f, env, options.threads);
     // Each rank of a machine takes its own GPU.
     if (env.distributed() && options.device == "cuda") options.device = "cuda:" + std::to_string(env.local_rank);
     dist::ClusterOptions cluster_options;
@@ -227,6 +240,7 @@ void setup_eval(CLI::App& app) {
     bool no_mtp = false;
     int threads = 0;
     std::string device = "cpu";
+    bool no_verify = false;
   };
   auto f = std::make_shared<EvalFlags>();
   auto* cmd = app.add_subcommand("eval", "Validation losses, per-depth accuracy and expert load of a model");
@@ -238,12 +252,14 @@ void setup_eval(CLI::App& app) {
   cmd->add_flag("--no-mtp", f->no_mtp, "evaluate the main model only");
   add_threads_option(*cmd, f->threads);
   cmd->add_option("--device", f->device, "cpu or cuda[:N]");
+  add_no_verify_option(*cmd, f->no_verify);
   cmd->callback([f] {
     apply_threads(f->threads);
     const torch::Device device = resolve_device(f->device);
     const std::string dir = resolve_model_dir(f->model_dir);
-    DeepSeekV3 model = load_model(dir, device);
-    auto dataset = data::TokenDataset::open(f->data_dir);
+    const ModelConfig config = load_model_config((fs::path(dir) / "config.json").string());
+    auto dataset = open_dataset_for_model(f->data_dir, dir, config.vocab_size);
+    DeepSeekV3 model = load_model(dir, device, !f->no_verify);
     EvalOptions options = f->options;
     options.mtp = !f->no_mtp;
     EvalMetrics m = evaluate(*model, dataset, options);

@@ -31,6 +31,8 @@ CLI::App& command_group(CLI::App& app, const std::string& name, const std::strin
 // Options every command that computes shares.
 void add_threads_option(CLI::App& command, int& threads);
 void apply_threads(int threads);  // 0 = all cores
+// --no-verify: load a model without checking its files against checksums.json.
+void add_no_verify_option(CLI::App& command, bool& no_verify);
 
 }  // namespace nextn::cli
 

@@ -34,6 +34,11 @@ void add_threads_option(CLI::App& command, int& threads) {
 
 void apply_threads(int threads) { set_cpu_threads(threads, 1); }
 
+void add_no_verify_option(CLI::App& command, bool& no_verify) {
+  command.add_flag("--no-verify", no_verify,
+                   "load the model without checking its files against checksums.json (SHA-256, ~1 s per GB)");
+}
+
 }  // namespace nextn::cli
 
 namespace {
@@ -48,6 +53,19 @@ std::string rank_prefix() {
   }
 }
 
+// Seeds are unsigned 64-bit integers, and CLI11 turns "-1" into 2^64 - 1 without a word: a
+// user who typed a negative seed meant something else, so every command's --seed refuses it.
+void refuse_negative_seeds(CLI::App& command) {
+  if (CLI::Option* seed = command.get_option_no_throw("--seed")) {
+    seed->check(CLI::Validator(
+        [](std::string& text) {
+          return text.find('-') != std::string::npos ? "a seed is a non-negative integer, got " + text : std::string();
+        },
+        "SEED"));
+  }
+  for (CLI::App* sub : command.get_subcommands([](CLI::App*) { return true; })) refuse_negative_seeds(*sub);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -58,6 +76,7 @@ int main(int argc, char** argv) {
   std::stable_sort(commands.begin(), commands.end(),
                    [](const auto& a, const auto& b) { return a.order < b.order; });
   for (const auto& command : commands) command.setup(app);
+  refuse_negative_seeds(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

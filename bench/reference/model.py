@@ -46,6 +46,7 @@ class Config:
         self.num_experts_per_tok = d.get("num_experts_per_tok") or 0
         self.n_group = d.get("n_group") or 1
         self.topk_group = d.get("topk_group") or 1
+        self.group_score_topk = d.get("group_score_topk") or 2  # as DeepSeek's and HF's code
         self.routed_scaling_factor = d.get("routed_scaling_factor", 1.0)
         self.norm_topk_prob = d.get("norm_topk_prob", True)
         self.rms_norm_eps = d.get("rms_norm_eps", 1e-6)
@@ -210,10 +211,10 @@ class Gate(nn.Module):
             choice = scores + self.e_score_correction_bias
             N, E = choice.shape
             if cfg.n_group > 1 and cfg.topk_group < cfg.n_group:
-                # Group score: the sum of its best K/topk_group biased affinities. Experts outside
+                # Group score: the sum of its best group_score_topk biased affinities. Experts outside
                 # the best topk_group groups can't be chosen (-inf: a 0 would beat negative scores).
                 grouped = choice.view(N, cfg.n_group, E // cfg.n_group)
-                group_score = grouped.topk(cfg.num_experts_per_tok // cfg.topk_group, dim=-1).values.sum(-1)
+                group_score = grouped.topk(cfg.group_score_topk, dim=-1).values.sum(-1)
                 best_groups = group_score.topk(cfg.topk_group, dim=-1).indices
                 allowed = torch.zeros(N, cfg.n_group, dtype=torch.bool).scatter_(1, best_groups, True)
                 allowed = allowed.unsqueeze(-1).expand(N, cfg.n_group, E // cfg.n_group).reshape(N, E)
@@ -256,9 +257,10 @@ class MoE(nn.Module):
 
     def balance_term(self):
         """Eq. 17-20 without alpha, for the last forward: sum_i f_i P_i, averaged over sequences.
-        f counts the experts actually selected (bias and group limit included), as nextn does."""
+        f counts the top-K of the unbiased affinities (Eq. 18's Topk({s_jt}, K_r)), as nextn does."""
         ids, scores, B, T = self.last_routing
         E, K = scores.shape[1], ids.shape[1]
+        ids = scores.detach().topk(K, dim=-1).indices
         p = (scores / scores.sum(-1, keepdim=True)).view(B, T, E).mean(1)
         with torch.no_grad():
             f = torch.zeros(B, E, dtype=scores.dtype)

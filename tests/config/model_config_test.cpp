@@ -65,6 +65,26 @@ TEST(ModelConfig, WrongTypesAreNamed) {
   expect_config_error(j, {"rope_scaling.type"});
 }
 
+// The group score sums each group's 2 largest scores unless the config says otherwise, as
+// DeepSeek's and Hugging Face's code do; any other count is named as a difference from them.
+TEST(ModelConfig, GroupScoresFollowTheReferenceCodeUnlessTold) {
+  nlohmann::json j = preset_json("tiny");
+  j.erase("group_score_topk");
+  ModelConfig c = model_config_from_json(j);
+  EXPECT_EQ(c.group_score_topk, 2);
+  EXPECT_TRUE(reference_code_differences(c).empty());
+  EXPECT_EQ(model_config_to_json(c)["group_score_topk"], 2);  // written explicitly from now on
+
+  j["num_experts_per_tok"] = 3;  // K / topk_group is no integer: fine for the reference rule
+  EXPECT_NO_THROW(model_config_from_json(j));
+  j["group_score_topk"] = 1;
+  c = model_config_from_json(j);
+  ASSERT_EQ(reference_code_differences(c).size(), 1u);
+  EXPECT_NE(reference_code_differences(c)[0].find("group_score_topk is 1"), std::string::npos);
+  c.topk_group = c.n_group;  // no group is ever dropped: the score does not matter
+  EXPECT_TRUE(reference_code_differences(c).empty());
+}
+
 TEST(ModelConfig, InconsistentRoutingIsNamed) {
   nlohmann::json j = preset_json("tiny");
   j["topk_group"] = 5;  // n_group is 4
@@ -73,8 +93,11 @@ TEST(ModelConfig, InconsistentRoutingIsNamed) {
   j["n_group"] = 3;  // 8 experts into 3 groups
   expect_config_error(j, {"n_routed_experts", "n_group"});
   j = preset_json("tiny");
-  j["num_experts_per_tok"] = 3;  // not divisible by topk_group = 2
+  j["topk_group"] = 1;  // one group of 2 experts cannot hold K = 4
   expect_config_error(j, {"num_experts_per_tok", "topk_group"});
+  j = preset_json("tiny");
+  j["group_score_topk"] = 3;  // groups of 2
+  expect_config_error(j, {"group_score_topk", "experts per group (2)"});
   j = preset_json("tiny");
   j["num_experts_per_tok"] = 9;
   expect_config_error(j, {"num_experts_per_tok", "n_routed_experts"});

@@ -8,8 +8,11 @@
 #include "data/data_fixtures.h"
 #include "nextn/data/dataset_builder.h"
 #include "nextn/data/token_counts.h"
+#include "nextn/data/shard_reader.h"
 #include "nextn/data/token_dataset.h"
+#include "nextn/io/atomic_file.h"
 #include "nextn/util/error.h"
+#include "nextn/util/sha256.h"
 
 namespace nextn::data {
 namespace {
@@ -185,6 +188,10 @@ TEST_F(DatasetTest, DamagedManifestIsNamed) {
   write_text(dir + "/manifest.json", tampered.dump());
   expect_error([&] { TokenDataset::open(dir); }, "its shards hold");
   tampered = manifest;
+  tampered["splits"]["validation"] = 7;  // found by fuzz/dataset_manifest_fuzzer: a JSON library error escaped
+  write_text(dir + "/manifest.json", tampered.dump());
+  expect_error([&] { TokenDataset::open(dir); }, "splits.validation: expected an object, found number");
+  tampered = manifest;
   tampered["token_dtype"] = "uint8";
   write_text(dir + "/manifest.json", tampered.dump());
   expect_error([&] { TokenDataset::open(dir); }, "uint8");
@@ -238,6 +245,27 @@ TEST(Dataset, LargeVocabularyUsesUint32) {
   }
   EXPECT_EQ(shard_stream(dataset, Split::kTrain), expected);
   EXPECT_EQ(fs::file_size(output / "d/train-00000.bin"), 16 + 4 * uint64_t(dataset.shards(Split::kTrain)[0].size()));
+}
+
+// Found by fuzz/token_shard_fuzzer: a uint32 token of 2^31 or more read as a negative int32 and
+// passed the range check, to index the embedding with a negative id later.
+TEST(Dataset, AUint32TokenPastTheInt32RangeIsRefused) {
+  testing::TempDir dir;
+  char header[kShardHeaderBytes];
+  write_shard_header(header, TokenDType::kUint32);
+  const uint32_t tokens[2] = {5, 0xFFFFFFFFu};
+  std::string file(header, kShardHeaderBytes);
+  file.append(reinterpret_cast<const char*>(tokens), sizeof tokens);
+  io::write_file_atomic(dir / "train-00000.bin", file);
+  ShardInfo info{"train-00000.bin", 2, 1, sha256_hex(file)};
+  try {
+    TokenShard shard(dir / "train-00000.bin", info, TokenDType::kUint32, 70000, /*verify_contents=*/true);
+    FAIL() << "accepted token id 4294967295 in a vocabulary of 70000";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("holds token id 4294967295 at 1, outside the vocabulary of 70000"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(Split, EveryFifthDocumentAtFractionOneFifth) {

@@ -2,12 +2,15 @@
 // helpers went to sleep too; concurrent callers, nested calls, a failing part and a forked child
 // are handled.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
+#include <fstream>
 #include <mutex>
 #include <set>
 #include <stdexcept>
@@ -136,6 +139,29 @@ TEST(WorkerPool, AForkedChildRunsItsPartsWithoutTheParentsHelpers) {
   int status = 0;
   ASSERT_EQ(waitpid(child, &status, 0), child);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+}
+
+// `generate --threads 100000` used to abort: a helper whose thread the system refused was kept,
+// and the pool's destructor joined it. Now the pool runs with the helpers it could start, says so,
+// and the process exits cleanly. The child is a fresh process (threadsafe death test) whose address
+// space is capped just above its size, so that no thread stack (8 MiB) fits.
+TEST(WorkerPool, AThreadTheSystemRefusesLeavesEveryPartRunAndTheExitClean) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  auto capped_run = [] {
+    std::ifstream statm("/proc/self/statm");
+    unsigned long pages = 0;
+    statm >> pages;
+    const rlim_t size = pages * static_cast<rlim_t>(sysconf(_SC_PAGESIZE));
+    rlimit limit{size + (2 << 20), size + (2 << 20)};
+    if (setrlimit(RLIMIT_AS, &limit) != 0) std::exit(3);
+    std::vector<int> counts;
+    for (int round = 0; round < 3; ++round) {
+      counts = run_counts(6);
+      if (counts != std::vector<int>(6, 1)) std::exit(4);
+    }
+    std::exit(0);  // the pool's destructor runs at exit: it must not join a thread never started
+  };
+  EXPECT_EXIT(capped_run(), ::testing::ExitedWithCode(0), "cannot start a kernel helper thread");
 }
 
 }  // namespace

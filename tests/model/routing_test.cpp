@@ -25,7 +25,7 @@ using testing::tiny_config;
 // The routing rule written out per token with std:: containers, independent of route_tokens.
 std::set<int64_t> reference_selection(const std::vector<double>& biased, const ModelConfig& c) {
   const int64_t per_group = c.n_routed_experts / c.n_group;
-  const int64_t per_group_k = c.num_experts_per_tok / c.topk_group;
+  const int64_t per_group_k = c.group_score_topk;
   std::vector<std::pair<double, int64_t>> group_scores;
   for (int64_t g = 0; g < c.n_group; ++g) {
     std::vector<double> members(biased.begin() + g * per_group, biased.begin() + (g + 1) * per_group);
@@ -71,23 +71,25 @@ void expect_routing_matches_reference(const torch::Tensor& scores, const torch::
   }
 }
 
-ModelConfig routing_config(int64_t experts, int64_t groups, int64_t topk_group, int64_t k) {
+ModelConfig routing_config(int64_t experts, int64_t groups, int64_t topk_group, int64_t k, int64_t group_score_topk = 2) {
   ModelConfig c = tiny_config();
   c.n_routed_experts = experts;
   c.n_group = groups;
   c.topk_group = topk_group;
   c.num_experts_per_tok = k;
+  c.group_score_topk = group_score_topk;
   c.validate();
   return c;
 }
 
 TEST(Routing, MatchesPerTokenReferenceForSeveralGroupLayouts) {
   torch::manual_seed(1);
-  for (auto [experts, groups, topk_group, k] : std::vector<std::array<int64_t, 4>>{
-           {8, 4, 2, 4}, {16, 4, 1, 2}, {16, 8, 4, 8}, {12, 1, 1, 3}, {32, 8, 4, 8},
-           // a group scored by its best 3 and by its best 1 (the repeated-max loop of mask_to_top_groups)
-           {24, 4, 1, 3}, {16, 4, 2, 2}}) {
-    ModelConfig c = routing_config(experts, groups, topk_group, k);
+  // {experts, groups, topk_group, K, group_score_topk}: groups scored by their best 1 to 4
+  // (the repeated-max loop of mask_to_top_groups), K not a multiple of topk_group included.
+  for (auto [experts, groups, topk_group, k, score_topk] : std::vector<std::array<int64_t, 5>>{
+           {8, 4, 2, 4, 2}, {16, 4, 1, 2, 2}, {16, 8, 4, 8, 1}, {12, 1, 1, 3, 2}, {32, 8, 4, 8, 3},
+           {24, 4, 1, 3, 3}, {16, 4, 2, 2, 1}, {16, 4, 2, 3, 4}, {8, 2, 1, 2, 4}}) {
+    ModelConfig c = routing_config(experts, groups, topk_group, k, score_topk);
     auto scores = torch::rand({64, experts}, torch::kDouble);
     auto bias = torch::randn({experts}, torch::kDouble) * 0.1;
     expect_routing_matches_reference(scores, bias, c);
@@ -97,10 +99,11 @@ TEST(Routing, MatchesPerTokenReferenceForSeveralGroupLayouts) {
 // Decoding's few tokens route by per-token loops (route_few_tokens): the same rule.
 TEST(Routing, FewTokenRoutingEqualsRouteTokens) {
   torch::manual_seed(42);
-  for (auto [experts, groups, topk_group, k] : std::vector<std::array<int64_t, 4>>{
-           {8, 4, 2, 4}, {16, 4, 1, 2}, {16, 8, 4, 8}, {12, 1, 1, 3}, {24, 4, 1, 3}, {16, 4, 2, 2}, {8, 2, 1, 1}}) {
+  for (auto [experts, groups, topk_group, k, score_topk] : std::vector<std::array<int64_t, 5>>{
+           {8, 4, 2, 4, 2}, {16, 4, 1, 2, 2}, {16, 8, 4, 8, 1}, {12, 1, 1, 3, 2}, {24, 4, 1, 3, 3}, {16, 4, 2, 2, 1},
+           {16, 4, 2, 3, 4}, {8, 2, 1, 1, 4}}) {
     for (bool normalise : {true, false}) {
-      ModelConfig c = routing_config(experts, groups, topk_group, k);
+      ModelConfig c = routing_config(experts, groups, topk_group, k, score_topk);
       c.norm_topk_prob = normalise;
       for (int64_t tokens = 1; tokens <= 4; ++tokens) {
         auto scores = torch::rand({tokens, experts});
@@ -380,6 +383,44 @@ TEST(LoadBalance, SequenceWiseTermEqualsEquations17To20) {
   auto uniform_scores = torch::ones({4, 4}, torch::kDouble);
   auto uniform_ids = torch::tensor({0, 1, 2, 3, 0, 1, 2, 3}, torch::kLong).view({4, 2});
   EXPECT_NEAR(batch_balance_term(uniform_scores, uniform_ids).item<double>(), 1.0, 1e-12);
+}
+
+// Eq. 18: the sequence-wise term counts the top-K of the unbiased affinities, not the experts the
+// bias and the group limit selected. A bias that overturns the selection shows the difference.
+TEST(LoadBalance, TheMoeLayersSequenceTermCountsTheTopKOfUnbiasedAffinities) {
+  ModelConfig c = tiny_config();
+  torch::manual_seed(11);
+  Moe moe(c);
+  moe->to(torch::kDouble);
+  for (auto& p : moe->parameters()) torch::nn::init::normal_(p, 0.0, 0.3);
+  moe->gate->e_score_correction_bias.copy_(torch::tensor({2.0, 1.5, -2.0, -2.0, 1.0, 0.5, -2.0, -2.0}));
+  const int64_t batch = 2, length = 6;
+  auto x = torch::randn({batch, length, c.hidden_size}, torch::kDouble);
+  MoeStats stats;
+  moe(x, &stats);
+  auto scores = torch::sigmoid(torch::matmul(x.view({batch * length, -1}), moe->gate->weight.t()));
+  const int64_t experts = c.n_routed_experts, k = c.num_experts_per_tok;
+  double expected = 0;
+  for (int64_t b = 0; b < batch; ++b) {
+    std::vector<double> count(experts, 0), p(experts, 0);
+    for (int64_t t = 0; t < length; ++t) {
+      const int64_t row = b * length + t;
+      std::vector<std::pair<double, int64_t>> ranked;
+      double sum = 0;
+      for (int64_t i = 0; i < experts; ++i) {
+        ranked.push_back({scores[row][i].item<double>(), i});
+        sum += scores[row][i].item<double>();
+      }
+      std::sort(ranked.rbegin(), ranked.rend());
+      for (int64_t j = 0; j < k; ++j) count[ranked[j].second] += 1;
+      for (int64_t i = 0; i < experts; ++i) p[i] += scores[row][i].item<double>() / sum / length;
+    }
+    for (int64_t i = 0; i < experts; ++i) expected += experts / double(k * length) * count[i] * p[i] / batch;
+  }
+  EXPECT_NEAR(stats.sequence_balance.item<double>(), expected, 1e-12);
+  // The selected experts give another value: the test tells the two rules apart.
+  const double selected_rule = sequence_balance_term(scores, stats.expert_ids, batch, length).item<double>();
+  EXPECT_GT(std::fabs(selected_rule - expected), 1e-3);
 }
 
 TEST(LoadBalance, MaxViolation) {

@@ -1,5 +1,6 @@
 #include "nextn/checkpoint/hf_checkpoint.h"
 
+#include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <set>
@@ -7,6 +8,7 @@
 #include "nextn/checkpoint/hf_tensor_map.h"
 #include "nextn/config/model_config.h"
 #include "nextn/io/checkpoint_shards.h"
+#include "nextn/io/file_checksums.h"
 #include "nextn/io/safetensors.h"
 #include "nextn/util/error.h"
 
@@ -88,7 +90,16 @@ void load_weights(DeepSeekV3Impl& model, const std::string& dir) {
   }
 }
 
-DeepSeekV3 load_model(const std::string& dir, torch::Device device) {
+DeepSeekV3 load_model(const std::string& dir, torch::Device device, bool verify_checksums) {
+  if (verify_checksums) {
+    const io::ChecksumReport report = io::verify_checksums(dir);
+    NEXTN_CHECK(report.ok(), io::describe_problems(dir, report),
+                " (`nextn checkpoint verify` checks a run's checkpoints; --no-verify loads it anyway)");
+    if (report.seconds > 2.0) {
+      std::fprintf(stderr, "verified %.2f GB of '%s' in %.1f s (--no-verify skips this)\n", report.bytes / 1e9,
+                   dir.c_str(), report.seconds);
+    }
+  }
   ModelConfig config = load_model_config((std::filesystem::path(dir) / "config.json").string());
   DeepSeekV3 model(config);
   load_weights(*model, dir);

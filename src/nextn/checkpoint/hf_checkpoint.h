@@ -33,8 +33,10 @@ void save_model(DeepSeekV3Impl& model, const std::string& dir, const SaveModelOp
 // experts must not be sharded yet (load, then shard).
 void load_weights(DeepSeekV3Impl& model, const std::string& dir);
 
-// config.json + weights -> a model on `device`.
-DeepSeekV3 load_model(const std::string& dir, torch::Device device = torch::kCPU);
+// config.json + weights -> a model on `device`. When the directory has a checksums.json (every
+// training checkpoint does), its files are first checked against it (SHA-256: about a second
+// per GB here) unless verify_checksums is false; a mismatch is an error naming the files.
+DeepSeekV3 load_model(const std::string& dir, torch::Device device = torch::kCPU, bool verify_checksums = true);
 
 torch::ScalarType dtype_from_name(const std::string& name);  // float32 | bfloat16 | float16
 std::string dtype_name(torch::ScalarType dtype);

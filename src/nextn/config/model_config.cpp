@@ -4,6 +4,7 @@
 #include <set>
 
 #include "nextn/io/atomic_file.h"
+#include "nextn/io/json_strict.h"
 #include "nextn/util/error.h"
 
 namespace nextn {
@@ -18,7 +19,7 @@ const std::set<std::string>& known_keys() {
       "num_hidden_layers", "first_k_dense_replace", "moe_layer_freq", "num_attention_heads",
       "num_key_value_heads", "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim",
       "v_head_dim", "n_routed_experts", "n_shared_experts", "num_experts_per_tok", "n_group",
-      "topk_group", "routed_scaling_factor", "scoring_func", "topk_method", "norm_topk_prob",
+      "topk_group", "group_score_topk", "routed_scaling_factor", "scoring_func", "topk_method", "norm_topk_prob",
       "rms_norm_eps", "rope_theta", "rope_scaling", "max_position_embeddings",
       "num_nextn_predict_layers", "mtp_kind", "tie_word_embeddings", "bos_token_id",
       "eos_token_id", "initializer_range", "torch_dtype", "hidden_act", "attention_bias",
@@ -128,9 +129,33 @@ double ModelConfig::softmax_scale() const {
   return scale;
 }
 
+// Bounds far above any real model, so that sizes multiply without overflow and a typo such as
+// 10^12 layers is refused here rather than looped over or allocated.
+void check_at_most(int64_t value, int64_t limit, const char* key) {
+  NEXTN_CHECK(value <= limit, "config key '", key, "' is ", value, ", more than nextn supports (", limit, ")");
+}
+
 void ModelConfig::validate() const {
   check_positive(vocab_size, "vocab_size");
   NEXTN_CHECK(vocab_size >= 2, "config key 'vocab_size' must be at least 2, got ", vocab_size);
+  constexpr int64_t kMaxSize = int64_t{1} << 31;  // token ids and tensor rows are int32 in places
+  check_at_most(vocab_size, kMaxSize - 1, "vocab_size");
+  for (auto [value, key] : {std::pair<int64_t, const char*>{hidden_size, "hidden_size"},
+                            {intermediate_size, "intermediate_size"},
+                            {moe_intermediate_size, "moe_intermediate_size"},
+                            {num_attention_heads, "num_attention_heads"},
+                            {kv_lora_rank, "kv_lora_rank"},
+                            {q_lora_rank.value_or(0), "q_lora_rank"},
+                            {qk_nope_head_dim, "qk_nope_head_dim"},
+                            {qk_rope_head_dim, "qk_rope_head_dim"},
+                            {v_head_dim, "v_head_dim"},
+                            {n_routed_experts, "n_routed_experts"},
+                            {n_shared_experts, "n_shared_experts"},
+                            {max_position_embeddings, "max_position_embeddings"}}) {
+    check_at_most(value, kMaxSize, key);
+  }
+  check_at_most(num_hidden_layers, 1 << 16, "num_hidden_layers");
+  check_at_most(num_nextn_predict_layers, 1 << 10, "num_nextn_predict_layers");
   check_positive(hidden_size, "hidden_size");
   check_positive(num_hidden_layers, "num_hidden_layers");
   check_positive(num_attention_heads, "num_attention_heads");
@@ -171,13 +196,14 @@ void ModelConfig::validate() const {
                 n_routed_experts, ") is not divisible into 'n_group' (", n_group, ") equal groups");
     NEXTN_CHECK(topk_group <= n_group, "config key 'topk_group' (", topk_group,
                 ") exceeds 'n_group' (", n_group, ")");
-    NEXTN_CHECK(num_experts_per_tok % topk_group == 0, "config key 'num_experts_per_tok' (",
-                num_experts_per_tok, ") is not divisible by 'topk_group' (", topk_group,
-                "): each kept group contributes K/topk_group scores to its group score");
-    int64_t per_group = n_routed_experts / n_group;
-    NEXTN_CHECK(num_experts_per_tok / topk_group <= per_group, "config keys 'num_experts_per_tok'/"
-                "'topk_group' (", num_experts_per_tok / topk_group,
-                ") exceed the experts per group (", per_group, ")");
+    const int64_t per_group = n_routed_experts / n_group;
+    NEXTN_CHECK(topk_group * per_group >= num_experts_per_tok, "config key 'num_experts_per_tok' (",
+                num_experts_per_tok, ") exceeds the experts of the 'topk_group' (", topk_group,
+                ") groups a token may use (", per_group, " each)");
+    check_positive(group_score_topk, "group_score_topk");
+    NEXTN_CHECK(group_score_topk <= per_group, "config key 'group_score_topk' (", group_score_topk,
+                ") exceeds the experts per group (", per_group, ")",
+                per_group == 1 ? "; set it to 1 (Hugging Face's and DeepSeek's code need 2 experts per group)" : "");
     NEXTN_CHECK(scoring_func == "sigmoid", "config key 'scoring_func' must be \"sigmoid\" "
                 "(DeepSeek-V3), got \"", scoring_func, "\"");
     NEXTN_CHECK(topk_method == "noaux_tc", "config key 'topk_method' must be \"noaux_tc\" "
@@ -245,6 +271,7 @@ ModelConfig model_config_from_json(const json& j) {
   c.num_experts_per_tok = optional_int(j, "num_experts_per_tok", 0);
   c.n_group = optional_int(j, "n_group", 1);
   c.topk_group = optional_int(j, "topk_group", 1);
+  c.group_score_topk = optional_int(j, "group_score_topk", 2);  // what HF and DeepSeek's code sum
   c.routed_scaling_factor = optional_double(j, "routed_scaling_factor", 1.0);
   c.scoring_func = optional_string(j, "scoring_func", "sigmoid");
   c.topk_method = optional_string(j, "topk_method", "noaux_tc");
@@ -268,13 +295,7 @@ ModelConfig model_config_from_json(const json& j) {
 }
 
 ModelConfig load_model_config(const std::string& path) {
-  json j;
-  std::string text = io::read_file(path);
-  try {
-    j = json::parse(text);
-  } catch (const json::parse_error& e) {
-    fail("'", path, "' is not valid JSON: ", e.what());
-  }
+  const json j = io::parse_json_rejecting_duplicate_keys(io::read_file(path), "'" + path + "'");
   try {
     return model_config_from_json(j);
   } catch (const Error& e) {
@@ -305,6 +326,7 @@ nlohmann::ordered_json model_config_to_json(const ModelConfig& c) {
   j["num_experts_per_tok"] = c.num_experts_per_tok;
   j["n_group"] = c.n_group;
   j["topk_group"] = c.topk_group;
+  j["group_score_topk"] = c.group_score_topk;
   j["routed_scaling_factor"] = c.routed_scaling_factor;
   j["scoring_func"] = c.scoring_func;
   j["topk_method"] = c.topk_method;
@@ -343,42 +365,59 @@ void save_model_config(const ModelConfig& config, const std::string& path) {
   io::write_file_atomic(path, model_config_to_json(config).dump(2) + "\n");
 }
 
+std::vector<std::string> reference_code_differences(const ModelConfig& c) {
+  std::vector<std::string> differences;
+  const bool group_limited = c.n_routed_experts > 0 && c.n_group > 1 && c.topk_group < c.n_group;
+  if (group_limited && c.group_score_topk != 2) {
+    differences.push_back(cat("group_score_topk is ", c.group_score_topk,
+                              ": Hugging Face's and DeepSeek's code score each expert group by its 2 largest "
+                              "affinities, so the model would route its tokens differently there"));
+  }
+  return differences;
+}
+
 ParameterCount count_parameters(const ModelConfig& c) {
-  const int64_t h = c.hidden_size;
-  const int64_t heads = c.num_attention_heads;
-  int64_t attention = c.q_lora_rank
-                          ? h * *c.q_lora_rank + *c.q_lora_rank + *c.q_lora_rank * heads * c.qk_head_dim()
-                          : h * heads * c.qk_head_dim();
+  // In double: every term is an integer below 2^53 when the total is, so the count is exact,
+  // and a config of absurd sizes cannot overflow an int64 on the way.
+  const double h = static_cast<double>(c.hidden_size);
+  const double heads = static_cast<double>(c.num_attention_heads);
+  const double q_rank = static_cast<double>(c.q_lora_rank.value_or(0));
+  double attention = c.q_lora_rank ? h * q_rank + q_rank + q_rank * heads * c.qk_head_dim() : h * heads * c.qk_head_dim();
   attention += h * (c.kv_lora_rank + c.qk_rope_head_dim) + c.kv_lora_rank +
                c.kv_lora_rank * heads * (c.qk_nope_head_dim + c.v_head_dim) +
                heads * c.v_head_dim * h;
-  const int64_t norms = 2 * h;
-  const int64_t dense_mlp = 3 * h * c.intermediate_size;
-  const int64_t expert = 3 * h * c.moe_intermediate_size;
-  const int64_t moe_shared = c.n_routed_experts * h + c.n_shared_experts * expert;
+  const double norms = 2 * h;
+  const double dense_mlp = 3 * h * static_cast<double>(c.intermediate_size);
+  const double expert = 3 * h * static_cast<double>(c.moe_intermediate_size);
+  const double moe_shared = static_cast<double>(c.n_routed_experts) * h + static_cast<double>(c.n_shared_experts) * expert;
 
   auto layer_params = [&](int64_t layer, bool activated_only) {
-    int64_t mlp = c.is_moe_layer(layer)
-                      ? moe_shared + (activated_only ? c.num_experts_per_tok : c.n_routed_experts) * expert
-                      : dense_mlp;
+    const double experts = static_cast<double>(activated_only ? c.num_experts_per_tok : c.n_routed_experts);
+    const double mlp = c.is_moe_layer(layer) ? moe_shared + experts * expert : dense_mlp;
     return attention + norms + mlp;
   };
 
-  ParameterCount count;
-  const int64_t embedding = c.vocab_size * h;
-  const int64_t head = c.tie_word_embeddings ? 0 : c.vocab_size * h;
-  count.main_model = embedding + head + h;  // + final norm
-  count.activated = count.main_model;
+  const double embedding = static_cast<double>(c.vocab_size) * h;
+  const double head = c.tie_word_embeddings ? 0 : embedding;
+  double main_model = embedding + head + h;  // + final norm
+  double activated = main_model;
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    count.main_model += layer_params(l, false);
-    count.activated += layer_params(l, true);
+    main_model += layer_params(l, false);
+    activated += layer_params(l, true);
   }
+  double mtp = 0;
   for (int64_t k = 1; k <= c.num_nextn_predict_layers; ++k) {
-    int64_t layer = c.num_hidden_layers + k - 1;
-    int64_t module = layer_params(layer, false) + h;  // + shared_head.norm
+    const int64_t layer = c.num_hidden_layers + k - 1;
+    double module = layer_params(layer, false) + h;  // + shared_head.norm
     if (c.mtp_kind == MtpKind::kSequential) module += 2 * h + 2 * h * h;  // enorm, hnorm, eh_proj
-    count.mtp += module;
+    mtp += module;
   }
+  NEXTN_CHECK(main_model + mtp < 0x1p53, "the config describes ", main_model + mtp,
+              " parameters, more than nextn can count exactly (2^53)");
+  ParameterCount count;
+  count.main_model = static_cast<int64_t>(main_model);
+  count.activated = static_cast<int64_t>(activated);
+  count.mtp = static_cast<int64_t>(mtp);
   count.total = count.main_model + count.mtp;
   return count;
 }

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace nextn {
 
@@ -53,6 +54,11 @@ struct ModelConfig {
   int64_t num_experts_per_tok = 0;  // K
   int64_t n_group = 1;
   int64_t topk_group = 1;
+  // Group-limited routing scores each group by the sum of its group_score_topk largest biased
+  // affinities. DeepSeek's inference code and Hugging Face's modeling code sum 2 (the default when
+  // the key is absent); the report's words ("the sum of the highest K_r/M affinity scores") give
+  // num_experts_per_tok / topk_group, which only equals 2 for DeepSeek-V3's 8 / 4. nextn's key.
+  int64_t group_score_topk = 2;
   double routed_scaling_factor = 1.0;
   std::string scoring_func = "sigmoid";
   std::string topk_method = "noaux_tc";
@@ -96,6 +102,11 @@ ModelConfig model_config_from_json(const nlohmann::json& json);
 ModelConfig load_model_config(const std::string& path);
 nlohmann::ordered_json model_config_to_json(const ModelConfig& config);
 void save_model_config(const ModelConfig& config, const std::string& path);
+
+// How the config would compute differently in Hugging Face's modeling code and DeepSeek's
+// inference code, one sentence each (empty: the same). `nextn export` refuses such a model unless
+// told to, and `nextn model info` lists them.
+std::vector<std::string> reference_code_differences(const ModelConfig& config);
 
 // Parameter counts, for `nextn model info` and for checking the presets' sizes.
 struct ParameterCount {

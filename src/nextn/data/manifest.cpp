@@ -41,6 +41,7 @@ struct ManifestReader {
     return *it;
   }
   void allow_only(const json& object, const std::string& where, std::initializer_list<const char*> keys) const {
+    if (!object.is_object()) error(where, cat("expected an object, found ", object.type_name()));
     for (auto it = object.begin(); it != object.end(); ++it) {
       bool known = std::any_of(keys.begin(), keys.end(), [&](const char* key) { return it.key() == key; });
       if (!known) error(where, cat("unknown field '", it.key(), "'"));

@@ -75,7 +75,9 @@ TokenShard::TokenShard(const std::string& path, const ShardInfo& info, TokenDTyp
     NEXTN_CHECK(digest == info.sha256, "shard '", path, "' is corrupted: its SHA-256 is ", digest,
                 ", the manifest says ", info.sha256);
     for (int64_t i = 0; i < size_; ++i) {
-      int32_t id = token(i);
+      // A uint32 token of 2^31 or more reads as a negative int32: refused like any id past the vocabulary.
+      const int64_t id = width_ == 2 ? int64_t(reinterpret_cast<const uint16_t*>(tokens_)[i])
+                                     : int64_t(reinterpret_cast<const uint32_t*>(tokens_)[i]);
       NEXTN_CHECK(id < vocab_size, "shard '", path, "' holds token id ", id, " at ", i,
                   ", outside the vocabulary of ", vocab_size);
     }

@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "nextn/io/atomic_file.h"
+#include "nextn/io/json_strict.h"
 #include "nextn/util/error.h"
 #include "nextn/util/sha256.h"
 
@@ -24,8 +25,7 @@ DatasetManifest read_manifest(const std::string& dir) {
   NEXTN_CHECK(fs::is_directory(dir), "dataset directory '", dir, "' does not exist");
   NEXTN_CHECK(io::file_exists(path), "'", dir, "' is not a nextn dataset (no ", kManifestFile,
               "; was `nextn data prepare` interrupted?)");
-  nlohmann::json json = nlohmann::json::parse(io::read_file(path), nullptr, /*allow_exceptions=*/false);
-  NEXTN_CHECK(!json.is_discarded(), path, ": not valid JSON");
+  const nlohmann::json json = io::parse_json_rejecting_duplicate_keys(io::read_file(path), "'" + path + "'");
   return DatasetManifest::from_json(json, path);
 }
 

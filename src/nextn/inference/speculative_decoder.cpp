@@ -19,7 +19,7 @@ SpeculativeDecoder::SpeculativeDecoder(DeepSeekV3 model, const SpeculativeOption
   NEXTN_CHECK(options.draft_tokens >= 1, "the number of draft tokens must be >= 1, got ", options.draft_tokens);
   NEXTN_CHECK(options.draft_tokens <= depth_count || options.reuse_last_module, "drafting ", options.draft_tokens,
               " tokens needs ", options.draft_tokens, " MTP modules but the model has ", depth_count,
-              "; reuse the last module for the deeper drafts with the option to do so (--mtp-reuse-last)");
+              "; reuse the last module for the deeper drafts with the option to do so (--reuse-last-module)");
   sequential_ = config.mtp_kind == MtpKind::kSequential;
   draft_head_ = DraftHead(model_->output_weight(), options.draft_head);
 

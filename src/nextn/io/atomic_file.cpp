@@ -64,6 +64,10 @@ void write_file_atomic(const std::string& path, const std::string& contents) {
 }
 
 std::string read_file(const std::string& path) {
+  struct stat st {};
+  // An ifstream opens a directory and reads nothing from it: a prompt file or config given as a
+  // directory would read as empty text.
+  NEXTN_CHECK(::stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode), "'", path, "' is a directory, not a file");
   std::ifstream in(path, std::ios::binary);
   NEXTN_CHECK(in.good(), "cannot open '", path, "': ", errno_text());
   std::ostringstream buffer;

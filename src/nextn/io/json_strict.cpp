@@ -80,4 +80,24 @@ json parse_json_rejecting_duplicate_keys(const std::string& text, const std::str
   return parsed;
 }
 
+int64_t json_integer(const json& object, const char* key, const std::string& what) {
+  NEXTN_CHECK(object.is_object() && object.contains(key), what, ": '", key, "' is missing");
+  const json& value = object.at(key);
+  NEXTN_CHECK(value.is_number_integer(), what, ": '", key, "' must be an integer, got ", value.dump());
+  NEXTN_CHECK(!value.is_number_unsigned() || value.get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX), what, ": '",
+              key, "' is out of range, got ", value.dump());
+  return value.get<int64_t>();
+}
+
+int64_t json_integer(const json& object, const char* key, const std::string& what, int64_t absent) {
+  return object.is_object() && !object.contains(key) ? absent : json_integer(object, key, what);
+}
+
+uint64_t json_unsigned(const json& object, const char* key, const std::string& what) {
+  NEXTN_CHECK(object.is_object() && object.contains(key), what, ": '", key, "' is missing");
+  const json& value = object.at(key);
+  NEXTN_CHECK(value.is_number_unsigned(), what, ": '", key, "' must be a non-negative integer, got ", value.dump());
+  return value.get<uint64_t>();
+}
+
 }  // namespace nextn::io

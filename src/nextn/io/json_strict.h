@@ -16,4 +16,12 @@ namespace nextn::io {
 // valid JSON or an object anywhere in it repeats a key; the message names the key and its path.
 nlohmann::json parse_json_rejecting_duplicate_keys(const std::string& text, const std::string& what);
 
+// The integer at object[key], checked: nlohmann's get<int64_t>() converts a float such as 1e300
+// with undefined behaviour (found by fuzz/run_state_fuzzer), and throws its own exceptions for a
+// missing key or another type. nextn::Error "<what>: '<key>' ..." otherwise. With a default,
+// an absent key gives the default.
+int64_t json_integer(const nlohmann::json& object, const char* key, const std::string& what);
+int64_t json_integer(const nlohmann::json& object, const char* key, const std::string& what, int64_t absent);
+uint64_t json_unsigned(const nlohmann::json& object, const char* key, const std::string& what);
+
 }  // namespace nextn::io

@@ -3,12 +3,15 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <chrono>
 #include <condition_variable>
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -52,9 +55,11 @@ class WorkerPool {
       for (int p = 0; p < parts; ++p) part(p);
       return;
     }
-    while (static_cast<int>(helpers_.size()) < parts - 1) start_helper();
-    remaining_.store(parts - 1);
-    for (int p = 1; p < parts; ++p) {
+    while (static_cast<int>(helpers_.size()) < parts - 1 && !start_failed_) start_helper();
+    // Parts 1..helped go to helpers; the caller runs part 0 and any that no helper could take.
+    const int helped = std::min(parts - 1, static_cast<int>(helpers_.size()));
+    remaining_.store(helped);
+    for (int p = 1; p <= helped; ++p) {
       Helper& helper = *helpers_[p - 1];
       helper.part = &part;
       helper.index = p;
@@ -66,15 +71,26 @@ class WorkerPool {
       std::lock_guard<std::mutex> lock(sleep_mutex_);
       wake_.notify_all();
     }
-    std::exception_ptr failure;
-    try {
-      run_part(part, 0);
-    } catch (...) {
-      failure = std::current_exception();  // the helpers still hold `part`: wait for them first
+    // The helpers still hold `part` when one of the caller's parts throws: wait for them first.
+    std::exception_ptr first_failure, extra_failure;  // part 0's; the first of parts helped+1..
+    for (int p = 0; p < parts; p = p == 0 ? helped + 1 : p + 1) {
+      try {
+        run_part(part, p);
+      } catch (...) {
+        if (p == 0) {
+          first_failure = std::current_exception();
+        } else if (!extra_failure) {
+          extra_failure = std::current_exception();
+        }
+      }
     }
     while (remaining_.load() > 0) sched_yield();
-    for (int p = 1; p < parts && !failure; ++p) std::swap(failure, helpers_[p - 1]->failure);
-    if (failure) std::rethrow_exception(failure);
+    for (int p = 1; p <= helped; ++p) {
+      if (!first_failure) std::swap(first_failure, helpers_[p - 1]->failure);
+      helpers_[p - 1]->failure = nullptr;
+    }
+    if (!first_failure) first_failure = extra_failure;
+    if (first_failure) std::rethrow_exception(first_failure);
   }
 
  private:
@@ -86,10 +102,21 @@ class WorkerPool {
     std::exception_ptr failure;  // what its part threw, for the caller to rethrow
   };
 
+  // Starts one more helper. When the system refuses a thread (EAGAIN: the process's thread or
+  // memory limit), the pool keeps the helpers it has, says so once, and tries no more: the callers
+  // run the remaining parts themselves.
   void start_helper() {
-    helpers_.push_back(std::make_unique<Helper>());
-    Helper* helper = helpers_.back().get();
-    helper->thread = std::thread([this, helper] { serve(*helper); });
+    auto helper = std::make_unique<Helper>();
+    Helper* raw = helper.get();
+    try {
+      helper->thread = std::thread([this, raw] { serve(*raw); });
+    } catch (const std::system_error& e) {
+      start_failed_ = true;
+      std::fprintf(stderr, "nextn: cannot start a kernel helper thread (%s); continuing with %zu helpers\n", e.what(),
+                   helpers_.size());
+      return;
+    }
+    helpers_.push_back(std::move(helper));
   }
 
   void serve(Helper& helper) {
@@ -125,7 +152,8 @@ class WorkerPool {
 
   const pid_t owner_ = ::getpid();  // the process whose threads helpers_ are
   std::mutex caller_mutex_;         // one caller at a time uses the helpers
-  std::vector<std::unique_ptr<Helper>> helpers_;
+  std::vector<std::unique_ptr<Helper>> helpers_;  // each with a running thread
+  bool start_failed_ = false;                      // the system refused a thread once
   std::atomic<int> remaining_{0};
   std::atomic<int> sleeping_{0};
   std::mutex sleep_mutex_;

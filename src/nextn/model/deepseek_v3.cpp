@@ -2,11 +2,16 @@
 
 #include "nextn/model/dense_mlp.h"
 #include "nextn/util/error.h"
+#include "nextn/util/memory_info.h"
 
 namespace nextn {
 
 DeepSeekV3Impl::DeepSeekV3Impl(const ModelConfig& config) : config_(config) {
   config_.validate();
+  // Its weights are created in float32: refuse what cannot fit before the first allocation.
+  const int64_t parameters = count_parameters(config_).total;
+  check_fits_in_memory(4.0 * static_cast<double>(parameters),
+                       cat("a model of ", parameters, " parameters (", parameters / 1e9, "B, float32)"));
   embed_tokens = register_module("embed_tokens", torch::nn::Embedding(config.vocab_size, config.hidden_size));
   layers = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < config.num_hidden_layers; ++i) layers->push_back(DecoderLayer(config, i));

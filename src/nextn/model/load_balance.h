@@ -1,11 +1,13 @@
 // Load-balance measures of one MoE layer.
 //
 // Complementary sequence-wise balance loss (DeepSeek-V3 Eq. 17-20), per sequence of length T:
-//   f_i = N_r / (K_r T) * #{t : expert i selected for t}      (no gradient)
+//   f_i = N_r / (K_r T) * #{t : s_{i,t} in Topk({s_{j,t}}, K_r)}  (no gradient; Eq. 18's top-K
+//         of the unbiased affinities, which the MoE layer passes as expert_ids)
 //   P_i = 1/T * sum_t s_{i,t} / sum_j s_{j,t}
 //   L_bal = alpha * sum_i f_i P_i, averaged over the sequences of the batch.
 // The batch-level variant (the classic "loss-controlled" auxiliary loss of DeepSeek-V2 / GShard
-// with sigmoid scores normalised as in Eq. 19) is the same formula over all tokens of the batch.
+// with sigmoid scores normalised as in Eq. 19) is the same formula over all tokens of the batch,
+// counting the experts actually selected (DeepSeek-V2's f_i).
 // The terms here exclude alpha; the training objective scales them.
 #pragma once
 

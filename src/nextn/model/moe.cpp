@@ -25,7 +25,11 @@ torch::Tensor MoeImpl::forward(const torch::Tensor& x, MoeStats* stats) {
   if (shared_experts) out = out + shared_experts(x_flat);
   if (stats != nullptr) {
     stats->expert_counts = expert_token_counts(routing.expert_ids, experts->num_experts());
-    stats->sequence_balance = sequence_balance_term(routing.scores, routing.expert_ids, batch, length);
+    // Eq. 18 counts expert i for token t when s_{i,t} is among the K_r largest affinities
+    // themselves, Topk({s_{j,t}}, K_r): no bias, no group limit (Megatron-LM's sequence auxiliary
+    // loss likewise); the experts actually selected may differ.
+    const auto top_affinities = std::get<1>(routing.scores.detach().topk(routing.expert_ids.size(1), -1));
+    stats->sequence_balance = sequence_balance_term(routing.scores, top_affinities, batch, length);
     stats->batch_balance = batch_balance_term(routing.scores, routing.expert_ids);
     stats->expert_ids = routing.expert_ids;
   }

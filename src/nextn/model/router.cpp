@@ -16,7 +16,7 @@ torch::Tensor mask_to_top_groups(const torch::Tensor& biased_scores, const Model
   if (config.n_group <= 1 || config.topk_group >= config.n_group) return biased_scores;
   const int64_t tokens = biased_scores.size(0);
   const int64_t per_group = config.n_routed_experts / config.n_group;
-  const int64_t scores_per_group = config.num_experts_per_tok / config.topk_group;
+  const int64_t scores_per_group = config.group_score_topk;
   auto grouped = biased_scores.view({tokens, config.n_group, per_group});
   // The sum of each group's `scores_per_group` largest scores, by repeated max reductions rather
   // than topk: libtorch's CPU topk runs a partial sort per row, and over N * n_group short rows it
@@ -69,7 +69,7 @@ int64_t best_remaining(const std::vector<float>& values, const std::vector<char>
 void keep_top_groups(const std::vector<float>& biased, const ModelConfig& config, std::vector<char>& available) {
   if (config.n_group <= 1 || config.topk_group >= config.n_group) return;
   const int64_t per_group = config.n_routed_experts / config.n_group;
-  const int64_t scores_per_group = config.num_experts_per_tok / config.topk_group;
+  const int64_t scores_per_group = config.group_score_topk;
   std::vector<float> group_scores(config.n_group), members;
   for (int64_t g = 0; g < config.n_group; ++g) {
     members.assign(biased.begin() + g * per_group, biased.begin() + (g + 1) * per_group);

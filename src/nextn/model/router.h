@@ -28,7 +28,7 @@ Routing route_tokens(const torch::Tensor& scores, const torch::Tensor& bias, con
 Routing route_few_tokens(const torch::Tensor& scores, const torch::Tensor& bias, const ModelConfig& config);
 
 // Group-limited routing (node-limited routing, section 2.1.2): a group's score is the sum of its
-// top K/topk_group biased scores; the experts outside the best topk_group groups get -inf (not 0:
+// config.group_score_topk largest biased scores (2, as DeepSeek's and HF's code); the experts outside the best topk_group groups get -inf (not 0:
 // a 0 fill lets masked experts win when biased scores are negative).
 torch::Tensor mask_to_top_groups(const torch::Tensor& biased_scores, const ModelConfig& config);
 

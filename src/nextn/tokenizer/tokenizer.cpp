@@ -107,7 +107,8 @@ BpeModel build_model(const Tokenizer::State& state) {
   std::vector<MergeRule> merges;
   merges.reserve(state.spec.merges.size());
   for (std::size_t rank = 0; rank < state.spec.merges.size(); ++rank) {
-    const auto& [left, right] = state.spec.merges[rank];
+    const std::string& left = state.spec.merges[rank].first;  // not a structured binding: the
+    const std::string& right = state.spec.merges[rank].second;  // lambda below captures them
     auto find = [&](const std::string& text, const char* role) {
       auto it = state.model_token_ids.find(text);
       NEXTN_CHECK(it != state.model_token_ids.end(), "merge ", rank, " ('", printable(left), " ",
@@ -180,6 +181,13 @@ Tokenizer::Tokenizer(TokenizerSpec spec) {
   auto state = std::make_shared<State>(std::move(spec));
   int32_t highest = max_id(state->spec);
   NEXTN_CHECK(highest >= 0, "the tokenizer has an empty vocabulary");
+  // Ids index tables of highest + 1 entries: an id far past the number of tokens (10^9 in a
+  // hand-edited file) would allocate gigabytes for nothing. Real files number their tokens
+  // densely; a gap of up to 2^20 ids is allowed.
+  const int64_t tokens = static_cast<int64_t>(state->spec.vocab.size() + state->spec.added_tokens.size());
+  NEXTN_CHECK(highest < tokens + (int64_t{1} << 20), "token id ", highest, " is far past the vocabulary: the tokenizer has ",
+              tokens, " tokens (", state->spec.vocab.size(), " in the model, ", state->spec.added_tokens.size(),
+              " added), and ids more than 2^20 above that count are refused");
   state->id_bytes.assign(std::size_t(highest) + 1, std::string());
   state->id_kind.assign(std::size_t(highest) + 1, TokenKind::kNone);
   add_model_tokens(*state);

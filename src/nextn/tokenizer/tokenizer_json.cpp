@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <initializer_list>
 
+#include "nextn/io/json_strict.h"
 #include "nextn/util/error.h"
 
 namespace nextn::tokenizer {
@@ -34,6 +35,7 @@ struct JsonReader {
   // Unknown fields may be features nextn does not implement; refusing them is safer than
   // tokenising differently from the file's author.
   void allow_only(const json& object, const std::string& where, std::initializer_list<const char*> keys) const {
+    expect_object(object, where);
     for (auto it = object.begin(); it != object.end(); ++it) {
       bool known = std::any_of(keys.begin(), keys.end(), [&](const char* key) { return it.key() == key; });
       if (!known) error(where, cat("unsupported field '", it.key(), "'"));
@@ -298,12 +300,7 @@ ordered_json model_json(const TokenizerSpec& spec) {
 
 TokenizerSpec parse_tokenizer_json(std::string_view json_text, const std::string& source_name) {
   JsonReader r{source_name};
-  json root;
-  try {
-    root = json::parse(json_text.begin(), json_text.end());
-  } catch (const json::parse_error& e) {
-    fail(source_name, ": not valid JSON: ", e.what());
-  }
+  const json root = io::parse_json_rejecting_duplicate_keys(std::string(json_text), source_name);
   r.expect_object(root, "top level");
   r.allow_only(root, "top level",
                {"version", "truncation", "padding", "added_tokens", "normalizer", "pre_tokenizer",

@@ -128,8 +128,11 @@ void JsonLinesLog::open(const std::string& path, int64_t keep_through_step) {
     std::string kept, line;
     while (std::getline(existing, line)) {
       nlohmann::json record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-      if (record.is_discarded()) continue;  // a line torn by a crash
-      if (record.value("step", int64_t{0}) <= keep_through_step) kept += line + "\n";
+      if (record.is_discarded() || !record.is_object()) continue;  // a line torn by a crash
+      const auto step = record.find("step");
+      if (step == record.end() || !step->is_number() || step->get<double>() <= static_cast<double>(keep_through_step)) {
+        kept += line + "\n";
+      }
     }
     io::write_file_atomic(path, kept);
   }

@@ -10,6 +10,8 @@
 #include "nextn/checkpoint/hf_checkpoint.h"
 #include "nextn/inference/token_ranking.h"
 #include "nextn/io/atomic_file.h"
+#include "nextn/io/file_checksums.h"
+#include "nextn/io/json_strict.h"
 #include "nextn/io/safetensors.h"
 #include "nextn/util/error.h"
 
@@ -20,6 +22,8 @@ namespace {
 
 constexpr const char* kPrefix = "step-";
 constexpr const char* kTempPrefix = ".tmp-";
+constexpr const char* kDeletePrefix = ".del-";  // a checkpoint being removed
+constexpr const char* kCorruptSuffix = ".corrupt";
 constexpr const char* kRngTensor = "rng.cpu_state";
 
 std::optional<int64_t> step_of(const std::string& name) {
@@ -29,13 +33,28 @@ std::optional<int64_t> step_of(const std::string& name) {
   return std::stoll(digits);
 }
 
+// Every file its checksums.json lists is there with its size. A checkpoint from before checksums
+// were written counts when its four essential files are there.
+bool is_complete_checkpoint(const fs::path& dir) {
+  try {
+    const io::ChecksumReport report = io::verify_checksums(dir.string(), /*contents=*/false);
+    if (report.listed) return report.ok();
+  } catch (const Error&) {
+    return false;  // an unreadable checksums.json
+  }
+  auto has = [&](const char* name) { return io::file_exists((dir / name).string()); };
+  return has("config.json") && has("trainer_state.json") && has("optimizer.safetensors") &&
+         (has("model.safetensors") || has("model.safetensors.index.json"));
+}
+
 std::vector<std::pair<int64_t, fs::path>> complete_checkpoints(const std::string& run_dir) {
   std::vector<std::pair<int64_t, fs::path>> found;
   fs::path dir = checkpoints_dir(run_dir);
   if (!fs::exists(dir)) return found;
   for (const auto& entry : fs::directory_iterator(dir)) {
     if (!entry.is_directory()) continue;
-    if (auto step = step_of(entry.path().filename().string())) found.push_back({*step, entry.path()});
+    auto step = step_of(entry.path().filename().string());
+    if (step && is_complete_checkpoint(entry.path())) found.push_back({*step, entry.path()});
   }
   std::sort(found.begin(), found.end());
   return found;
@@ -57,6 +76,17 @@ void fsync_tree(const fs::path& dir) {
 // Files that describe the run's tokens rather than its weights, added to a checkpoint after it was
 // written (`nextn draft-vocab` writes draft_vocab.json into the newest one): each new checkpoint
 // takes them over from the newest existing one, so that a run trained further (--resume) keeps them.
+// Removal in one step too: the directory leaves the step-N names by a rename before its files are
+// deleted, so that a kill during the deletion leaves no partial step-N (the next run removes the
+// rest, remove_incomplete_checkpoints).
+void remove_checkpoint(const fs::path& dir) {
+  const fs::path doomed = dir.parent_path() / (kDeletePrefix + dir.filename().string() + "-" + std::to_string(::getpid()));
+  fs::remove_all(doomed);
+  fs::rename(dir, doomed);
+  io::fsync_directory(dir.parent_path().string());
+  fs::remove_all(doomed);
+}
+
 void carry_run_files(const std::string& run_dir, const fs::path& new_checkpoint) {
   auto existing = complete_checkpoints(run_dir);
   if (existing.empty()) return;
@@ -83,17 +113,18 @@ nlohmann::json to_json(const TrainerState& s) {
 }
 
 TrainerState trainer_state_from_json(const nlohmann::json& j) {
+  static const std::string kState = "trainer_state.json";
   TrainerState s;
   try {
-    s.step = j.at("step").get<int64_t>();
-    s.total_steps = j.at("total_steps").get<int64_t>();
-    s.tokens_seen = j.at("tokens_seen").get<int64_t>();
-    s.skipped_steps = j.at("skipped_steps").get<int64_t>();
-    s.consecutive_bad_steps = j.at("consecutive_bad_steps").get<int64_t>();
+    s.step = io::json_integer(j, "step", kState);
+    s.total_steps = io::json_integer(j, "total_steps", kState);
+    s.tokens_seen = io::json_integer(j, "tokens_seen", kState);
+    s.skipped_steps = io::json_integer(j, "skipped_steps", kState);
+    s.consecutive_bad_steps = io::json_integer(j, "consecutive_bad_steps", kState);
     s.elapsed_seconds = j.at("elapsed_seconds").get<double>();
     s.loader_state = j.at("loader_state");
     s.dataset_id = j.at("dataset_id").get<std::string>();
-    s.global_batch = j.value("global_batch", int64_t{0});
+    s.global_batch = io::json_integer(j, "global_batch", kState, 0);
   } catch (const nlohmann::json::exception& e) {
     fail("trainer_state.json is incomplete or mistyped: ", e.what());
   }
@@ -143,6 +174,7 @@ PreparedCheckpoint prepare_run_checkpoint(const std::string& run_dir, DeepSeekV3
       io::write_file_atomic((temp_dir / "tokenizer.json").string(), io::read_file(tokenizer_json));
     }
     carry_run_files(run_dir, temp_dir);
+    io::write_checksums(temp_dir.string());  // last: it lists every file above
     fsync_tree(temp_dir);
   } catch (...) {
     discard_run_checkpoint(prepared);
@@ -154,12 +186,12 @@ PreparedCheckpoint prepare_run_checkpoint(const std::string& run_dir, DeepSeekV3
 std::string commit_run_checkpoint(const PreparedCheckpoint& prepared, int64_t keep) {
   // The rename makes the checkpoint visible in one step.
   const fs::path final_dir = prepared.final_dir, parent = final_dir.parent_path();
-  if (fs::exists(final_dir)) fs::remove_all(final_dir);  // only when a step is saved twice
+  if (fs::exists(final_dir)) remove_checkpoint(final_dir);  // only when a step is saved twice
   fs::rename(prepared.temp_dir, final_dir);
   io::fsync_directory(parent.string());
 
   auto all = complete_checkpoints(prepared.run_dir);
-  for (size_t i = 0; i + static_cast<size_t>(keep) < all.size(); ++i) fs::remove_all(all[i].second);
+  for (size_t i = 0; i + static_cast<size_t>(keep) < all.size(); ++i) remove_checkpoint(all[i].second);
   return final_dir.string();
 }
 
@@ -179,6 +211,41 @@ std::optional<std::string> latest_run_checkpoint(const std::string& run_dir) {
   auto all = complete_checkpoints(run_dir);
   if (all.empty()) return std::nullopt;
   return all.back().second.string();
+}
+
+std::vector<std::string> run_checkpoints(const std::string& run_dir) {
+  std::vector<std::string> paths;
+  for (const auto& [step, path] : complete_checkpoints(run_dir)) paths.push_back(path.string());
+  return paths;
+}
+
+ValidCheckpoint latest_valid_run_checkpoint(const std::string& run_dir) {
+  ValidCheckpoint result;
+  auto all = complete_checkpoints(run_dir);
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    const std::string dir = it->second.string();
+    std::string problem;
+    try {
+      const io::ChecksumReport report = io::verify_checksums(dir);
+      if (!report.ok()) problem = io::describe_problems(dir, report);
+    } catch (const Error& e) {
+      problem = e.what();
+    }
+    if (problem.empty()) {
+      result.dir = dir;
+      return result;
+    }
+    result.corrupt.push_back({dir, problem});
+  }
+  return result;
+}
+
+std::string set_aside_corrupt_checkpoint(const std::string& dir) {
+  std::string aside = dir + kCorruptSuffix;
+  for (int n = 2; fs::exists(aside); ++n) aside = dir + kCorruptSuffix + "-" + std::to_string(n);
+  fs::rename(dir, aside);
+  io::fsync_directory(fs::path(dir).parent_path().string());
+  return aside;
 }
 
 OptimizerCheckpoint read_optimizer_checkpoint(const std::string& dir) {
@@ -205,13 +272,12 @@ OptimizerCheckpoint read_optimizer_checkpoint(const std::string& dir) {
 
 TrainerState read_trainer_state(const std::string& dir) {
   const std::string path = (fs::path(dir) / "trainer_state.json").string();
-  nlohmann::json state;
+  const nlohmann::json state = io::parse_json_rejecting_duplicate_keys(io::read_file(path), "'" + path + "'");
   try {
-    state = nlohmann::json::parse(io::read_file(path));
-  } catch (const nlohmann::json::parse_error& e) {
-    fail("'", path, "' is not valid JSON: ", e.what());
+    return trainer_state_from_json(state);
+  } catch (const Error& e) {
+    fail("'", path, "': ", e.what());
   }
-  return trainer_state_from_json(state);
 }
 
 void restore_cpu_rng(const torch::Tensor& rng_state) {
@@ -237,7 +303,8 @@ void remove_incomplete_checkpoints(const std::string& run_dir) {
   fs::path dir = checkpoints_dir(run_dir);
   if (!fs::exists(dir)) return;
   for (const auto& entry : fs::directory_iterator(dir)) {
-    if (entry.path().filename().string().rfind(kTempPrefix, 0) == 0) fs::remove_all(entry.path());
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(kTempPrefix, 0) == 0 || name.rfind(kDeletePrefix, 0) == 0) fs::remove_all(entry.path());
   }
 }
 

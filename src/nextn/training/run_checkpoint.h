@@ -10,6 +10,8 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "nextn/checkpoint/hf_tensor_map.h"
 #include "nextn/model/deepseek_v3.h"
@@ -58,8 +60,23 @@ PreparedCheckpoint prepare_run_checkpoint(const std::string& run_dir, DeepSeekV3
 std::string commit_run_checkpoint(const PreparedCheckpoint& prepared, int64_t keep);
 void discard_run_checkpoint(const PreparedCheckpoint& prepared);
 
-// The newest complete checkpoint of the run, if any (temporary directories are ignored).
+// The newest complete checkpoint of the run, if any. Complete: named step-N and holding every file
+// its checksums.json lists, at its size (temporary, half-removed and set-aside directories are
+// ignored). Contents are not hashed here: see latest_valid_run_checkpoint.
 std::optional<std::string> latest_run_checkpoint(const std::string& run_dir);
+std::vector<std::string> run_checkpoints(const std::string& run_dir);  // complete ones, oldest first
+
+// The newest checkpoint whose files all match their checksums (io/file_checksums.h), and the newer
+// ones that did not, each with its problems. dir is empty when none is valid.
+struct ValidCheckpoint {
+  std::string dir;
+  std::vector<std::pair<std::string, std::string>> corrupt;  // (directory, what is wrong)
+};
+ValidCheckpoint latest_valid_run_checkpoint(const std::string& run_dir);
+
+// Renames a corrupt checkpoint to step-N.corrupt, out of the checkpoints a run lists (kept for
+// the user to look at; never deleted). Returns the new path.
+std::string set_aside_corrupt_checkpoint(const std::string& dir);
 
 // Loads model weights, optimizer state and RNG from `dir` and returns the trainer state.
 TrainerState load_run_checkpoint(const std::string& dir, DeepSeekV3Impl& model, AdamW& optimizer);
@@ -79,7 +96,7 @@ void restore_cpu_rng(const torch::Tensor& rng_state);
 // its newest checkpoint. nextn::Error when it is neither.
 std::string resolve_model_dir(const std::string& path);
 
-// Removes temporary directories left by a crash during a save.
+// Removes temporary directories left by a crash during a save or a removal.
 void remove_incomplete_checkpoints(const std::string& run_dir);
 
 }  // namespace nextn

@@ -1,5 +1,6 @@
 #include "nextn/training/train_options.h"
 
+#include "nextn/io/json_strict.h"
 #include "nextn/util/error.h"
 
 namespace nextn {
@@ -79,6 +80,7 @@ nlohmann::json train_options_to_json(const TrainOptions& o) {
           {"sequence_alpha", o.sequence_alpha},
           {"aux_alpha", o.aux_alpha},
           {"seed", o.seed},
+          {"threads", o.threads},
           {"log_every", o.log_every},
           {"log_experts_every", o.log_experts_every},
           {"eval_every", o.eval_every},
@@ -90,6 +92,7 @@ nlohmann::json train_options_to_json(const TrainOptions& o) {
 }
 
 TrainOptions train_options_from_json(const nlohmann::json& j) {
+  static const std::string kRun = "run options (run.json)";
   TrainOptions o;
   try {
     auto schedule = [](const nlohmann::json& s) {
@@ -99,14 +102,14 @@ TrainOptions train_options_from_json(const nlohmann::json& j) {
     o.config_path = j.at("config_path").get<std::string>();
     o.data_dir = j.at("data_dir").get<std::string>();
     o.run_dir = j.at("run_dir").get<std::string>();
-    o.batch_size = j.at("batch_size").get<int64_t>();
-    o.seq_len = j.at("seq_len").get<int64_t>();
-    o.grad_accum = j.at("grad_accum").get<int64_t>();
-    o.steps = j.at("steps").get<int64_t>();
+    o.batch_size = io::json_integer(j, "batch_size", kRun);
+    o.seq_len = io::json_integer(j, "seq_len", kRun);
+    o.grad_accum = io::json_integer(j, "grad_accum", kRun);
+    o.steps = io::json_integer(j, "steps", kRun);
     o.minutes = j.at("minutes").get<double>();
     o.lr = j.at("lr").get<double>();
     o.min_lr_ratio = j.at("min_lr_ratio").get<double>();
-    o.warmup_steps = j.at("warmup_steps").get<int64_t>();
+    o.warmup_steps = io::json_integer(j, "warmup_steps", kRun);
     o.lr_shape = lr_shape_from_string(j.at("lr_shape").get<std::string>());
     o.decay_fraction = j.at("decay_fraction").get<double>();
     o.adamw.beta1 = j.at("beta1").get<double>();
@@ -122,15 +125,18 @@ TrainOptions train_options_from_json(const nlohmann::json& j) {
     o.bias_recenter = j.at("bias_recenter").get<bool>();
     o.sequence_alpha = j.at("sequence_alpha").get<double>();
     o.aux_alpha = j.at("aux_alpha").get<double>();
-    o.seed = j.at("seed").get<uint64_t>();
-    o.log_every = j.at("log_every").get<int64_t>();
-    o.log_experts_every = j.value("log_experts_every", int64_t{0});  // absent in runs from before
-    o.eval_every = j.at("eval_every").get<int64_t>();
-    o.eval_batches = j.at("eval_batches").get<int64_t>();
-    o.checkpoint_every = j.at("checkpoint_every").get<int64_t>();
-    o.keep_checkpoints = j.at("keep_checkpoints").get<int64_t>();
-    o.max_bad_steps = j.at("max_bad_steps").get<int64_t>();
-    o.inject_nan_step = j.at("inject_nan_step").get<int64_t>();
+    o.seed = io::json_unsigned(j, "seed", kRun);
+    const int64_t threads = io::json_integer(j, "threads", kRun, 0);  // absent in runs from before
+    NEXTN_CHECK(threads >= 0 && threads <= (1 << 16), kRun, ": 'threads' is ", threads, ", not a thread count");
+    o.threads = static_cast<int>(threads);
+    o.log_every = io::json_integer(j, "log_every", kRun);
+    o.log_experts_every = io::json_integer(j, "log_experts_every", kRun, 0);  // absent in runs from before
+    o.eval_every = io::json_integer(j, "eval_every", kRun);
+    o.eval_batches = io::json_integer(j, "eval_batches", kRun);
+    o.checkpoint_every = io::json_integer(j, "checkpoint_every", kRun);
+    o.keep_checkpoints = io::json_integer(j, "keep_checkpoints", kRun);
+    o.max_bad_steps = io::json_integer(j, "max_bad_steps", kRun);
+    o.inject_nan_step = io::json_integer(j, "inject_nan_step", kRun);
   } catch (const nlohmann::json::exception& e) {
     fail("run options (run.json) are incomplete or mistyped: ", e.what());
   }

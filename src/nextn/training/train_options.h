@@ -32,6 +32,11 @@ struct TrainOptions {
   // Distributed runs: the size of a data-parallel gradient all-reduce bucket, MiB. Not in
   // run.json (it changes no result).
   double bucket_mb = 25;
+  // BLAS threads of this process (resolved, never 0 once a run starts). The products' reductions
+  // are split by thread count, so a run resumed with other threads leaves bitwise equality with
+  // the uninterrupted run: run.json records it, and --resume keeps it unless told otherwise.
+  // 0 in runs from before it was recorded.
+  int threads = 0;
 
   // Batches: batch_size windows of seq_len + 1 tokens per micro-batch, grad_accum micro-batches
   // per optimizer step.

@@ -23,10 +23,12 @@
 #include "nextn/training/evaluator.h"
 #include "nextn/training/expert_bias.h"
 #include "nextn/training/metrics_log.h"
+#include "nextn/training/model_dataset.h"
 #include "nextn/training/run_checkpoint.h"
 #include "nextn/training/sharded_checkpoint.h"
 #include "nextn/training/stop_signal.h"
 #include "nextn/util/error.h"
+#include "nextn/util/memory_info.h"
 #include "nextn/util/runtime_info.h"
 #include "nextn/util/sha256.h"
 
@@ -73,6 +75,12 @@ void check_config_matches_dataset(const ModelConfig& config, const data::TokenDa
               " exceeds the model's max_position_embeddings (", config.max_position_embeddings, ")");
 }
 
+// The options every rank must share; BLAS threads may differ between machines.
+std::string train_options_json_for_ranks(TrainOptions options) {
+  options.threads = 0;
+  return train_options_to_json(options).dump();
+}
+
 uint64_t hash_of(const std::string& text) {
   Sha256 hash;
   hash.update(text);
@@ -92,6 +100,8 @@ class TrainingRun {
  private:
   void open_inputs();
   void choose_checkpoint();
+  void check_validation_split();
+  double budget_seconds_used() const;
   void keep_global_batch();
   void check_ranks_agree();
   void build_model_and_optimizer();
@@ -126,6 +136,8 @@ class TrainingRun {
   JsonLinesLog log_;
   std::string last_checkpoint_;
   bool calibrating_ = false;
+  bool evaluate_ = true;  // false when the validation split has no window
+  double elapsed_before_ = 0;  // training seconds of the processes before this one (resume)
   Clock::time_point process_start_ = Clock::now();
 
   dist::Cluster* cluster_;  // null for a single process
@@ -158,6 +170,11 @@ bool TrainingRun::any_rank(bool value) {
 
 void TrainingRun::open_inputs() {
   options_.validate();
+  // run.json keeps the inputs as absolute paths, so that --resume works from any directory.
+  if (!options_.data_dir.empty()) options_.data_dir = fs::absolute(options_.data_dir).lexically_normal().string();
+  if (!options_.config_path.empty()) {
+    options_.config_path = fs::absolute(options_.config_path).lexically_normal().string();
+  }
   device_ = resolve_device(options_.device);
   if (resume_) {
     choose_checkpoint();
@@ -180,21 +197,40 @@ void TrainingRun::open_inputs() {
   }
   if (cluster_ != nullptr) dist::check_expert_parallel_layout(config_, cluster_->expert_parallel());
   NEXTN_CHECK(fs::is_directory(options_.data_dir), "dataset directory '", options_.data_dir, "' does not exist");
-  dataset_ = data::TokenDataset::open(options_.data_dir);
+  dataset_ = resume_ ? open_dataset_for_model(options_.data_dir, resume_checkpoint_, config_.vocab_size)
+                    : data::TokenDataset::open(options_.data_dir);
   tokenizer_path_ = (fs::path(options_.data_dir) / "tokenizer.json").string();
   check_config_matches_dataset(config_, *dataset_, options_);
+  check_validation_split();
   // Every rank draws the global micro-batch (ranks x batch_size windows) and reads its own rows.
   loader_.emplace(*dataset_, data::Split::kTrain, options_.batch_size * world(), options_.seq_len, options_.seed);
   if (is_main()) check_run_dir_writable(options_.run_dir);
   check_ranks_agree();
 }
 
+// A validation split with no window of seq_len + 1 tokens cannot be evaluated: say so before the
+// first step and train without evaluations, rather than fail at the end with the steps unsaved.
+void TrainingRun::check_validation_split() {
+  evaluate_ = data::EvalWindows(*dataset_, data::Split::kValidation, 1, options_.seq_len).num_windows() > 0;
+  if (evaluate_ || !is_main()) return;
+  std::cout << "warning: the validation split of '" << options_.data_dir << "' holds "
+            << dataset_->num_tokens(data::Split::kValidation) << " tokens in no window of " << options_.seq_len + 1
+            << " (--seq-len + 1): this run is not evaluated (prepare the data with a larger --validation-fraction, "
+               "or train with a shorter --seq-len)"
+            << std::endl;
+}
+
 // The newest checkpoint; every rank must see the same one (a run directory on a shared file
 // system, or the same copy on every machine).
 void TrainingRun::choose_checkpoint() {
-  auto latest = latest_run_checkpoint(options_.run_dir);
-  NEXTN_CHECK(latest.has_value() || cluster_ != nullptr, "--resume: run directory '", options_.run_dir,
-              "' has no checkpoint");
+  // The newest checkpoint whose files match their checksums; a corrupt newer one is set aside.
+  const ValidCheckpoint valid = latest_valid_run_checkpoint(options_.run_dir);
+  std::optional<std::string> latest;
+  if (!valid.dir.empty()) latest = valid.dir;
+  std::string problems;
+  for (const auto& [dir, problem] : valid.corrupt) problems += "\n  " + problem;
+  NEXTN_CHECK(latest.has_value() || cluster_ != nullptr, "--resume: run directory '", options_.run_dir, "' has no ",
+              problems.empty() ? "checkpoint" : "intact checkpoint:" + problems);
   if (cluster_ != nullptr) {
     const int64_t mine = latest ? read_trainer_state(*latest).step : -1;
     auto steps = cluster_->world()->all_gather(torch::tensor({mine}, torch::kLong));
@@ -207,9 +243,15 @@ void TrainingRun::choose_checkpoint() {
                                                : "step " + std::to_string(steps[0].item<int64_t>()),
                   ": every rank must read the same run directory (a shared file system)");
     }
-    NEXTN_CHECK(latest.has_value(), "--resume: run directory '", options_.run_dir, "' has no checkpoint");
+    NEXTN_CHECK(latest.has_value(), "--resume: run directory '", options_.run_dir, "' has no ",
+                problems.empty() ? "checkpoint" : "intact checkpoint:" + problems);
   }
   resume_checkpoint_ = *latest;
+  if (!is_main()) return;
+  for (const auto& [dir, problem] : valid.corrupt) {
+    std::cout << "warning: " << problem << "\n  set aside as '" << set_aside_corrupt_checkpoint(dir)
+              << "'; resuming from '" << resume_checkpoint_ << "'" << std::endl;
+  }
 }
 
 // A run resumed on another number of ranks keeps its global batch by changing the micro-batch.
@@ -235,7 +277,7 @@ void TrainingRun::check_ranks_agree() {
   const std::vector<std::pair<std::string, std::string>> parts = {
       {"model config", model_config_to_json(config_).dump()},
       {"dataset", dataset_->fingerprint(data::Split::kTrain) + dataset_->fingerprint(data::Split::kValidation)},
-      {"training options", train_options_to_json(options_).dump()},
+      {"training options", train_options_json_for_ranks(options_)},
       {"resume checkpoint", resume_checkpoint_}};
   std::vector<int64_t> mine;
   for (const auto& [name, text] : parts) mine.push_back(static_cast<int64_t>(hash_of(text)));
@@ -249,6 +291,14 @@ void TrainingRun::check_ranks_agree() {
 }
 
 void TrainingRun::build_model_and_optimizer() {
+  // One process on the CPU holds all of it (ranks hold a share of the experts' state, a GPU run
+  // holds it on the GPU): the model's own check below covers the rest.
+  if (cluster_ == nullptr && device_.is_cpu()) {
+    const int64_t parameters = count_parameters(config_).total;
+    check_fits_in_memory(16.0 * static_cast<double>(parameters),
+                         cat("training a model of ", parameters, " parameters (weights, gradients and AdamW's two "
+                             "moments in float32, before activations)"));
+  }
   torch::manual_seed(options_.seed);
   model_ = DeepSeekV3(config_);
   model_->to(device_);  // initialised on the CPU generator, so the weights do not depend on the device
@@ -276,6 +326,9 @@ void TrainingRun::build_model_and_optimizer() {
     optimizer_->load_state(saved.tensors, saved.steps);
     restore_cpu_rng(saved.rng_state);
     state_ = read_trainer_state(resume_checkpoint_);
+    elapsed_before_ = state_.elapsed_seconds;
+    // A timed run killed before it turned its budget into steps: calibrate again, on what is left.
+    calibrating_ = options_.minutes > 0 && state_.total_steps >= kCalibratingSteps;
     NEXTN_CHECK(state_.dataset_id == dataset_->fingerprint(data::Split::kTrain), "checkpoint '", resume_checkpoint_,
                 "' was trained on another dataset than '", options_.data_dir, "'");
     loader_->restore(state_.loader_state);
@@ -434,7 +487,7 @@ void TrainingRun::maybe_calibrate_total_steps(double step_seconds) {
   if (!calibrating_ || state_.step < kCalibrationSteps) return;
   calibrating_ = false;
   // Leave ~8% of the budget for evaluations and checkpoints.
-  const double remaining = options_.minutes * 60.0 * 0.92 - seconds_since(process_start_);
+  const double remaining = options_.minutes * 60.0 * 0.92 - budget_seconds_used();
   const int64_t more = static_cast<int64_t>(std::max(0.0, remaining) / std::max(step_seconds, 1e-6));
   state_.total_steps = std::max<int64_t>(state_.step + more, state_.step + 1);
   if (cluster_ != nullptr) {  // rank 0's estimate, so that every rank stops at the same step
@@ -447,6 +500,9 @@ void TrainingRun::maybe_calibrate_total_steps(double step_seconds) {
   std::printf("time budget %s: %.3f s/step, training for %lld steps\n", format_duration(options_.minutes * 60).c_str(),
               step_seconds, static_cast<long long>(state_.total_steps));
 }
+
+// The time budget (--minutes) spans every process of the run: a resumed run has what is left.
+double TrainingRun::budget_seconds_used() const { return elapsed_before_ + seconds_since(process_start_); }
 
 void TrainingRun::run_evaluation() {
   EvalOptions eval;
@@ -580,7 +636,7 @@ TrainResult TrainingRun::run() {
     const bool last = state_.step == state_.total_steps;
     // Rank 0's clock and any rank's signal decide for everyone, so that all stop at one step.
     bool signalled = stop.requested();
-    bool out_of_time = is_main() && options_.minutes > 0 && seconds_since(process_start_) > options_.minutes * 60.0;
+    bool out_of_time = is_main() && options_.minutes > 0 && budget_seconds_used() > options_.minutes * 60.0;
     if (cluster_ != nullptr) {
       auto flags = torch::tensor({int64_t{signalled}, int64_t{out_of_time}}, torch::kLong);
       cluster_->world()->all_reduce_max(flags);
@@ -617,7 +673,7 @@ TrainResult TrainingRun::run() {
     // The run's last step gets an evaluation, also when the time budget ends it early (a signal
     // asks for a quick exit: checkpoint only).
     const bool ends_by_time = out_of_time && !signalled;
-    if (last || ends_by_time || (options_.eval_every > 0 && state_.step % options_.eval_every == 0)) {
+    if (evaluate_ && (last || ends_by_time || (options_.eval_every > 0 && state_.step % options_.eval_every == 0))) {
       run_evaluation();
     }
     const bool stop_now = signalled || out_of_time;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <iostream>
 #include <thread>
 
 #include "nextn/compat/torch_compat.h"
@@ -65,9 +66,24 @@ void set_openblas_threads(int threads) {
 
 }  // namespace
 
+int hardware_thread_count() { return hardware_threads(); }
+
+int resolve_thread_count(int requested, const char* option) {
+  NEXTN_CHECK(requested >= 0, option, " ", requested, " is negative (0 means all cores)");
+  const int available = hardware_threads();
+  if (requested == 0) return available;
+  if (requested > available) {
+    std::cerr << "nextn: " << option << " " << requested << " is more than this machine's " << available
+              << " hardware threads; using " << available << "\n";
+    return available;
+  }
+  return requested;
+}
+
 void set_cpu_threads(int blas, int intra_op) {
-  if (blas <= 0) blas = hardware_threads();
+  blas = resolve_thread_count(blas);
   if (intra_op <= 0) intra_op = hardware_threads();
+  intra_op = std::min(intra_op, hardware_threads());
   torch::set_num_threads(intra_op);
   set_openblas_threads(blas);
   kernels::set_few_rows_matmul_threads(blas);  // decoding's products: the same threads as BLAS's

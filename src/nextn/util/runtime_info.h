@@ -28,6 +28,12 @@ RuntimeInfo runtime_info();
 // (docs/BENCHMARKS.md), so nextn runs libtorch's pool with 1 thread unless asked otherwise.
 // The few-rows kernel of decoding takes `blas_threads` too. 0 = all hardware threads.
 void set_cpu_threads(int blas_threads, int intra_op_threads = 1);
+
+// A thread count as users give it (`--threads`): 0 means every hardware thread; more than the
+// machine has is clamped to that, with a note on stderr naming `option` (more threads than cores
+// only slows spinning pools down, and 10^5 threads exhaust the process's address space).
+int resolve_thread_count(int requested, const char* option = "--threads");
+int hardware_thread_count();
 int blas_threads();  // OpenBLAS's current thread count, 0 if the BLAS is not OpenBLAS
 
 // Sets OpenBLAS's thread count for a scope and restores the previous count at its end; nothing

@@ -1,0 +1,79 @@
+// Every command-line option that nextn's own text names (error messages that suggest a fix,
+// help texts, progress lines) is an option that some nextn command accepts: an error once told
+// users to pass `--mtp-reuse-last`, which never existed (it is `--reuse-last-module`).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <string>
+
+#include "nextn/io/atomic_file.h"
+#include "test_support.h"
+
+namespace nextn {
+namespace {
+
+namespace fs = std::filesystem;
+
+// The options listed by `nextn <path> --help`, and those of its subcommands, recursively.
+void collect_options(const std::string& path, const std::string& log_dir, std::set<std::string>& options,
+                     int depth = 0) {
+  std::string help;
+  ASSERT_EQ(testing::run_nextn(path + " --help", log_dir, help), 0) << path << ": " << help;
+  static const std::regex option(R"((?:^|[\s,])(--[a-z][a-z0-9-]*))");
+  for (std::sregex_iterator it(help.begin(), help.end(), option), end; it != end; ++it) options.insert((*it)[1]);
+  const size_t section = help.find("\nSubcommands:\n");
+  if (section == std::string::npos || depth > 3) return;
+  std::istringstream lines(help.substr(section + 14));
+  for (std::string line; std::getline(lines, line) && !line.empty();) {
+    std::istringstream words(line);
+    std::string name;
+    if (words >> name) collect_options(path + " " + name, log_dir, options, depth + 1);
+  }
+}
+
+// "--word" inside the string literals of nextn's sources (comments skipped), with where it is.
+std::map<std::string, std::string> options_named_in_sources() {
+  std::map<std::string, std::string> named;
+  static const std::regex literal(R"("(?:[^"\\\n]|\\.)*")");
+  static const std::regex option(R"(--[a-z][a-z0-9_-]*)");
+  for (const char* root : {"src", "apps"}) {
+    for (const auto& entry : fs::recursive_directory_iterator(testing::source_path(root))) {
+      const std::string ext = entry.path().extension().string();
+      if (ext != ".cpp" && ext != ".h") continue;
+      std::istringstream lines(io::read_file(entry.path().string()));
+      int number = 0;
+      for (std::string line; std::getline(lines, line);) {
+        ++number;
+        const size_t code_end = line.find("//");
+        const std::string code = line.substr(0, code_end == std::string::npos ? line.size() : code_end);
+        for (std::sregex_iterator l(code.begin(), code.end(), literal), end; l != end; ++l) {
+          const std::string text = l->str();
+          for (std::sregex_iterator o(text.begin(), text.end(), option); o != end; ++o) {
+            named.emplace(o->str(), entry.path().filename().string() + ":" + std::to_string(number));
+          }
+        }
+      }
+    }
+  }
+  return named;
+}
+
+TEST(CliOptions, EveryOptionTheSourcesNameExists) {
+  testing::TempDir dir("cli_options");
+  std::set<std::string> accepted;
+  collect_options("", dir.path(), accepted);
+  ASSERT_GT(accepted.size(), 100u) << "the help texts were not read";
+  ASSERT_TRUE(accepted.count("--reuse-last-module"));  // the parser sees subcommands' options
+
+  const auto named = options_named_in_sources();
+  ASSERT_GT(named.size(), 100u);
+  for (const auto& [option, where] : named) {
+    EXPECT_TRUE(accepted.count(option)) << where << " names " << option << ", which no nextn command accepts";
+  }
+}
+
+}  // namespace
+}  // namespace nextn
