@@ -21,6 +21,7 @@ void setup_bench_train(CLI::App& app) {
     int threads = 0;
     bool json = false;
     ScalingBenchOptions scaling;
+    int nproc = 1;  // > 1: the scaling comparison (scaling.nproc's own default is 2)
   };
   auto f = std::make_shared<Flags>();
   cmd->add_option("--config", f->config, "model config.json");
@@ -31,7 +32,7 @@ void setup_bench_train(CLI::App& app) {
   cmd->add_flag("--json", f->json, "one JSON object per variant and line, nothing else");
   add_threads_option(*cmd, f->threads);
   cmd->add_option("--device", f->options.device, "cpu (fp32) or cuda[:N] (bf16 autocast)");
-  cmd->add_option("--nproc-per-node", f->scaling.nproc,
+  cmd->add_option("--nproc-per-node", f->nproc,
                   "compare N ranks on this machine (real `nextn train` runs, global batch = --batch-size) with "
                   "one process on all cores")
       ->check(CLI::PositiveNumber);
@@ -46,8 +47,9 @@ void setup_bench_train(CLI::App& app) {
                   "SXM in bf16)")
       ->check(CLI::NonNegativeNumber);
   cmd->callback([f] {
-    if (f->scaling.nproc > 1) {
+    if (f->nproc > 1) {
       ScalingBenchOptions o = f->scaling;
+      o.nproc = f->nproc;
       o.config = f->config;
       o.batch_size = f->options.batch_size;
       o.seq_len = f->options.seq_len;

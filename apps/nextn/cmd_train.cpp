@@ -1,4 +1,4 @@
-// `nextn train` and `nextn eval`.
+// `nextn train`.
 #include <filesystem>
 #include <functional>
 #include <iostream>
@@ -37,6 +37,7 @@ struct TrainFlags {
   double dist_timeout_seconds = 300;
   std::string lr_shape = "cosine", balance = "aux-free";
   bool no_mtp = false;
+  bool unfused_head = false;
   std::vector<std::pair<CLI::Option*, std::function<nlohmann::json(const nlohmann::json&)>>> checked;
 
   template <typename T>
@@ -138,6 +139,12 @@ void setup_train(CLI::App& app) {
   f->add(cmd, "--clip-grad", o.clip_grad, "clip the global gradient norm to this (0: off)", key("clip_grad"));
   f->checked.push_back({cmd->add_flag("--decay-embedding", o.decay_embedding, "apply weight decay to the embedding"),
                         key("decay_embedding")});
+  f->checked.push_back({cmd->add_flag("--unfused-head", f->unfused_head,
+                                      "compute the full logits of each depth, then the cross-entropy (default: the "
+                                      "head and the loss fused over chunks of tokens, the same loss without the logits)"),
+                        [](const nlohmann::json& j) {
+                          return nlohmann::json(!(j.contains("fused_head") && j.at("fused_head").get<bool>()));
+                        }});
   f->checked.push_back({cmd->add_flag("--no-mtp", f->no_mtp, "next-token-only baseline: no MTP modules"),
                         [](const nlohmann::json& j) { return nlohmann::json(!j.at("mtp").get<bool>()); }});
   f->add(cmd, "--mtp-lambda", o.mtp_lambda.value, "MTP loss weight lambda (V3: 0.3)", sub("mtp_lambda", "value"));
@@ -190,6 +197,7 @@ void setup_train(CLI::App& app) {
     options.lr_shape = lr_shape_from_string(f->lr_shape);
     options.balance = balance_mode_from_string(f->balance);
     options.mtp = !f->no_mtp;
+    options.fused_head = !f->unfused_head;
     // torchrun restarts a failed job with the same command line: continue from the newest checkpoint.
     if (env.restart_count > 0 && !f->resume && latest_run_checkpoint(options.run_dir).has_value()) {
       if (env.rank == 0) {
@@ -233,48 +241,7 @@ void setup_train(CLI::App& app) {
   });
 }
 
-void setup_eval(CLI::App& app) {
-  struct EvalFlags {
-    std::string model_dir, data_dir;
-    EvalOptions options;
-    bool no_mtp = false;
-    int threads = 0;
-    std::string device = "cpu";
-    bool no_verify = false;
-  };
-  auto f = std::make_shared<EvalFlags>();
-  auto* cmd = app.add_subcommand("eval", "Validation losses, per-depth accuracy and expert load of a model");
-  cmd->add_option("--model", f->model_dir, "model or run directory")->required();
-  cmd->add_option("--data", f->data_dir, "dataset directory")->required();
-  cmd->add_option("--batch-size", f->options.batch_size, "sequences per batch");
-  cmd->add_option("--seq-len", f->options.seq_len, "tokens per sequence");
-  cmd->add_option("--max-batches", f->options.max_batches, "batches to evaluate (0: the whole validation split)");
-  cmd->add_flag("--no-mtp", f->no_mtp, "evaluate the main model only");
-  add_threads_option(*cmd, f->threads);
-  cmd->add_option("--device", f->device, "cpu or cuda[:N]");
-  add_no_verify_option(*cmd, f->no_verify);
-  cmd->callback([f] {
-    apply_threads(f->threads);
-    const torch::Device device = resolve_device(f->device);
-    const std::string dir = resolve_model_dir(f->model_dir);
-    const ModelConfig config = load_model_config((fs::path(dir) / "config.json").string());
-    auto dataset = open_dataset_for_model(f->data_dir, dir, config.vocab_size);
-    DeepSeekV3 model = load_model(dir, device, !f->no_verify);
-    EvalOptions options = f->options;
-    options.mtp = !f->no_mtp;
-    EvalMetrics m = evaluate(*model, dataset, options);
-    std::cout << "model " << dir << "\n" << format_eval_line(m) << "\n";
-    for (size_t l = 0; l < m.expert_load.size(); ++l) {
-      std::cout << "MoE layer " << l << " MaxVio " << m.max_vio_global[l] << " load";
-      for (double v : m.expert_load[l]) std::printf(" %.3f", v);
-      std::cout << "\n";
-    }
-    std::cout << to_json(m).dump() << "\n";
-  });
-}
-
 NEXTN_REGISTER_COMMAND(40, setup_train);
-NEXTN_REGISTER_COMMAND(50, setup_eval);
 
 }  // namespace
 }  // namespace nextn::cli

@@ -110,7 +110,7 @@ TEST(TrainedModel, SpeculativeGreedyEqualsPlainGreedyForManyPromptsAndDraftCount
     std::cout << "depth " << k + 1 << ": accepted " << accepted[k] << " of " << reached[k] << "\n";
     EXPECT_GT(accepted[k], reached[k] / 5) << "depth " << k + 1 << ": " << accepted[k] << " of " << reached[k];
   }
-  EXPECT_LT(accepted[0], reached[0] * 9 / 10);
+  EXPECT_GE(reached[0] - accepted[0], 10) << "depth 1 drafts were (almost) never rejected";
 }
 
 // The K tokens most frequent in the training split (FR-Spec's draft vocabulary), ranked.

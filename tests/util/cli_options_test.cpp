@@ -77,3 +77,27 @@ TEST(CliOptions, EveryOptionTheSourcesNameExists) {
 
 }  // namespace
 }  // namespace nextn
+
+namespace nextn {
+namespace {
+
+// `bench train` without --nproc-per-node times one process (an earlier default of 2 ranks made it
+// always run the scaling comparison): each variant once, the unfused head beside the fused one.
+TEST(CliOptions, BenchTrainWithoutNprocTimesEveryVariantInOneProcess) {
+  testing::TempDir dir("bench_train");
+  std::string output;
+  const std::string config = std::string(NEXTN_SOURCE_DIR) + "/configs/tiny.json";
+  ASSERT_EQ(testing::run_nextn("bench train --config " + config + " --batch-size 2 --seq-len 16 --steps 1 --warmup 0 "
+                               "--threads 1 --json", dir.path(), output), 0) << output;
+  std::vector<std::string> variants;
+  std::istringstream lines(output);
+  for (std::string line; std::getline(lines, line);) {
+    auto j = nlohmann::json::parse(line);
+    variants.push_back(j.at("variant").get<std::string>());
+    EXPECT_GT(j.at("step_seconds").get<double>(), 0.0) << line;
+  }
+  EXPECT_EQ(variants, (std::vector<std::string>{"MTP D=2", "MTP D=2 unfused", "no MTP"})) << output;
+}
+
+}  // namespace
+}  // namespace nextn

@@ -28,11 +28,6 @@ struct Samples {
   bool same_output_as_plain = true;
 };
 
-void add_counts(std::vector<int64_t>& sum, const std::vector<int64_t>& more) {
-  if (sum.size() < more.size()) sum.resize(more.size(), 0);
-  for (size_t i = 0; i < more.size(); ++i) sum[i] += more[i];
-}
-
 // "V=2048 bf16" for a draft head of 2048 tokens in bfloat16; "" for the model's own.
 std::string head_label(const inference::DraftHeadOptions& head) {
   std::string label;
@@ -101,11 +96,7 @@ std::vector<DecodeBenchResult> benchmark_decoding(DeepSeekV3 model, const std::v
       out.step_ms.push_back(per_step_ms(s.decode_seconds, s.steps));
       out.draft_ms.push_back(per_step_ms(s.draft_seconds, s.steps));
       out.verify_ms.push_back(per_step_ms(s.verify_seconds, s.steps));
-      out.totals.steps += s.steps;
-      out.totals.step_tokens += s.step_tokens;
-      add_counts(out.totals.drafted_per_depth, s.drafted_per_depth);
-      add_counts(out.totals.reached_per_depth, s.reached_per_depth);
-      add_counts(out.totals.accepted_per_depth, s.accepted_per_depth);
+      out.totals.accumulate(s);
       if (r == 0) out.first_output = result.tokens;
       if (base.sampling.greedy() && result.tokens != samples[0].first_output) out.same_output_as_plain = false;
     }

@@ -13,6 +13,7 @@
 #include "nextn/model/objective.h"
 #include "nextn/training/adamw.h"
 #include "nextn/training/expert_bias.h"
+#include "nextn/util/allocation_peak.h"
 #include "nextn/util/phase_timer.h"
 
 namespace nextn {
@@ -23,11 +24,13 @@ using Clock = std::chrono::steady_clock;
 struct Variant {
   std::string name;
   ModelConfig config;
+  bool fused_head = true;  // the head and cross-entropy fused over chunks (model/fused_head_loss.h)
   DeepSeekV3 model{nullptr};
   std::unique_ptr<AdamW> optimizer;
   std::vector<torch::Tensor> params;
   std::vector<Moe> moe_layers;
   std::map<std::string, std::vector<double>> samples;  // phase -> seconds per timed step
+  int64_t peak_bytes = -1;
 };
 
 void build(Variant& v, uint64_t seed, const torch::Device& device) {
@@ -59,12 +62,13 @@ void step(Variant& v, const torch::Tensor& window, int64_t seq_len, bool timed) 
   objective.sequence_balance_alpha = 1e-4;
 
   auto t0 = now(device);
+  reset_allocation_peak();
   v.optimizer->zero_grad();
   ModelOutput out;
   ObjectiveOutput loss;
   {
     TrainingPrecisionScope precision(device);
-    out = v.model->forward(inputs, ForwardOptions{v.config.mtp_depth() > 0, true});
+    out = v.model->forward(inputs, ForwardOptions{v.config.mtp_depth() > 0, true, v.fused_head});
     loss = compute_objective(out, labels, torch::Tensor(), objective);
   }
   auto t1 = now(device);
@@ -78,6 +82,7 @@ void step(Variant& v, const torch::Tensor& window, int64_t seq_len, bool timed) 
   update_expert_bias(v.moe_layers, loads.counts(), 1e-3, false);
   auto t3 = now(device);
   if (!timed) return;
+  if (!device.is_cuda()) v.peak_bytes = std::max(v.peak_bytes, read_allocation_peak());
   auto seconds = [](Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); };
   v.samples["step"].push_back(seconds(t0, t3));
   v.samples["forward"].push_back(seconds(t0, t1));
@@ -96,6 +101,11 @@ std::vector<TrainBenchResult> benchmark_training(const ModelConfig& config, cons
     variants.emplace_back();
     variants.back().name = "MTP D=" + std::to_string(config.mtp_depth());
     variants.back().config = config;
+    // The same model with the full logits of every depth (--unfused-head), side by side.
+    variants.emplace_back();
+    variants.back().name = "MTP D=" + std::to_string(config.mtp_depth()) + " unfused";
+    variants.back().config = config;
+    variants.back().fused_head = false;
   }
   ModelConfig no_mtp = config;
   no_mtp.num_nextn_predict_layers = 0;
@@ -125,6 +135,7 @@ std::vector<TrainBenchResult> benchmark_training(const ModelConfig& config, cons
     r.moe_dispatch_seconds = median(v.samples["moe.dispatch"]);
     r.moe_experts_seconds = median(v.samples["moe.experts"]);
     r.moe_combine_seconds = median(v.samples["moe.combine"]);
+    r.peak_bytes = v.peak_bytes;
     r.flops_per_step = training_step_flops(v.config, options.batch_size, options.seq_len, /*with_mtp=*/true);
     results.push_back(r);
   }
@@ -134,24 +145,35 @@ std::vector<TrainBenchResult> benchmark_training(const ModelConfig& config, cons
 std::string format_train_bench(const std::vector<TrainBenchResult>& results, double peak_tflops) {
   std::ostringstream out;
   char line[256];
-  std::snprintf(line, sizeof line, "%-10s %9s %9s | %8s %8s %8s | %8s %8s %8s %8s\n", "variant", "tok/s", "step ms",
-                "fwd ms", "bwd ms", "opt ms", "route", "dispatch", "experts", "combine");
+  std::snprintf(line, sizeof line, "%-16s %9s %9s %9s | %8s %8s %8s | %8s %8s %8s %8s\n", "variant", "tok/s",
+                "step ms", "peak MiB", "fwd ms", "bwd ms", "opt ms", "route", "dispatch", "experts", "combine");
   out << line;
   for (const auto& r : results) {
-    std::snprintf(line, sizeof line, "%-10s %9.0f %9.1f | %8.1f %8.1f %8.1f | %8.1f %8.1f %8.1f %8.1f\n",
-                  r.variant.c_str(), r.tokens_per_second(), r.step_seconds * 1e3, r.forward_seconds * 1e3,
+    const std::string peak = r.peak_bytes < 0 ? "-" : std::to_string((r.peak_bytes + (1 << 19)) >> 20);
+    std::snprintf(line, sizeof line, "%-16s %9.0f %9.1f %9s | %8.1f %8.1f %8.1f | %8.1f %8.1f %8.1f %8.1f\n",
+                  r.variant.c_str(), r.tokens_per_second(), r.step_seconds * 1e3, peak.c_str(), r.forward_seconds * 1e3,
                   r.backward_seconds * 1e3, r.optimizer_seconds * 1e3, r.moe_route_seconds * 1e3,
                   r.moe_dispatch_seconds * 1e3, r.moe_experts_seconds * 1e3, r.moe_combine_seconds * 1e3);
     out << line;
   }
-  if (results.size() == 2) {
+  if (results.size() >= 2) {
     std::snprintf(line, sizeof line, "MTP step time / no-MTP step time: %.2fx\n",
-                  results[0].step_seconds / results[1].step_seconds);
+                  results[0].step_seconds / results.back().step_seconds);
     out << line;
+  }
+  if (results.size() == 3) {
+    std::snprintf(line, sizeof line, "fused head / unfused: step time %.2fx", results[0].step_seconds / results[1].step_seconds);
+    out << line;
+    if (results[0].peak_bytes > 0 && results[1].peak_bytes > 0) {
+      std::snprintf(line, sizeof line, ", peak memory %.2fx",
+                    static_cast<double>(results[0].peak_bytes) / static_cast<double>(results[1].peak_bytes));
+      out << line;
+    }
+    out << "\n";
   }
   out << "(MoE phases are forward-only parts of fwd; medians of the timed steps)\n";
   for (const auto& r : results) {
-    std::snprintf(line, sizeof line, "%-10s model FLOPs %.3g per step, %.3f TFLOP/s", r.variant.c_str(),
+    std::snprintf(line, sizeof line, "%-16s model FLOPs %.3g per step, %.3f TFLOP/s", r.variant.c_str(),
                   static_cast<double>(r.flops_per_step), r.achieved_tflops());
     out << line;
     if (peak_tflops > 0) {
@@ -174,11 +196,11 @@ std::string train_bench_json(const std::vector<TrainBenchResult>& results) {
                   "{\"variant\":\"%s\",\"tokens_per_step\":%lld,\"step_seconds\":%.6f,\"forward_seconds\":%.6f,"
                   "\"backward_seconds\":%.6f,\"optimizer_seconds\":%.6f,\"moe_route_seconds\":%.6f,"
                   "\"moe_dispatch_seconds\":%.6f,\"moe_experts_seconds\":%.6f,\"moe_combine_seconds\":%.6f,"
-                  "\"flops_per_step\":%lld,\"tflops\":%.6f}\n",
+                  "\"flops_per_step\":%lld,\"tflops\":%.6f,\"peak_bytes\":%lld}\n",
                   r.variant.c_str(), static_cast<long long>(r.tokens_per_step), r.step_seconds, r.forward_seconds,
                   r.backward_seconds, r.optimizer_seconds, r.moe_route_seconds, r.moe_dispatch_seconds,
                   r.moe_experts_seconds, r.moe_combine_seconds, static_cast<long long>(r.flops_per_step),
-                  r.achieved_tflops());
+                  r.achieved_tflops(), static_cast<long long>(r.peak_bytes));
     out << line;
   }
   return out.str();

@@ -29,6 +29,9 @@ struct TrainBenchResult {
   double forward_seconds = 0, backward_seconds = 0, optimizer_seconds = 0;
   double moe_route_seconds = 0, moe_dispatch_seconds = 0, moe_experts_seconds = 0, moe_combine_seconds = 0;
   int64_t flops_per_step = 0;  // model FLOPs of the step (training_step_flops)
+  // The step's peak memory above what it started with (the largest over the timed steps; bytes
+  // allocated on the step's thread, util/allocation_peak.h); -1 when the allocator cannot say.
+  int64_t peak_bytes = -1;
   double tokens_per_second() const { return tokens_per_step / step_seconds; }
   double achieved_tflops() const { return flops_per_step / step_seconds / 1e12; }
 };

@@ -1,5 +1,6 @@
 #include "nextn/inference/decode_stats.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <sstream>
 
@@ -18,7 +19,27 @@ std::string fixed(double value, int digits) {
   return buffer;
 }
 
+void add_counts(std::vector<int64_t>& sum, const std::vector<int64_t>& more) {
+  if (sum.size() < more.size()) sum.resize(more.size(), 0);
+  for (size_t i = 0; i < more.size(); ++i) sum[i] += more[i];
+}
+
 }  // namespace
+
+void DecodeStats::accumulate(const DecodeStats& other) {
+  prompt_tokens += other.prompt_tokens;
+  generated_tokens += other.generated_tokens;
+  prefill_seconds += other.prefill_seconds;
+  decode_seconds += other.decode_seconds;
+  steps += other.steps;
+  draft_tokens = std::max(draft_tokens, other.draft_tokens);
+  draft_seconds += other.draft_seconds;
+  verify_seconds += other.verify_seconds;
+  step_tokens += other.step_tokens;
+  add_counts(drafted_per_depth, other.drafted_per_depth);
+  add_counts(reached_per_depth, other.reached_per_depth);
+  add_counts(accepted_per_depth, other.accepted_per_depth);
+}
 
 double DecodeStats::acceptance_rate(int64_t depth) const {
   return ratio(at(accepted_per_depth, depth), at(reached_per_depth, depth));

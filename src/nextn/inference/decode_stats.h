@@ -39,6 +39,10 @@ struct DecodeStats {
 
   // A few human-readable lines (for the CLI and benchmarks).
   std::string summary() const;
+
+  // Adds another run's counts and times to these (for figures over many runs); draft_tokens
+  // becomes the larger of the two.
+  void accumulate(const DecodeStats& other);
 };
 
 // Wall-clock seconds since `start` (steady clock). On a GPU the decoders read every step's tokens

@@ -75,12 +75,18 @@ ModelOutput DeepSeekV3Impl::forward(const torch::Tensor& input_ids, const Forwar
     if (l->is_moe() && options.collect_moe_stats) out.moe_stats.push_back(stats);
   }
   out.hidden = h;
-  out.logits = output_head(h, norm);
-  if (options.run_mtp) run_mtp_modules(embeddings, out, options.collect_moe_stats);
+  if (options.fused_head_loss) {
+    out.head_input = norm(h);
+    out.head_weight = output_weight();
+  } else {
+    out.logits = output_head(h, norm);
+  }
+  if (options.run_mtp) run_mtp_modules(embeddings, out, options);
   return out;
 }
 
-void DeepSeekV3Impl::run_mtp_modules(const torch::Tensor& embeddings, ModelOutput& out, bool collect_stats) {
+void DeepSeekV3Impl::run_mtp_modules(const torch::Tensor& embeddings, ModelOutput& out, const ForwardOptions& options) {
+  const bool collect_stats = options.collect_moe_stats;
   const int64_t length = embeddings.size(1);
   torch::Tensor previous = out.hidden;  // h^0
   for (int64_t k = 1; k <= config_.num_nextn_predict_layers && k < length; ++k) {
@@ -96,7 +102,11 @@ void DeepSeekV3Impl::run_mtp_modules(const torch::Tensor& embeddings, ModelOutpu
     auto h = module(input_hidden, token_embeddings, angles, moe ? &stats : nullptr);
     if (moe) out.moe_stats.push_back(stats);
     out.mtp_hidden.push_back(h);
-    out.mtp_logits.push_back(output_head(h, module->shared_head_norm));
+    if (options.fused_head_loss) {
+      out.mtp_head_input.push_back(module->shared_head_norm(h));
+    } else {
+      out.mtp_logits.push_back(output_head(h, module->shared_head_norm));
+    }
     previous = h;
   }
 }

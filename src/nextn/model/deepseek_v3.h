@@ -19,6 +19,9 @@ namespace nextn {
 struct ForwardOptions {
   bool run_mtp = true;       // false: main model only (inference, or the --no-mtp baseline)
   bool collect_moe_stats = true;
+  // Leave the logits out: hand back each head's normed input and the head weight instead, for
+  // the fused head + cross-entropy (fused_head_loss.h), which never holds [B, T, V] logits.
+  bool fused_head_loss = false;
 };
 
 struct ModelOutput {
@@ -27,6 +30,11 @@ struct ModelOutput {
   // Depth k = 1..D at index k-1: [B, T-k, V], position i predicts t_{i+k+1} (Eq. 23).
   std::vector<torch::Tensor> mtp_logits;
   std::vector<torch::Tensor> mtp_hidden;  // h^k, [B, T-k, hidden]
+  // With fused_head_loss, instead of the logits: the output head's inputs (after the final norm,
+  // or each MTP module's shared_head_norm) and the head weight [V, hidden] they all share.
+  torch::Tensor head_input;
+  std::vector<torch::Tensor> mtp_head_input;
+  torch::Tensor head_weight;
   // One entry per MoE layer that ran: the main model's in layer order, then each MTP module's.
   std::vector<MoeStats> moe_stats;
 };
@@ -61,7 +69,7 @@ class DeepSeekV3Impl : public torch::nn::Module {
   std::vector<Moe> moe_layers();  // every MoE layer, main model first, then MTP modules
 
  private:
-  void run_mtp_modules(const torch::Tensor& embeddings, ModelOutput& out, bool collect_stats);
+  void run_mtp_modules(const torch::Tensor& embeddings, ModelOutput& out, const ForwardOptions& options);
   ModelConfig config_;
 };
 TORCH_MODULE(DeepSeekV3);

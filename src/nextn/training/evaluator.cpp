@@ -59,7 +59,7 @@ EvalMetrics evaluate(DeepSeekV3Impl& model, const data::TokenDataset& dataset, c
     auto tokens = batch.tokens.to(device);
     auto inputs = tokens.narrow(1, 0, options.seq_len);
     auto labels = tokens.narrow(1, 1, options.seq_len);
-    ModelOutput out = model.forward(inputs, ForwardOptions{options.mtp, true});
+    ModelOutput out = model.forward(inputs, ForwardOptions{options.mtp, true, /*fused_head_loss=*/true});
     ObjectiveOutput obj = compute_objective(out, labels, batch.segment_ids.to(device), ObjectiveOptions{});
     if (discard) continue;
     main_nll += obj.main_loss.item<double>() * obj.main_tokens;

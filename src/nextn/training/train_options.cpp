@@ -73,6 +73,7 @@ nlohmann::json train_options_to_json(const TrainOptions& o) {
           {"clip_grad", o.clip_grad},
           {"decay_embedding", o.decay_embedding},
           {"mtp", o.mtp},
+          {"fused_head", o.fused_head},
           {"mtp_lambda", schedule(o.mtp_lambda)},
           {"balance", to_string(o.balance)},
           {"bias_gamma", schedule(o.bias_gamma)},
@@ -119,6 +120,8 @@ TrainOptions train_options_from_json(const nlohmann::json& j) {
     o.clip_grad = j.at("clip_grad").get<double>();
     o.decay_embedding = j.at("decay_embedding").get<bool>();
     o.mtp = j.at("mtp").get<bool>();
+    // Absent in runs from before the fused head: those computed the logits (resumed the same way).
+    o.fused_head = j.contains("fused_head") ? j.at("fused_head").get<bool>() : false;
     o.mtp_lambda = schedule(j.at("mtp_lambda"));
     o.balance = balance_mode_from_string(j.at("balance").get<std::string>());
     o.bias_gamma = schedule(j.at("bias_gamma"));

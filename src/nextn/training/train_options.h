@@ -58,6 +58,9 @@ struct TrainOptions {
 
   // Objective.
   bool mtp = true;  // false: next-token-only baseline (--no-mtp)
+  // The output head and cross-entropy fused over chunks of tokens (model/fused_head_loss.h): the
+  // same loss to rounding without holding [tokens, vocab] logits per depth. false: --unfused-head.
+  bool fused_head = true;
   SwitchSchedule mtp_lambda{0.3, 0.1, 10.0 / 14.8};  // V3: 0.3 for the first 10T of 14.8T tokens
   BalanceMode balance = BalanceMode::kAuxFree;
   SwitchSchedule bias_gamma{1e-3, 0.0, 1.0 - 0.5 / 14.8};  // V3: 0 for the last 500B tokens

@@ -387,7 +387,7 @@ void TrainingRun::train_one_step(StepMetrics& m) {
     ObjectiveOutput obj;
     {
       TrainingPrecisionScope precision(device_);
-      out = model_->forward(inputs.to(device_), ForwardOptions{run_mtp, true});
+      out = model_->forward(inputs.to(device_), ForwardOptions{run_mtp, true, options_.fused_head});
       obj = compute_objective(out, labels.to(device_), batch.segment_ids.to(device_), objective);
     }
     torch::Tensor scaled = obj.total * micro_weight;
