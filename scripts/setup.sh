@@ -20,6 +20,7 @@ PACKAGES=(
   libcli11-dev                # the nextn command line
   libgtest-dev                # tests
   libpcre2-dev                # DeepSeek-V3 pre-tokenizer regexes
+  libutf8proc-dev             # Unicode normalization and character classes (tokenizer.json normalizers)
   libcpp-httplib-dev          # HTTP for `nextn serve` (the library llama.cpp's server uses)
   libgloo-dev                 # headers of the Gloo library behind libtorch's c10d (distributed training)
   python3-torch               # the plain-PyTorch reference model (bench/reference), and torchrun

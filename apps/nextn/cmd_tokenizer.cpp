@@ -10,6 +10,10 @@
 #include "nextn/data/tokenizer_training.h"
 #include "nextn/io/atomic_file.h"
 #include "nextn/tokenizer/tokenizer.h"
+#include "nextn/tokenizer/tokenizer_json.h"
+#include "nextn/tokenizer/unicode.h"
+
+#include <nlohmann/json.hpp>
 #include "nextn/util/error.h"
 #include "nextn/util/runtime_info.h"
 
@@ -56,11 +60,59 @@ std::string read_text_argument(const std::string& text, const std::string& file)
   return text;
 }
 
+// JSON lines: one JSON value per input line in, one per output line out (for batches of texts
+// from programs, such as the conformance test against Hugging Face tokenizers).
+template <typename PerLine>
+void for_each_json_line(const std::string& path, PerLine per_line) {
+  std::string content = path == "-" ? std::string(std::istreambuf_iterator<char>(std::cin), {}) : io::read_file(path);
+  std::istringstream lines(content);
+  std::string line;
+  std::size_t number = 0;
+  while (std::getline(lines, line)) {
+    ++number;
+    if (line.empty()) continue;
+    nlohmann::json value;
+    try {
+      value = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception& e) {
+      fail(path, ":", number, ": not valid JSON (", e.what(), ")");
+    }
+    std::cout << per_line(value, number).dump() << "\n";
+  }
+}
+
+void run_encode_jsonl(const tokenizer::Tokenizer& tok, const std::string& path, bool ordinary, bool add_special) {
+  for_each_json_line(path, [&](const nlohmann::json& value, std::size_t number) {
+    NEXTN_CHECK(value.is_string(), path, ":", number, ": expected a JSON string");
+    const std::string text = value.get<std::string>();
+    return nlohmann::json(ordinary ? tok.encode_ordinary(text) : tok.encode(text, add_special));
+  });
+}
+
+void run_decode_jsonl(const tokenizer::Tokenizer& tok, const std::string& path, bool skip_special) {
+  for_each_json_line(path, [&](const nlohmann::json& value, std::size_t number) {
+    NEXTN_CHECK(value.is_array(), path, ":", number, ": expected a JSON array of ids");
+    std::vector<int32_t> ids;
+    for (const nlohmann::json& id : value) {
+      NEXTN_CHECK(id.is_number_integer() && id.get<int64_t>() >= 0 && id.get<int64_t>() <= INT32_MAX, path, ":",
+                  number, ": '", id.dump(), "' is not a token id");
+      ids.push_back(id.get<int32_t>());
+    }
+    // JSON strings are Unicode: invalid UTF-8 becomes U+FFFD, as in Hugging Face's decode.
+    return nlohmann::json(tokenizer::to_valid_utf8_lossy(tok.decode(ids, skip_special)));
+  });
+}
+
 void run_encode(const std::string& tokenizer_path, const std::string& text, const std::string& file,
-                bool ordinary, bool show_tokens) {
+                bool ordinary, bool show_tokens, bool add_special, const std::string& jsonl) {
   tokenizer::Tokenizer tok = tokenizer::Tokenizer::load(tokenizer_path);
+  if (!jsonl.empty()) {
+    NEXTN_CHECK(text.empty() && file.empty() && !show_tokens, "--jsonl takes no --text, --file or --show-tokens");
+    run_encode_jsonl(tok, jsonl, ordinary, add_special);
+    return;
+  }
   std::string input = read_text_argument(text, file);
-  std::vector<int32_t> ids = ordinary ? tok.encode_ordinary(input) : tok.encode(input);
+  std::vector<int32_t> ids = ordinary ? tok.encode_ordinary(input) : tok.encode(input, add_special);
   for (std::size_t i = 0; i < ids.size(); ++i) {
     if (i > 0) std::cout << (show_tokens ? "\n" : " ");
     std::cout << ids[i];
@@ -91,12 +143,27 @@ std::vector<int32_t> parse_ids(const std::string& text) {
   return ids;
 }
 
-void run_decode(const std::string& tokenizer_path, const std::string& ids_text, const std::string& file) {
+void run_decode(const std::string& tokenizer_path, const std::string& ids_text, const std::string& file,
+                bool skip_special, const std::string& jsonl) {
   tokenizer::Tokenizer tok = tokenizer::Tokenizer::load(tokenizer_path);
+  if (!jsonl.empty()) {
+    NEXTN_CHECK(ids_text.empty() && file.empty(), "--jsonl takes no --ids or --file");
+    run_decode_jsonl(tok, jsonl, skip_special);
+    return;
+  }
   std::string text = read_text_argument(ids_text, file);
-  std::string bytes = tok.decode(parse_ids(text));
+  std::string bytes = tok.decode(parse_ids(text), skip_special);
   std::cout.write(bytes.data(), std::streamsize(bytes.size()));
   std::cout.flush();
+}
+
+// "Split, Split, ByteLevel" from a component's step kinds.
+template <typename Spec>
+std::string component_summary(const Spec& spec) {
+  if (!spec.present) return "none";
+  std::string out;
+  for (const auto& step : spec.steps) out += (out.empty() ? "" : ", ") + tokenizer::step_type_name(step);
+  return out.empty() ? "empty" : out;
 }
 
 void run_info(const std::string& tokenizer_path) {
@@ -105,15 +172,31 @@ void run_info(const std::string& tokenizer_path) {
   std::cout << "tokenizer: " << tokenizer_path << "\n"
             << "vocabulary: " << tok.vocab_size() << " ids, " << tok.num_merges() << " merges, "
             << tok.spec().added_tokens.size() << " added tokens\n"
-            << "pre-tokenizer: " << tokenizer::pre_tokenizer_name(tok.spec().pre_tokenizer)
+            << "normalizer: " << component_summary(tok.spec().normalizer) << "\n"
+            << "pre-tokenizer: " << tokenizer::pre_tokenizer_name(tok.spec().pre_tokenizer) << ", "
+            << component_summary(tok.spec().pre_tokenizer)
             << (tok.pre_tokenizer().all_regexes_jit_compiled() ? " (PCRE2 JIT)" : " (PCRE2 interpreter)") << "\n"
+            << "model: BPE" << (tok.spec().byte_fallback ? ", byte_fallback" : "")
+            << (tok.spec().ignore_merges ? ", ignore_merges" : "")
+            << (tok.spec().unk_token ? ", unk " + *tok.spec().unk_token : std::string()) << "\n"
+            << "post-processor: " << component_summary(tok.spec().post_processor) << "\n"
+            << "decoder: " << component_summary(tok.spec().decoder) << "\n"
+            << "tokenizer_config.json: "
+            << (tok.config().present ? (tok.config().chat_template ? "read (has a chat template)" : "read") : "none") << "\n"
             << "bos " << id_or_none(tok.find_bos_id()) << ", eos " << id_or_none(tok.find_eos_id())
             << ", pad " << (tok.find_eos_id() ? std::to_string(tok.pad_id()) : std::string("none")) << "\n"
             << "hash: " << tok.hash() << "\n";
+  std::vector<std::string> differences = tok.hugging_face_id_differences();
+  if (!differences.empty()) {
+    std::cout << "warning: Hugging Face tokenizers numbers " << differences.size()
+              << " added token(s) differently (it ignores the ids of added_tokens and gives a token the id the model "
+                 "vocabulary has for it, else the next free one); list each in model.vocab with its id:\n";
+    for (std::size_t i = 0; i < differences.size() && i < 5; ++i) std::cout << "  " << differences[i] << "\n";
+  }
 }
 
 void setup_tokenizer(CLI::App& app) {
-  auto* group = app.add_subcommand("tokenizer", "Train and use byte-level BPE tokenizers (tokenizer.json)");
+  auto* group = app.add_subcommand("tokenizer", "Train and use BPE tokenizers (Hugging Face tokenizer.json)");
   group->require_subcommand(1);
 
   auto train_flags = std::make_shared<TokenizerTrainFlags>();
@@ -130,8 +213,8 @@ void setup_tokenizer(CLI::App& app) {
   train->callback([train_flags] { run_tokenizer_train(*train_flags); });
 
   struct CodecFlags {
-    std::string tokenizer, text, file;
-    bool ordinary = false, show_tokens = false;
+    std::string tokenizer, text, file, jsonl;
+    bool ordinary = false, show_tokens = false, add_special = false, skip_special = false;
   };
   auto codec = std::make_shared<CodecFlags>();
   auto* encode = group->add_subcommand("encode", "Print the token ids of a text");
@@ -140,13 +223,19 @@ void setup_tokenizer(CLI::App& app) {
   encode->add_option("--file", codec->file, "Read the text from a file ('-' = stdin)");
   encode->add_flag("--ordinary", codec->ordinary, "Treat special-token spellings as ordinary text");
   encode->add_flag("--show-tokens", codec->show_tokens, "One id per line with its token");
-  encode->callback([codec] { run_encode(codec->tokenizer, codec->text, codec->file, codec->ordinary, codec->show_tokens); });
+  encode->add_flag("--add-special-tokens", codec->add_special, "Add what the post-processor adds (BOS/EOS)");
+  encode->add_option("--jsonl", codec->jsonl, "Encode each line of this file (a JSON string); print a JSON array per line");
+  encode->callback([codec] {
+    run_encode(codec->tokenizer, codec->text, codec->file, codec->ordinary, codec->show_tokens, codec->add_special, codec->jsonl);
+  });
 
   auto* decode = group->add_subcommand("decode", "Write the bytes of token ids to stdout");
   decode->add_option("--tokenizer,-t", codec->tokenizer, "tokenizer.json")->required();
   decode->add_option("--ids", codec->text, "Ids separated by spaces or commas");
   decode->add_option("--file", codec->file, "Read the ids from a file ('-' = stdin)");
-  decode->callback([codec] { run_decode(codec->tokenizer, codec->text, codec->file); });
+  decode->add_flag("--skip-special-tokens", codec->skip_special, "Leave out special added tokens");
+  decode->add_option("--jsonl", codec->jsonl, "Decode each line of this file (a JSON array of ids); print a JSON string per line");
+  decode->callback([codec] { run_decode(codec->tokenizer, codec->text, codec->file, codec->skip_special, codec->jsonl); });
 
   auto* info = group->add_subcommand("info", "Print vocabulary size, special ids and hash");
   info->add_option("--tokenizer,-t", codec->tokenizer, "tokenizer.json")->required();

@@ -30,8 +30,9 @@ inline nlohmann::json tiny_tokenizer_json(const std::vector<std::string>& merges
   j["added_tokens"] = nlohmann::json::array();
   j["normalizer"] = {{"type", "Sequence"}, {"normalizers", nlohmann::json::array()}};
   nlohmann::json steps = nlohmann::json::array();
-  for (const SplitPattern& split : deepseek_v3_pre_tokenizer().splits) {
-    steps.push_back({{"type", "Split"}, {"pattern", {{"Regex", split.pattern}}}, {"behavior", "Isolated"}, {"invert", false}});
+  for (const PreTokenizerStep& step : deepseek_v3_pre_tokenizer().steps) {
+    if (step.kind != PreTokenizerStep::Kind::kSplit) continue;
+    steps.push_back({{"type", "Split"}, {"pattern", {{"Regex", step.pattern.pattern}}}, {"behavior", "Isolated"}, {"invert", false}});
   }
   steps.push_back({{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}});
   j["pre_tokenizer"] = {{"type", "Sequence"}, {"pretokenizers", steps}};

@@ -150,14 +150,14 @@ TEST(PreTokenizer, PresetsAreRecognisedByName) {
   EXPECT_EQ(pre_tokenizer_name(pre_tokenizer_by_name("gpt2")), "gpt2");
   EXPECT_EQ(pre_tokenizer_name(pre_tokenizer_by_name("simple")), "simple");
   PreTokenizerSpec custom;
-  custom.splits.push_back({"\\d", false});
+  custom.steps.push_back(split_step("\\d"));
   EXPECT_EQ(pre_tokenizer_name(custom), "custom");
   EXPECT_THROW(pre_tokenizer_by_name("bert"), Error);
 }
 
 TEST(PreTokenizer, BadRegexIsAClearError) {
   PreTokenizerSpec spec;
-  spec.splits.push_back({"(unclosed", false});
+  spec.steps.push_back(split_step("(unclosed"));
   try {
     PreTokenizer pre_tokenizer(spec);
     FAIL() << "expected an error";
@@ -168,7 +168,7 @@ TEST(PreTokenizer, BadRegexIsAClearError) {
 
 TEST(PreTokenizer, LiteralSplitPatternsMatchThemselves) {
   PreTokenizerSpec spec;
-  spec.splits.push_back({"a.b", true});
+  spec.steps.push_back(split_step("a.b", true));
   PreTokenizer pre_tokenizer(spec);
   EXPECT_EQ(split_with(pre_tokenizer, "xa.bya-b"), (Pieces{"x", "a.b", "ya-b"}));
 }

@@ -131,23 +131,23 @@ TEST(TokenizerJson, HashChangesWithContent) {
 TEST(TokenizerJson, UnsupportedFeaturesAreNamedErrors) {
   const nlohmann::json base = tiny_tokenizer_json(hello_world_merges());
   nlohmann::json j = base;
-  j["normalizer"] = {{"type", "NFC"}};
-  expect_load_error(j, {"normalizer", "NFC"});
+  j["normalizer"] = {{"type", "BertNormalizer"}};
+  expect_load_error(j, {"normalizer", "BertNormalizer"});
   j = base;
-  j["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", "_"}};
-  expect_load_error(j, {"pre_tokenizer", "Metaspace"});
+  j["normalizer"] = {{"type", "Sequence"}, {"normalizers", {{{"type", "NFC"}}, {{"type", "Precompiled"}}}}};
+  expect_load_error(j, {"normalizer.normalizers[1]", "Precompiled"});
   j = base;
-  j["pre_tokenizer"]["pretokenizers"][0]["behavior"] = "Removed";
-  expect_load_error(j, {"pretokenizers[0].behavior", "Removed"});
+  j["pre_tokenizer"] = {{"type", "BertPreTokenizer"}};
+  expect_load_error(j, {"pre_tokenizer", "BertPreTokenizer"});
   j = base;
-  j["pre_tokenizer"]["pretokenizers"][1]["invert"] = true;
-  expect_load_error(j, {"pretokenizers[1].invert"});
+  j["pre_tokenizer"]["pretokenizers"][0]["behavior"] = "Sideways";
+  expect_load_error(j, {"pretokenizers[0].behavior", "Sideways"});
   j = base;
-  j["pre_tokenizer"]["pretokenizers"][3]["add_prefix_space"] = true;
-  expect_load_error(j, {"add_prefix_space"});
+  j["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", "_"}, {"add_prefix_space", false}};
+  expect_load_error(j, {"pre_tokenizer", "prepend_scheme"});
   j = base;
-  j["pre_tokenizer"]["pretokenizers"].erase(3);
-  expect_load_error(j, {"pre_tokenizer", "ByteLevel"});
+  j["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", "ab"}};
+  expect_load_error(j, {"pre_tokenizer.replacement", "one character"});
   j = base;
   j["pre_tokenizer"]["pretokenizers"][0]["pattern"] = {{"Regex", "(unclosed"}};
   expect_load_error(j, {"(unclosed"});
@@ -158,27 +158,42 @@ TEST(TokenizerJson, UnsupportedFeaturesAreNamedErrors) {
   j["model"]["dropout"] = 0.1;
   expect_load_error(j, {"model.dropout"});
   j = base;
-  j["model"]["byte_fallback"] = true;
-  expect_load_error(j, {"byte_fallback"});
-  j = base;
-  j["model"]["continuing_subword_prefix"] = "##";
-  expect_load_error(j, {"continuing_subword_prefix"});
-  j = base;
-  j["added_tokens"] = {added_token(300, "<x>", true, false)};
-  j["added_tokens"][0]["lstrip"] = true;
-  expect_load_error(j, {"added_tokens[0].lstrip", "<x>"});
+  j["model"]["unk_token"] = "<nope>";
+  expect_load_error(j, {"unk_token", "<nope>"});
   j = base;
   j["truncation"] = {{"max_length", 512}};
   expect_load_error(j, {"truncation"});
   j = base;
-  j["post_processor"] = {{"type", "TemplateProcessing"}};
-  expect_load_error(j, {"post_processor", "TemplateProcessing"});
+  j["version"] = "2.0";
+  expect_load_error(j, {"version", "2.0"});
   j = base;
-  j["decoder"] = nullptr;
-  expect_load_error(j, {"decoder"});
+  j["post_processor"] = {{"type", "TemplateProcessing"}};
+  expect_load_error(j, {"post_processor", "single"});
+  j = base;
+  j["post_processor"] = {{"type", "TemplateProcessing"},
+                         {"single", {{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}}}},
+                         {"pair", nlohmann::json::array()},
+                         {"special_tokens", nlohmann::json::object()}};
+  expect_load_error(j, {"post_processor", "<s>", "special_tokens"});
+  j = base;
+  j["post_processor"] = {{"type", "TemplateProcessing"},
+                         {"single", {{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}}}},
+                         {"pair", nlohmann::json::array()},
+                         {"special_tokens", {{"<s>", {{"id", "<s>"}, {"ids", {9999}}, {"tokens", {"<s>"}}}}}}};
+  expect_load_error(j, {"post_processor", "9999"});
+  j = base;
+  j["decoder"] = {{"type", "WordPiece"}};
+  expect_load_error(j, {"decoder", "WordPiece"});
+  j = base;
+  j["decoder"] = {{"type", "Strip"}, {"content", " "}, {"start", -1}, {"stop", 0}};
+  expect_load_error(j, {"decoder.start"});
   j = base;
   j["surprise"] = 1;
   expect_load_error(j, {"surprise"});
+  j = base;
+  j["added_tokens"] = {added_token(300, "<x>", true, false)};
+  j["added_tokens"][0]["lstrip"] = "yes";
+  expect_load_error(j, {"added_tokens[0].lstrip"});
 }
 
 TEST(TokenizerJson, InconsistentContentIsANamedError) {
@@ -190,8 +205,8 @@ TEST(TokenizerJson, InconsistentContentIsANamedError) {
   j["model"]["merges"][0] = "h e x";
   expect_load_error(j, {"model.merges[0]"});
   j = base;
-  j["model"]["vocab"].erase("\u0120");
-  expect_load_error(j, {"byte 0x20"});
+  j["model"]["merges"] = {"h e", {"l", "l"}};
+  expect_load_error(j, {"model.merges[1]", "mixes"});
   j = base;
   j["model"]["vocab"]["dup"] = 5;
   expect_load_error(j, {"id 5", "twice"});

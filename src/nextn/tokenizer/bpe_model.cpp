@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <queue>
+
+#include "nextn/tokenizer/utf8.h"
 
 #include "nextn/util/error.h"
 
@@ -50,6 +53,24 @@ BpeModel::BpeModel(std::array<int32_t, 256> byte_ids, std::vector<MergeRule> mer
       whole_tokens_(std::move(whole_tokens)),
       ignore_merges_(ignore_merges),
       cache_owner_(next_cache_owner()) {
+  build_pair_table();
+}
+
+BpeModel::BpeModel(BpeCharOptions options, std::vector<MergeRule> merges, bool ignore_merges)
+    : merges_(std::move(merges)), ignore_merges_(ignore_merges), cache_owner_(next_cache_owner()) {
+  byte_ids_.fill(-1);
+  fallback_ids_.fill(-1);
+  for (int byte = 0; byte < 256; ++byte) {
+    char name[8];
+    std::snprintf(name, sizeof(name), "<0x%02X>", byte);
+    auto it = options.vocab.find(name);
+    if (it != options.vocab.end()) fallback_ids_[byte] = it->second;
+  }
+  char_options_ = std::make_shared<const BpeCharOptions>(std::move(options));
+  build_pair_table();
+}
+
+void BpeModel::build_pair_table() {
   std::size_t capacity = 16;
   while (capacity < merges_.size() * 2) capacity *= 2;
   pair_table_.assign(capacity, PairEntry{});
@@ -59,8 +80,8 @@ BpeModel::BpeModel(std::array<int32_t, 256> byte_ids, std::vector<MergeRule> mer
     uint64_t key = pair_key(rule.left, rule.right);
     uint64_t slot = hash_key(key) & pair_mask_;
     while (pair_table_[slot].key != kEmptyKey && pair_table_[slot].key != key) slot = (slot + 1) & pair_mask_;
-    // A pair listed twice keeps its first (lowest) rank, as Hugging Face does.
-    if (pair_table_[slot].key == key) continue;
+    // A pair listed twice keeps its last rank, as Hugging Face's merge map does (a HashMap
+    // collected in rank order: later entries replace earlier ones).
     pair_table_[slot] = PairEntry{key, int32_t(rank), rule.result};
   }
 }
@@ -154,8 +175,62 @@ void BpeModel::merge(std::vector<int32_t>& symbols) const {
   else merge_by_heap(symbols);
 }
 
+void BpeModel::initial_symbols(std::string_view word, std::vector<int32_t>& symbols) const {
+  const BpeCharOptions& o = *char_options_;
+  std::optional<int32_t> pending_unk;  // an unknown run not yet emitted (fuse_unk joins them)
+  std::string symbol;
+  std::size_t pos = 0;
+  while (pos < word.size()) {
+    std::size_t length = utf8_sequence_length(word, pos);
+    if (length == 0) length = 1;  // an invalid byte is a "character" of its own
+    bool is_first = pos == 0;
+    bool is_last = pos + length == word.size();
+    symbol.clear();
+    if (!is_first) symbol += o.continuing_subword_prefix;
+    symbol.append(word.substr(pos, length));
+    if (is_last) symbol += o.end_of_word_suffix;
+    pos += length;
+    auto it = o.vocab.find(symbol);
+    if (it != o.vocab.end()) {
+      if (pending_unk) symbols.push_back(*pending_unk);
+      pending_unk.reset();
+      symbols.push_back(it->second);
+      continue;
+    }
+    if (o.byte_fallback) {
+      // Every byte of the symbol (prefix and suffix included, as Hugging Face does) or none.
+      bool all = true;
+      for (char c : symbol) all = all && fallback_ids_[uint8_t(c)] >= 0;
+      if (all) {
+        for (char c : symbol) symbols.push_back(fallback_ids_[uint8_t(c)]);
+        continue;
+      }
+    }
+    if (o.unk_id) {
+      if (pending_unk && !o.fuse_unk) symbols.push_back(*pending_unk);
+      pending_unk = *o.unk_id;
+    }
+    // Without an unknown token, a character outside the vocabulary is dropped (Hugging Face).
+  }
+  if (pending_unk) symbols.push_back(*pending_unk);
+}
+
 void BpeModel::encode_piece_uncached(std::string_view piece, std::vector<int32_t>& out) const {
   if (piece.empty()) return;
+  if (char_options_) {
+    if (ignore_merges_) {
+      auto it = char_options_->vocab.find(std::string(piece));
+      if (it != char_options_->vocab.end()) {
+        out.push_back(it->second);
+        return;
+      }
+    }
+    std::vector<int32_t> symbols;
+    initial_symbols(piece, symbols);
+    merge(symbols);
+    out.insert(out.end(), symbols.begin(), symbols.end());
+    return;
+  }
   if (ignore_merges_) {
     auto it = whole_tokens_.find(std::string(piece));
     if (it != whole_tokens_.end()) {
@@ -170,7 +245,7 @@ void BpeModel::encode_piece_uncached(std::string_view piece, std::vector<int32_t
 }
 
 void BpeModel::encode_piece(std::string_view piece, std::vector<int32_t>& out) const {
-  if (piece.size() == 1) {
+  if (piece.size() == 1 && !char_options_) {
     out.push_back(byte_ids_[uint8_t(piece[0])]);
     return;
   }

@@ -2,13 +2,20 @@
 // its own symbol; then, as long as some adjacent pair has a merge rule, the pair with the lowest
 // rank (the earliest learned merge) is merged, the leftmost one when a rank occurs several times.
 // This is Hugging Face's BPE::merge_word.
+//
+// Two ways to form the first symbols: byte mode (byte-level tokenizers whose pre-tokenizer left
+// the byte-level mapping to the model: one symbol per raw byte) and character mode (any other
+// BPE: one symbol per character looked up in the vocabulary, with continuing_subword_prefix,
+// end_of_word_suffix, byte_fallback and the unknown token as the file sets them).
 #pragma once
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <memory>
 #include <vector>
 
 namespace nextn::tokenizer {
@@ -19,6 +26,16 @@ struct MergeRule {
   int32_t result = 0;
 };
 
+// Character mode's vocabulary and options (Hugging Face's BPE fields of the same names).
+struct BpeCharOptions {
+  std::unordered_map<std::string, int32_t> vocab;  // token text -> id
+  std::string continuing_subword_prefix;
+  std::string end_of_word_suffix;
+  bool byte_fallback = false;  // a character not in the vocabulary becomes its bytes' <0xXX> tokens
+  std::optional<int32_t> unk_id;
+  bool fuse_unk = false;
+};
+
 class BpeModel {
  public:
   BpeModel() = default;
@@ -27,6 +44,8 @@ class BpeModel {
   // whole, without merging).
   BpeModel(std::array<int32_t, 256> byte_ids, std::vector<MergeRule> merges,
            std::unordered_map<std::string, int32_t> whole_tokens, bool ignore_merges);
+  // Character mode.
+  BpeModel(BpeCharOptions options, std::vector<MergeRule> merges, bool ignore_merges);
 
   // Appends the ids of `piece`. Results are cached per thread (see encode_piece's .cpp).
   void encode_piece(std::string_view piece, std::vector<int32_t>& out) const;
@@ -40,6 +59,7 @@ class BpeModel {
   void merge_by_heap(std::vector<int32_t>& symbols) const;
 
   std::size_t num_merges() const { return merges_.size(); }
+  bool byte_mode() const { return !char_options_; }
 
  private:
   struct PairEntry {
@@ -55,7 +75,13 @@ class BpeModel {
   // inner loop of encoding.
   const PairEntry* find_pair(int32_t left, int32_t right) const;
 
+  void build_pair_table();
+  // Character mode's first symbols (HF merge_word before merging).
+  void initial_symbols(std::string_view word, std::vector<int32_t>& symbols) const;
+
   std::array<int32_t, 256> byte_ids_{};
+  std::shared_ptr<const BpeCharOptions> char_options_;  // null in byte mode
+  std::array<int32_t, 256> fallback_ids_{};             // <0xXX> tokens, -1 where missing
   std::vector<MergeRule> merges_;
   std::vector<PairEntry> pair_table_;
   uint64_t pair_mask_ = 0;

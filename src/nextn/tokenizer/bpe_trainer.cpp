@@ -214,6 +214,10 @@ class Trainer {
     spec.pre_tokenizer = options_.pre_tokenizer;
     for (int32_t i = 0; i < num_special_; ++i) {
       spec.added_tokens.push_back({i, options_.special_tokens[i], /*special=*/true, /*normalized=*/false});
+      // Listed in the model vocabulary too, as DeepSeek-V3's file does: Hugging Face gives an
+      // added token the id the vocabulary has for it, else the next id after the vocabulary, so
+      // without this entry it would number the special tokens differently.
+      spec.vocab.emplace_back(options_.special_tokens[i], i);
     }
     for (std::size_t i = 0; i < token_bytes_.size(); ++i) {
       spec.vocab.emplace_back(bytes_to_byte_level(token_bytes_[i]), num_special_ + int32_t(i));

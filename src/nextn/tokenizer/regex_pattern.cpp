@@ -5,6 +5,7 @@
 
 #include <cctype>
 
+#include "nextn/tokenizer/utf8.h"
 #include "nextn/util/error.h"
 
 namespace nextn::tokenizer {
@@ -48,7 +49,9 @@ MatchScratch& scratch() {
 RegexPattern::RegexPattern(std::string pattern) : pattern_(std::move(pattern)) {
   int error_code = 0;
   PCRE2_SIZE error_offset = 0;
-  uint32_t options = PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF;
+  // MULTILINE: ^ and $ match at line boundaries, as in Oniguruma's Ruby syntax (Hugging Face's
+  // regex engine).
+  uint32_t options = PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF | PCRE2_MULTILINE;
   code_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern_.data()), pattern_.size(), options,
                         &error_code, &error_offset, nullptr);
   if (!code_) {
@@ -77,6 +80,12 @@ bool RegexPattern::find(std::string_view subject, std::size_t from, std::size_t&
   match_start = ovector[0];
   match_end = ovector[1];
   return true;
+}
+
+std::size_t next_char_boundary(std::string_view text, std::size_t pos) {
+  if (pos >= text.size()) return text.size() + 1;
+  std::size_t length = utf8_sequence_length(text, pos);
+  return pos + (length == 0 ? 1 : length);
 }
 
 std::string escape_regex_literal(std::string_view literal) {

@@ -25,6 +25,12 @@ class RegexPattern {
   bool find(std::string_view subject, std::size_t from, std::size_t& match_start,
             std::size_t& match_end) const;
 
+  // Every match left to right as Oniguruma's find_iter gives them (the engine Hugging Face
+  // uses): an empty match right where the previous match ended is skipped, any other is kept.
+  // Calls on_match(start, end) for each.
+  template <typename OnMatch>
+  void for_each_match(std::string_view subject, OnMatch on_match) const;
+
   const std::string& pattern() const { return pattern_; }
   bool jit_compiled() const { return jit_; }
 
@@ -33,6 +39,22 @@ class RegexPattern {
   pcre2_real_code_8* code_ = nullptr;
   bool jit_ = false;
 };
+
+std::size_t next_char_boundary(std::string_view text, std::size_t pos);
+
+template <typename OnMatch>
+void RegexPattern::for_each_match(std::string_view subject, OnMatch on_match) const {
+  std::size_t from = 0, start = 0, end = 0;
+  std::size_t last_match_end = std::string_view::npos;
+  while (from <= subject.size() && find(subject, from, start, end)) {
+    if (start == end && end == last_match_end) {
+      from = next_char_boundary(subject, from);
+      continue;
+    }
+    on_match(start, end);
+    from = last_match_end = end;
+  }
+}
 
 // Escapes `literal` so that it matches itself (HF Split patterns given as {"String": ...}).
 std::string escape_regex_literal(std::string_view literal);

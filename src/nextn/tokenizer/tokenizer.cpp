@@ -1,6 +1,7 @@
 #include "nextn/tokenizer/tokenizer.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <unordered_map>
 
 #include "nextn/io/atomic_file.h"
@@ -17,15 +18,26 @@ namespace nextn::tokenizer {
 enum class TokenKind : uint8_t { kNone, kModel, kAdded };
 
 struct Tokenizer::State {
-  explicit State(TokenizerSpec s) : spec(std::move(s)), pre_tokenizer(spec.pre_tokenizer) {}
+  State(TokenizerSpec s, TokenizerConfig c)
+      : spec(std::move(s)),
+        config(std::move(c)),
+        normalizer(spec.normalizer),
+        pre_tokenizer(spec.pre_tokenizer),
+        decoder(spec.decoder) {}
 
   TokenizerSpec spec;
+  TokenizerConfig config;
+  Normalizer normalizer;
   PreTokenizer pre_tokenizer;
+  Decoder decoder;
   BpeModel model;
+  bool map_pieces_to_byte_level = false;  // the pre-tokenizer defers the mapping, the model is in character mode
   AddedTokenMatcher unnormalized_added;  // first matching pass
   AddedTokenMatcher normalized_added;    // second matching pass
-  std::vector<std::string> id_bytes;     // what each id decodes to
+  std::vector<std::string> id_text;      // each id's token string (vocabulary key or added content)
+  std::vector<std::string> id_bytes;     // what each id decodes to alone (byte-level decoder only)
   std::vector<TokenKind> id_kind;
+  std::vector<bool> id_special;
   std::unordered_map<std::string, int32_t> model_token_ids;  // tokenizer.json text -> id
   std::unordered_map<std::string, int32_t> added_token_ids;  // content -> id
   std::optional<int32_t> bos, eos, pad;
@@ -55,14 +67,11 @@ void add_model_tokens(Tokenizer::State& state) {
   for (const auto& [text, id] : state.spec.vocab) {
     NEXTN_CHECK(id >= 0, "vocabulary token '", printable(text), "' has negative id ", id);
     NEXTN_CHECK(state.id_kind[id] == TokenKind::kNone, "vocabulary id ", id, " is used twice ('",
-                printable(state.id_bytes[id]), "' and '", printable(text), "')");
+                printable(state.id_text[id]), "' and '", printable(text), "')");
     NEXTN_CHECK(state.model_token_ids.emplace(text, id).second, "vocabulary token '", printable(text),
                 "' appears twice");
-    std::optional<std::string> bytes = byte_level_to_bytes(text);
     state.id_kind[id] = TokenKind::kModel;
-    // A vocabulary entry outside the byte-level alphabet can only be an added token's entry
-    // (checked in add_added_tokens); Hugging Face's ByteLevel decoder passes such text through.
-    state.id_bytes[id] = bytes ? *bytes : text;
+    state.id_text[id] = text;
   }
 }
 
@@ -84,26 +93,27 @@ void add_added_tokens(Tokenizer::State& state) {
       NEXTN_CHECK(state.id_kind[token.id] == TokenKind::kNone, "added token id ", token.id, " is used twice");
     }
     state.id_kind[token.id] = TokenKind::kAdded;
-    state.id_bytes[token.id] = token.content;
-  }
-  // Every model token must be byte-level text unless an added token claimed its id.
-  for (const auto& [text, id] : state.spec.vocab) {
-    NEXTN_CHECK(state.id_kind[id] == TokenKind::kAdded || byte_level_to_bytes(text).has_value(),
-                "vocabulary token '", printable(text), "' (id ", id,
-                ") is not in the byte-level alphabet and is not an added token");
+    state.id_text[token.id] = token.content;
+    state.id_special[token.id] = token.special;
   }
 }
 
-BpeModel build_model(const Tokenizer::State& state) {
-  std::array<int32_t, 256> byte_ids{};
+// Byte mode (one symbol per raw byte) serves byte-level tokenizers whose pre-tokenizer leaves the
+// mapping to the model and whose vocabulary has a token for every byte: the same symbols as
+// character mode on the mapped text, without building that text.
+bool can_use_byte_mode(const Tokenizer::State& state) {
+  const TokenizerSpec& spec = state.spec;
+  if (!state.pre_tokenizer.defers_byte_level() || spec.byte_fallback) return false;
+  if (spec.continuing_subword_prefix.value_or("") != "" || spec.end_of_word_suffix.value_or("") != "") return false;
   for (int byte = 0; byte < 256; ++byte) {
-    std::string text = bytes_to_byte_level(std::string(1, char(byte)));
-    auto it = state.model_token_ids.find(text);
-    NEXTN_CHECK(it != state.model_token_ids.end(), "the vocabulary has no token for byte 0x",
-                "0123456789abcdef"[byte >> 4], "0123456789abcdef"[byte & 15], " ('", text,
-                "'); nextn needs all 256 byte tokens so that any text can be encoded");
-    byte_ids[byte] = it->second;
+    if (!state.model_token_ids.count(bytes_to_byte_level(std::string(1, char(byte))))) return false;
   }
+  return true;
+}
+
+std::vector<MergeRule> merge_rules(const Tokenizer::State& state) {
+  // Hugging Face: the merged token is left + right without right's continuing-subword prefix.
+  const std::size_t prefix_length = state.spec.continuing_subword_prefix.value_or("").size();
   std::vector<MergeRule> merges;
   merges.reserve(state.spec.merges.size());
   for (std::size_t rank = 0; rank < state.spec.merges.size(); ++rank) {
@@ -115,18 +125,54 @@ BpeModel build_model(const Tokenizer::State& state) {
                   printable(right), "'): ", role, " '", printable(text), "' is not in the vocabulary");
       return it->second;
     };
-    merges.push_back({find(left, "left part"), find(right, "right part"), find(left + right, "result")});
+    NEXTN_CHECK(right.size() >= prefix_length, "merge ", rank, " ('", printable(left), " ", printable(right),
+                "'): the right part is shorter than continuing_subword_prefix");
+    merges.push_back({find(left, "left part"), find(right, "right part"), find(left + right.substr(prefix_length), "result")});
   }
-  std::unordered_map<std::string, int32_t> whole_tokens;
-  if (state.spec.ignore_merges) {
-    for (const auto& [text, id] : state.spec.vocab) {
-      if (state.id_kind[id] == TokenKind::kModel) whole_tokens.emplace(state.id_bytes[id], id);
-    }
-  }
-  return BpeModel(byte_ids, std::move(merges), std::move(whole_tokens), state.spec.ignore_merges);
+  return merges;
 }
 
-std::optional<int32_t> first_added_token(const Tokenizer::State& state, const std::vector<std::string>& names) {
+BpeModel build_model(Tokenizer::State& state) {
+  const TokenizerSpec& spec = state.spec;
+  std::optional<int32_t> unk_id;
+  if (spec.unk_token) {
+    auto it = state.model_token_ids.find(*spec.unk_token);
+    NEXTN_CHECK(it != state.model_token_ids.end(), "model.unk_token '", printable(*spec.unk_token),
+                "' is not in the vocabulary");
+    unk_id = it->second;
+  }
+  std::vector<MergeRule> merges = merge_rules(state);
+  if (can_use_byte_mode(state)) {
+    std::array<int32_t, 256> byte_ids{};
+    for (int byte = 0; byte < 256; ++byte) byte_ids[byte] = state.model_token_ids.at(bytes_to_byte_level(std::string(1, char(byte))));
+    std::unordered_map<std::string, int32_t> whole_tokens;
+    if (spec.ignore_merges) {
+      for (const auto& [text, id] : spec.vocab) {
+        std::optional<std::string> bytes = byte_level_to_bytes(text);
+        if (bytes) whole_tokens.emplace(*bytes, id);
+      }
+    }
+    return BpeModel(byte_ids, std::move(merges), std::move(whole_tokens), spec.ignore_merges);
+  }
+  state.map_pieces_to_byte_level = state.pre_tokenizer.defers_byte_level();
+  BpeCharOptions options;
+  options.vocab = state.model_token_ids;
+  options.continuing_subword_prefix = spec.continuing_subword_prefix.value_or("");
+  options.end_of_word_suffix = spec.end_of_word_suffix.value_or("");
+  options.byte_fallback = spec.byte_fallback;
+  options.unk_id = unk_id;
+  options.fuse_unk = spec.fuse_unk;
+  return BpeModel(std::move(options), std::move(merges), spec.ignore_merges);
+}
+
+std::optional<int32_t> first_added_token(const Tokenizer::State& state, const std::optional<std::string>& configured,
+                                         const std::vector<std::string>& names) {
+  if (configured) {
+    auto it = state.added_token_ids.find(*configured);
+    if (it != state.added_token_ids.end()) return it->second;
+    auto model = state.model_token_ids.find(*configured);
+    if (model != state.model_token_ids.end()) return model->second;
+  }
   for (const std::string& name : names) {
     auto it = state.added_token_ids.find(name);
     if (it != state.added_token_ids.end()) return it->second;
@@ -146,7 +192,11 @@ std::string content_hash(const Tokenizer::State& state) {
   Sha256 hash;
   hash_field(hash, "nextn-tokenizer-v1");
   std::vector<std::pair<int32_t, std::string>> vocab;
-  for (const auto& [text, id] : spec.vocab) vocab.emplace_back(id, text);
+  for (const auto& [text, id] : spec.vocab) {
+    // An entry that only repeats an added token (same id, same text) changes nothing.
+    if (state.id_kind[id] == TokenKind::kAdded && state.id_text[id] == text) continue;
+    vocab.emplace_back(id, text);
+  }
   std::sort(vocab.begin(), vocab.end());
   hash_field(hash, cat("vocab ", vocab.size()));
   for (const auto& [id, text] : vocab) {
@@ -162,23 +212,74 @@ std::string content_hash(const Tokenizer::State& state) {
   std::sort(added.begin(), added.end(), [](const AddedToken& a, const AddedToken& b) { return a.id < b.id; });
   hash_field(hash, cat("added ", added.size()));
   for (const AddedToken& token : added) {
-    hash_field(hash, cat(token.id, token.special ? " special" : " plain", token.normalized ? " normalized" : " raw"));
+    std::string flags = cat(token.id, token.special ? " special" : " plain", token.normalized ? " normalized" : " raw");
+    // Flags that tokenizers before tokenizer.json conformance could not have: only when set, so
+    // that their hashes (written into dataset manifests) stay what they were.
+    if (token.single_word) flags += " single_word";
+    if (token.lstrip) flags += " lstrip";
+    if (token.rstrip) flags += " rstrip";
+    hash_field(hash, flags);
     hash_field(hash, token.content);
   }
-  hash_field(hash, cat("splits ", spec.pre_tokenizer.splits.size()));
-  for (const SplitPattern& split : spec.pre_tokenizer.splits) {
-    hash_field(hash, split.is_literal ? "string" : "regex");
-    hash_field(hash, split.pattern);
+  const PreTokenizerSpec& pre = spec.pre_tokenizer;
+  bool adds_tokens = false;
+  for (const PostProcessorStep& step : spec.post_processor.steps) adds_tokens |= step.kind != PostProcessorStep::Kind::kByteLevel;
+  const bool legacy_form = pre.is_split_then_byte_level() && spec.normalizer.steps.empty() && !spec.byte_fallback &&
+                           !spec.fuse_unk && !spec.continuing_subword_prefix && !spec.end_of_word_suffix && !adds_tokens;
+  if (legacy_form) {
+    hash_field(hash, cat("splits ", pre.steps.size() - 1));
+    for (std::size_t i = 0; i + 1 < pre.steps.size(); ++i) {
+      hash_field(hash, pre.steps[i].pattern.is_literal ? "string" : "regex");
+      hash_field(hash, pre.steps[i].pattern.pattern);
+    }
+    hash_field(hash, cat("byte_level_use_regex ", pre.steps.back().use_regex));
+  } else {
+    hash_field(hash, "components");
+    hash_field(hash, write_tokenizer_components_json(spec));
   }
-  hash_field(hash, cat("byte_level_use_regex ", spec.pre_tokenizer.byte_level_use_regex));
   hash_field(hash, cat("ignore_merges ", spec.ignore_merges));
   return "sha256:" + hash.hex_digest();
 }
 
 }  // namespace
 
-Tokenizer::Tokenizer(TokenizerSpec spec) {
-  auto state = std::make_shared<State>(std::move(spec));
+PostProcessorSpec TokenizerSpec::byte_level_post_processor() {
+  PostProcessorSpec spec;
+  spec.present = true;
+  PostProcessorStep step;  // ByteLevel, as nextn has always written it
+  step.add_prefix_space = true;
+  step.trim_offsets = false;
+  step.use_regex = true;
+  spec.steps.push_back(step);
+  return spec;
+}
+
+DecoderSpec TokenizerSpec::byte_level_decoder() {
+  DecoderSpec spec;
+  spec.present = true;
+  spec.steps.push_back(DecoderStep{});
+  return spec;
+}
+
+namespace {
+
+// Hugging Face gives an added token that the model vocabulary also has the vocabulary's id,
+// whatever added_tokens says (DeepSeek Coder's file lists byte-level characters such as "õ" as
+// added tokens 32000+; they encode as the vocabulary's ids). nextn does the same.
+void use_vocabulary_ids_for_added_tokens(TokenizerSpec& spec) {
+  std::unordered_map<std::string_view, int32_t> vocab;
+  for (const auto& [text, id] : spec.vocab) vocab.emplace(text, id);
+  for (AddedToken& token : spec.added_tokens) {
+    auto it = vocab.find(token.content);
+    if (it != vocab.end()) token.id = it->second;
+  }
+}
+
+}  // namespace
+
+Tokenizer::Tokenizer(TokenizerSpec spec, TokenizerConfig config) {
+  use_vocabulary_ids_for_added_tokens(spec);
+  auto state = std::make_shared<State>(std::move(spec), std::move(config));
   int32_t highest = max_id(state->spec);
   NEXTN_CHECK(highest >= 0, "the tokenizer has an empty vocabulary");
   // Ids index tables of highest + 1 entries: an id far past the number of tokens (10^9 in a
@@ -188,27 +289,61 @@ Tokenizer::Tokenizer(TokenizerSpec spec) {
   NEXTN_CHECK(highest < tokens + (int64_t{1} << 20), "token id ", highest, " is far past the vocabulary: the tokenizer has ",
               tokens, " tokens (", state->spec.vocab.size(), " in the model, ", state->spec.added_tokens.size(),
               " added), and ids more than 2^20 above that count are refused");
-  state->id_bytes.assign(std::size_t(highest) + 1, std::string());
-  state->id_kind.assign(std::size_t(highest) + 1, TokenKind::kNone);
+  const std::size_t table_size = std::size_t(highest) + 1;
+  state->id_text.assign(table_size, std::string());
+  state->id_kind.assign(table_size, TokenKind::kNone);
+  state->id_special.assign(table_size, false);
   add_model_tokens(*state);
   add_added_tokens(*state);
   state->model = build_model(*state);
+  if (state->spec.decoder.is_byte_level()) {
+    state->id_bytes.resize(table_size);
+    for (std::size_t id = 0; id < table_size; ++id) state->id_bytes[id] = byte_level_token_bytes(state->id_text[id]);
+  }
   std::vector<AddedToken> unnormalized, normalized;
+  std::vector<std::string> normalized_contents;
   for (const AddedToken& token : state->spec.added_tokens) {
-    (token.normalized ? normalized : unnormalized).push_back(token);
+    if (!token.normalized) {
+      unnormalized.push_back(token);
+      continue;
+    }
+    // Normalized added tokens are matched in normalized text, by their normalized content.
+    normalized.push_back(token);
+    normalized_contents.push_back(state->normalizer.normalize(token.content));
   }
   state->unnormalized_added = AddedTokenMatcher(unnormalized);
-  state->normalized_added = AddedTokenMatcher(normalized);
-  state->bos = first_added_token(*state, bos_token_candidates());
-  state->eos = first_added_token(*state, eos_token_candidates());
-  state->pad = first_added_token(*state, pad_token_candidates());
+  state->normalized_added = AddedTokenMatcher(normalized, &normalized_contents);
+  for (const PostProcessorStep& step : state->spec.post_processor.steps) {
+    for (const TemplateSpecialToken& token : step.special_tokens) {
+      for (int32_t id : token.ids) {
+        NEXTN_CHECK(id < int32_t(table_size) && state->id_kind[id] != TokenKind::kNone, "post_processor: special token '",
+                    printable(token.id), "' has id ", id, ", which is not in the vocabulary");
+      }
+    }
+    if (step.kind == PostProcessorStep::Kind::kBert || step.kind == PostProcessorStep::Kind::kRoberta) {
+      for (int32_t id : {step.cls_id, step.sep_id}) {
+        NEXTN_CHECK(id < int32_t(table_size) && state->id_kind[id] != TokenKind::kNone, "post_processor: id ", id,
+                    " is not in the vocabulary");
+      }
+    }
+  }
+  state->bos = first_added_token(*state, state->config.bos_token, bos_token_candidates());
+  state->eos = first_added_token(*state, state->config.eos_token, eos_token_candidates());
+  state->pad = first_added_token(*state, state->config.pad_token, pad_token_candidates());
   state->hash = content_hash(*state);
   state_ = std::move(state);
 }
 
 Tokenizer Tokenizer::load(const std::string& tokenizer_json_path) {
   NEXTN_CHECK(io::file_exists(tokenizer_json_path), "tokenizer file '", tokenizer_json_path, "' does not exist");
-  return from_json_text(io::read_file(tokenizer_json_path), tokenizer_json_path);
+  TokenizerSpec spec = parse_tokenizer_json(io::read_file(tokenizer_json_path), tokenizer_json_path);
+  const std::string config_path = (std::filesystem::path(tokenizer_json_path).parent_path() / "tokenizer_config.json").string();
+  TokenizerConfig config = load_tokenizer_config_if_present(config_path);
+  try {
+    return Tokenizer(std::move(spec), std::move(config));
+  } catch (const Error& e) {
+    fail(tokenizer_json_path, ": ", e.what());
+  }
 }
 
 Tokenizer Tokenizer::from_json_text(std::string_view json_text, const std::string& source_name) {
@@ -224,10 +359,30 @@ void Tokenizer::save(const std::string& path) const { io::write_file_atomic(path
 
 std::string Tokenizer::to_json_text() const { return write_tokenizer_json(state_->spec); }
 
-void Tokenizer::encode_ordinary_append(std::string_view text, std::vector<int32_t>& out) const {
+namespace {
+
+// Pre-tokenizes and encodes one stretch of normalized text without added tokens.
+void encode_text(const Tokenizer::State& state, std::string_view text, bool at_input_start, PieceArena& arena,
+                 std::vector<int32_t>& out) {
   std::vector<std::string_view> pieces;
-  state_->pre_tokenizer.split(text, pieces);
-  for (std::string_view piece : pieces) state_->model.encode_piece(piece, out);
+  state.pre_tokenizer.split(text, pieces, &arena, at_input_start);
+  for (std::string_view piece : pieces) {
+    if (state.map_pieces_to_byte_level) state.model.encode_piece(bytes_to_byte_level(piece), out);
+    else state.model.encode_piece(piece, out);
+  }
+}
+
+}  // namespace
+
+void Tokenizer::encode_ordinary_append(std::string_view text, std::vector<int32_t>& out) const {
+  const State& state = *state_;
+  PieceArena arena;
+  if (state.normalizer.identity()) {
+    encode_text(state, text, true, arena, out);
+  } else {
+    std::string normalized = state.normalizer.normalize(text);
+    encode_text(state, normalized, true, arena, out);
+  }
 }
 
 std::vector<int32_t> Tokenizer::encode_ordinary(std::string_view text) const {
@@ -237,28 +392,82 @@ std::vector<int32_t> Tokenizer::encode_ordinary(std::string_view text) const {
   return ids;
 }
 
-std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
-  std::vector<TextSegment> segments;
-  split_on_added_tokens(text, state_->unnormalized_added, state_->normalized_added, segments);
+std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special_tokens) const {
+  const State& state = *state_;
+  std::vector<TextSegment> raw_segments, normalized_segments;
+  split_on_added_tokens(text, state.unnormalized_added, raw_segments);
   std::vector<int32_t> ids;
   ids.reserve(text.size() / 3);
-  for (const TextSegment& segment : segments) {
-    if (segment.added_id >= 0) ids.push_back(segment.added_id);
-    else encode_ordinary_append(segment.text, ids);
+  PieceArena arena;
+  for (const TextSegment& segment : raw_segments) {
+    if (segment.added_id >= 0) {
+      ids.push_back(segment.added_id);
+      continue;
+    }
+    std::string_view normalized = segment.text;
+    if (!state.normalizer.identity()) normalized = arena.keep(state.normalizer.normalize(segment.text));
+    normalized_segments.clear();
+    split_on_added_tokens(normalized, state.normalized_added, normalized_segments);
+    for (const TextSegment& part : normalized_segments) {
+      if (part.added_id >= 0) ids.push_back(part.added_id);
+      else encode_text(state, part.text, segment.offset == 0 && part.offset == 0, arena, ids);
+    }
   }
+  if (add_special_tokens) ids = tokenizer::add_special_tokens(state.spec.post_processor, std::move(ids));
   return ids;
 }
+
+std::vector<std::string> Tokenizer::hugging_face_id_differences() const {
+  // Hugging Face ignores the ids of added_tokens: a token the model vocabulary has gets that id,
+  // the others the next ids after the vocabulary (its number of entries), in file order.
+  const State& state = *state_;
+  std::vector<std::string> differences;
+  int64_t next_id = int64_t(state.spec.vocab.size());
+  std::unordered_map<std::string, int32_t> assigned;
+  for (const AddedToken& token : state.spec.added_tokens) {
+    int64_t id = 0;
+    if (auto it = assigned.find(token.content); it != assigned.end()) id = it->second;
+    else if (auto model = state.model_token_ids.find(token.content); model != state.model_token_ids.end()) id = model->second;
+    else id = next_id++;
+    assigned.emplace(token.content, int32_t(id));
+    if (id != token.id) {
+      differences.push_back(cat("added token '", printable(token.content), "': id ", token.id, " here, ", id, " in Hugging Face"));
+    }
+  }
+  return differences;
+}
+
+bool Tokenizer::decodes_per_token() const { return !state_->id_bytes.empty(); }
 
 void Tokenizer::append_token_bytes(int32_t id, std::string& out) const {
   NEXTN_CHECK(id >= 0 && id < vocab_size() && state_->id_kind[id] != TokenKind::kNone,
               "token id ", id, " is not in the vocabulary (size ", vocab_size(), ")");
+  NEXTN_CHECK(decodes_per_token(), "this tokenizer's decoder does not decode token by token");
   out += state_->id_bytes[id];
 }
 
-std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
-  std::string out;
-  for (int32_t id : ids) append_token_bytes(id, out);
-  return out;
+std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool skip_special_tokens) const {
+  const State& state = *state_;
+  for (int32_t id : ids) {
+    NEXTN_CHECK(id >= 0 && id < vocab_size() && state.id_kind[id] != TokenKind::kNone,
+                "token id ", id, " is not in the vocabulary (size ", vocab_size(), ")");
+  }
+  auto skipped = [&](int32_t id) {
+    return skip_special_tokens && state.id_kind[id] == TokenKind::kAdded && state.id_special[id];
+  };
+  if (decodes_per_token()) {
+    std::string out;
+    for (int32_t id : ids) {
+      if (!skipped(id)) out += state.id_bytes[id];
+    }
+    return out;
+  }
+  std::vector<std::string> tokens;
+  tokens.reserve(ids.size());
+  for (int32_t id : ids) {
+    if (!skipped(id)) tokens.push_back(state.id_text[id]);
+  }
+  return state.decoder.decode(std::move(tokens));
 }
 
 int32_t Tokenizer::vocab_size() const { return int32_t(state_->id_kind.size()); }
@@ -293,8 +502,8 @@ std::optional<std::string> Tokenizer::id_to_token(int32_t id) const {
   if (id < 0 || id >= vocab_size()) return std::nullopt;
   switch (state_->id_kind[id]) {
     case TokenKind::kNone: return std::nullopt;
-    case TokenKind::kAdded: return state_->id_bytes[id];
-    case TokenKind::kModel: return bytes_to_byte_level(state_->id_bytes[id]);
+    case TokenKind::kAdded:
+    case TokenKind::kModel: return state_->id_text[id];
   }
   return std::nullopt;
 }
@@ -305,12 +514,37 @@ bool Tokenizer::is_added_token(int32_t id) const {
 
 std::string Tokenizer::hash() const { return state_->hash; }
 const TokenizerSpec& Tokenizer::spec() const { return state_->spec; }
+const TokenizerConfig& Tokenizer::config() const { return state_->config; }
 const PreTokenizer& Tokenizer::pre_tokenizer() const { return state_->pre_tokenizer; }
 std::size_t Tokenizer::num_merges() const { return state_->model.num_merges(); }
 
 StreamDecoder::StreamDecoder(const Tokenizer& tokenizer) : tokenizer_(tokenizer) {}
 
+namespace {
+
+// Text that more ids could still change: it ends inside a UTF-8 character or with U+FFFD.
+bool ends_incomplete(const std::string& text) {
+  return utf8_incomplete_suffix(text) > 0 ||
+         (text.size() >= 3 && text.compare(text.size() - 3, 3, "\xEF\xBF\xBD") == 0);
+}
+
+}  // namespace
+
 std::string StreamDecoder::push(int32_t id) {
+  if (!tokenizer_.decodes_per_token()) {
+    // Hugging Face's DecodeStream: decode the window again; hand out what grew past the text
+    // already handed out once it is complete, then keep only the last ids as the new window.
+    ids_.push_back(id);
+    std::string text = tokenizer_.decode(ids_);
+    if (text.size() <= pending_.size() || ends_incomplete(text) || text.compare(0, pending_.size(), pending_) != 0) {
+      return "";
+    }
+    std::string ready = text.substr(pending_.size());
+    ids_.erase(ids_.begin(), ids_.begin() + std::ptrdiff_t(emitted_));
+    emitted_ = ids_.size();
+    pending_ = tokenizer_.decode(ids_);
+    return ready;
+  }
   tokenizer_.append_token_bytes(id, pending_);
   std::size_t keep = utf8_incomplete_suffix(pending_);
   std::string ready = pending_.substr(0, pending_.size() - keep);
@@ -319,6 +553,16 @@ std::string StreamDecoder::push(int32_t id) {
 }
 
 std::string StreamDecoder::flush() {
+  if (!tokenizer_.decodes_per_token()) {
+    std::string text = tokenizer_.decode(ids_);
+    std::string rest = text.size() > pending_.size() && text.compare(0, pending_.size(), pending_) == 0
+                           ? text.substr(pending_.size())
+                           : std::string();
+    ids_.clear();
+    emitted_ = 0;
+    pending_.clear();
+    return rest;
+  }
   std::string rest;
   rest.swap(pending_);
   return rest;

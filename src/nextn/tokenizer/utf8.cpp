@@ -28,6 +28,13 @@ bool second_byte_ok(uint8_t lead, uint8_t second) {
 
 }  // namespace
 
+std::size_t utf8_expected_length(uint8_t lead) { return lead_length(lead); }
+
+bool utf8_continuation_fits(std::string_view text, std::size_t pos, std::size_t index) {
+  uint8_t byte = uint8_t(text[pos + index]);
+  return index == 1 ? second_byte_ok(uint8_t(text[pos]), byte) : is_continuation(byte);
+}
+
 std::size_t utf8_sequence_length(std::string_view text, std::size_t pos) {
   if (pos >= text.size()) return 0;
   uint8_t lead = uint8_t(text[pos]);

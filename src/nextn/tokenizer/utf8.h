@@ -25,4 +25,10 @@ std::size_t utf8_incomplete_suffix(std::string_view text);
 
 void append_utf8(std::string& out, uint32_t codepoint);
 
+// The length a sequence led by `lead` would have (1..4), 0 for a byte that cannot lead.
+std::size_t utf8_expected_length(uint8_t lead);
+// Whether text[pos + index] (index >= 1) is a byte that can follow text[pos, pos + index) in
+// some well-formed sequence.
+bool utf8_continuation_fits(std::string_view text, std::size_t pos, std::size_t index);
+
 }  // namespace nextn::tokenizer
