@@ -143,6 +143,20 @@ const TOKENIZERS = [
     },
   },
   {
+    // Transcribed from llama.cpp's DEEPSEEK_LLM pre-tokenizer (the released file was not at hand):
+    // the same kinds of steps, a shortened letter class.
+    name: 'DeepSeek LLM (its pre-tokenizer as transcribed: \\s+$ line anchors, Digits in runs, on the V3 vocabulary)',
+    build() {
+      const json = deepseekV3();
+      json.pre_tokenizer = seq('pretokenizers', [
+        split('[\r\n]', 'Isolated'), split('\\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓͰ-ͳΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯＡ-Ｚａ-ｚ]+', 'Isolated'),
+        split('\\s?[!-/:-~！-／：-～‘-‟　-。]+', 'Isolated'), split('\\s+$', 'Isolated'),
+        split('[一-龥ࠀ-一가-퟿]+', 'Isolated'), { type: 'Digits', individual_digits: false }, byteLevel(false, false),
+      ]);
+      return json;
+    },
+  },
+  {
     name: 'Llama 3 with merges as [left, right] pairs',
     build() {
       const json = llama3();
@@ -185,6 +199,22 @@ const TOKENIZERS = [
         pre_tokenizer: { type: 'Metaspace', replacement: '▁', prepend_scheme: 'first', split: false },
         post_processor: null,
         decoder: { type: 'Metaspace', replacement: '▁', prepend_scheme: 'first', split: false },
+        model,
+      };
+    },
+  },
+  {
+    name: 'Metaspace "first" after normalizers that remove the first character (Strip, Replace by nothing)',
+    build() {
+      const model = sentencePieceModel(gpt2());
+      return {
+        version: '1.0', truncation: null, padding: null,
+        added_tokens: [added(0, '<unk>'), added(1, '<s>'), added(2, '</s>')],
+        normalizer: seq('normalizers', [{ type: 'Strip', strip_left: true, strip_right: false },
+                                        { type: 'Replace', pattern: { Regex: '^[0-9]' }, content: '' }]),
+        pre_tokenizer: { type: 'Metaspace', replacement: '▁', prepend_scheme: 'first', split: true },
+        post_processor: null,
+        decoder: { type: 'Metaspace', replacement: '▁', prepend_scheme: 'first', split: true },
         model,
       };
     },

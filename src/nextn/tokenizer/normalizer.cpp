@@ -59,6 +59,29 @@ std::string replace_all_regex(std::string_view text, const RegexPattern& regex, 
   return out;
 }
 
+// Whether applying `step` to `text` drops its first character: a left Strip when the text starts
+// with white space, a Replace by nothing whose first match starts the text.
+bool Normalizer::removes_first_character(const Step& step, std::string_view text) {
+  if (text.empty()) return false;
+  switch (step.spec.kind) {
+    case NormalizerStep::Kind::kStrip: {
+      std::size_t length = 0;
+      uint32_t c = utf8_decode(text, 0, length);
+      return step.spec.strip_left && length > 0 && is_whitespace_char(c);
+    }
+    case NormalizerStep::Kind::kReplace: {
+      if (!step.spec.content.empty()) return false;
+      if (!step.regex) return !step.spec.pattern.empty() && text.substr(0, step.spec.pattern.size()) == step.spec.pattern;
+      bool at_start = false;
+      std::size_t start = 0, end = 0;
+      if (step.regex->find(text, 0, start, end)) at_start = start == 0 && end > 0;
+      return at_start;
+    }
+    default:
+      return false;
+  }
+}
+
 Normalizer::Normalizer(const NormalizerSpec& spec) {
   for (const NormalizerStep& step : spec.steps) {
     Step compiled{step, nullptr};
@@ -69,9 +92,11 @@ Normalizer::Normalizer(const NormalizerSpec& spec) {
   }
 }
 
-std::string Normalizer::normalize(std::string_view input) const {
+std::string Normalizer::normalize(std::string_view input, bool* keeps_start) const {
   std::string text(input);
+  bool start_kept = true;
   for (const Step& step : steps_) {
+    if (keeps_start && start_kept) start_kept = !removes_first_character(step, text);
     using Kind = NormalizerStep::Kind;
     switch (step.spec.kind) {
       case Kind::kNfc: text = normalize_unicode(text, NormalForm::kNfc); break;
@@ -90,6 +115,7 @@ std::string Normalizer::normalize(std::string_view input) const {
         break;
     }
   }
+  if (keeps_start) *keeps_start = start_kept;
   return text;
 }
 

@@ -40,13 +40,17 @@ class Normalizer {
   Normalizer() = default;
   explicit Normalizer(const NormalizerSpec& spec);
   bool identity() const { return steps_.empty(); }
-  std::string normalize(std::string_view text) const;
+  // `keeps_start`, when given, is set to whether the result still begins at the text's first
+  // character (false when a step removed it: Strip, or a Replace by nothing at the start), which
+  // Hugging Face's Metaspace "first" scheme asks of the original offsets.
+  std::string normalize(std::string_view text, bool* keeps_start = nullptr) const;
 
  private:
   struct Step {
     NormalizerStep spec;
     std::shared_ptr<const RegexPattern> regex;
   };
+  static bool removes_first_character(const Step& step, std::string_view text);
   std::vector<Step> steps_;
 };
 

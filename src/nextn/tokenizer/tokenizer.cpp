@@ -380,8 +380,9 @@ void Tokenizer::encode_ordinary_append(std::string_view text, std::vector<int32_
   if (state.normalizer.identity()) {
     encode_text(state, text, true, arena, out);
   } else {
-    std::string normalized = state.normalizer.normalize(text);
-    encode_text(state, normalized, true, arena, out);
+    bool keeps_start = true;
+    std::string normalized = state.normalizer.normalize(text, &keeps_start);
+    encode_text(state, normalized, keeps_start, arena, out);
   }
 }
 
@@ -405,12 +406,13 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special_t
       continue;
     }
     std::string_view normalized = segment.text;
-    if (!state.normalizer.identity()) normalized = arena.keep(state.normalizer.normalize(segment.text));
+    bool keeps_start = true;
+    if (!state.normalizer.identity()) normalized = arena.keep(state.normalizer.normalize(segment.text, &keeps_start));
     normalized_segments.clear();
     split_on_added_tokens(normalized, state.normalized_added, normalized_segments);
     for (const TextSegment& part : normalized_segments) {
       if (part.added_id >= 0) ids.push_back(part.added_id);
-      else encode_text(state, part.text, segment.offset == 0 && part.offset == 0, arena, ids);
+      else encode_text(state, part.text, segment.offset == 0 && keeps_start && part.offset == 0, arena, ids);
     }
   }
   if (add_special_tokens) ids = tokenizer::add_special_tokens(state.spec.post_processor, std::move(ids));
