@@ -67,10 +67,10 @@ prompts=(
 for prompt in "${prompts[@]}"; do
   printf '\n--- prompt:\n%s\n--- continuation:\n' "$prompt"
   "$nextn" generate --model "$run" --prompt "$prompt" --greedy --max-new-tokens 96 \
-    --speculative mtp --draft 2 --draft-vocab 2048 --draft-head bf16 --compare
+    --speculative mtp --draft auto --draft-vocab 2048 --draft-head bf16 --compare
 done
 
-section "bench decode: plain against N = 1..3 drafts per step, with the whole head and the cheaper one, side by side"
+section "bench decode: plain against N = 1..3 drafts per step and --draft auto, with the whole head and the cheaper one, side by side"
 "$nextn" bench decode --model "$run" --new-tokens 128 --repeats 3 --draft-vocab 2048 --draft-head bf16
 
 section "report: the run's charts and final figures in one HTML file"

@@ -96,6 +96,7 @@ struct GenerateFlags {
   int64_t draft_vocab = 0;
   std::string draft_head = "model";
   CLI::Option* draft_option = nullptr;  // --draft, to tell "not given" from a given value
+  std::string draft = "auto";            // --draft: N or "auto"
 };
 
 // Runs one generation, streaming its text to `out` (when not null); returns the result.
@@ -117,6 +118,20 @@ GenerationResult run_generation(const LoadedModel& m, const std::vector<int64_t>
   return result;
 }
 
+// --draft N: a positive count ("auto" is handled by the caller).
+int64_t parse_draft_count(const std::string& text) {
+  std::size_t used = 0;
+  long long value = 0;
+  try {
+    value = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  NEXTN_CHECK(used == text.size() && !text.empty(), "--draft '", text, "': expected a number of drafts or 'auto'");
+  NEXTN_CHECK(value >= 1, "--draft ", value, ": drafts per step must be at least 1 (for plain decoding, leave out --speculative)");
+  return value;
+}
+
 void print_stats(const std::string& label, const GenerationResult& r) {
   std::cerr << "--- " << label << ": " << r.stats.generated_tokens << " tokens, stopped by "
             << inference::to_string(r.stop_reason) << "\n"
@@ -134,9 +149,13 @@ void run_generate(GenerateFlags& f) {
                 f.speculative, "'");
     NEXTN_CHECK(m.model->config().mtp_depth() > 0, "--speculative mtp: the model in '", m.dir,
                 "' has no MTP modules (num_nextn_predict_layers = 0)");
-    if (f.draft_option->count() == 0) options.draft_tokens = 1;
-    NEXTN_CHECK(options.draft_tokens >= 1, "--draft ", options.draft_tokens,
-                ": drafts per step must be at least 1 (for plain decoding, leave out --speculative)");
+    if (f.draft == "auto") {
+      // The most the policy may choose: every MTP depth.
+      options.draft_tokens = m.model->config().mtp_depth();
+      options.adaptive_draft = true;
+    } else {
+      options.draft_tokens = parse_draft_count(f.draft);
+    }
     const DraftVocabulary vocabulary = draft_vocabulary_for(m.dir, f.draft_vocab, m.model->config().vocab_size, m.tok.hash());
     if (!vocabulary.token_ids.empty()) std::cerr << "draft vocabulary: " << vocabulary.description << "\n";
     options.draft_head.token_ids = vocabulary.token_ids;
@@ -154,7 +173,9 @@ void run_generate(GenerateFlags& f) {
     GenerationResult baseline = run_generation(m, prompt, plain, f.stop_strings, nullptr);
     GenerationResult fast = run_generation(m, prompt, options, f.stop_strings, &std::cout);
     print_stats("plain decoding", baseline);
-    print_stats("MTP speculative decoding, " + std::to_string(options.draft_tokens) + " drafts", fast);
+    print_stats(options.adaptive_draft ? std::string("MTP speculative decoding, auto drafts")
+                                       : "MTP speculative decoding, " + std::to_string(options.draft_tokens) + " drafts",
+                fast);
     std::cerr << "speedup (decode tokens/s): " << std::fixed << std::setprecision(2)
               << fast.stats.decode_tokens_per_second() / baseline.stats.decode_tokens_per_second() << "x";
     if (options.sampling.greedy()) {
@@ -187,7 +208,8 @@ void setup_generate(CLI::App& app) {
   cmd->add_option("--stop-token", f->stop_tokens, "stop after this token id (repeatable)");
   cmd->add_flag("--no-eos-stop", f->no_eos_stop, "do not stop at the end-of-document token");
   cmd->add_option("--speculative", f->speculative, "'mtp': the MTP modules draft, the main model verifies");
-  f->draft_option = cmd->add_option("--draft", o.draft_tokens, "drafts per step (default 1 with --speculative)");
+  f->draft_option = cmd->add_option("--draft", f->draft, "drafts per step, or 'auto' (the default with --speculative): "
+                                    "each step drafts the number 0..D expected to give the most tokens per second");
   cmd->add_flag("--reuse-last-module", o.reuse_last_mtp_module, "allow --draft above the MTP depth D by running the "
                 "last module again for the deeper drafts");
   cmd->add_option("--draft-vocab", f->draft_vocab, "draft from the K most frequent tokens only (the model "

@@ -139,6 +139,7 @@ struct Case {
   int64_t top_k;
   double top_p;
   DraftHeadOptions draft_head = {};  // SpeculativeOptions::draft_head
+  bool adaptive = false;             // SpeculativeOptions::adaptive
 };
 
 // A small dense model: thousands of generations must take seconds. Two layers, one MTP block each
@@ -168,6 +169,7 @@ void run_case(const Case& c, int64_t samples, bool check_wrong_rules) {
 
   SpeculativeOptions speculative{c.drafts, c.reuse, {}, {}};
   speculative.draft_head = c.draft_head;
+  speculative.adaptive = c.adaptive;
   Samples exact_samples = sample_joint(model, prompt, sampling, speculative, samples);
   // Every branch of the rule must have run: acceptances at the first two depths (so deeper drafts
   // and the bonus token were used) and rejections (so the residual distribution was).
@@ -196,6 +198,13 @@ TEST(SpeculativeSampling, FiltersAndReuseReproduceTheTargetDistribution) {
   run_case({"sequential N=3 reuse, T=0.8 top-k 6 top-p 0.95", MtpKind::kSequential, 3, true, 0.8, 6, 0.95}, 1500,
            false);
   run_case({"parallel N=2, T=1.3", MtpKind::kParallel, 2, false, 1.3, 0, 1.0}, 1500, false);
+}
+
+TEST(SpeculativeSampling, AdaptiveDraftCountsReproduceTheTargetDistribution) {
+  // --draft auto: each sample's steps draft 2, 2, 1, ... as the policy tries every count.
+  Case c{"sequential auto (0..2 drafts per step)", MtpKind::kSequential, 2, false, 1.0, 0, 1.0};
+  c.adaptive = true;
+  run_case(c, 1500, false);
 }
 
 TEST(SpeculativeSampling, ACheaperDraftHeadReproducesTheTargetDistribution) {

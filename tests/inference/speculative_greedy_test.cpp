@@ -33,6 +33,7 @@ DecodeStats check_greedy_equality(const ModelConfig& config, uint64_t seed, int 
   DecodeStats total;
   total.accepted_per_depth.assign(config.mtp_depth() + 2, 0);
   total.reached_per_depth.assign(config.mtp_depth() + 2, 0);
+  DecodeStats auto_counts;  // the generator keeps auto's step times across prompts
   for (int prompt_index = 0; prompt_index < prompts; ++prompt_index) {
     auto prompt = random_prompt(1 + prompt_index * 3, config.vocab_size, seed * 100 + prompt_index);
     auto plain = generator.generate(prompt, greedy_options(24, 0));
@@ -49,7 +50,15 @@ DecodeStats check_greedy_equality(const ModelConfig& config, uint64_t seed, int 
         total.reached_per_depth[k] += speculative.stats.reached_per_depth[k];
       }
     }
+    // --draft auto: steps of 0, 1 .. D drafts in whatever order the policy picks.
+    GenerationOptions adaptive = greedy_options(24, config.mtp_depth());
+    adaptive.adaptive_draft = true;
+    auto chosen = generator.generate(prompt, adaptive);
+    EXPECT_EQ(chosen.tokens, plain.tokens) << to_string(config.mtp_kind) << " auto, prompt " << prompt_index;
+    auto_counts.accumulate(chosen.stats);
   }
+  EXPECT_GT(auto_counts.steps_by_draft_count.at(0), 0) << "the policy tries plain steps too";
+  EXPECT_GT(auto_counts.steps_by_draft_count.at(config.mtp_depth()), 0);
   return total;
 }
 

@@ -63,6 +63,7 @@ std::vector<DecodeBenchResult> benchmark_decoding(DeepSeekV3 model, const std::v
   struct Variant {
     int64_t drafts = 0;
     inference::DraftHeadOptions head;
+    bool adaptive = false;
   };
   std::vector<Variant> variants{{0, {}}};
   for (const auto& head : options.draft_heads()) {
@@ -70,6 +71,8 @@ std::vector<DecodeBenchResult> benchmark_decoding(DeepSeekV3 model, const std::v
       if (depth > 0 && (n <= depth || options.reuse_last_module)) variants.push_back({n, head});
     }
   }
+  const int64_t auto_max = options.reuse_last_module ? options.max_draft : std::min(options.max_draft, depth);
+  if (options.adaptive && depth > 0 && auto_max >= 1) variants.push_back({auto_max, {}, true});
 
   inference::Generator generator(model);
   GenerationOptions base;
@@ -86,6 +89,7 @@ std::vector<DecodeBenchResult> benchmark_decoding(DeepSeekV3 model, const std::v
       GenerationOptions run = base;
       run.draft_tokens = variants[v].drafts;
       run.draft_head = variants[v].head;
+      run.adaptive_draft = variants[v].adaptive;
       GenerationResult result = generator.generate(prompt, run);
       NEXTN_CHECK(static_cast<int64_t>(result.tokens.size()) == options.new_tokens, "bench decode: generated ",
                   result.tokens.size(), " tokens, expected ", options.new_tokens, " (context too short?)");
@@ -112,6 +116,10 @@ std::vector<DecodeBenchResult> benchmark_decoding(DeepSeekV3 model, const std::v
     if (r.draft_vocab > 0) r.draft_vocab_source = options.draft_vocabulary_source;
     r.draft_head_dtype = inference::to_string(variants[v].head.dtype);
     r.variant = drafts == 0 ? "plain" : "mtp N=" + std::to_string(drafts) + head_label(variants[v].head);
+    if (variants[v].adaptive) {
+      r.variant = "mtp auto N<=" + std::to_string(drafts);
+      r.steps_by_draft_count = s.totals.steps_by_draft_count;
+    }
     r.decode_tokens_per_second = median(s.tokens_per_second);
     r.prefill_seconds = median(s.prefill);
     r.step_ms = median(s.step_ms);
@@ -143,6 +151,12 @@ std::string format_decode_bench(const std::vector<DecodeBenchResult>& results) {
     std::string acceptance;
     for (size_t k = 0; k < r.acceptance_per_depth.size(); ++k) {
       acceptance += (k ? " " : "") + fixed(100.0 * r.acceptance_per_depth[k], 1) + "%";
+    }
+    if (!r.steps_by_draft_count.empty()) {
+      acceptance += "  steps drafting";
+      for (size_t n = 0; n < r.steps_by_draft_count.size(); ++n) {
+        acceptance += " " + std::to_string(n) + ":" + std::to_string(r.steps_by_draft_count[n]);
+      }
     }
     if (!r.same_output_as_plain) acceptance += "  OUTPUT DIFFERS FROM PLAIN";
     std::snprintf(line, sizeof(line), "%-21s %10.1f %9.3f %9.3f %9.3f %11.3f %7.2fx %10.3f  %s\n", r.variant.c_str(),

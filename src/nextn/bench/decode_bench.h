@@ -29,6 +29,9 @@ struct DecodeBenchOptions {
   std::vector<int64_t> draft_vocabulary;
   std::string draft_vocabulary_source;  // for people and the JSON: the ranking file, or id order
   bool bf16_draft_head = false;
+  // Also "mtp auto": each step drafts the count in 0..N that the draft policy expects to pay
+  // most (draft_policy.h), N = max_draft (or the MTP depth without reuse_last_module).
+  bool adaptive = true;
 
   // The draft heads the variants use: the model's own first, then the cheaper ones asked for.
   std::vector<inference::DraftHeadOptions> draft_heads() const;
@@ -48,6 +51,7 @@ struct DecodeBenchResult {
   double speedup = 1;                       // median over repeats of tokens/s over plain's in the same repeat
   double efficiency = 1;                    // speedup / mean_tokens_per_step
   bool same_output_as_plain = true;         // greedy only; always true for sampling
+  std::vector<int64_t> steps_by_draft_count; // auto: how many steps drafted 0, 1, ... (all repeats)
 };
 
 // The model must be in eval mode; the prompt is token ids.

@@ -39,6 +39,7 @@ void DecodeStats::accumulate(const DecodeStats& other) {
   add_counts(drafted_per_depth, other.drafted_per_depth);
   add_counts(reached_per_depth, other.reached_per_depth);
   add_counts(accepted_per_depth, other.accepted_per_depth);
+  add_counts(steps_by_draft_count, other.steps_by_draft_count);
 }
 
 double DecodeStats::acceptance_rate(int64_t depth) const {
@@ -72,6 +73,9 @@ std::string DecodeStats::summary() const {
           << " (" << fixed(100.0 * acceptance_rate(k), 1) << "%), " << at(drafted_per_depth, k) << " drafted ("
           << fixed(100.0 * overall_acceptance_rate(k), 1) << "% kept)\n";
     }
+    out << "  steps by drafts made:";
+    for (size_t n = 0; n < steps_by_draft_count.size(); ++n) out << " " << n << ": " << steps_by_draft_count[n];
+    out << "\n";
   }
   return out.str();
 }

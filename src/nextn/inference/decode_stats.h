@@ -24,6 +24,7 @@ struct DecodeStats {
   std::vector<int64_t> drafted_per_depth;  // drafts proposed at depth k
   std::vector<int64_t> reached_per_depth;  // ... of which the target examined (all earlier accepted)
   std::vector<int64_t> accepted_per_depth; // ... of which it accepted
+  std::vector<int64_t> steps_by_draft_count;  // steps that drafted N = 0, 1, ... (--draft auto's choices)
 
   // Acceptance at depth k given that every earlier draft of the step was accepted (the usual
   // per-depth figure; depth 1 is DeepSeek-V3's "second token acceptance rate").

@@ -73,6 +73,12 @@ GenerationResult Generator::generate(const std::vector<int64_t>& prompt_in, cons
     SpeculativeOptions speculative;
     speculative.draft_tokens = options.draft_tokens;
     speculative.reuse_last_module = options.reuse_last_mtp_module;
+    speculative.adaptive = options.adaptive_draft;
+    if (options.adaptive_draft) {
+      auto& costs = draft_step_costs_[options.draft_tokens];
+      if (!costs) costs = std::make_shared<DraftStepCosts>(options.draft_tokens);
+      speculative.step_costs = costs;
+    }
     speculative.draft_head = options.draft_head;
     decoder = std::make_unique<SpeculativeDecoder>(model_, speculative, options.sampling, capacity);
   } else {

@@ -12,7 +12,11 @@
 #include "nextn/inference/decode_stats.h"
 #include "nextn/inference/draft_head.h"
 #include "nextn/inference/sampling.h"
+#include "nextn/inference/draft_policy.h"
 #include "nextn/model/deepseek_v3.h"
+
+#include <map>
+#include <memory>
 
 namespace nextn::inference {
 
@@ -22,6 +26,7 @@ struct GenerationOptions {
   SamplingOptions sampling;             // temperature 0: greedy
   int64_t draft_tokens = 0;             // 0: plain decoding; N >= 1: MTP speculative decoding, N drafts per step
   bool reuse_last_mtp_module = false;   // allow N > D by running the last module again for deeper drafts
+  bool adaptive_draft = false;          // --draft auto: each step drafts 0..draft_tokens (draft_policy.h)
   DraftHeadOptions draft_head;          // the drafter's tokens and head dtype (draft_head.h)
   int64_t context_length = 0;           // prompt + generated tokens at most; 0: max_position_embeddings
   // A prompt that does not fit (prompt + max_new_tokens > context) is an error unless this is set;
@@ -63,6 +68,8 @@ class Generator {
 
  private:
   DeepSeekV3 model_;
+  // --draft auto's measured step times, kept across this generator's requests (by max drafts).
+  std::map<int64_t, std::shared_ptr<DraftStepCosts>> draft_step_costs_;
 };
 
 }  // namespace nextn::inference

@@ -63,6 +63,8 @@ std::vector<int64_t> SpeculativeDecoder::start(const std::vector<int64_t>& promp
   stats_.reached_per_depth.assign(depth_count, 0);
   stats_.accepted_per_depth.assign(depth_count, 0);
   stats_.prompt_tokens = static_cast<int64_t>(prompt.size());
+  stats_.steps_by_draft_count.assign(depth_count + 1, 0);
+  if (options_.adaptive) policy_.emplace(options_.draft_tokens, options_.step_costs);  // fresh costs when null
 
   // The MTP caches are not filled here: the first step's draft runs each depth over the whole
   // prompt, which is their prefill.
@@ -147,7 +149,8 @@ std::vector<int64_t> SpeculativeDecoder::step(int64_t max_tokens) {
   NEXTN_CHECK(max_tokens >= 1 && room() >= 1, "no room left to decode");
   const int64_t n = main_cache_.length();  // tokens_[n] is pending
   // A step yields up to count + 1 tokens: stay within the caller's budget and the capacity.
-  const int64_t count = std::min({options_.draft_tokens, max_tokens - 1, room() - 1});
+  const int64_t limit = std::min({options_.draft_tokens, max_tokens - 1, room() - 1});
+  const int64_t count = policy_ ? policy_->choose(limit) : limit;
 
   const auto started = std::chrono::steady_clock::now();
   Drafts drafts = draft(count);
@@ -189,6 +192,8 @@ std::vector<int64_t> SpeculativeDecoder::step(int64_t max_tokens) {
   last_step_.accepted = verdict.accepted;
   last_step_.next_token = verdict.next_token;
   const double step_seconds = seconds_since(started);
+  if (policy_) policy_->record(count, verdict.accepted, step_seconds);
+  stats_.steps_by_draft_count[count] += 1;
   stats_.steps += 1;
   stats_.step_tokens += static_cast<int64_t>(produced.size());
   stats_.generated_tokens += static_cast<int64_t>(produced.size());

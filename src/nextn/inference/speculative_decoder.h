@@ -30,16 +30,19 @@
 #include <torch/torch.h>
 
 #include "nextn/inference/draft_head.h"
+#include "nextn/inference/draft_policy.h"
 #include "nextn/inference/kv_cache.h"
 #include "nextn/inference/sampling.h"
 #include "nextn/inference/speculative_sampling.h"
 #include "nextn/inference/token_decoder.h"
 #include "nextn/model/deepseek_v3.h"
 
+#include <optional>
+
 namespace nextn::inference {
 
 struct SpeculativeOptions {
-  int64_t draft_tokens = 1;        // N, drafts per step
+  int64_t draft_tokens = 1;        // N, drafts per step; with adaptive, the most
   bool reuse_last_module = false;  // N > D runs module D for depths D+1..N; otherwise N > D is an error
   // Replaces verify_sampled when set. Only tests set it, to show that the distribution test
   // catches a wrong acceptance rule.
@@ -47,6 +50,11 @@ struct SpeculativeOptions {
   // Which tokens drafts may be and the head weights' dtype (draft_head.h): a cheaper drafter,
   // the same output.
   DraftHeadOptions draft_head;
+  // --draft auto: each step drafts the count in 0..draft_tokens that DraftCountPolicy
+  // (draft_policy.h) expects to give the most tokens per second; step_costs, when set, are the
+  // step times shared with other requests (a fresh set per request otherwise).
+  bool adaptive = false;
+  std::shared_ptr<DraftStepCosts> step_costs;
 };
 
 // What one step drafted and what became of it (for tests, `nextn inspect`-style tools, debugging).
@@ -67,7 +75,8 @@ class SpeculativeDecoder : public TokenDecoder {
                      int64_t capacity);
 
   std::vector<int64_t> start(const std::vector<int64_t>& prompt) override;
-  // Drafts min(N, max_tokens - 1, room() - 1) tokens, verifies them, returns accepted + 1 tokens.
+  // Drafts min(N, max_tokens - 1, room() - 1) tokens (N: the policy's choice when adaptive),
+  // verifies them, returns accepted + 1 tokens.
   std::vector<int64_t> step(int64_t max_tokens) override;
   int64_t room() const override { return capacity_ - static_cast<int64_t>(tokens_.size()); }
   const std::vector<int64_t>& tokens() const override { return tokens_; }
@@ -112,6 +121,7 @@ class SpeculativeDecoder : public TokenDecoder {
   std::vector<int64_t> tokens_;
   DecodeStats stats_;
   SpeculativeStep last_step_;
+  std::optional<DraftCountPolicy> policy_;  // adaptive only; per request (reset by start())
 };
 
 }  // namespace nextn::inference

@@ -1,0 +1,113 @@
+#include "nextn/inference/draft_policy.h"
+
+#include <algorithm>
+
+#include "nextn/util/error.h"
+
+namespace nextn::inference {
+
+DraftStepCosts::DraftStepCosts(int64_t max_drafts)
+    : max_drafts_(max_drafts),
+      seconds_(std::size_t(max_drafts) + 1, 0.0),
+      tries_(std::size_t(max_drafts) + 1, 0),
+      last_tried_(std::size_t(max_drafts) + 1, -1) {
+  NEXTN_CHECK(max_drafts >= 1, "adaptive drafting needs at least one MTP depth, got ", max_drafts);
+}
+
+void DraftStepCosts::record(int64_t drafted, double step_seconds) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const std::size_t n = std::size_t(drafted);
+  seconds_[n] = tries_[n] == 0 ? step_seconds : (1.0 - kSmoothing) * seconds_[n] + kSmoothing * step_seconds;
+  tries_[n] += 1;
+  last_tried_[n] = steps_;
+  steps_ += 1;
+}
+
+double DraftStepCosts::seconds(int64_t drafted) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return seconds_[std::size_t(drafted)];
+}
+
+int64_t DraftStepCosts::tries(int64_t drafted) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return tries_[std::size_t(drafted)];
+}
+
+int64_t DraftStepCosts::last_tried(int64_t drafted) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return last_tried_[std::size_t(drafted)];
+}
+
+int64_t DraftStepCosts::steps() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return steps_;
+}
+
+DraftCountPolicy::DraftCountPolicy(int64_t max_drafts, std::shared_ptr<DraftStepCosts> costs)
+    : max_drafts_(max_drafts),
+      costs_(costs ? std::move(costs) : std::make_shared<DraftStepCosts>(max_drafts)),
+      reached_(std::size_t(max_drafts), 0),
+      accepted_(std::size_t(max_drafts), 0) {
+  NEXTN_CHECK(max_drafts >= 1, "adaptive drafting needs at least one MTP depth, got ", max_drafts);
+  NEXTN_CHECK(costs_->max_drafts() == max_drafts, "draft policy: step costs for ", costs_->max_drafts(),
+              " drafts, policy for ", max_drafts);
+}
+
+double DraftCountPolicy::acceptance(int64_t depth) const {
+  // Depth 1: Beta(1, 1). A deeper depth's prior is centred on the depth above it (as strong as
+  // two steps): deeper drafts are examined only when the shallower ones were accepted, so their
+  // own counts grow slowly, and their acceptance is usually close (docs/FIDELITY.md).
+  const std::size_t k = std::size_t(depth - 1);
+  const double prior = depth == 1 ? 0.5 : acceptance(depth - 1);
+  return (double(accepted_[k]) + 2.0 * prior) / (double(reached_[k]) + 2.0);
+}
+
+double DraftCountPolicy::expected_tokens(int64_t drafts) const {
+  double tokens = 1.0, all_accepted = 1.0;
+  for (int64_t k = 1; k <= drafts; ++k) {
+    all_accepted *= acceptance(k);
+    tokens += all_accepted;
+  }
+  return tokens;
+}
+
+double DraftCountPolicy::expected_seconds(int64_t drafts) const { return costs_->seconds(drafts); }
+
+int64_t DraftCountPolicy::choose(int64_t limit) const {
+  const int64_t top = std::clamp<int64_t>(limit, 0, max_drafts_);
+  // Measure every N a few times first, the deepest first and most (it measures every depth's acceptance).
+  for (int64_t n = top; n >= 0; --n) {
+    if (costs_->tries(n) < (n == max_drafts_ ? kDeepestTriesFirst : kTriesFirst)) return n;
+  }
+  // Now and then, the N measured longest ago again.
+  if (costs_->steps() % kRetryEvery == kRetryEvery - 1) {
+    int64_t oldest = 0;
+    for (int64_t n = 1; n <= top; ++n) {
+      if (costs_->last_tried(n) < costs_->last_tried(oldest)) oldest = n;
+    }
+    return oldest;
+  }
+  int64_t best = 0;
+  double best_rate = -1.0;
+  for (int64_t n = 0; n <= top; ++n) {
+    const double seconds = costs_->seconds(n);
+    const double rate = seconds > 0 ? expected_tokens(n) / seconds : 0.0;
+    if (rate > best_rate) {
+      best_rate = rate;
+      best = n;
+    }
+  }
+  return best;
+}
+
+void DraftCountPolicy::record(int64_t drafted, int64_t accepted, double step_seconds) {
+  NEXTN_CHECK(drafted >= 0 && drafted <= max_drafts_ && accepted >= 0 && accepted <= drafted,
+              "draft policy: ", accepted, " of ", drafted, " drafts accepted");
+  for (int64_t k = 1; k <= drafted && k <= accepted + 1; ++k) {
+    reached_[std::size_t(k - 1)] += 1;
+    if (k <= accepted) accepted_[std::size_t(k - 1)] += 1;
+  }
+  costs_->record(drafted, step_seconds);
+}
+
+}  // namespace nextn::inference

@@ -1,0 +1,73 @@
+// How many tokens a speculative step drafts (`--draft auto`): before each step, the N in 0..D
+// (0 = a plain step) that maximises the expected tokens per second,
+//
+//   E[tokens | N] / E[seconds | N],   E[tokens | N] = 1 + sum_{k=1..N} prod_{j=1..k} a_j,
+//
+// where a_j is depth j's acceptance given that every earlier draft was accepted, learnt per
+// request (counts of its own steps; prior: 0.5 for depth 1, the depth above's estimate for the
+// deeper ones, each worth two steps), and
+// E[seconds | N] is the wall time of a step that drafted N on this machine (drafting, catching the
+// draft caches up, verifying N + 1 rows), learnt online and shared by every request of the process
+// (DraftStepCosts): each N is tried twice first (the deepest four times: its steps measure every
+// depth's acceptance), then the best is taken, and every 128 steps the N tried longest ago is
+// tried again so that the estimates keep up. Every choice keeps speculative decoding exact
+// (greedy output equals plain decoding, sampled output is distributed as the main model's): each
+// step is an exact speculative step, whatever its N.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+namespace nextn::inference {
+
+// Measured step times by draft count, for one model on one machine (thread-safe: a server's
+// requests share one).
+class DraftStepCosts {
+ public:
+  explicit DraftStepCosts(int64_t max_drafts);
+  void record(int64_t drafted, double step_seconds);
+  double seconds(int64_t drafted) const;  // running mean; 0 when never measured
+  int64_t tries(int64_t drafted) const;
+  int64_t last_tried(int64_t drafted) const;  // the step count when last measured, -1 never
+  int64_t steps() const;
+  int64_t max_drafts() const { return max_drafts_; }
+
+ private:
+  static constexpr double kSmoothing = 0.25;  // weight of a new step time in the running mean
+  int64_t max_drafts_;
+  mutable std::mutex mutex_;
+  std::vector<double> seconds_;
+  std::vector<int64_t> tries_, last_tried_;
+  int64_t steps_ = 0;
+};
+
+class DraftCountPolicy {
+ public:
+  // `costs`: shared with other requests of the same model (a fresh one when null).
+  explicit DraftCountPolicy(int64_t max_drafts, std::shared_ptr<DraftStepCosts> costs = nullptr);
+
+  // The N for the next step, at most `limit` (the budget and the capacity may allow fewer).
+  int64_t choose(int64_t limit) const;
+  // What the step that drafted `drafted` tokens did: how many of them the target accepted, and
+  // how long the whole step took.
+  void record(int64_t drafted, int64_t accepted, double step_seconds);
+
+  double acceptance(int64_t depth) const;        // a_depth, depth 1..D
+  double expected_tokens(int64_t drafts) const;  // E[tokens | N]
+  double expected_seconds(int64_t drafts) const; // the learnt step time for N (0 when untried)
+  int64_t max_drafts() const { return max_drafts_; }
+
+ private:
+  static constexpr int64_t kTriesFirst = 2;
+  static constexpr int64_t kDeepestTriesFirst = 4;
+  static constexpr int64_t kRetryEvery = 128;
+
+  int64_t max_drafts_;
+  std::shared_ptr<DraftStepCosts> costs_;
+  std::vector<int64_t> reached_;   // per depth: this request's steps whose depth-k draft the target examined
+  std::vector<int64_t> accepted_;  // ... and accepted
+};
+
+}  // namespace nextn::inference
