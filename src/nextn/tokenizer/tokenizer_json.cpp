@@ -105,19 +105,39 @@ void parse_list(const JsonReader& r, const json& node, const char* field, const 
   for (std::size_t i = 0; i < list.size(); ++i) parse_one(list[i], cat(where, ".", field, "[", i, "]"));
 }
 
+// Appends the steps of `node`: a Sequence's (its `list_field`; nested Sequences flattened), or the
+// node itself, read by parse_one.
+template <typename Spec, typename ParseOne>
+void parse_steps(const JsonReader& r, const json& node, const std::string& where, const char* list_field, Spec& spec,
+                 ParseOne parse_one) {
+  if (r.type_of(node, where) != "Sequence") {
+    spec.steps.push_back(parse_one(r, node, where));
+    return;
+  }
+  r.allow_only(node, where, {"type", list_field});
+  parse_list(r, node, list_field, where, [&](const json& child, const std::string& w) {
+    parse_steps(r, child, w, list_field, spec, parse_one);
+  });
+}
+
+// A component: null, one step, or a Sequence of steps.
+template <typename Spec, typename ParseOne>
+Spec parse_component(const JsonReader& r, const json& node, const char* name, const char* list_field, ParseOne parse_one) {
+  Spec spec;
+  spec.present = !node.is_null();
+  spec.as_sequence = false;
+  if (!spec.present) return spec;
+  spec.as_sequence = r.type_of(node, name) == "Sequence";
+  parse_steps(r, node, name, list_field, spec, parse_one);
+  return spec;
+}
+
 // ---- normalizer ----------------------------------------------------------------------------------
 
-void parse_normalizer_step(const JsonReader& r, const json& node, const std::string& where, NormalizerSpec& spec) {
+NormalizerStep parse_normalizer_step(const JsonReader& r, const json& node, const std::string& where) {
   using Kind = NormalizerStep::Kind;
   std::string type = r.type_of(node, where);
   NormalizerStep step;
-  if (type == "Sequence") {
-    r.allow_only(node, where, {"type", "normalizers"});
-    parse_list(r, node, "normalizers", where, [&](const json& child, const std::string& w) {
-      parse_normalizer_step(r, child, w, spec);
-    });
-    return;
-  }
   if (type == "NFC" || type == "NFD" || type == "NFKC" || type == "NFKD" || type == "Lowercase") {
     r.allow_only(node, where, {"type"});
     step.kind = type == "NFC" ? Kind::kNfc : type == "NFD" ? Kind::kNfd : type == "NFKC" ? Kind::kNfkc
@@ -140,16 +160,7 @@ void parse_normalizer_step(const JsonReader& r, const json& node, const std::str
     r.error(where, cat("normalizer type '", type,
                        "' is not supported (NFC, NFD, NFKC, NFKD, Lowercase, Strip, Replace, Prepend, Sequence)"));
   }
-  spec.steps.push_back(std::move(step));
-}
-
-NormalizerSpec parse_normalizer(const JsonReader& r, const json& node) {
-  NormalizerSpec spec;
-  if (node.is_null()) return spec;
-  spec.present = true;
-  spec.as_sequence = r.type_of(node, "normalizer") == "Sequence";
-  parse_normalizer_step(r, node, "normalizer", spec);
-  return spec;
+  return step;
 }
 
 ordered_json normalizer_step_json(const NormalizerStep& step) {
@@ -194,42 +205,35 @@ ordered_json steps_json(const Spec& spec, const char* list_field, StepJson step_
 
 // ---- pre-tokenizer -------------------------------------------------------------------------------
 
-SplitBehavior parse_behavior(const JsonReader& r, const json& value, const std::string& where) {
+// The names tokenizer.json gives the values of an enum, and the two directions.
+template <typename Enum>
+using EnumNames = std::initializer_list<std::pair<Enum, const char*>>;
+
+const EnumNames<SplitBehavior> kBehaviorNames = {
+    {SplitBehavior::kRemoved, "Removed"}, {SplitBehavior::kIsolated, "Isolated"},
+    {SplitBehavior::kMergedWithPrevious, "MergedWithPrevious"}, {SplitBehavior::kMergedWithNext, "MergedWithNext"},
+    {SplitBehavior::kContiguous, "Contiguous"}};
+const EnumNames<PrependScheme> kPrependSchemeNames = {
+    {PrependScheme::kFirst, "first"}, {PrependScheme::kAlways, "always"}, {PrependScheme::kNever, "never"}};
+
+template <typename Enum>
+Enum parse_enum(const JsonReader& r, const json& value, const std::string& where, const EnumNames<Enum>& names,
+                const char* what) {
   std::string name = r.string_value(value, where);
-  if (name == "Removed") return SplitBehavior::kRemoved;
-  if (name == "Isolated") return SplitBehavior::kIsolated;
-  if (name == "MergedWithPrevious") return SplitBehavior::kMergedWithPrevious;
-  if (name == "MergedWithNext") return SplitBehavior::kMergedWithNext;
-  if (name == "Contiguous") return SplitBehavior::kContiguous;
-  r.error(where, cat("'", name, "' is not a split behavior (Removed, Isolated, MergedWithPrevious, MergedWithNext, Contiguous)"));
-}
-
-const char* behavior_name(SplitBehavior behavior) {
-  switch (behavior) {
-    case SplitBehavior::kRemoved: return "Removed";
-    case SplitBehavior::kIsolated: return "Isolated";
-    case SplitBehavior::kMergedWithPrevious: return "MergedWithPrevious";
-    case SplitBehavior::kMergedWithNext: return "MergedWithNext";
-    case SplitBehavior::kContiguous: return "Contiguous";
+  std::string known;
+  for (const auto& [member, spelling] : names) {
+    if (name == spelling) return member;
+    known += (known.empty() ? "" : ", ") + std::string(spelling);
   }
-  return "Isolated";
+  r.error(where, cat("'", name, "' is not a ", what, " (", known, ")"));
 }
 
-PrependScheme parse_prepend_scheme(const JsonReader& r, const json& value, const std::string& where) {
-  std::string name = r.string_value(value, where);
-  if (name == "first") return PrependScheme::kFirst;
-  if (name == "always") return PrependScheme::kAlways;
-  if (name == "never") return PrependScheme::kNever;
-  r.error(where, cat("'", name, "' is not a prepend scheme (first, always, never)"));
-}
-
-const char* prepend_scheme_name(PrependScheme scheme) {
-  switch (scheme) {
-    case PrependScheme::kFirst: return "first";
-    case PrependScheme::kAlways: return "always";
-    case PrependScheme::kNever: return "never";
+template <typename Enum>
+const char* enum_name(Enum value, const EnumNames<Enum>& names) {
+  for (const auto& [member, spelling] : names) {
+    if (member == value) return spelling;
   }
-  return "always";
+  return names.begin()->second;
 }
 
 // Metaspace's fields, shared by the pre-tokenizer and the decoder. Files of tokenizers before
@@ -243,7 +247,7 @@ void parse_metaspace(const JsonReader& r, const json& node, const std::string& w
   }
   scheme = PrependScheme::kAlways;
   auto it = node.find("prepend_scheme");
-  if (it != node.end() && !it->is_null()) scheme = parse_prepend_scheme(r, *it, where + ".prepend_scheme");
+  if (it != node.end() && !it->is_null()) scheme = parse_enum(r, *it, where + ".prepend_scheme", kPrependSchemeNames, "prepend scheme");
   // Hugging Face: a legacy add_prefix_space of false must come with prepend_scheme "never".
   auto legacy = node.find("add_prefix_space");
   if (legacy != node.end() && !legacy->is_null() && !r.bool_value(*legacy, where + ".add_prefix_space") &&
@@ -270,24 +274,17 @@ ordered_json byte_level_json(bool add_prefix_space, bool trim_offsets, bool use_
   return node;
 }
 
-void parse_pre_tokenizer_step(const JsonReader& r, const json& node, const std::string& where, PreTokenizerSpec& spec) {
+PreTokenizerStep parse_pre_tokenizer_step(const JsonReader& r, const json& node, const std::string& where) {
   using Kind = PreTokenizerStep::Kind;
   std::string type = r.type_of(node, where);
   PreTokenizerStep step;
-  if (type == "Sequence") {
-    r.allow_only(node, where, {"type", "pretokenizers"});
-    parse_list(r, node, "pretokenizers", where, [&](const json& child, const std::string& w) {
-      parse_pre_tokenizer_step(r, child, w, spec);
-    });
-    return;
-  }
   if (type == "Split") {
     r.allow_only(node, where, {"type", "pattern", "behavior", "invert"});
     step.kind = Kind::kSplit;
     bool is_regex = false;
     step.pattern.pattern = parse_pattern(r, r.require(node, "pattern", where), where + ".pattern", is_regex);
     step.pattern.is_literal = !is_regex;
-    step.behavior = parse_behavior(r, r.require(node, "behavior", where), where + ".behavior");
+    step.behavior = parse_enum(r, r.require(node, "behavior", where), where + ".behavior", kBehaviorNames, "split behavior");
     step.invert = r.optional_bool(node, "invert", false, where);
   } else if (type == "Digits") {
     r.allow_only(node, where, {"type", "individual_digits"});
@@ -300,7 +297,7 @@ void parse_pre_tokenizer_step(const JsonReader& r, const json& node, const std::
     r.allow_only(node, where, {"type", "behavior"});
     step.kind = Kind::kPunctuation;
     auto it = node.find("behavior");
-    step.behavior = it == node.end() ? SplitBehavior::kIsolated : parse_behavior(r, *it, where + ".behavior");
+    step.behavior = it == node.end() ? SplitBehavior::kIsolated : parse_enum(r, *it, where + ".behavior", kBehaviorNames, "split behavior");
   } else if (type == "Whitespace" || type == "WhitespaceSplit") {
     r.allow_only(node, where, {"type"});
     step.kind = type == "Whitespace" ? Kind::kWhitespace : Kind::kWhitespaceSplit;
@@ -312,19 +309,7 @@ void parse_pre_tokenizer_step(const JsonReader& r, const json& node, const std::
                        "' is not supported (Split, Digits, ByteLevel, Punctuation, Whitespace, WhitespaceSplit, "
                        "Metaspace, Sequence)"));
   }
-  spec.steps.push_back(std::move(step));
-}
-
-PreTokenizerSpec parse_pre_tokenizer(const JsonReader& r, const json& node) {
-  PreTokenizerSpec spec;
-  spec.as_sequence = false;
-  if (node.is_null()) {
-    spec.present = false;
-    return spec;
-  }
-  spec.as_sequence = r.type_of(node, "pre_tokenizer") == "Sequence";
-  parse_pre_tokenizer_step(r, node, "pre_tokenizer", spec);
-  return spec;
+  return step;
 }
 
 ordered_json pre_tokenizer_step_json(const PreTokenizerStep& step) {
@@ -334,7 +319,7 @@ ordered_json pre_tokenizer_step_json(const PreTokenizerStep& step) {
     case Kind::kSplit:
       node["type"] = "Split";
       node["pattern"] = pattern_json(step.pattern.pattern, !step.pattern.is_literal);
-      node["behavior"] = behavior_name(step.behavior);
+      node["behavior"] = enum_name(step.behavior, kBehaviorNames);
       node["invert"] = step.invert;
       break;
     case Kind::kDigits:
@@ -345,14 +330,14 @@ ordered_json pre_tokenizer_step_json(const PreTokenizerStep& step) {
       return byte_level_json(step.add_prefix_space, step.trim_offsets, step.use_regex);
     case Kind::kPunctuation:
       node["type"] = "Punctuation";
-      node["behavior"] = behavior_name(step.behavior);
+      node["behavior"] = enum_name(step.behavior, kBehaviorNames);
       break;
     case Kind::kWhitespace: node["type"] = "Whitespace"; break;
     case Kind::kWhitespaceSplit: node["type"] = "WhitespaceSplit"; break;
     case Kind::kMetaspace:
       node["type"] = "Metaspace";
       node["replacement"] = step.replacement;
-      node["prepend_scheme"] = prepend_scheme_name(step.prepend_scheme);
+      node["prepend_scheme"] = enum_name(step.prepend_scheme, kPrependSchemeNames);
       node["split"] = step.split;
       break;
   }
@@ -387,17 +372,10 @@ std::vector<TemplateItem> parse_template(const JsonReader& r, const json& list, 
   return items;
 }
 
-void parse_post_processor_step(const JsonReader& r, const json& node, const std::string& where, PostProcessorSpec& spec) {
+PostProcessorStep parse_post_processor_step(const JsonReader& r, const json& node, const std::string& where) {
   using Kind = PostProcessorStep::Kind;
   std::string type = r.type_of(node, where);
   PostProcessorStep step;
-  if (type == "Sequence") {
-    r.allow_only(node, where, {"type", "processors"});
-    parse_list(r, node, "processors", where, [&](const json& child, const std::string& w) {
-      parse_post_processor_step(r, child, w, spec);
-    });
-    return;
-  }
   if (type == "ByteLevel") {
     step.kind = Kind::kByteLevel;
     byte_level_fields(r, node, where, step.add_prefix_space, step.trim_offsets, step.use_regex);
@@ -436,15 +414,11 @@ void parse_post_processor_step(const JsonReader& r, const json& node, const std:
     r.error(where, cat("post-processor type '", type,
                        "' is not supported (TemplateProcessing, ByteLevel, BertProcessing, RobertaProcessing, Sequence)"));
   }
-  spec.steps.push_back(std::move(step));
+  return step;
 }
 
 PostProcessorSpec parse_post_processor(const JsonReader& r, const json& node) {
-  PostProcessorSpec spec;
-  if (node.is_null()) return spec;
-  spec.present = true;
-  spec.as_sequence = r.type_of(node, "post_processor") == "Sequence";
-  parse_post_processor_step(r, node, "post_processor", spec);
+  auto spec = parse_component<PostProcessorSpec>(r, node, "post_processor", "processors", parse_post_processor_step);
   try {
     validate_post_processor(spec);
   } catch (const Error& e) {
@@ -510,17 +484,10 @@ std::size_t count_value(const JsonReader& r, const json& value, const std::strin
   return std::size_t(value.get<uint64_t>());
 }
 
-void parse_decoder_step(const JsonReader& r, const json& node, const std::string& where, DecoderSpec& spec) {
+DecoderStep parse_decoder_step(const JsonReader& r, const json& node, const std::string& where) {
   using Kind = DecoderStep::Kind;
   std::string type = r.type_of(node, where);
   DecoderStep step;
-  if (type == "Sequence") {
-    r.allow_only(node, where, {"type", "decoders"});
-    parse_list(r, node, "decoders", where, [&](const json& child, const std::string& w) {
-      parse_decoder_step(r, child, w, spec);
-    });
-    return;
-  }
   if (type == "ByteLevel") {
     step.kind = Kind::kByteLevel;
     byte_level_fields(r, node, where, step.add_prefix_space, step.trim_offsets, step.use_regex);
@@ -548,16 +515,7 @@ void parse_decoder_step(const JsonReader& r, const json& node, const std::string
     r.error(where, cat("decoder type '", type,
                        "' is not supported (ByteLevel, Replace, Strip, Fuse, ByteFallback, Metaspace, Sequence)"));
   }
-  spec.steps.push_back(std::move(step));
-}
-
-DecoderSpec parse_decoder(const JsonReader& r, const json& node) {
-  DecoderSpec spec;
-  if (node.is_null()) return spec;
-  spec.present = true;
-  spec.as_sequence = r.type_of(node, "decoder") == "Sequence";
-  parse_decoder_step(r, node, "decoder", spec);
-  return spec;
+  return step;
 }
 
 ordered_json decoder_step_json(const DecoderStep& step) {
@@ -582,7 +540,7 @@ ordered_json decoder_step_json(const DecoderStep& step) {
     case Kind::kMetaspace:
       node["type"] = "Metaspace";
       node["replacement"] = step.replacement;
-      node["prepend_scheme"] = prepend_scheme_name(step.prepend_scheme);
+      node["prepend_scheme"] = enum_name(step.prepend_scheme, kPrependSchemeNames);
       node["split"] = step.split;
       break;
   }
@@ -732,10 +690,12 @@ TokenizerSpec parse_tokenizer_json(std::string_view json_text, const std::string
     auto it = root.find(key);
     return it == root.end() ? null_value : *it;
   };
-  spec.normalizer = parse_normalizer(r, component("normalizer"));
-  spec.pre_tokenizer = parse_pre_tokenizer(r, component("pre_tokenizer"));
+  spec.normalizer = parse_component<NormalizerSpec>(r, component("normalizer"), "normalizer", "normalizers", parse_normalizer_step);
+  spec.pre_tokenizer =
+      parse_component<PreTokenizerSpec>(r, component("pre_tokenizer"), "pre_tokenizer", "pretokenizers",
+                                        parse_pre_tokenizer_step);
   spec.post_processor = parse_post_processor(r, component("post_processor"));
-  spec.decoder = parse_decoder(r, component("decoder"));
+  spec.decoder = parse_component<DecoderSpec>(r, component("decoder"), "decoder", "decoders", parse_decoder_step);
   parse_model(r, r.require(root, "model", "top level"), spec);
   return spec;
 }
