@@ -1,11 +1,13 @@
 #include "nextn/server/openai_protocol.h"
 
+#include "nextn/tokenizer/unicode.h"
+
 #include <atomic>
 #include <chrono>
 #include <cmath>
 #include <random>
 
-#include "nextn/tokenizer/utf8.h"
+#include "nextn/tokenizer/unicode.h"
 
 namespace nextn::server {
 namespace {
@@ -142,20 +144,9 @@ nlohmann::json ApiError::to_json() const {
 }
 
 std::string printable_utf8(const std::string& text) {
-  // Well-formed sequences only (no overlong forms, surrogates or code points past U+10FFFF): what
-  // JSON encoders such as nlohmann::json accept.
-  std::string out;
-  for (size_t i = 0; i < text.size();) {
-    const size_t length = tokenizer::utf8_sequence_length(text, i);
-    if (length > 0) {
-      out.append(text, i, length);
-      i += length;
-    } else {
-      out += "\xEF\xBF\xBD";
-      ++i;
-    }
-  }
-  return out;
+  // Well-formed sequences only (what JSON encoders such as nlohmann::json accept); each maximal
+  // invalid subsequence becomes one U+FFFD, as Python's and Hugging Face's decoding do.
+  return tokenizer::to_valid_utf8_lossy(text);
 }
 
 CompletionRequest parse_completion_request(Endpoint endpoint, const std::string& text) {

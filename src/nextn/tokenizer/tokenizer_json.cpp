@@ -257,6 +257,15 @@ void parse_metaspace(const JsonReader& r, const json& node, const std::string& w
   split = r.optional_bool(node, "split", true, where);
 }
 
+ordered_json metaspace_json(const std::string& replacement, PrependScheme scheme, bool split) {
+  ordered_json node;
+  node["type"] = "Metaspace";
+  node["replacement"] = replacement;
+  node["prepend_scheme"] = enum_name(scheme, kPrependSchemeNames);
+  node["split"] = split;
+  return node;
+}
+
 void byte_level_fields(const JsonReader& r, const json& node, const std::string& where, bool& add_prefix_space,
                        bool& trim_offsets, bool& use_regex) {
   r.allow_only(node, where, {"type", "add_prefix_space", "trim_offsets", "use_regex"});
@@ -335,11 +344,7 @@ ordered_json pre_tokenizer_step_json(const PreTokenizerStep& step) {
     case Kind::kWhitespace: node["type"] = "Whitespace"; break;
     case Kind::kWhitespaceSplit: node["type"] = "WhitespaceSplit"; break;
     case Kind::kMetaspace:
-      node["type"] = "Metaspace";
-      node["replacement"] = step.replacement;
-      node["prepend_scheme"] = enum_name(step.prepend_scheme, kPrependSchemeNames);
-      node["split"] = step.split;
-      break;
+      return metaspace_json(step.replacement, step.prepend_scheme, step.split);
   }
   return node;
 }
@@ -538,11 +543,7 @@ ordered_json decoder_step_json(const DecoderStep& step) {
     case Kind::kFuse: node["type"] = "Fuse"; break;
     case Kind::kByteFallback: node["type"] = "ByteFallback"; break;
     case Kind::kMetaspace:
-      node["type"] = "Metaspace";
-      node["replacement"] = step.replacement;
-      node["prepend_scheme"] = enum_name(step.prepend_scheme, kPrependSchemeNames);
-      node["split"] = step.split;
-      break;
+      return metaspace_json(step.replacement, step.prepend_scheme, step.split);
   }
   return node;
 }
