@@ -65,7 +65,7 @@ std::string DecodeStats::summary() const {
       << steps << " steps " << fixed(decode_seconds, 3) << " s): " << fixed(tokens_per_second(), 1)
       << " tokens/s, decode " << fixed(decode_tokens_per_second(), 1) << " tokens/s\n";
   if (draft_tokens > 0) {
-    out << "speculative, " << draft_tokens << " drafts per step: " << fixed(mean_tokens_per_step(), 3)
+    out << "speculative, at most " << draft_tokens << " drafts per step: " << fixed(mean_tokens_per_step(), 3)
         << " tokens per verify step; draft " << fixed(draft_seconds, 3) << " s, verify " << fixed(verify_seconds, 3)
         << " s\n";
     for (size_t k = 1; k <= drafted_per_depth.size(); ++k) {
