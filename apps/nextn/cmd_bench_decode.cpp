@@ -5,6 +5,7 @@
 #include "command_registry.h"
 #include "draft_head_flags.h"
 #include "nextn/device/device.h"
+#include "nextn/bench/batch_decode_bench.h"
 #include "nextn/bench/decode_bench.h"
 #include "nextn/checkpoint/hf_checkpoint.h"
 #include "nextn/io/atomic_file.h"
@@ -34,8 +35,33 @@ struct Flags {
   int64_t draft_vocab = 0;
   std::string draft_head = "model";
   bool no_verify = false;
+  std::vector<int64_t> batch_sizes;
   DecodeBenchOptions options;
 };
+
+// --batch: plain decoding of B sequences per batched step (the server's), at each B given.
+void run_batched(DeepSeekV3 model, const std::vector<int64_t>& prompt, const Flags& f, const std::string& source) {
+  if (f.profile) {
+    std::cout << "operators per batched decoding step (outermost ones; the rest of a step is overhead between them)\n";
+    for (int64_t b : f.batch_sizes) std::cout << "\n" << profile_batched_decoding(model, prompt, b, f.options.new_tokens, 25);
+    return;
+  }
+  BatchDecodeBenchOptions options;
+  options.batch_sizes = f.batch_sizes;
+  options.new_tokens = f.options.new_tokens;
+  options.repeats = f.options.repeats;
+  auto results = benchmark_batched_decoding(model, prompt, options);
+  if (f.json) {
+    std::cout << batch_decode_bench_json(results);
+    return;
+  }
+  std::cout << describe(runtime_info()) << "\n"
+            << "nextn bench decode --batch: " << source << "\n"
+            << "plain greedy decoding, B sequences per batched step (the server's continuous batching), prompt "
+            << prompt.size() + 1 << " tokens each, " << options.new_tokens << " new tokens per sequence, median of "
+            << options.repeats << " runs per batch size\n"
+            << format_batch_decode_bench(results);
+}
 
 void run(Flags f) {
   apply_threads(f.threads);
@@ -66,6 +92,10 @@ void run(Flags f) {
   f.options.draft_vocabulary = vocabulary.token_ids;
   f.options.draft_vocabulary_source = vocabulary.description;
   f.options.bf16_draft_head = inference::parse_draft_head_dtype(f.draft_head) == inference::DraftHeadDtype::kBFloat16;
+  if (!f.batch_sizes.empty()) {
+    run_batched(model, prompt, f, source);
+    return;
+  }
   if (f.profile) {
     std::cout << "operators per decoding step (outermost ones; the rest of a step is overhead between them)\n";
     std::cout << "\n" << profile_decoding(model, prompt, f.options, 0, {}, 25);
@@ -111,6 +141,8 @@ void setup_bench_decode(CLI::App& app) {
   cmd->add_option("--draft-head", f->draft_head, "'bf16': also draft from a bfloat16 copy of the head ('model': not)");
   cmd->add_flag("--json", f->json, "one JSON object per variant and line");
   cmd->add_flag("--profile", f->profile, "instead: the operators of a decoding step, with counts and times");
+  cmd->add_option("--batch", f->batch_sizes, "instead: plain decoding of B sequences per batched step (the "
+                  "server's continuous batching), for each B given (repeatable; batch 1 is always measured)");
   add_threads_option(*cmd, f->threads);
   cmd->add_option("--device", f->device, "cpu or cuda[:N]");
   cmd->callback([f] { run(*f); });

@@ -118,20 +118,6 @@ GenerationResult run_generation(const LoadedModel& m, const std::vector<int64_t>
   return result;
 }
 
-// --draft N: a positive count ("auto" is handled by the caller).
-int64_t parse_draft_count(const std::string& text) {
-  std::size_t used = 0;
-  long long value = 0;
-  try {
-    value = std::stoll(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  NEXTN_CHECK(used == text.size() && !text.empty(), "--draft '", text, "': expected a number of drafts or 'auto'");
-  NEXTN_CHECK(value >= 1, "--draft ", value, ": drafts per step must be at least 1 (for plain decoding, leave out --speculative)");
-  return value;
-}
-
 void print_stats(const std::string& label, const GenerationResult& r) {
   std::cerr << "--- " << label << ": " << r.stats.generated_tokens << " tokens, stopped by "
             << inference::to_string(r.stop_reason) << "\n"
@@ -149,13 +135,10 @@ void run_generate(GenerateFlags& f) {
                 f.speculative, "'");
     NEXTN_CHECK(m.model->config().mtp_depth() > 0, "--speculative mtp: the model in '", m.dir,
                 "' has no MTP modules (num_nextn_predict_layers = 0)");
-    if (f.draft == "auto") {
-      // The most the policy may choose: every MTP depth.
-      options.draft_tokens = m.model->config().mtp_depth();
-      options.adaptive_draft = true;
-    } else {
-      options.draft_tokens = parse_draft_count(f.draft);
-    }
+    // auto: the most the policy may choose is every MTP depth.
+    const DraftCount draft = parse_draft_option(f.draft, m.model->config().mtp_depth());
+    options.draft_tokens = draft.drafts;
+    options.adaptive_draft = draft.adaptive;
     const DraftVocabulary vocabulary = draft_vocabulary_for(m.dir, f.draft_vocab, m.model->config().vocab_size, m.tok.hash());
     if (!vocabulary.token_ids.empty()) std::cerr << "draft vocabulary: " << vocabulary.description << "\n";
     options.draft_head.token_ids = vocabulary.token_ids;

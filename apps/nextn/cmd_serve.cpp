@@ -28,8 +28,9 @@ struct ServeFlags {
   server::HttpOptions http;
   server::EngineOptions engine;
   int64_t draft_vocab = 0;
-  CLI::Option* draft_option = nullptr;
-  bool no_verify = false;  // --draft, to tell "not given" from a given value
+  CLI::Option* draft_option = nullptr;  // --draft, to tell "not given" from a given value
+  std::string draft = "auto";            // --draft: N or "auto"
+  bool no_verify = false;
   int threads = 0;
   double grace_seconds = 30;
 };
@@ -42,9 +43,8 @@ void run_serve(ServeFlags& f) {
   if (!f.speculative.empty()) {
     NEXTN_CHECK(f.speculative == "mtp", "--speculative must be 'mtp' (the model's MTP modules draft), got '",
                 f.speculative, "'");
-    if (f.draft_option->count() == 0) f.engine.draft_tokens = 1;
-    NEXTN_CHECK(f.engine.draft_tokens >= 1, "--draft ", f.engine.draft_tokens,
-                ": drafts per step must be at least 1 (to serve without drafting, leave out --speculative)");
+    // The count is checked against the model's MTP depth once it is loaded.
+    if (f.draft != "auto") f.engine.draft_tokens = parse_draft_option(f.draft, 0).drafts;
   } else {
     NEXTN_CHECK(f.draft_option->count() == 0, "--draft needs --speculative mtp");
   }
@@ -74,7 +74,12 @@ void run_serve(ServeFlags& f) {
   DeepSeekV3 model = load_model(dir, resolve_device(f.device), !f.no_verify);
   NEXTN_CHECK(tok.vocab_size() <= model->config().vocab_size, "tokenizer '", tokenizer_path, "' has ",
               tok.vocab_size(), " tokens, more than the model's vocab_size ", model->config().vocab_size);
-  if (f.engine.draft_tokens > 0) {
+  if (!f.speculative.empty()) {
+    NEXTN_CHECK(model->config().mtp_depth() > 0, "--speculative mtp: the model in '", dir,
+                "' has no MTP modules (num_nextn_predict_layers = 0)");
+    const DraftCount draft = parse_draft_option(f.draft, model->config().mtp_depth());
+    f.engine.draft_tokens = draft.drafts;
+    f.engine.adaptive_draft = draft.adaptive;
     f.engine.draft_head.dtype = inference::parse_draft_head_dtype(f.draft_head);
     f.engine.draft_head.token_ids =
         draft_vocabulary_for(dir, f.draft_vocab, model->config().vocab_size, tok.hash()).token_ids;
@@ -89,7 +94,8 @@ void run_serve(ServeFlags& f) {
   http.attach(&engine, served);
   std::cout << "nextn serve: model '" << served.name << "' from " << dir << " ready (context " << served.context_length
             << ", max batch " << f.engine.max_batch << ", queue " << f.engine.max_queue
-            << (f.engine.draft_tokens > 0 ? ", MTP drafts " + std::to_string(f.engine.draft_tokens) : std::string())
+            << (f.engine.adaptive_draft ? ", MTP drafts auto (0.." + std::to_string(f.engine.draft_tokens) + " per step)"
+                : f.engine.draft_tokens > 0 ? ", MTP drafts " + std::to_string(f.engine.draft_tokens) : std::string())
             << (f.http.api_key.empty() ? std::string() : ", API key required") << ")" << std::endl;
 
   while (!stop.requested()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -120,7 +126,8 @@ void setup_serve(CLI::App& app) {
   cmd->add_option("--port", f->http.port, "port (0: any free one, printed at start)")->check(CLI::Range(0, 65535));
   cmd->add_option("--served-model-name", f->name, "the model name clients send (default: the directory's name)");
   cmd->add_option("--speculative", f->speculative, "mtp: draft with the model's MTP modules");
-  f->draft_option = cmd->add_option("--draft", f->engine.draft_tokens, "drafts per step with --speculative mtp (default 1)");
+  f->draft_option = cmd->add_option("--draft", f->draft, "drafts per step with --speculative mtp, or 'auto' (the "
+                                    "default): each step drafts the number 0..D expected to give the most tokens per second");
   cmd->add_option("--draft-vocab", f->draft_vocab, "drafts only among the K most frequent tokens (draft_vocab.json)");
   cmd->add_option("--draft-head", f->draft_head, "the drafter's head: model or bf16");
   cmd->add_option("--max-batch", f->engine.max_batch, "requests decoding at once")->check(CLI::PositiveNumber);

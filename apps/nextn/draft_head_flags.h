@@ -40,4 +40,25 @@ inline DraftVocabulary draft_vocabulary_for(const std::string& model_dir, int64_
   return vocabulary;
 }
 
+// --draft as `generate` and `serve` take it: "auto" (each step drafts the count in 0..D that the
+// draft policy expects to pay most, D = the MTP depth) or a positive count N.
+struct DraftCount {
+  int64_t drafts = 0;  // N, or D with adaptive
+  bool adaptive = false;
+};
+
+inline DraftCount parse_draft_option(const std::string& text, int64_t mtp_depth) {
+  if (text == "auto") return {mtp_depth, true};
+  std::size_t used = 0;
+  long long value = 0;
+  try {
+    value = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  NEXTN_CHECK(used == text.size() && !text.empty(), "--draft '", text, "': expected a number of drafts or 'auto'");
+  NEXTN_CHECK(value >= 1, "--draft ", value, ": drafts per step must be at least 1 (for plain decoding, leave out --speculative)");
+  return {value, false};
+}
+
 }  // namespace nextn::cli

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "inference_test_support.h"
+#include "nextn/inference/batched_forward.h"
 #include "nextn/inference/cached_forward.h"
 #include "nextn/inference/generator.h"
 #include "nextn/inference/plain_decoder.h"
@@ -207,6 +208,53 @@ TEST(SpeculativeRollback, CachesEqualAFreshRunOverTheVerifiedTokens) {
   check_rollback(testing::tiny_config(), 4, true, /*agreeable=*/true);
   check_rollback(testing::small_vocab_config(8), 2, false, /*agreeable=*/false);
   check_rollback(testing::small_vocab_config(8, MtpKind::kParallel), 3, true, /*agreeable=*/false);
+}
+
+// A server runs a drafting request's steps inside its batch while others run
+// (SpeculativeDecoder::batched_input / finish_batched_step): such steps draft nothing, and the
+// drafter's caches catch up when the request drafts again. Greedy output stays plain decoding's,
+// for it and for the request beside it, and every cache equals a fresh run over the tokens.
+void check_batched_steps(const ModelConfig& config, uint64_t seed) {
+  DeepSeekV3 model = testing::agreeable_model(config, seed);
+  SamplingOptions greedy;
+  greedy.temperature = 0;
+  Generator generator(model);
+  const auto prompt = random_prompt(5, config.vocab_size, seed + 1), other_prompt = random_prompt(3, config.vocab_size, seed + 2);
+  const auto expected = generator.generate(prompt, greedy_options(30, 0)).tokens;
+  const auto other_expected = generator.generate(other_prompt, greedy_options(40, 0)).tokens;
+
+  SpeculativeDecoder decoder(model, SpeculativeOptions{2, false, {}, {}}, greedy, 64);
+  PlainDecoder other(model, greedy, 64);
+  decoder.start(prompt);
+  other.start(other_prompt);
+  int64_t batched_steps = 0, drafting_steps = 0;  // steps of 0 drafts, and of 1 or more
+  for (int64_t step = 0; static_cast<int64_t>(decoder.tokens().size()) < 5 + 30; ++step) {
+    const int64_t left = 5 + 30 - static_cast<int64_t>(decoder.tokens().size());
+    if (step % 5 < 3) {  // three steps in a batch with the other request, then two drafting alone
+      BatchedStep out = run_main_model_batched(*model, {decoder.batched_input(), other.batched_input()});
+      decoder.finish_batched_step(out.logits[out.first_row[0]], out.hidden[out.first_row[0]], 0.0);
+      other.finish_batched_step(out.logits[out.first_row[1]], 0.0);
+      ++batched_steps;
+    } else {
+      decoder.step(left);
+      (decoder.last_step().drafts.empty() ? batched_steps : drafting_steps) += 1;  // the budget's last step drafts none
+    }
+    check_caches_against_fresh_run(model, decoder, 2);
+    if (::testing::Test::HasFatalFailure()) return;
+  }
+  const std::vector<int64_t> generated(decoder.tokens().begin() + 5, decoder.tokens().end());
+  EXPECT_EQ(generated, expected) << to_string(config.mtp_kind);
+  const std::vector<int64_t> other_generated(other.tokens().begin() + 3, other.tokens().end());
+  EXPECT_EQ(other_generated, std::vector<int64_t>(other_expected.begin(), other_expected.begin() + other_generated.size()));
+  EXPECT_EQ(decoder.stats().steps_by_draft_count.at(0), batched_steps);
+  EXPECT_EQ(decoder.stats().drafted_per_depth.at(0), drafting_steps);
+  EXPECT_GT(drafting_steps, 2);
+  EXPECT_GT(decoder.stats().accepted_per_depth.at(0), 0) << to_string(config.mtp_kind);  // the caught-up drafter drafts well
+}
+
+TEST(SpeculativeBatched, StepsInsideABatchKeepGreedyOutputAndTheCaches) {
+  check_batched_steps(testing::tiny_config(), 61);
+  check_batched_steps(testing::small_vocab_config(4, MtpKind::kParallel), 62);  // 4 tokens: drafts often right
 }
 
 }  // namespace

@@ -249,6 +249,35 @@ TEST(TrainedModel, DraftVocabRanksTheDataAndGenerateDraftsFromIt) {
   EXPECT_NE(output.find("token ids [0, 100) (no draft_vocab.json"), std::string::npos) << output;
 }
 
+// bench decode --batch: batch 1 is always measured first (the reference of every ratio), every
+// sequence of every batch is checked against decoding it alone, and bad sizes are refused.
+TEST(TrainedModel, BenchDecodeBatchReportsEachSizeAgainstBatchOne) {
+  const std::string run = trained_model().dir.file("run");
+  TempDir log("bench_decode_batch");
+  std::string output;
+  const std::string bench = "bench decode --model " + run + " --new-tokens 6 --repeats 2 --batch 3 --batch 9";
+  ASSERT_EQ(testing::run_nextn(bench + " --json", log.path(), output), 0) << output;
+  std::vector<int64_t> sizes;
+  std::istringstream lines(output);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.empty() || line[0] != '{') continue;
+    const auto record = nlohmann::json::parse(line);
+    sizes.push_back(record.at("batch").get<int64_t>());
+    EXPECT_TRUE(record.at("same_output_as_alone").get<bool>()) << line;
+    EXPECT_GT(record.at("tokens_per_second").get<double>(), 0.0) << line;
+    // tokens/s = batch x 5 steps' tokens / (5 x step time)
+    EXPECT_NEAR(record.at("tokens_per_second").get<double>() * record.at("step_ms").get<double>() / 1e3,
+                static_cast<double>(sizes.back()), 0.01 * static_cast<double>(sizes.back())) << line;
+    if (sizes.back() == 1) EXPECT_DOUBLE_EQ(record.at("vs_batch_one").get<double>(), 1.0);
+  }
+  EXPECT_EQ(sizes, (std::vector<int64_t>{1, 3, 9}));
+  ASSERT_EQ(testing::run_nextn(bench + " --profile", log.path(), output), 0) << output;
+  EXPECT_NE(output.find("batch 9: 5 steps"), std::string::npos) << output;
+  EXPECT_NE(output.find("decode.attention"), std::string::npos) << output;
+  EXPECT_EQ(testing::run_nextn("bench decode --model " + run + " --batch 0", log.path(), output), 1);
+  EXPECT_NE(output.find("--batch sizes must be >= 1, got 0"), std::string::npos) << output;
+}
+
 TEST(TrainedModel, CachedDecodingMatchesTheFullForwardAtEveryPosition) {
   DeepSeekV3 model = trained_model().model;
   torch::NoGradGuard no_grad;

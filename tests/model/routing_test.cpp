@@ -358,6 +358,41 @@ TEST(Moe, LayerEqualsSharedPlusRoutedAndReportsCounts) {
   }
 }
 
+// Decoding's few float32 tokens: the shared expert runs among the routed experts' jobs, and the
+// layer's output must be bit for bit `routed + shared` computed one after the other, at any token
+// count (more than kFewRowsMax under batched decoding: several shared jobs) and thread count.
+TEST(Moe, SharedExpertAmongTheRoutedJobsGivesTheSameBitsAsAfterThem) {
+  ModelConfig c = tiny_config();
+  c.n_shared_experts = 2;  // the shared expert twice as wide as a routed one
+  torch::manual_seed(9);
+  Moe moe(c);
+  for (auto& p : moe->parameters()) torch::nn::init::normal_(p, 0.0, 0.3);
+  torch::NoGradGuard no_grad;
+  const int saved_threads = kernels::few_rows_matmul_threads();
+  for (int64_t tokens : {int64_t{1}, int64_t{3}, kernels::kFewRowsMax, 2 * kernels::kFewRowsMax + 3}) {
+    ScopedBatchedDecoding batched;  // lets more than kFewRowsMaxRows tokens take the few-token path
+    auto x = torch::randn({1, tokens, c.hidden_size});
+    auto flat = x.view({tokens, c.hidden_size});
+    Routing r = moe->gate(flat);
+    auto separately = moe->experts->forward_few_tokens(flat, r) + moe->shared_experts(flat);
+    for (int threads : {1, 2, 3}) {
+      kernels::set_few_rows_matmul_threads(threads);
+      auto together = moe(x).view({tokens, c.hidden_size});
+      EXPECT_TRUE(torch::equal(together, separately)) << tokens << " tokens, " << threads << " threads";
+    }
+    // And both against an independent computation in double precision.
+    auto expected = naive_routed_experts(flat.to(torch::kDouble), r, moe->experts->gate_up_proj.to(torch::kDouble),
+                                         moe->experts->down_proj.to(torch::kDouble));
+    auto h = flat.to(torch::kDouble);
+    auto& m = moe->shared_experts;
+    expected += torch::matmul(torch::silu(torch::matmul(h, m->gate_proj->weight.to(torch::kDouble).t())) *
+                                  torch::matmul(h, m->up_proj->weight.to(torch::kDouble).t()),
+                              m->down_proj->weight.to(torch::kDouble).t());
+    EXPECT_LT(max_abs_diff(separately.to(torch::kDouble), expected), 1e-4) << tokens << " tokens";
+  }
+  kernels::set_few_rows_matmul_threads(saved_threads);
+}
+
 TEST(LoadBalance, SequenceWiseTermEqualsEquations17To20) {
   torch::manual_seed(7);
   const int64_t batch = 3, length = 7, experts = 8, k = 2;

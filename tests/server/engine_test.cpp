@@ -250,6 +250,36 @@ TEST(Engine, DraftsOnlyForARequestThatStartsAlone) {
   EXPECT_EQ(second->tokens, alone(model, prompt_b, 12).tokens);
 }
 
+// --draft auto: each step drafts what the policy chooses (every count is tried first, so both
+// depths draft), and the greedy output is still plain decoding's, for requests one after another
+// that share the engine's learnt step times.
+TEST(Engine, AdaptiveDraftingKeepsGreedyOutputAndCountsEachDepth) {
+  ModelConfig config = testing::small_vocab_config(24);
+  DeepSeekV3 model = testing::agreeable_model(config, 36);
+  model->to(torch::kFloat);
+  EngineOptions options;
+  options.draft_tokens = 2;
+  options.adaptive_draft = true;
+  Engine engine(model, options);
+  for (uint64_t seed : {11u, 12u, 13u}) {
+    const auto prompt = random_prompt(5, config.vocab_size, seed);
+    auto outcome = std::make_shared<Outcome>();
+    engine.submit(make_request(prompt, 40, outcome));
+    wait_for(*outcome);
+    EXPECT_TRUE(outcome->stats.speculative);
+    ASSERT_EQ(outcome->stats.drafted_per_depth.size(), 2u);
+    if (seed == 11u) {
+      EXPECT_GT(outcome->stats.drafted_per_depth[0], 0);
+      EXPECT_GT(outcome->stats.drafted_per_depth[1], 0);
+    }
+    EXPECT_LE(outcome->stats.accepted_per_depth[0], outcome->stats.drafted_per_depth[0]);
+    EXPECT_EQ(outcome->tokens, alone(model, prompt, 40).tokens) << "seed " << seed;
+  }
+  EngineOptions without_drafts;
+  without_drafts.adaptive_draft = true;
+  EXPECT_THROW(Engine(model, without_drafts), Error);
+}
+
 TEST(Engine, StoppingRefusesNewRequestsAndFinishesTheRunningOnes) {
   DeepSeekV3 model = float_model(37);
   Engine engine(model, EngineOptions{});

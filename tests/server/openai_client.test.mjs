@@ -268,6 +268,27 @@ test('speculative decoding: the same greedy output, and drafts counted per depth
   }
 });
 
+test('--speculative mtp drafts auto by default: the same greedy output, every depth tried', async () => {
+  const spec = await startServer(['--speculative', 'mtp']);
+  try {
+    assert.match(spec.output(), /MTP drafts auto \(0\.\.2 per step\)/);
+    const c = new OpenAI({ baseURL: `${spec.url}/v1`, apiKey: 'x', maxRetries: 0 });
+    for (const prompt of ['class Parser:', 'def main():']) {
+      const r = await c.completions.create({ model: 'tiny', prompt, max_tokens: 32, temperature: 0,
+                                             return_token_ids: true });
+      assert.deepEqual(r.choices[0].token_ids, generateTokenIds(prompt, 32, ['--greedy']), prompt);
+      assert.equal(r.usage.speculative.drafted.length, 2);
+      r.usage.speculative.accepted.forEach((a, k) => assert.ok(a <= r.usage.speculative.drafted[k]));
+    }
+    // The policy tries each count before it settles (the first request drafted at both depths).
+    const m = await metrics(spec.url);
+    assert.ok(m['nextn_spec_draft_tokens_total{depth="1"}'] > 0);
+    assert.ok(m['nextn_spec_draft_tokens_total{depth="2"}'] > 0);
+  } finally {
+    assert.equal(await spec.stop(), 0);
+  }
+});
+
 test('a full queue answers 503 with Retry-After, and no place is lost', async () => {
   const small = await startServer(['--max-batch', '1', '--max-queue', '1']);
   try {

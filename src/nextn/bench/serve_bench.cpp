@@ -12,6 +12,7 @@
 #include <sstream>
 #include <thread>
 
+#include "nextn/bench/median.h"
 #include "nextn/util/error.h"
 
 namespace nextn {
@@ -30,12 +31,12 @@ struct Server {
 };
 
 // `nextn serve` on a free port; returns once it prints that the model is ready.
-Server start_server(const ServeBenchOptions& o, int64_t drafts) {
+Server start_server(const ServeBenchOptions& o, const std::string& drafts) {
   int pipe_fds[2];
   NEXTN_CHECK(::pipe(pipe_fds) == 0, "bench serve: pipe: ", errno_text());
   std::vector<std::string> args = {o.binary, "serve", "--model", o.model, "--port", "0", "--served-model-name", "bench",
                                    "--max-batch", std::to_string(o.max_batch), "--max-queue", "256"};
-  if (drafts > 0) args.insert(args.end(), {"--speculative", "mtp", "--draft", std::to_string(drafts)});
+  if (drafts != "0") args.insert(args.end(), {"--speculative", "mtp", "--draft", drafts});
   const pid_t pid = ::fork();
   NEXTN_CHECK(pid >= 0, "bench serve: fork: ", errno_text());
   if (pid == 0) {
@@ -131,8 +132,15 @@ double percentile(std::vector<double> values, double p) {
   return values[index];
 }
 
-ServeBenchRow measure(const std::string& url, const std::string& model, const std::string& variant, int concurrency,
-                      const ServeBenchOptions& o) {
+// One sweep point: `concurrency` client threads, each streaming its requests one after another.
+struct Measurement {
+  int64_t requests = 0, tokens = 0;
+  double seconds = 0;
+  std::vector<double> ttfts;
+  double tokens_per_second() const { return seconds > 0 ? static_cast<double>(tokens) / seconds : 0.0; }
+};
+
+Measurement measure(const std::string& url, const std::string& model, int concurrency, const ServeBenchOptions& o) {
   std::vector<std::vector<StreamResult>> per_client(concurrency);
   const auto started = Clock::now();
   std::vector<std::thread> clients;
@@ -145,23 +153,52 @@ ServeBenchRow measure(const std::string& url, const std::string& model, const st
     });
   }
   for (auto& t : clients) t.join();
-  ServeBenchRow row;
-  row.variant = variant;
-  row.concurrency = concurrency;
-  row.seconds = std::chrono::duration<double>(Clock::now() - started).count();
-  std::vector<double> ttfts;
+  Measurement m;
+  m.seconds = std::chrono::duration<double>(Clock::now() - started).count();
   for (const auto& results : per_client) {
     for (const StreamResult& r : results) {
       NEXTN_CHECK(r.ok, "bench serve: a request failed: ", r.error);
-      ++row.requests;
-      row.tokens += r.tokens;
-      ttfts.push_back(r.ttft);
+      ++m.requests;
+      m.tokens += r.tokens;
+      m.ttfts.push_back(r.ttft);
     }
   }
-  row.tokens_per_second = static_cast<double>(row.tokens) / row.seconds;
-  row.ttft_p50 = percentile(ttfts, 0.5);
-  row.ttft_p99 = percentile(ttfts, 0.99);
-  return row;
+  return m;
+}
+
+// Every concurrency `rounds` times against one server, summarised per concurrency.
+std::vector<ServeBenchRow> sweep(const std::string& url, const std::string& model, const std::string& variant,
+                                 const ServeBenchOptions& o) {
+  const size_t points = o.concurrency.size();
+  std::vector<std::vector<Measurement>> by_point(points);
+  for (int round = 0; round < o.rounds; ++round) {
+    for (size_t i = 0; i < points; ++i) by_point[i].push_back(measure(url, model, o.concurrency[i], o));
+  }
+  const auto one = std::find(o.concurrency.begin(), o.concurrency.end(), 1);
+  std::vector<ServeBenchRow> rows;
+  for (size_t i = 0; i < points; ++i) {
+    ServeBenchRow row;
+    row.variant = variant;
+    row.concurrency = o.concurrency[i];
+    std::vector<double> rates, ratios, ttfts;
+    for (size_t round = 0; round < by_point[i].size(); ++round) {
+      const Measurement& m = by_point[i][round];
+      row.requests += m.requests;
+      row.tokens += m.tokens;
+      row.seconds += m.seconds;
+      rates.push_back(m.tokens_per_second());
+      if (one != o.concurrency.end()) {
+        ratios.push_back(m.tokens_per_second() / by_point[one - o.concurrency.begin()][round].tokens_per_second());
+      }
+      ttfts.insert(ttfts.end(), m.ttfts.begin(), m.ttfts.end());
+    }
+    row.tokens_per_second = median(rates);
+    row.vs_one_stream = median(ratios);
+    row.ttft_p50 = percentile(ttfts, 0.5);
+    row.ttft_p99 = percentile(ttfts, 0.99);
+    rows.push_back(row);
+  }
+  return rows;
 }
 
 }  // namespace
@@ -173,15 +210,16 @@ std::vector<ServeBenchRow> benchmark_serving(const ServeBenchOptions& o) {
     auto models = probe.Get("/v1/models");
     NEXTN_CHECK(models && models->status == 200, "bench serve: no server answers at ", o.url);
     const std::string model = nlohmann::json::parse(models->body)["data"][0]["id"];
-    for (int c : o.concurrency) rows.push_back(measure(o.url, model, "server at " + o.url, c, o));
-    return rows;
+    return sweep(o.url, model, "server at " + o.url, o);
   }
-  for (int64_t drafts : o.draft_variants) {
+  for (const std::string& drafts : o.draft_variants) {
+    NEXTN_CHECK(drafts == "auto" || (!drafts.empty() && drafts.find_first_not_of("0123456789") == std::string::npos),
+                "bench serve: --drafts '", drafts, "': expected 0 (plain), a number of drafts or 'auto'");
     Server server = start_server(o, drafts);
-    const std::string variant = drafts == 0 ? "plain" : "MTP, " + std::to_string(drafts) + " draft(s)";
+    const std::string variant = drafts == "0" ? "plain" : drafts == "auto" ? "MTP, auto" : "MTP, " + drafts + " draft(s)";
     try {
       stream_completion(server.url, "bench", kPrompts[0], 8);  // warm-up: pages and threads
-      for (int c : o.concurrency) rows.push_back(measure(server.url, "bench", variant, c, o));
+      for (const ServeBenchRow& row : sweep(server.url, "bench", variant, o)) rows.push_back(row);
     } catch (...) {
       stop_server(server);
       throw;
@@ -197,12 +235,10 @@ std::string format_serve_bench(const std::vector<ServeBenchRow>& rows) {
   std::snprintf(line, sizeof line, "%-18s %7s %9s %10s %10s %10s %10s\n", "variant", "streams", "requests",
                 "tokens/s", "vs 1", "TTFT p50", "TTFT p99");
   out << line;
-  double single = 0;
   for (const auto& r : rows) {
-    if (r.concurrency == 1) single = r.tokens_per_second;
     std::snprintf(line, sizeof line, "%-18s %7d %9lld %10.1f %9.2fx %8.1fms %8.1fms\n", r.variant.c_str(), r.concurrency,
-                  static_cast<long long>(r.requests), r.tokens_per_second,
-                  single > 0 ? r.tokens_per_second / single : 0.0, r.ttft_p50 * 1e3, r.ttft_p99 * 1e3);
+                  static_cast<long long>(r.requests), r.tokens_per_second, r.vs_one_stream, r.ttft_p50 * 1e3,
+                  r.ttft_p99 * 1e3);
     out << line;
   }
   return out.str();
@@ -213,6 +249,7 @@ std::string serve_bench_json(const std::vector<ServeBenchRow>& rows) {
   for (const auto& r : rows) {
     out << nlohmann::json{{"variant", r.variant},       {"streams", r.concurrency},     {"requests", r.requests},
                           {"tokens", r.tokens},         {"seconds", r.seconds},         {"tokens_per_second", r.tokens_per_second},
+                          {"vs_one_stream", r.vs_one_stream},
                           {"ttft_p50", r.ttft_p50},     {"ttft_p99", r.ttft_p99}}
                .dump()
         << "\n";

@@ -1,5 +1,5 @@
 // `nextn bench serve`: a load generator against `nextn serve`. For each server variant (plain
-// decoding, and MTP drafting with N drafts) it starts the server on a free port, then for each
+// decoding, MTP drafting with N drafts, or with the adaptive count) it starts the server on a free port, then for each
 // concurrency c runs c client threads, each streaming `requests_per_client` greedy completions
 // (ignore_eos, so every request makes max_tokens tokens), and measures the aggregate generated
 // tokens per second over the wall time and each request's time to first token (p50, p99).
@@ -18,8 +18,12 @@ struct ServeBenchOptions {
   std::vector<int> concurrency = {1, 4, 8, 16};
   int64_t max_tokens = 64;
   int requests_per_client = 2;
-  std::vector<int64_t> draft_variants = {0, 1};  // 0: plain; N: --speculative mtp --draft N
+  // "0": plain; "N" or "auto": --speculative mtp --draft N / auto
+  std::vector<std::string> draft_variants = {"0", "auto"};
   int max_batch = 16;
+  // Sweeps over `concurrency` per server, one after another: medians are reported, and each
+  // round's ratio to its own 1-stream figure (this machine's speed drifts between phases).
+  int rounds = 1;
   std::string binary;  // the nextn executable
 };
 
@@ -28,8 +32,9 @@ struct ServeBenchRow {
   int concurrency = 0;
   int64_t requests = 0, tokens = 0;
   double seconds = 0;
-  double tokens_per_second = 0;
-  double ttft_p50 = 0, ttft_p99 = 0;  // seconds
+  double tokens_per_second = 0;       // median over rounds
+  double vs_one_stream = 0;           // median over rounds of tokens/s over that round's 1 stream (0: none measured)
+  double ttft_p50 = 0, ttft_p99 = 0;  // seconds, over every request of every round
 };
 
 std::vector<ServeBenchRow> benchmark_serving(const ServeBenchOptions& options);

@@ -2,6 +2,7 @@
 
 #include "nextn/model/linear.h"
 #include "nextn/util/error.h"
+#include "nextn/util/phase_timer.h"
 
 namespace nextn::inference {
 
@@ -45,6 +46,7 @@ BatchedStep run_main_model_batched(DeepSeekV3Impl& model, const std::vector<Batc
   }
   for (const BatchedSequence& s : sequences) s.cache->advance(static_cast<int64_t>(s.tokens.size()));
   step.hidden = h.view({rows, -1});
+  ScopedPhase phase("decode.head");
   step.logits = model.output_head(h, model.norm).view({rows, -1});
   return step;
 }

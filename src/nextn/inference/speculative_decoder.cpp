@@ -161,19 +161,23 @@ std::vector<int64_t> SpeculativeDecoder::step(int64_t max_tokens) {
   verify_ids.insert(verify_ids.end(), drafts.tokens.begin(), drafts.tokens.end());
   auto out = run_main_model_cached(*model_, ids_tensor(verify_ids, main_hidden_.device()), main_cache_);
   main_hidden_.narrow(1, n, count + 1).copy_(out.hidden);
-  auto target_logits = out.logits[0];  // [count + 1, V]
-  Verification verdict;
-  if (sampler_.options().greedy()) {
-    verdict = verify_greedy(target_logits, drafts.tokens);
-  } else {
-    auto target_probs = sampler_.distribution(target_logits);
-    auto draft_probs = count > 0 ? torch::stack(drafts.distributions) : torch::Tensor();
-    verdict = options_.sampled_verify_override
-                  ? options_.sampled_verify_override(target_probs, draft_probs, drafts.tokens, sampler_)
-                  : verify_sampled(target_probs, draft_probs, drafts.tokens, sampler_);
-  }
+  const Verification verdict = judge(out.logits[0], drafts);
+  return commit(n, std::move(drafts), verdict, draft_seconds, seconds_since(started), true);
+}
 
+Verification SpeculativeDecoder::judge(const torch::Tensor& target_logits, const Drafts& drafts) {
+  if (sampler_.options().greedy()) return verify_greedy(target_logits, drafts.tokens);
+  auto target_probs = sampler_.distribution(target_logits);
+  auto draft_probs = drafts.tokens.empty() ? torch::Tensor() : torch::stack(drafts.distributions);
+  return options_.sampled_verify_override
+             ? options_.sampled_verify_override(target_probs, draft_probs, drafts.tokens, sampler_)
+             : verify_sampled(target_probs, draft_probs, drafts.tokens, sampler_);
+}
+
+std::vector<int64_t> SpeculativeDecoder::commit(int64_t n, Drafts drafts, const Verification& verdict,
+                                                double draft_seconds, double step_seconds, bool timed_alone) {
   // Commit the accepted drafts and the target's token; forget everything computed from the rest.
+  const auto count = static_cast<int64_t>(drafts.tokens.size());
   std::vector<int64_t> produced(drafts.tokens.begin(), drafts.tokens.begin() + verdict.accepted);
   produced.push_back(verdict.next_token);
   tokens_.insert(tokens_.end(), produced.begin(), produced.end());
@@ -191,8 +195,9 @@ std::vector<int64_t> SpeculativeDecoder::step(int64_t max_tokens) {
   last_step_.draft_logits = std::move(drafts.logits);
   last_step_.accepted = verdict.accepted;
   last_step_.next_token = verdict.next_token;
-  const double step_seconds = seconds_since(started);
-  if (policy_) policy_->record(count, verdict.accepted, step_seconds);
+  // A step inside a server's batch took the batch's time, not this request's alone: the policy
+  // learns step times from its own steps only.
+  if (policy_ && timed_alone) policy_->record(count, verdict.accepted, step_seconds);
   stats_.steps_by_draft_count[count] += 1;
   stats_.steps += 1;
   stats_.step_tokens += static_cast<int64_t>(produced.size());
@@ -201,6 +206,23 @@ std::vector<int64_t> SpeculativeDecoder::step(int64_t max_tokens) {
   stats_.verify_seconds += step_seconds - draft_seconds;
   stats_.decode_seconds += step_seconds;
   return produced;
+}
+
+BatchedSequence SpeculativeDecoder::batched_input() {
+  NEXTN_CHECK(!tokens_.empty(), "batched_input() before start()");
+  NEXTN_CHECK(room() >= 1, "no room left to decode");
+  return {&main_cache_, {tokens_.back()}};
+}
+
+int64_t SpeculativeDecoder::finish_batched_step(const torch::Tensor& logits_row, const torch::Tensor& hidden_row,
+                                                double step_seconds) {
+  torch::NoGradGuard no_grad;
+  // The batched forward cached the pending token: it sits at n = length - 1 now.
+  const int64_t n = main_cache_.length() - 1;
+  NEXTN_CHECK(n >= 0 && n + 1 == static_cast<int64_t>(tokens_.size()), "finish_batched_step() without its batched forward");
+  main_hidden_.narrow(1, n, 1).copy_(hidden_row.reshape({1, 1, -1}));
+  const Verification verdict = judge(logits_row.reshape({1, -1}), Drafts{});
+  return commit(n, Drafts{}, verdict, 0.0, step_seconds, false).back();
 }
 
 }  // namespace nextn::inference

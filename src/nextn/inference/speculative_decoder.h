@@ -29,6 +29,7 @@
 
 #include <torch/torch.h>
 
+#include "nextn/inference/batched_forward.h"
 #include "nextn/inference/draft_head.h"
 #include "nextn/inference/draft_policy.h"
 #include "nextn/inference/kv_cache.h"
@@ -82,6 +83,13 @@ class SpeculativeDecoder : public TokenDecoder {
   const std::vector<int64_t>& tokens() const override { return tokens_; }
   const DecodeStats& stats() const override { return stats_; }
 
+  // Continuous batching: a step without drafts taken inside a server's batched forward
+  // (run_main_model_batched over batched_input(), then finish_batched_step() with this request's
+  // row of its logits and hidden states), as step() would take it with N = 0; the MTP caches
+  // catch up when the request drafts again. Needs room() >= 1.
+  BatchedSequence batched_input();
+  int64_t finish_batched_step(const torch::Tensor& logits_row, const torch::Tensor& hidden_row, double step_seconds);
+
   // For tests and tools.
   const KvCache& main_cache() const { return main_cache_; }
   const KvCache& draft_cache(int64_t depth) const;  // depth 1..N
@@ -102,6 +110,13 @@ class SpeculativeDecoder : public TokenDecoder {
   };
 
   Drafts draft(int64_t count);
+  // The target's verdict on the drafts from its logits [count + 1, V] at the pending position and
+  // after each draft.
+  Verification judge(const torch::Tensor& target_logits, const Drafts& drafts);
+  // Keeps the accepted drafts and the target's token, rolls the caches back to them, counts the
+  // step (timed_alone: the step's time was this request's alone, for the draft policy).
+  std::vector<int64_t> commit(int64_t n, Drafts drafts, const Verification& verdict, double draft_seconds,
+                              double step_seconds, bool timed_alone);
   // Makes `depth` cover positions [its length, n) (n = the main cache's length) and returns its
   // output h^k there: [1, n - length, hidden], or only at n - 1 ([1, 1, hidden]) where no deeper
   // depth reads this one's outputs.

@@ -1,5 +1,7 @@
 #include "nextn/model/decoder_layer.h"
 
+#include "nextn/util/phase_timer.h"
+
 namespace nextn {
 
 DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& config, int64_t layer_index) {
@@ -28,7 +30,12 @@ torch::Tensor DecoderLayerImpl::forward_cached(const torch::Tensor& x, const Rop
 
 torch::Tensor DecoderLayerImpl::forward_cached_ragged(const torch::Tensor& x, const RopeAngles& angles,
                                                       const std::vector<RaggedSlot>& sequences) {
-  auto h = x + self_attn->forward_cached_ragged(input_layernorm(x), angles, sequences);
+  torch::Tensor h;
+  {
+    ScopedPhase phase("decode.attention");
+    h = x + self_attn->forward_cached_ragged(input_layernorm(x), angles, sequences);
+  }
+  ScopedPhase phase(is_moe() ? "decode.moe" : "decode.dense_mlp");
   return add_feed_forward(h, nullptr);
 }
 

@@ -1,10 +1,13 @@
 #include "nextn/model/mla_attention.h"
 
 #include <algorithm>
+#include <atomic>
 #include <limits>
 
+#include "nextn/kernels/few_rows_matmul.h"
 #include "nextn/kernels/latent_attention.h"
 #include "nextn/kernels/row_ops.h"
+#include "nextn/kernels/worker_pool.h"
 #include "nextn/model/linear.h"
 #include "nextn/util/error.h"
 
@@ -263,9 +266,21 @@ torch::Tensor MlaAttentionImpl::forward_cached_ragged(const torch::Tensor& x, co
                 s.slot.k_pe.data_ptr<float>() + (s.slot.length + t) * s.slot.k_pe.stride(1),
                 angle_row(angles.cos, 0, row), angle_row(angles.sin, 0, row));
     }
-    attend_rows(q.data_ptr<float>() + s.first_row * q_width, s.rows, s.slot, 0, s.slot.length + s.rows,
-                attended.data_ptr<float>() + s.first_row * heads * v_dim);
   }
+  // Sequences are independent: threads take them in turn. One sequence's attention is too small to
+  // split over heads (latent_attention keeps it on one thread), so without this a batch's
+  // attention ran on one core while the other waited. Each sequence is computed the same way on
+  // whichever thread (nested kernel calls run inline), so its rows stay those of decoding it alone.
+  const int parts = static_cast<int>(std::min<int64_t>(kernels::few_rows_matmul_threads(),
+                                                       static_cast<int64_t>(sequences.size())));
+  std::atomic<size_t> next{0};
+  kernels::run_in_parts(parts, [&](int) {
+    for (size_t i = next.fetch_add(1); i < sequences.size(); i = next.fetch_add(1)) {
+      const RaggedSlot& s = sequences[i];
+      attend_rows(q.data_ptr<float>() + s.first_row * q_width, s.rows, s.slot, 0, s.slot.length + s.rows,
+                  attended.data_ptr<float>() + s.first_row * heads * v_dim);
+    }
+  });
   return o_proj(attended);
 }
 

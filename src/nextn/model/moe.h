@@ -28,6 +28,12 @@ class MoeImpl : public torch::nn::Module {
   MoeGate gate{nullptr};
   RoutedExperts experts{nullptr};
   DenseMlp shared_experts{nullptr};  // null when n_shared_experts == 0
+
+ private:
+  // Decoding's few tokens in float32 on CPU: the shared expert runs among the routed experts' jobs
+  // (RoutedExpertsImpl::forward_few_tokens), with the same result as after them.
+  bool shared_expert_joins_routed(const torch::Tensor& x_flat) const;
+  SharedExpertRows shared_expert_rows() const;
 };
 TORCH_MODULE(Moe);
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <optional>
 
 #include "nextn/compat/torch_compat.h"
 #include "nextn/kernels/few_rows_matmul.h"
@@ -146,6 +147,19 @@ void expert_swiglu_rows(int64_t m, const float* gate_up, const float* down, Expe
   kernels::few_rows_matmul({s.act.data(), m, inter, inter}, {down, hidden, inter, inter}, s.y.data(), hidden);
 }
 
+// The shared expert for `m` consecutive token rows, as DenseMlp's few-rows forward computes it
+// (gate and up products, kernels::swiglu, down product; each row independent of the others), into
+// out [m, hidden].
+void shared_swiglu_rows(const float* x, int64_t m, const SharedExpertRows& shared, ExpertRowsScratch& s, float* out) {
+  const int64_t hidden = s.hidden, inter = s.inter;
+  float* gate = s.pre.data();
+  float* up = s.pre.data() + m * inter;
+  kernels::few_rows_matmul({x, m, hidden, hidden}, {shared.gate, inter, hidden, hidden}, gate, inter);
+  kernels::few_rows_matmul({x, m, hidden, hidden}, {shared.up, inter, hidden, hidden}, up, inter);
+  kernels::swiglu(gate, up, m * inter, s.act.data());
+  kernels::few_rows_matmul({s.act.data(), m, inter, inter}, {shared.down, hidden, inter, inter}, out, hidden);
+}
+
 }  // namespace
 
 ExpertDispatch dispatch_by_expert(const torch::Tensor& expert_ids, int64_t num_experts) {
@@ -217,6 +231,11 @@ bool RoutedExpertsImpl::few_token_kernel_applies(const torch::Tensor& x_flat) co
 }
 
 torch::Tensor RoutedExpertsImpl::forward_few_tokens(const torch::Tensor& x_flat, const Routing& routing) {
+  return forward_few_tokens(x_flat, routing, SharedExpertRows{});
+}
+
+torch::Tensor RoutedExpertsImpl::forward_few_tokens(const torch::Tensor& x_flat, const Routing& routing,
+                                                    const SharedExpertRows& shared) {
   NEXTN_CHECK(few_token_kernel_applies(x_flat), "forward_few_tokens: needs float32 tokens on CPU outside "
               "autograd, got ", x_flat.scalar_type(), " on ", x_flat.device());
   const int64_t tokens = x_flat.size(0), k = routing.expert_ids.size(1);
@@ -232,11 +251,13 @@ torch::Tensor RoutedExpertsImpl::forward_few_tokens(const torch::Tensor& x_flat,
   // One job per expert and kernel call of at most kernels::kFewRowsMax of its tokens; a job points into
   // its expert's list of assignments.
   struct Job {
-    int64_t expert;
-    const int64_t* assignments;  // a = t * K + j
+    int64_t expert;              // kSharedExpert: the shared expert, over tokens [first_token, + rows)
+    const int64_t* assignments;  // a = t * K + j (routed jobs)
     int64_t rows;
     int64_t first_output_row;  // of this job's rows in job_outputs
+    int64_t first_token = 0;
   };
+  constexpr int64_t kSharedExpert = -1;
   const auto by_expert = assignments_by_expert(ids.data_ptr<int64_t>(), tokens * k);
   std::vector<Job> jobs;
   int64_t output_rows = 0;
@@ -248,6 +269,18 @@ torch::Tensor RoutedExpertsImpl::forward_few_tokens(const torch::Tensor& x_flat,
       output_rows += rows;
     }
   }
+  const bool with_shared = shared.gate != nullptr;
+  const int64_t routed_output_rows = output_rows;
+  if (with_shared) {
+    // First in line: the largest job (every token), so it does not finish last on one core.
+    std::vector<Job> shared_jobs;
+    for (int64_t first = 0; first < tokens; first += kernels::kFewRowsMax) {
+      const int64_t rows = std::min(kernels::kFewRowsMax, tokens - first);
+      shared_jobs.push_back({kSharedExpert, nullptr, rows, output_rows, first});
+      output_rows += rows;
+    }
+    jobs.insert(jobs.begin(), shared_jobs.begin(), shared_jobs.end());
+  }
 
   // The jobs are independent (each reads its own expert's weights, cold in decoding), so threads
   // take them in turn from a counter: on this path one thread waits on memory for a few small
@@ -256,15 +289,23 @@ torch::Tensor RoutedExpertsImpl::forward_few_tokens(const torch::Tensor& x_flat,
   const int threads = static_cast<int>(std::min<int64_t>(kernels::few_rows_matmul_threads(), jobs.size()));
   std::atomic<size_t> next_job{0};
   kernels::run_in_parts(threads, [&](int) {
-    ExpertRowsScratch scratch(std::min(tokens, kernels::kFewRowsMax), hidden, inter);
+    const int64_t most_rows = std::min(tokens, kernels::kFewRowsMax);
+    ExpertRowsScratch scratch(most_rows, hidden, inter);
+    std::optional<ExpertRowsScratch> shared_scratch;
     for (size_t j = next_job.fetch_add(1); j < jobs.size(); j = next_job.fetch_add(1)) {
       const Job& job = jobs[j];
+      float* y = job_outputs.data() + job.first_output_row * hidden;
+      if (job.expert == kSharedExpert) {
+        if (!shared_scratch) shared_scratch.emplace(most_rows, hidden, shared.intermediate);
+        shared_swiglu_rows(x_data + job.first_token * hidden, job.rows, shared, *shared_scratch, y);
+        continue;
+      }
       for (int64_t r = 0; r < job.rows; ++r) {
         std::copy_n(x_data + job.assignments[r] / k * hidden, hidden, scratch.rows.data() + r * hidden);
       }
       expert_swiglu_rows(job.rows, gate_up_data + job.expert * 2 * inter * hidden,
                          down_data + job.expert * hidden * inter, scratch);
-      std::copy_n(scratch.y.data(), job.rows * hidden, job_outputs.data() + job.first_output_row * hidden);
+      std::copy_n(scratch.y.data(), job.rows * hidden, y);
     }
   });
 
@@ -274,6 +315,7 @@ torch::Tensor RoutedExpertsImpl::forward_few_tokens(const torch::Tensor& x_flat,
   // bit what plain decoding computes for the same tokens.
   std::vector<int64_t> output_row(static_cast<size_t>(tokens * k));
   for (const Job& job : jobs) {
+    if (job.expert == kSharedExpert) continue;
     for (int64_t r = 0; r < job.rows; ++r) output_row[job.assignments[r]] = job.first_output_row + r;
   }
   auto out = torch::zeros_like(x);
@@ -282,6 +324,11 @@ torch::Tensor RoutedExpertsImpl::forward_few_tokens(const torch::Tensor& x_flat,
     const float* y = job_outputs.data() + output_row[a] * hidden;
     float* target = out_data + a / k * hidden;
     for (int64_t c = 0; c < hidden; ++c) target[c] += weight[a] * y[c];
+  }
+  if (with_shared) {
+    // Then the shared expert, one addition per element: what `routed + shared` computed.
+    const float* y = job_outputs.data() + routed_output_rows * hidden;
+    for (int64_t i = 0; i < tokens * hidden; ++i) out_data[i] += y[i];
   }
   return out;
 }

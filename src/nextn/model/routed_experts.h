@@ -43,6 +43,15 @@ ExpertDispatch dispatch_by_expert(const torch::Tensor& expert_ids, int64_t num_e
 torch::Tensor grouped_swiglu(const torch::Tensor& x_sorted, const torch::Tensor& gate_up_proj,
                              const torch::Tensor& down_proj, const std::vector<int64_t>& tokens_per_expert);
 
+// A shared expert's float32 weights for forward_few_tokens: gate and up [inter, hidden], down
+// [hidden, inter], each row-major and contiguous (DenseMlp's parameters).
+struct SharedExpertRows {
+  const float* gate = nullptr;
+  const float* up = nullptr;
+  const float* down = nullptr;
+  int64_t intermediate = 0;
+};
+
 class RoutedExpertsImpl : public torch::nn::Module {
  public:
   explicit RoutedExpertsImpl(const ModelConfig& config);
@@ -53,6 +62,10 @@ class RoutedExpertsImpl : public torch::nn::Module {
   // kFewRowsMaxRows tokens, where sorting assignments by expert costs more operators than the
   // experts' own products; other types and more tokens take the grouped path.
   torch::Tensor forward_few_tokens(const torch::Tensor& x_flat, const Routing& routing);
+  // The same plus a shared expert's output, out = routed + shared(x_flat) bit for bit as adding
+  // DenseMlp's few-rows forward afterwards: the shared expert's rows become jobs beside the routed
+  // experts', so the two cores share its products instead of one core running it after them.
+  torch::Tensor forward_few_tokens(const torch::Tensor& x_flat, const Routing& routing, const SharedExpertRows& shared);
   bool few_token_kernel_applies(const torch::Tensor& x_flat) const;
 
   // Keeps experts [first, first + count) only (the parameters shrink in place, so references to

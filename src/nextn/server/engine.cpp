@@ -45,6 +45,8 @@ Engine::Engine(DeepSeekV3 model, EngineOptions options) : model_(std::move(model
   NEXTN_CHECK(options_.draft_tokens >= 0, "--draft must be >= 0, got ", options_.draft_tokens);
   NEXTN_CHECK(options_.draft_tokens <= config.mtp_depth(), "--draft ", options_.draft_tokens, " needs as many MTP "
               "modules; the model has ", config.mtp_depth());
+  NEXTN_CHECK(!options_.adaptive_draft || options_.draft_tokens > 0, "adaptive drafting needs draft_tokens > 0");
+  if (options_.adaptive_draft) draft_step_costs_ = std::make_shared<inference::DraftStepCosts>(options_.draft_tokens);
   model_->eval();
   thread_ = std::thread([this] { run(); });
 }
@@ -163,6 +165,8 @@ void Engine::admit(std::vector<std::unique_ptr<Active>>& active) {
         inference::SpeculativeOptions speculative;
         speculative.draft_tokens = options_.draft_tokens;
         speculative.draft_head = options_.draft_head;
+        speculative.adaptive = options_.adaptive_draft;
+        speculative.step_costs = draft_step_costs_;
         a->speculative = std::make_unique<inference::SpeculativeDecoder>(model_, speculative, request->sampling, capacity);
         a->decoder = a->speculative.get();
         a->stats.speculative = true;
@@ -185,7 +189,7 @@ void Engine::step(std::vector<std::unique_ptr<Active>>& active) {
   // their helper needs (generator.cpp): one BLAS thread while stepping.
   std::optional<ScopedBlasThreads> blas_threads;
   if (model_->embed_tokens->weight.device().is_cpu()) blas_threads.emplace(1);
-  std::vector<Active*> plain;
+  std::vector<Active*> running;
   const bool cancel_everything = cancel_all_;
   for (auto& a : active) {
     if (a->finished) continue;
@@ -193,35 +197,42 @@ void Engine::step(std::vector<std::unique_ptr<Active>>& active) {
       finish(*a, FinishReason::kCancelled);
     } else if (a->decoder->room() == 0) {
       finish(*a, FinishReason::kLength);
-    } else if (a->speculative) {
-      try {
-        emit(*a, a->speculative->step(a->request->max_tokens - a->generated));
-      } catch (const std::exception& e) {
-        a->stats.error = e.what();
-        finish(*a, FinishReason::kError);
-      }
     } else {
-      plain.push_back(a.get());
+      running.push_back(a.get());
     }
   }
-  if (!plain.empty()) {
+  // A drafting request drafts while it runs alone; beside others it takes plain steps in their
+  // batch (one more row costs a fraction of a step, a verify of its own a whole one).
+  if (running.size() == 1 && running[0]->speculative) {
+    Active& a = *running[0];
+    try {
+      emit(a, a.speculative->step(a.request->max_tokens - a.generated));
+    } catch (const std::exception& e) {
+      a.stats.error = e.what();
+      finish(a, FinishReason::kError);
+    }
+    last_batch_size_ = 1;
+  } else if (!running.empty()) {
     const auto started = Clock::now();
     std::vector<inference::BatchedSequence> batch;
-    for (Active* a : plain) batch.push_back(a->plain->batched_input());
+    for (Active* a : running) batch.push_back(a->plain ? a->plain->batched_input() : a->speculative->batched_input());
     try {
       inference::BatchedStep out = inference::run_main_model_batched(*model_, batch);
       const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
-      for (size_t i = 0; i < plain.size(); ++i) {
-        const int64_t token = plain[i]->plain->finish_batched_step(out.logits[out.first_row[i]], seconds);
-        emit(*plain[i], {token});
+      for (size_t i = 0; i < running.size(); ++i) {
+        const int64_t row = out.first_row[i];
+        const int64_t token = running[i]->plain
+                                  ? running[i]->plain->finish_batched_step(out.logits[row], seconds)
+                                  : running[i]->speculative->finish_batched_step(out.logits[row], out.hidden[row], seconds);
+        emit(*running[i], {token});
       }
     } catch (const std::exception& e) {
-      for (Active* a : plain) {
+      for (Active* a : running) {
         a->stats.error = e.what();
         finish(*a, FinishReason::kError);
       }
     }
-    last_batch_size_ = static_cast<int64_t>(plain.size());
+    last_batch_size_ = static_cast<int64_t>(running.size());
   }
   ++steps_;
   active.erase(std::remove_if(active.begin(), active.end(), [](const auto& a) { return a->finished; }), active.end());

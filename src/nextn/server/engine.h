@@ -8,9 +8,12 @@
 // them, so a cancellation (a client that went away) costs at most one more step.
 //
 // Speculative decoding policy (measured, docs/BENCHMARKS.md "Serving"): a request drafts with
-// the MTP modules when it is admitted into an empty engine and asked for no log-probabilities;
+// the MTP modules when it is admitted into an empty engine and asked for no log-probabilities
+// (with adaptive_draft, each of its steps drafts the count the draft policy expects to pay, none
+// when drafting does not pay on this machine);
 // a request that joins running ones decodes plainly in the shared batch, where one more row costs
-// a fraction of a step while a verify of its own would cost a whole one. Either way greedy
+// a fraction of a step while a verify of its own would cost a whole one; and a drafting request
+// drafts only on steps where it runs alone, taking plain steps in the batch while others run. Either way greedy
 // output is the same (speculative greedy output equals plain), and sampled output is distributed
 // as the model's.
 //
@@ -31,6 +34,7 @@
 #include <vector>
 
 #include "nextn/inference/draft_head.h"
+#include "nextn/inference/draft_policy.h"
 #include "nextn/inference/sampling.h"
 #include "nextn/model/deepseek_v3.h"
 
@@ -41,6 +45,10 @@ struct EngineOptions {
   int64_t max_queue = 64;       // requests waiting beyond those; more are refused
   int64_t context_length = 0;   // prompt + generated tokens at most; 0: max_position_embeddings
   int64_t draft_tokens = 0;     // N > 0: MTP speculative decoding with N drafts (policy above)
+  // With draft_tokens > 0: each step of a drafting request drafts the count in 0..N that the draft
+  // policy expects to give the most tokens per second (inference/draft_policy.h); the step times
+  // by count are learnt online and shared by all the engine's requests.
+  bool adaptive_draft = false;
   inference::DraftHeadOptions draft_head;
 };
 
@@ -114,6 +122,7 @@ class Engine {
   DeepSeekV3 model_;
   EngineOptions options_;
   int64_t context_length_;
+  std::shared_ptr<inference::DraftStepCosts> draft_step_costs_;  // adaptive drafting only
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<std::pair<std::shared_ptr<EngineRequest>, std::chrono::steady_clock::time_point>> queue_;
