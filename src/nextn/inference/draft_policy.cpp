@@ -1,6 +1,7 @@
 #include "nextn/inference/draft_policy.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "nextn/util/error.h"
 
@@ -8,7 +9,8 @@ namespace nextn::inference {
 
 DraftStepCosts::DraftStepCosts(int64_t max_drafts)
     : max_drafts_(max_drafts),
-      seconds_(std::size_t(max_drafts) + 1, 0.0),
+      cost_(std::size_t(max_drafts) + 1, 0.0),
+      log_cost_(std::size_t(max_drafts) + 1, 0.0),
       tries_(std::size_t(max_drafts) + 1, 0),
       last_tried_(std::size_t(max_drafts) + 1, -1) {
   NEXTN_CHECK(max_drafts >= 1, "adaptive drafting needs at least one MTP depth, got ", max_drafts);
@@ -16,8 +18,24 @@ DraftStepCosts::DraftStepCosts(int64_t max_drafts)
 
 void DraftStepCosts::record(int64_t drafted, double step_seconds) {
   std::lock_guard<std::mutex> lock(mutex_);
+  NEXTN_CHECK(drafted >= 0 && drafted <= max_drafts_ && step_seconds > 0, "draft step costs: a step of ", drafted,
+              " drafts taking ", step_seconds, " s");
   const std::size_t n = std::size_t(drafted);
-  seconds_[n] = tries_[n] == 0 ? step_seconds : (1.0 - kSmoothing) * seconds_[n] + kSmoothing * step_seconds;
+  // In logarithms, so that a pace that rises and falls by the same factor moves the costs back
+  // where they were: log t = log speed + log cost[N].
+  const double log_seconds = std::log(step_seconds);
+  if (tries_[n] == 0 && speed_ == 0) {
+    log_speed_ = log_seconds;  // the first step sets the unit
+    log_cost_[n] = 0.0;
+  } else if (tries_[n] == 0) {
+    log_cost_[n] = log_seconds - log_speed_;  // relative to the pace of the steps just before
+  } else {
+    log_speed_ += kSpeedSmoothing * (log_seconds - log_speed_ - log_cost_[n]);
+    const double weight = std::max(kCostSmoothing, 1.0 / double(tries_[n] + 1));
+    log_cost_[n] += weight * (log_seconds - log_speed_ - log_cost_[n]);
+  }
+  speed_ = std::exp(log_speed_);
+  cost_[n] = std::exp(log_cost_[n]);
   tries_[n] += 1;
   last_tried_[n] = steps_;
   steps_ += 1;
@@ -25,7 +43,7 @@ void DraftStepCosts::record(int64_t drafted, double step_seconds) {
 
 double DraftStepCosts::seconds(int64_t drafted) const {
   std::lock_guard<std::mutex> lock(mutex_);
-  return seconds_[std::size_t(drafted)];
+  return speed_ * cost_[std::size_t(drafted)];
 }
 
 int64_t DraftStepCosts::tries(int64_t drafted) const {

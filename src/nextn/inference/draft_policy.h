@@ -8,7 +8,11 @@
 // deeper ones, each worth two steps), and
 // E[seconds | N] is the wall time of a step that drafted N on this machine (drafting, catching the
 // draft caches up, verifying N + 1 rows), learnt online and shared by every request of the process
-// (DraftStepCosts): each N is tried twice first (the deepest four times: its steps measure every
+// (DraftStepCosts) as speed x cost[N]: cost[N] relative to the others, speed the machine's pace
+// now, which every step updates whatever its N. A shared machine's pace drifts by tens of percent
+// between phases of seconds; a plain mean per N would compare an N measured in a slow phase with
+// one measured in a fast phase, while the argmax above depends on the relative costs only. Each N
+// is tried twice first (the deepest four times: its steps measure every
 // depth's acceptance), then the best is taken, and every 128 steps the N tried longest ago is
 // tried again so that the estimates keep up. Every choice keeps speculative decoding exact
 // (greedy output equals plain decoding, sampled output is distributed as the main model's): each
@@ -28,17 +32,21 @@ class DraftStepCosts {
  public:
   explicit DraftStepCosts(int64_t max_drafts);
   void record(int64_t drafted, double step_seconds);
-  double seconds(int64_t drafted) const;  // running mean; 0 when never measured
+  double seconds(int64_t drafted) const;  // speed x cost[N] now; 0 when never measured
   int64_t tries(int64_t drafted) const;
   int64_t last_tried(int64_t drafted) const;  // the step count when last measured, -1 never
   int64_t steps() const;
   int64_t max_drafts() const { return max_drafts_; }
 
  private:
-  static constexpr double kSmoothing = 0.25;  // weight of a new step time in the running mean
+  // Weights of a new step in the running estimates: the pace follows phases within a few steps,
+  // a cost moves slowly (its first few steps are averaged evenly).
+  static constexpr double kSpeedSmoothing = 0.5;
+  static constexpr double kCostSmoothing = 0.1;
   int64_t max_drafts_;
   mutable std::mutex mutex_;
-  std::vector<double> seconds_;
+  double speed_ = 0, log_speed_ = 0;     // seconds per unit of cost (0: nothing measured yet)
+  std::vector<double> cost_, log_cost_;  // per N, in units of the first measured N's cost
   std::vector<int64_t> tries_, last_tried_;
   int64_t steps_ = 0;
 };
