@@ -185,7 +185,10 @@ inline void tile(const MatrixView& x, const WView& w, int64_t o, bool prefetch_n
       // into both multiply-adds as a memory operand (AVX-512, 8 rows: 18 loads per 16
       // multiply-adds instead of 10, 1.25-1.5x the time for 5-8 rows on Zen 4; AVX2, 3-4 rows:
       // 1.1-1.3x). With four outputs or more, or one, the folded form measured as fast or faster.
+#if defined(__GNUC__) && !defined(__clang__)  // the folding is GCC's; Clang checks the constraint against
+                                              // the file's baseline instruction set and refuses it
       if constexpr (kVectorRegisters && O == 2) __asm__("" : "+v"(xv));
+#endif
 #pragma GCC unroll 8
       for (int k = 0; k < O; ++k) acc[k][r] += wv[k] * xv;
     }

@@ -273,12 +273,14 @@ torch::Tensor MlaAttentionImpl::forward_cached_ragged(const torch::Tensor& x, co
   // whichever thread (nested kernel calls run inline), so its rows stay those of decoding it alone.
   const int parts = static_cast<int>(std::min<int64_t>(kernels::few_rows_matmul_threads(),
                                                        static_cast<int64_t>(sequences.size())));
+  const float* q_data = q.data_ptr<float>();  // (C++17 lambdas cannot capture structured bindings)
+  float* attended_data = attended.data_ptr<float>();
   std::atomic<size_t> next{0};
   kernels::run_in_parts(parts, [&](int) {
     for (size_t i = next.fetch_add(1); i < sequences.size(); i = next.fetch_add(1)) {
       const RaggedSlot& s = sequences[i];
-      attend_rows(q.data_ptr<float>() + s.first_row * q_width, s.rows, s.slot, 0, s.slot.length + s.rows,
-                  attended.data_ptr<float>() + s.first_row * heads * v_dim);
+      attend_rows(q_data + s.first_row * q_width, s.rows, s.slot, 0, s.slot.length + s.rows,
+                  attended_data + s.first_row * heads * v_dim);
     }
   });
   return o_proj(attended);
