@@ -118,6 +118,28 @@ TEST(DraftPolicy, ComparesCountsAtTheSamePaceWhenTheMachineSpeedDrifts) {
   EXPECT_NEAR(policy.expected_seconds(2) / policy.expected_seconds(0), 2.4, 0.15);
 }
 
+// A retry costs more than its step (the drafter's caches catch up), so retries back off while the
+// best choice holds; when the costs change, the next retry of each count finds it (one retry's
+// step time weighs as a new measurement), and the choice follows.
+TEST(DraftPolicy, RetriesBackOffWhileTheBestHoldsAndFindAChange) {
+  Simulation sim{{0.6, 0.5}, {1.0, 1.8, 2.6}, {0, 0}, {0, 0}};  // plain best: 1 against 0.89, 0.62
+  DraftCountPolicy policy(2);
+  int64_t drafting = 0, switched_at = -1;
+  for (int64_t step = 0; step < 7000; ++step) {
+    if (step == 4000) sim.seconds = {1.0, 1.1, 2.6};  // now N = 1 is best: 1.6 / 1.1 = 1.45
+    const int64_t n = policy.choose(2);
+    policy.record(n, sim.outcome(n), sim.seconds[n]);
+    if (step >= 8 && step < 4000 && n > 0) ++drafting;
+    if (step >= 4000 && n == 1 && switched_at < 0) switched_at = step;
+  }
+  // Retries at 128, 384, 896, 1920, 2944 and 3968 steps of the costs (2 per retry of a sequence
+  // of counts at most): a fixed interval of 128 would have taken 31.
+  EXPECT_LE(drafting, 7);
+  ASSERT_GE(switched_at, 4000);
+  EXPECT_LE(switched_at, 4000 + 2 * 1024 + 2);  // each retry tries one count, the oldest
+  EXPECT_EQ(policy.choose(2), 1);
+}
+
 TEST(DraftPolicy, EstimatesFollowTheRecordedSteps) {
   DraftCountPolicy policy(2);
   EXPECT_DOUBLE_EQ(policy.acceptance(1), 0.5);  // the prior

@@ -31,7 +31,9 @@ void DraftStepCosts::record(int64_t drafted, double step_seconds) {
     log_cost_[n] = log_seconds - log_speed_;  // relative to the pace of the steps just before
   } else {
     log_speed_ += kSpeedSmoothing * (log_seconds - log_speed_ - log_cost_[n]);
-    const double weight = std::max(kCostSmoothing, 1.0 / double(tries_[n] + 1));
+    // A count measured long ago (a retry) gets a new measurement's weight: its estimate is stale.
+    const bool stale = steps_ - last_tried_[n] > kRetryFirst / 2;
+    const double weight = std::max({kCostSmoothing, 1.0 / double(tries_[n] + 1), stale ? 0.5 : 0.0});
     log_cost_[n] += weight * (log_seconds - log_speed_ - log_cost_[n]);
   }
   speed_ = std::exp(log_speed_);
@@ -59,6 +61,26 @@ int64_t DraftStepCosts::last_tried(int64_t drafted) const {
 int64_t DraftStepCosts::steps() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return steps_;
+}
+
+bool DraftStepCosts::retry_due() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return steps_ >= next_retry_;
+}
+
+void DraftStepCosts::start_retry() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  next_retry_ = steps_ + retry_interval_;
+  retry_interval_ = std::min(2 * retry_interval_, kRetryMost);
+}
+
+void DraftStepCosts::note_best(int64_t drafts) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (drafts != best_ && best_ >= 0) {
+    retry_interval_ = kRetryFirst;
+    next_retry_ = std::min(next_retry_, steps_ + kRetryFirst);
+  }
+  best_ = drafts;
 }
 
 DraftCountPolicy::DraftCountPolicy(int64_t max_drafts, std::shared_ptr<DraftStepCosts> costs)
@@ -98,11 +120,12 @@ int64_t DraftCountPolicy::choose(int64_t limit) const {
     if (costs_->tries(n) < (n == max_drafts_ ? kDeepestTriesFirst : kTriesFirst)) return n;
   }
   // Now and then, the N measured longest ago again.
-  if (costs_->steps() % kRetryEvery == kRetryEvery - 1) {
+  if (costs_->retry_due()) {
     int64_t oldest = 0;
     for (int64_t n = 1; n <= top; ++n) {
       if (costs_->last_tried(n) < costs_->last_tried(oldest)) oldest = n;
     }
+    costs_->start_retry();
     return oldest;
   }
   int64_t best = 0;
@@ -115,6 +138,7 @@ int64_t DraftCountPolicy::choose(int64_t limit) const {
       best = n;
     }
   }
+  if (top == max_drafts_) costs_->note_best(best);  // (a budget's last steps choose among fewer)
   return best;
 }
 

@@ -13,8 +13,8 @@
 // between phases of seconds; a plain mean per N would compare an N measured in a slow phase with
 // one measured in a fast phase, while the argmax above depends on the relative costs only. Each N
 // is tried twice first (the deepest four times: its steps measure every
-// depth's acceptance), then the best is taken, and every 128 steps the N tried longest ago is
-// tried again so that the estimates keep up. Every choice keeps speculative decoding exact
+// depth's acceptance), then the best is taken, and now and then the N tried longest ago is
+// tried again so that the estimates keep up (DraftStepCosts::retry_due). Every choice keeps speculative decoding exact
 // (greedy output equals plain decoding, sampled output is distributed as the main model's): each
 // step is an exact speculative step, whatever its N.
 #pragma once
@@ -38,13 +38,25 @@ class DraftStepCosts {
   int64_t steps() const;
   int64_t max_drafts() const { return max_drafts_; }
 
+  // Retries of the N measured longest ago. Each costs more than its step: the drafter's caches
+  // catch up over every position since the request last drafted (on the demo's model, retries
+  // every 128 steps cost auto 11% of plain decoding's speed). So the interval doubles after each
+  // retry while the best choice holds (128, 256, ... 1024 steps), and returns to 128 when the
+  // best choice changes.
+  bool retry_due() const;
+  void start_retry();             // a retry is being taken now: the next one waits twice as long
+  void note_best(int64_t drafts);  // the policy's best choice now (outside retries and tries)
+
  private:
   // Weights of a new step in the running estimates: the pace follows phases within a few steps,
   // a cost moves slowly (its first few steps are averaged evenly).
   static constexpr double kSpeedSmoothing = 0.5;
   static constexpr double kCostSmoothing = 0.1;
+  static constexpr int64_t kRetryFirst = 128;
+  static constexpr int64_t kRetryMost = 1024;
   int64_t max_drafts_;
   mutable std::mutex mutex_;
+  int64_t retry_interval_ = kRetryFirst, next_retry_ = kRetryFirst, best_ = -1;
   double speed_ = 0, log_speed_ = 0;     // seconds per unit of cost (0: nothing measured yet)
   std::vector<double> cost_, log_cost_;  // per N, in units of the first measured N's cost
   std::vector<int64_t> tries_, last_tried_;
@@ -70,7 +82,6 @@ class DraftCountPolicy {
  private:
   static constexpr int64_t kTriesFirst = 2;
   static constexpr int64_t kDeepestTriesFirst = 4;
-  static constexpr int64_t kRetryEvery = 128;
 
   int64_t max_drafts_;
   std::shared_ptr<DraftStepCosts> costs_;
