@@ -17,6 +17,7 @@ void setup_bench_moe(CLI::App& app) {
     MoeBenchOptions options;
     bool json = false;
     int threads = 0;
+    std::string precision = "fp32";
   };
   auto f = std::make_shared<Flags>();
   cmd->add_option("--config", f->config, "model config.json: hidden size, expert size, top-K, groups");
@@ -24,10 +25,12 @@ void setup_bench_moe(CLI::App& app) {
   cmd->add_option("--experts", f->options.experts, "routed expert counts to compare")->delimiter(',');
   cmd->add_option("--steps", f->options.steps, "timed steps per size");
   cmd->add_option("--warmup", f->options.warmup, "untimed steps per size");
+  cmd->add_option("--precision", f->precision, "fp32, or bf16 (the forward under bf16 autocast, as `train --precision bf16`)");
   cmd->add_flag("--json", f->json, "one JSON object per size and line");
   add_threads_option(*cmd, f->threads);
   cmd->callback([f] {
     apply_threads(f->threads);
+    f->options.precision = precision_from_string(f->precision);
     ModelConfig config = load_model_config(f->config);
     auto results = benchmark_moe(config, f->options);
     if (f->json) {

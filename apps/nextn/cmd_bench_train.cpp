@@ -22,6 +22,7 @@ void setup_bench_train(CLI::App& app) {
     bool json = false;
     ScalingBenchOptions scaling;
     int nproc = 1;  // > 1: the scaling comparison (scaling.nproc's own default is 2)
+    std::vector<std::string> precisions;
   };
   auto f = std::make_shared<Flags>();
   cmd->add_option("--config", f->config, "model config.json");
@@ -31,7 +32,11 @@ void setup_bench_train(CLI::App& app) {
   cmd->add_option("--warmup", f->options.warmup, "untimed steps per variant");
   cmd->add_flag("--json", f->json, "one JSON object per variant and line, nothing else");
   add_threads_option(*cmd, f->threads);
-  cmd->add_option("--device", f->options.device, "cpu (fp32) or cuda[:N] (bf16 autocast)");
+  cmd->add_option("--device", f->options.device, "cpu or cuda[:N]");
+  cmd->add_option("--precision", f->precisions,
+                  "precisions whose variants run side by side: fp32, bf16 or fp32,bf16 (default: fp32,bf16 on "
+                  "CPU, bf16 on CUDA)")
+      ->delimiter(',');
   cmd->add_option("--nproc-per-node", f->nproc,
                   "compare N ranks on this machine (real `nextn train` runs, global batch = --batch-size) with "
                   "one process on all cores")
@@ -42,6 +47,9 @@ void setup_bench_train(CLI::App& app) {
   cmd->add_option("--data", f->scaling.data, "with --nproc-per-node: the dataset to train on");
   cmd->add_option("--rounds", f->scaling.rounds, "with --nproc-per-node: alternating rounds of both sides")
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--profile", f->options.profile_top,
+                  "after the timed steps, one step per variant under the operator profiler: its N costliest operators")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--peak-tflops", f->options.peak_tflops,
                   "the device's peak TFLOP/s for the step's precision, to report MFU (e.g. 989 for an H100 "
                   "SXM in bf16)")
@@ -72,6 +80,8 @@ void setup_bench_train(CLI::App& app) {
       return;
     }
     apply_threads(f->threads);
+    for (const auto& name : f->precisions) f->options.precisions.push_back(precision_from_string(name));
+    if (f->precisions.empty() && f->options.device == "cpu") f->options.precisions = {Precision::kFp32, Precision::kBf16};
     ModelConfig config = load_model_config(f->config);
     if (f->json) {
       std::cout << train_bench_json(benchmark_training(config, f->options));
@@ -79,7 +89,11 @@ void setup_bench_train(CLI::App& app) {
     }
     std::cout << describe(runtime_info()) << "\n"
               << "nextn bench train --config " << f->config << " --batch-size " << f->options.batch_size
-              << " --seq-len " << f->options.seq_len << " --steps " << f->options.steps << "\n";
+              << " --seq-len " << f->options.seq_len << " --steps " << f->options.steps << " --precision ";
+    for (size_t i = 0; i < f->options.precisions.size(); ++i) {
+      std::cout << (i > 0 ? "," : "") << to_string(f->options.precisions[i]);
+    }
+    std::cout << "\n";
     std::cout << format_train_bench(benchmark_training(config, f->options), f->options.peak_tflops);
   });
 }

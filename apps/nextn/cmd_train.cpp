@@ -145,6 +145,12 @@ void setup_train(CLI::App& app) {
                         [](const nlohmann::json& j) {
                           return nlohmann::json(!(j.contains("fused_head") && j.at("fused_head").get<bool>()));
                         }});
+  f->checked.push_back({cmd->add_option("--precision", o.precision,
+                                        "fp32, or bf16: mixed precision, the matrix products in bfloat16 with fp32 "
+                                        "weights and optimizer state (default: fp32 on CPU, bf16 on CUDA)"),
+                        [](const nlohmann::json& j) {
+                          return nlohmann::json(j.contains("precision") ? j.at("precision").get<std::string>() : "");
+                        }});
   f->checked.push_back({cmd->add_flag("--no-mtp", f->no_mtp, "next-token-only baseline: no MTP modules"),
                         [](const nlohmann::json& j) { return nlohmann::json(!j.at("mtp").get<bool>()); }});
   f->add(cmd, "--mtp-lambda", o.mtp_lambda.value, "MTP loss weight lambda (V3: 0.3)", sub("mtp_lambda", "value"));
@@ -178,7 +184,7 @@ void setup_train(CLI::App& app) {
          key("max_bad_steps"));
   f->add(cmd, "--inject-nan-step", o.inject_nan_step, "testing: make this step's loss NaN", key("inject_nan_step"));
   add_threads_option(*cmd, f->threads);
-  cmd->add_option("--device", f->options.device, "cpu (fp32) or cuda[:N] (bf16 autocast); a run may resume on another");
+  cmd->add_option("--device", f->options.device, "cpu or cuda[:N]; a run may resume on another");
   add_distributed_options(cmd, *f);
 
   cmd->callback([f] {

@@ -133,13 +133,18 @@ def main():
     envs = {"nextn": env, "reference": env, "reference_glibc": dict(env, **GLIBC_KEEP_MEMORY)}
     if jemalloc:
         envs["reference_je"] = dict(env, LD_PRELOAD=jemalloc, MALLOC_CONF=NEXTN_MALLOC_CONF)
-    results = {side: {"train": [], "decode": [], "moe": [], "rss_train": [], "rss_decode": []} for side in sides}
+    results = {side: {"train": [], "train_bf16": [], "decode": [], "moe": [], "rss_train": [], "rss_decode": []}
+               for side in sides}
     py_train = py + ["bench-train", "--json"] + train_shape
     py_decode = py + ["bench-decode", "--json"] + decode_shape
     py_moe = py + ["bench-moe", "--json"] + moe_shape
+    # bf16 mixed precision on both sides: nextn --precision bf16, the reference under
+    # torch.autocast("cpu", dtype=torch.bfloat16); each gives libtorch's pool the cores.
     commands = {
-        "train": dict({"nextn": [nextn, "bench", "train", "--json"] + train_shape + threads},
+        "train": dict({"nextn": [nextn, "bench", "train", "--json", "--precision", "fp32"] + train_shape + threads},
                       **{side: py_train for side in sides[1:]}),
+        "train_bf16": dict({"nextn": [nextn, "bench", "train", "--json", "--precision", "bf16"] + train_shape + threads},
+                           **{side: py_train + ["--precision", "bf16"] for side in sides[1:]}),
         "decode": dict({"nextn": [nextn, "bench", "decode", "--json", "--max-draft", "1"] + decode_shape + threads},
                        **{side: py_decode for side in sides[1:]}),
         "moe": dict({"nextn": [nextn, "bench", "moe", "--json"] + moe_shape + threads},
@@ -147,12 +152,13 @@ def main():
     }
     for r in range(args.rounds):
         order = sides if r % 2 == 0 else sides[::-1]  # alternate who goes first
-        for bench in ("train", "decode", "moe"):
+        for bench in ("train", "train_bf16", "decode", "moe"):
             if bench == "decode" and not have_decode:
                 continue
             for side in order:
                 log("round %d/%d: %s %s" % (r + 1, args.rounds, side, bench))
-                out, rss = measure(commands[bench][side], envs[side])
+                env_ = dict(envs[side], OPENBLAS_NUM_THREADS="1") if bench == "train_bf16" else envs[side]
+                out, rss = measure(commands[bench][side], env_)
                 rows = json_lines(out)
                 if not rows:
                     raise RuntimeError("%s %s printed no JSON lines:\n%s" % (side, bench, out[-2000:]))
@@ -180,11 +186,14 @@ def main():
     mtp_variant = None
     for rows in results["nextn"]["train"]:
         for r_ in rows:
-            if r_["variant"].startswith("MTP"):
-                mtp_variant = r_["variant"]
+            if r_["variant"].startswith("MTP") and mtp_variant is None:
+                mtp_variant = r_["variant"]  # the first: "MTP D=2" (then "MTP D=2 unfused")
     for variant in ([mtp_variant] if mtp_variant else []) + ["no MTP"]:
         row("training step, %s" % variant, "train", "variant", variant, "step_seconds", fmt_ms, bold=True)
         row("forward (+ loss) of the step, %s" % variant, "train", "variant", variant, "forward_seconds", fmt_ms)
+    for variant in ([mtp_variant] if mtp_variant else []) + ["no MTP"]:
+        row("training step, %s bf16" % variant, "train_bf16", "variant", variant + " bf16", "step_seconds", fmt_ms,
+            bold=True)
     if have_decode:
         fmt_rate = lambda v: "%.1f tok/s" % v
         row("decode, batch 1, plain (time ratio)", "decode", "variant", "plain", "tokens_per_second", fmt_rate,
@@ -230,7 +239,8 @@ def main():
     command = "bench/compare.sh --nextn %s" % args.nextn
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     header = [
-        "Measured %s on: %s, %d cores; nextn %s (%s), %d OpenBLAS threads + 1 intra-op thread on both sides; "
+        "Measured %s on: %s, %d cores; nextn %s (%s), %d OpenBLAS threads + 1 intra-op thread on both sides "
+        "(bf16 rows: 1 OpenBLAS thread + all cores for libtorch's pool on both sides); "
         "reference: python torch %s (Python %s, BLAS %s) with glibc malloc as is, with glibc keeping freed memory "
         "(%s), and with %s preloaded (MALLOC_CONF=%s)." % (
             time.strftime("%Y-%m-%d"), lscpu_model(), os.cpu_count(), commit or "?", libtorch, args.threads,
@@ -238,7 +248,8 @@ def main():
             " ".join("%s=%s" % kv for kv in sorted(GLIBC_KEEP_MEMORY.items())),
             jemalloc or "(no jemalloc found: not run)", NEXTN_MALLOC_CONF),
         "Command: `%s` (%d round(s) of alternating processes; medians). Config `%s`, training batch %d x %d, "
-        "AdamW + clipping + expert-bias update in the step; decode: random weights, prompt 32, 128 new tokens, "
+        "AdamW + clipping + expert-bias update in the step; bf16 rows: nextn `--precision bf16` against the "
+        "reference under `torch.autocast(\"cpu\", dtype=torch.bfloat16)`; decode: random weights, prompt 32, 128 new tokens, "
         "greedy. Time ratios below 1 mean nextn is faster." % (
             command, args.rounds, args.config, args.batch_size, args.seq_len),
         "",

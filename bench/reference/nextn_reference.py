@@ -103,14 +103,17 @@ def build_variant(config_dict, seed):
     return model, optimizer
 
 
-def train_step(model, optimizer, window, seq_len):
+def train_step(model, optimizer, window, seq_len, bf16=False):
     """One step as nextn's train bench times it: forward + objective, backward, clipping,
-    AdamW, expert-bias update. Returns (step, forward, backward, optimizer) seconds."""
+    AdamW, expert-bias update; bf16: the forward and objective under torch.autocast("cpu",
+    dtype=torch.bfloat16), as PyTorch users train in mixed precision on CPU. Returns (step,
+    forward, backward, optimizer) seconds."""
     inputs, labels = window[:, :seq_len], window[:, 1:seq_len + 1]
     t0 = time.perf_counter()
     optimizer.zero_grad()
-    logits, mtp_logits = model(inputs, run_mtp=model.cfg.num_nextn_predict_layers > 0)
-    loss = objective(model, logits, mtp_logits, labels, mtp_lambda=0.3, sequence_alpha=1e-4)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        logits, mtp_logits = model(inputs, run_mtp=model.cfg.num_nextn_predict_layers > 0)
+        loss = objective(model, logits, mtp_logits, labels, mtp_lambda=0.3, sequence_alpha=1e-4)
     t1 = time.perf_counter()
     loss["total"].backward()
     t2 = time.perf_counter()
@@ -125,19 +128,22 @@ def train_step(model, optimizer, window, seq_len):
 
 
 def cmd_bench_train(args):
-    torch.set_num_threads(1)
+    bf16 = args.precision == "bf16"
+    # bf16 products run on libtorch's intra-op pool (oneDNN), fp32 ones on OpenBLAS's threads.
+    torch.set_num_threads(os.cpu_count() if bf16 else 1)
+    suffix = " bf16" if bf16 else ""
     config = load_config(args.config)
     variants = []
     if config.get("num_nextn_predict_layers", 0) > 0:
-        variants.append(("MTP D=%d" % config["num_nextn_predict_layers"], config))
-    variants.append(("no MTP", dict(config, num_nextn_predict_layers=0)))
+        variants.append(("MTP D=%d%s" % (config["num_nextn_predict_layers"], suffix), config))
+    variants.append(("no MTP" + suffix, dict(config, num_nextn_predict_layers=0)))
     built = [(name,) + build_variant(c, args.seed) for name, c in variants]
     torch.manual_seed(args.seed + 1)
     window = torch.randint(config["vocab_size"], (args.batch_size, args.seq_len + 1))
     samples = {name: [] for name, _ in variants}
     for i in range(args.warmup + args.steps):
         for name, model, optimizer in built:  # variants alternate, as in nextn's bench
-            t = train_step(model, optimizer, window, args.seq_len)
+            t = train_step(model, optimizer, window, args.seq_len, bf16)
             if i >= args.warmup:
                 samples[name].append(t)
     rows = []
@@ -272,6 +278,7 @@ def main():
             p.add_argument("--seq-len", type=int, default=256)
             p.add_argument("--steps", type=int, default=6)
             p.add_argument("--warmup", type=int, default=2)
+            p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
         elif name == "bench-decode":
             p.add_argument("--prompt-tokens", type=int, default=32)
             p.add_argument("--new-tokens", type=int, default=128)

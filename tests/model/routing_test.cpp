@@ -464,5 +464,14 @@ TEST(LoadBalance, MaxViolation) {
   EXPECT_NEAR(max_violation(torch::tensor({15, 5, 10, 10}, torch::kLong)), 0.5, 1e-12);
 }
 
+TEST(Routing, ChangedExpertChoicesCountsChoicesNotMadeByTheOther) {
+  auto a = torch::tensor({3, 1, 0, 2, 5, 4}, torch::kLong).view({3, 2});
+  EXPECT_EQ(changed_expert_choices(a, a), 0.0);
+  // Row 0 the same set in another order, row 1 one of two changed, row 2 both changed: 3 of 6.
+  auto b = torch::tensor({1, 3, 0, 7, 6, 7}, torch::kLong).view({3, 2});
+  EXPECT_DOUBLE_EQ(changed_expert_choices(a, b), 3.0 / 6.0);
+  EXPECT_THROW(changed_expert_choices(a, b.narrow(0, 0, 2)), Error);
+}
+
 }  // namespace
 }  // namespace nextn

@@ -244,15 +244,21 @@ std::vector<std::string> train_args(const TrainOptions& o, int64_t steps) {
           "--keep-checkpoints", "3", "--eval-every", "20", "--eval-batches", "2", "--threads", "1"};
 }
 
-TEST(Trainer, KilledRunResumesToExactlyTheUninterruptedResult) {
-  TempDir dir("trainer_kill");
+// A run killed with SIGKILL after its checkpoint at step 15 and resumed ends with the same losses
+// and the same checkpoint, bit for bit, as the same run uninterrupted.
+void expect_killed_run_resumes_exactly(const TempDir& dir, const std::vector<std::string>& extra_args) {
   const int64_t steps = 60;
   TrainOptions straight = tiny_options(dir, "straight");
   TrainOptions killed = tiny_options(dir, "killed");
-  ASSERT_EQ(WEXITSTATUS(wait_for_exit(spawn_nextn(train_args(straight, steps), dir.file("straight.log")))), 0)
+  auto args_of = [&](const TrainOptions& o) {
+    auto args = train_args(o, steps);
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    return args;
+  };
+  ASSERT_EQ(WEXITSTATUS(wait_for_exit(spawn_nextn(args_of(straight), dir.file("straight.log")))), 0)
       << io::read_file(dir.file("straight.log"));
 
-  pid_t pid = spawn_nextn(train_args(killed, steps), dir.file("killed.log"));
+  pid_t pid = spawn_nextn(args_of(killed), dir.file("killed.log"));
   ASSERT_TRUE(wait_for_path(killed.run_dir + "/checkpoints/step-00000015", pid, 120))
       << io::read_file(dir.file("killed.log"));
   kill(pid, SIGKILL);
@@ -260,7 +266,7 @@ TEST(Trainer, KilledRunResumesToExactlyTheUninterruptedResult) {
   ASSERT_TRUE(WIFSIGNALED(status)) << "the run finished before it could be killed";
   ASSERT_LT(latest_run_checkpoint(killed.run_dir).value(), killed.run_dir + "/checkpoints/step-00000060");
 
-  auto resume_args = train_args(killed, steps);
+  auto resume_args = args_of(killed);
   resume_args.push_back("--resume");
   ASSERT_EQ(WEXITSTATUS(wait_for_exit(spawn_nextn(resume_args, dir.file("resumed.log")))), 0)
       << io::read_file(dir.file("resumed.log"));
@@ -276,6 +282,31 @@ TEST(Trainer, KilledRunResumesToExactlyTheUninterruptedResult) {
   }
   expect_same_tensors(checkpoint_tensors(straight.run_dir + "/checkpoints/step-00000060"),
                       checkpoint_tensors(killed.run_dir + "/checkpoints/step-00000060"));
+}
+
+TEST(Trainer, KilledRunResumesToExactlyTheUninterruptedResult) {
+  TempDir dir("trainer_kill");
+  expect_killed_run_resumes_exactly(dir, {});
+}
+
+TEST(Trainer, Bf16RunRecordsItsPrecisionAndResumesBitwise) {
+  TempDir dir("trainer_kill_bf16");
+  expect_killed_run_resumes_exactly(dir, {"--precision", "bf16"});
+  const std::string run_dir = dir.file("killed");
+  auto run_json = nlohmann::json::parse(io::read_file(run_dir + "/run.json"));
+  EXPECT_EQ(run_json.at("precision"), "bf16");
+  EXPECT_NE(io::read_file(dir.file("straight.log")).find("precision bf16"), std::string::npos);
+  // Master weights and optimizer state stay fp32: so does the checkpoint.
+  for (const auto& [name, tensor] : checkpoint_tensors(run_dir + "/checkpoints/step-00000060")) {
+    if (tensor.is_floating_point()) EXPECT_EQ(tensor.scalar_type(), torch::kFloat) << name;
+  }
+  // Resuming in another precision would not continue the same run: refused, naming both.
+  auto other = train_args(tiny_options(dir, "killed"), 60);
+  other.insert(other.end(), {"--precision", "fp32", "--resume"});
+  const int status = wait_for_exit(spawn_nextn(other, dir.file("other.log")));
+  EXPECT_NE(WEXITSTATUS(status), 0);
+  const std::string log = io::read_file(dir.file("other.log"));
+  EXPECT_NE(log.find("--precision is \"fp32\" but the run was started with \"bf16\""), std::string::npos) << log;
 }
 
 TEST(Trainer, SigtermFinishesTheStepWritesACheckpointAndExitsZero) {

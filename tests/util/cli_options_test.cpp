@@ -3,6 +3,8 @@
 // users to pass `--mtp-reuse-last`, which never existed (it is `--reuse-last-module`).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <filesystem>
 #include <regex>
 #include <set>
@@ -96,7 +98,30 @@ TEST(CliOptions, BenchTrainWithoutNprocTimesEveryVariantInOneProcess) {
     variants.push_back(j.at("variant").get<std::string>());
     EXPECT_GT(j.at("step_seconds").get<double>(), 0.0) << line;
   }
-  EXPECT_EQ(variants, (std::vector<std::string>{"MTP D=2", "MTP D=2 unfused", "no MTP"})) << output;
+  EXPECT_EQ(variants, (std::vector<std::string>{"MTP D=2", "MTP D=2 unfused", "no MTP", "MTP D=2 bf16", "no MTP bf16"}))
+      << output;
+  // --precision picks the variants; a precision it does not know is named.
+  ASSERT_EQ(testing::run_nextn("bench train --config " + config + " --batch-size 2 --seq-len 16 --steps 1 --warmup 0 "
+                               "--threads 1 --json --precision bf16", dir.path(), output), 0) << output;
+  EXPECT_EQ(std::count(output.begin(), output.end(), '\n'), 3) << output;
+  EXPECT_NE(output.find("\"MTP D=2 unfused bf16\""), std::string::npos) << output;
+  EXPECT_NE(testing::run_nextn("bench train --config " + config + " --precision fp8", dir.path(), output), 0);
+  EXPECT_NE(output.find("unknown precision 'fp8'"), std::string::npos) << output;
+}
+
+TEST(CliOptions, BenchMoeTimesTheLayerInEitherPrecision) {
+  testing::TempDir dir("bench_moe");
+  std::string output;
+  const std::string config = std::string(NEXTN_SOURCE_DIR) + "/configs/tiny.json";
+  for (const char* precision : {"fp32", "bf16"}) {
+    ASSERT_EQ(testing::run_nextn("bench moe --config " + config + " --tokens 64 --experts 8 --steps 1 --warmup 0 "
+                                 "--threads 1 --json --precision " + std::string(precision), dir.path(), output), 0) << output;
+    auto j = nlohmann::json::parse(output.substr(0, output.find('\n')));
+    EXPECT_EQ(j.at("experts").get<int64_t>(), 8) << output;
+    EXPECT_GT(j.at("fwd_bwd_seconds").get<double>(), 0.0) << output;
+  }
+  EXPECT_NE(testing::run_nextn("bench moe --config " + config + " --precision half", dir.path(), output), 0);
+  EXPECT_NE(output.find("unknown precision 'half'"), std::string::npos) << output;
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include "nextn/model/moe.h"
 #include "nextn/util/error.h"
 #include "nextn/util/phase_timer.h"
+#include "nextn/util/runtime_info.h"
 
 namespace nextn {
 namespace {
@@ -52,6 +53,7 @@ std::vector<MoeBenchResult> benchmark_moe(const ModelConfig& base, const MoeBenc
   auto grad_out = torch::randn({1, options.tokens, base.hidden_size});
 
   auto& phases = PhaseTimes::global();
+  use_cpu_training_threads(options.precision, std::max(blas_threads(), 1));
   for (int64_t i = 0; i < options.warmup + options.steps; ++i) {
     for (Size& s : sizes) {
       const bool timed = i >= options.warmup;
@@ -60,7 +62,11 @@ std::vector<MoeBenchResult> benchmark_moe(const ModelConfig& base, const MoeBenc
       phases.reset();
       phases.enable(timed);
       auto t0 = Clock::now();
-      auto y = s.layer(input);
+      torch::Tensor y;
+      {
+        TrainingPrecisionScope precision(torch::Device(torch::kCPU), options.precision);
+        y = s.layer(input);
+      }
       auto t1 = Clock::now();
       y.backward(grad_out);
       auto t2 = Clock::now();

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "nextn/config/model_config.h"
+#include "nextn/device/precision.h"
 
 namespace nextn {
 
@@ -20,6 +21,7 @@ struct MoeBenchOptions {
   int64_t steps = 7;                         // timed steps per size
   int64_t warmup = 2;                        // untimed steps per size
   uint64_t seed = 0;
+  Precision precision = Precision::kFp32;  // bf16: the forward under bf16 autocast, as training
 };
 
 struct MoeBenchResult {

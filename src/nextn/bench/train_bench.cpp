@@ -11,10 +11,13 @@
 #include "nextn/model/deepseek_v3.h"
 #include "nextn/model/model_flops.h"
 #include "nextn/model/objective.h"
+#include "nextn/model/router.h"
 #include "nextn/training/adamw.h"
 #include "nextn/training/expert_bias.h"
 #include "nextn/util/allocation_peak.h"
+#include "nextn/util/op_profiler.h"
 #include "nextn/util/phase_timer.h"
+#include "nextn/util/runtime_info.h"
 
 namespace nextn {
 namespace {
@@ -25,6 +28,7 @@ struct Variant {
   std::string name;
   ModelConfig config;
   bool fused_head = true;  // the head and cross-entropy fused over chunks (model/fused_head_loss.h)
+  Precision precision = Precision::kFp32;
   DeepSeekV3 model{nullptr};
   std::unique_ptr<AdamW> optimizer;
   std::vector<torch::Tensor> params;
@@ -52,7 +56,7 @@ Clock::time_point now(const torch::Device& device) {
   return Clock::now();
 }
 
-void step(Variant& v, const torch::Tensor& window, int64_t seq_len, bool timed) {
+void step(Variant& v, const torch::Tensor& window, int64_t seq_len, int threads, bool timed) {
   const torch::Device device = window.device();
   auto& phases = PhaseTimes::global();
   phases.reset();
@@ -61,13 +65,14 @@ void step(Variant& v, const torch::Tensor& window, int64_t seq_len, bool timed) 
   ObjectiveOptions objective;
   objective.sequence_balance_alpha = 1e-4;
 
+  if (device.is_cpu()) use_cpu_training_threads(v.precision, threads);
   auto t0 = now(device);
   reset_allocation_peak();
   v.optimizer->zero_grad();
   ModelOutput out;
   ObjectiveOutput loss;
   {
-    TrainingPrecisionScope precision(device);
+    TrainingPrecisionScope precision(device, v.precision);
     out = v.model->forward(inputs, ForwardOptions{v.config.mtp_depth() > 0, true, v.fused_head});
     loss = compute_objective(out, labels, torch::Tensor(), objective);
   }
@@ -93,34 +98,85 @@ void step(Variant& v, const torch::Tensor& window, int64_t seq_len, bool timed) 
   }
 }
 
+// How often the variant's bf16 forward routes a token to another expert than its fp32 forward,
+// on the same weights and batch (the router's own product is fp32 in both).
+double routing_changed_by_bf16(Variant& v, const torch::Tensor& window, int64_t seq_len) {
+  torch::NoGradGuard no_grad;
+  auto inputs = window.narrow(1, 0, seq_len);
+  auto routing = [&](Precision precision) {
+    TrainingPrecisionScope scope(window.device(), precision);
+    return v.model->forward(inputs, ForwardOptions{v.config.mtp_depth() > 0, true, true}).moe_stats;
+  };
+  auto fp32 = routing(Precision::kFp32), bf16 = routing(Precision::kBf16);
+  double changed = 0;
+  for (size_t layer = 0; layer < fp32.size(); ++layer) {
+    changed += changed_expert_choices(bf16[layer].expert_ids.cpu(), fp32[layer].expert_ids.cpu());
+  }
+  return fp32.empty() ? 0.0 : changed / static_cast<double>(fp32.size());
+}
+
+// TFLOP/s of a [2048, 1024] x [1024, 4096] product in `precision` (operands already in its type),
+// with the threads a training step in that precision uses.
+double product_peak_tflops(Precision precision, const torch::Device& device, int threads) {
+  if (device.is_cpu()) use_cpu_training_threads(precision, threads);
+  torch::NoGradGuard no_grad;
+  const auto dtype = precision == Precision::kBf16 ? torch::kBFloat16 : torch::kFloat;
+  auto a = torch::randn({2048, 1024}).to(device, dtype), b = torch::randn({1024, 4096}).to(device, dtype);
+  double best = 0;
+  for (int i = 0; i < 4; ++i) {
+    auto t0 = now(device);
+    torch::mm(a, b);
+    const double seconds = std::chrono::duration<double>(now(device) - t0).count();
+    if (i > 0) best = std::max(best, 2.0 * 2048 * 1024 * 4096 / seconds / 1e12);  // the first warms up
+  }
+  return best;
+}
+
 }  // namespace
 
 std::vector<TrainBenchResult> benchmark_training(const ModelConfig& config, const TrainBenchOptions& options) {
-  std::vector<Variant> variants;
-  if (config.mtp_depth() > 0) {
-    variants.emplace_back();
-    variants.back().name = "MTP D=" + std::to_string(config.mtp_depth());
-    variants.back().config = config;
-    // The same model with the full logits of every depth (--unfused-head), side by side.
-    variants.emplace_back();
-    variants.back().name = "MTP D=" + std::to_string(config.mtp_depth()) + " unfused";
-    variants.back().config = config;
-    variants.back().fused_head = false;
-  }
+  const torch::Device device = resolve_device(options.device);
+  std::vector<Precision> precisions = options.precisions;
+  if (precisions.empty()) precisions.push_back(default_precision(device));
   ModelConfig no_mtp = config;
   no_mtp.num_nextn_predict_layers = 0;
-  variants.emplace_back();
-  variants.back().name = "no MTP";
-  variants.back().config = no_mtp;
-  const torch::Device device = resolve_device(options.device);
+  std::vector<Variant> variants;
+  auto add = [&](const std::string& name, const ModelConfig& c, bool fused_head, Precision precision) {
+    variants.emplace_back();
+    variants.back().name = name + (precision == Precision::kBf16 ? " bf16" : "");
+    variants.back().config = c;
+    variants.back().fused_head = fused_head;
+    variants.back().precision = precision;
+  };
+  const std::string mtp = "MTP D=" + std::to_string(config.mtp_depth());
+  for (size_t i = 0; i < precisions.size(); ++i) {
+    if (config.mtp_depth() > 0) {
+      add(mtp, config, true, precisions[i]);
+      // The same model with the full logits of every depth (--unfused-head), side by side.
+      if (i == 0) add(mtp + " unfused", config, false, precisions[i]);
+    }
+    add("no MTP", no_mtp, true, precisions[i]);
+  }
   for (auto& v : variants) build(v, options.seed, device);
+  const int threads = std::max(blas_threads(), 1);  // as the command set them (--threads)
 
   torch::manual_seed(options.seed + 1);
   auto window = torch::randint(config.vocab_size, {options.batch_size, options.seq_len + 1}, torch::kLong).to(device);
   for (int64_t i = 0; i < options.warmup + options.steps; ++i) {
-    for (auto& v : variants) step(v, window, options.seq_len, i >= options.warmup);
+    for (auto& v : variants) step(v, window, options.seq_len, threads, i >= options.warmup);
   }
   PhaseTimes::global().enable(false);
+  std::map<std::string, std::string> profiles;
+  if (options.profile_top > 0) {
+    for (auto& v : variants) {
+      OpProfiler profiler;
+      step(v, window, options.seq_len, threads, /*timed=*/false);
+      profiles[v.name] = profiler.report(options.profile_top, 1.0, "step");
+    }
+  }
+
+  std::map<Precision, double> peaks;
+  for (Precision p : precisions) peaks[p] = product_peak_tflops(p, device, threads);
 
   std::vector<TrainBenchResult> results;
   for (auto& v : variants) {
@@ -136,6 +192,9 @@ std::vector<TrainBenchResult> benchmark_training(const ModelConfig& config, cons
     r.moe_experts_seconds = median(v.samples["moe.experts"]);
     r.moe_combine_seconds = median(v.samples["moe.combine"]);
     r.peak_bytes = v.peak_bytes;
+    r.profile = profiles[v.name];
+    r.product_peak_tflops = peaks[v.precision];
+    if (v.precision == Precision::kBf16) r.routing_changed = routing_changed_by_bf16(v, window, options.seq_len);
     r.flops_per_step = training_step_flops(v.config, options.batch_size, options.seq_len, /*with_mtp=*/true);
     results.push_back(r);
   }
@@ -156,25 +215,46 @@ std::string format_train_bench(const std::vector<TrainBenchResult>& results, dou
                   r.moe_dispatch_seconds * 1e3, r.moe_experts_seconds * 1e3, r.moe_combine_seconds * 1e3);
     out << line;
   }
-  if (results.size() >= 2) {
-    std::snprintf(line, sizeof line, "MTP step time / no-MTP step time: %.2fx\n",
-                  results[0].step_seconds / results.back().step_seconds);
+  auto find = [&](const std::string& name) -> const TrainBenchResult* {
+    for (const auto& r : results) {
+      if (r.variant == name) return &r;
+    }
+    return nullptr;
+  };
+  auto ratio = [&](const std::string& label, const std::string& a, const std::string& b, bool memory) {
+    const TrainBenchResult *ra = find(a), *rb = find(b);
+    if (ra == nullptr || rb == nullptr) return;
+    std::snprintf(line, sizeof line, "%s: step time %.2fx", label.c_str(), ra->step_seconds / rb->step_seconds);
     out << line;
-  }
-  if (results.size() == 3) {
-    std::snprintf(line, sizeof line, "fused head / unfused: step time %.2fx", results[0].step_seconds / results[1].step_seconds);
-    out << line;
-    if (results[0].peak_bytes > 0 && results[1].peak_bytes > 0) {
+    if (memory && ra->peak_bytes > 0 && rb->peak_bytes > 0) {
       std::snprintf(line, sizeof line, ", peak memory %.2fx",
-                    static_cast<double>(results[0].peak_bytes) / static_cast<double>(results[1].peak_bytes));
+                    static_cast<double>(ra->peak_bytes) / static_cast<double>(rb->peak_bytes));
       out << line;
     }
     out << "\n";
+  };
+  std::string mtp;
+  for (const auto& r : results) {
+    if (mtp.empty() && r.variant.rfind("MTP D=", 0) == 0) mtp = r.variant.substr(0, r.variant.find(' ', 6));
+  }
+  for (const std::string& suffix : {std::string(), std::string(" bf16")}) {
+    if (!mtp.empty()) ratio("MTP / no MTP" + suffix, mtp + suffix, "no MTP" + suffix, false);
+  }
+  if (!mtp.empty()) ratio("fused head / unfused", mtp, mtp + " unfused", true);
+  for (const std::string& name : {mtp, std::string("no MTP")}) {
+    if (!name.empty()) ratio(name + ": bf16 / fp32", name + " bf16", name, true);
+  }
+  for (const auto& r : results) {
+    if (r.routing_changed < 0) continue;
+    std::snprintf(line, sizeof line, "%s: %.2f%% of expert choices differ from the fp32 forward's (same weights and batch)\n",
+                  r.variant.c_str(), 100.0 * r.routing_changed);
+    out << line;
   }
   out << "(MoE phases are forward-only parts of fwd; medians of the timed steps)\n";
   for (const auto& r : results) {
-    std::snprintf(line, sizeof line, "%-16s model FLOPs %.3g per step, %.3f TFLOP/s", r.variant.c_str(),
-                  static_cast<double>(r.flops_per_step), r.achieved_tflops());
+    std::snprintf(line, sizeof line, "%-20s model FLOPs %.3g per step, %.3f TFLOP/s (%.0f%% of the measured product peak)",
+                  r.variant.c_str(), static_cast<double>(r.flops_per_step), r.achieved_tflops(),
+                  100.0 * r.achieved_tflops() / r.product_peak_tflops);
     out << line;
     if (peak_tflops > 0) {
       std::snprintf(line, sizeof line, ", MFU %.1f%% of %.3g TFLOP/s", 100.0 * r.achieved_tflops() / peak_tflops,
@@ -183,8 +263,19 @@ std::string format_train_bench(const std::vector<TrainBenchResult>& results, dou
     }
     out << "\n";
   }
+  for (const auto& r : results) {
+    if (!r.profile.empty()) out << "\noperators of one step, " << r.variant << " (outermost operators; forward, loss, backward and optimizer):\n" << r.profile;
+  }
   out << "(model FLOPs: 3x the forward's matrix products, attention over the whole window; see "
          "src/nextn/model/model_flops.h)\n";
+  std::map<std::string, double> peaks;
+  for (const auto& r : results) peaks[r.variant.find(" bf16") != std::string::npos ? "bf16" : "fp32"] = r.product_peak_tflops;
+  out << "measured product peak here ([2048, 1024] x [1024, 4096], best of 3):";
+  for (const auto& [name, tflops] : peaks) {
+    std::snprintf(line, sizeof line, " %s %.3f TFLOP/s", name.c_str(), tflops);
+    out << line;
+  }
+  out << "\n";
   return out.str();
 }
 
@@ -196,11 +287,13 @@ std::string train_bench_json(const std::vector<TrainBenchResult>& results) {
                   "{\"variant\":\"%s\",\"tokens_per_step\":%lld,\"step_seconds\":%.6f,\"forward_seconds\":%.6f,"
                   "\"backward_seconds\":%.6f,\"optimizer_seconds\":%.6f,\"moe_route_seconds\":%.6f,"
                   "\"moe_dispatch_seconds\":%.6f,\"moe_experts_seconds\":%.6f,\"moe_combine_seconds\":%.6f,"
-                  "\"flops_per_step\":%lld,\"tflops\":%.6f,\"peak_bytes\":%lld}\n",
+                  "\"flops_per_step\":%lld,\"tflops\":%.6f,\"peak_bytes\":%lld,\"routing_changed\":%.6f,"
+                  "\"product_peak_tflops\":%.6f}\n",
                   r.variant.c_str(), static_cast<long long>(r.tokens_per_step), r.step_seconds, r.forward_seconds,
                   r.backward_seconds, r.optimizer_seconds, r.moe_route_seconds, r.moe_dispatch_seconds,
                   r.moe_experts_seconds, r.moe_combine_seconds, static_cast<long long>(r.flops_per_step),
-                  r.achieved_tflops(), static_cast<long long>(r.peak_bytes));
+                  r.achieved_tflops(), static_cast<long long>(r.peak_bytes), r.routing_changed,
+                  r.product_peak_tflops);
     out << line;
   }
   return out.str();

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "nextn/config/model_config.h"
+#include "nextn/device/precision.h"
 
 namespace nextn {
 
@@ -18,12 +19,16 @@ struct TrainBenchOptions {
   int64_t steps = 6;   // timed steps per variant
   int64_t warmup = 2;  // untimed steps per variant
   uint64_t seed = 0;
-  std::string device = "cpu";  // cpu (fp32) or cuda[:N] (bf16 autocast, as nextn train)
+  std::string device = "cpu";  // cpu or cuda[:N]
+  // Each precision's variants side by side (the unfused head only in the first); empty: the
+  // device's default precision alone.
+  std::vector<Precision> precisions;
   double peak_tflops = 0;      // the device's peak FLOP/s in TFLOP/s, for MFU (0: not reported)
+  int profile_top = 0;         // > 0: one more step per variant under the operator profiler, its top ops
 };
 
 struct TrainBenchResult {
-  std::string variant;  // "MTP D=2" / "no MTP"
+  std::string variant;  // "MTP D=2" / "MTP D=2 unfused" / "no MTP", " bf16" appended in bf16
   int64_t tokens_per_step = 0;
   double step_seconds = 0;  // medians
   double forward_seconds = 0, backward_seconds = 0, optimizer_seconds = 0;
@@ -32,6 +37,13 @@ struct TrainBenchResult {
   // The step's peak memory above what it started with (the largest over the timed steps; bytes
   // allocated on the step's thread, util/allocation_peak.h); -1 when the allocator cannot say.
   int64_t peak_bytes = -1;
+  // bf16 variants: the fraction of expert choices (over every MoE layer and token of the batch)
+  // that differ from the same model's fp32 forward; -1 for fp32 variants.
+  double routing_changed = -1;
+  // The measured FLOP/s of one large matrix product in the variant's precision on this device
+  // (a [2048, 1024] x [1024, 4096] product, the best of 3), TFLOP/s: the step's ceiling.
+  double product_peak_tflops = 0;
+  std::string profile;  // the operator profile of one step (profile_top > 0), else empty
   double tokens_per_second() const { return tokens_per_step / step_seconds; }
   double achieved_tflops() const { return flops_per_step / step_seconds / 1e12; }
 };

@@ -60,35 +60,56 @@ inline std::optional<torch::Dtype> newer_dtype(NewerDtype which) {
   }
 }
 
-// CUDA autocast, entered and left as torch.autocast("cuda", dtype) does. libtorch 2.4 replaced
-// the per-device functions (set_enabled, set_autocast_gpu_dtype) with ones taking a device type.
-inline bool cuda_autocast_enabled() {
+// Autocast on CPU or CUDA, entered and left as torch.autocast(device, dtype) does. libtorch 2.4
+// replaced the per-device functions (set_cpu_enabled, set_autocast_gpu_dtype, ...) with ones
+// taking a device type.
+inline bool autocast_enabled(at::DeviceType device) {
 #if NEXTN_TORCH_AT_LEAST(2, 4)
-  return at::autocast::is_autocast_enabled(at::kCUDA);
+  return at::autocast::is_autocast_enabled(device);
 #else
-  return at::autocast::is_enabled();
+  return device == at::kCPU ? at::autocast::is_cpu_enabled() : at::autocast::is_enabled();
 #endif
 }
 
-inline void enter_cuda_autocast(at::ScalarType dtype) {
+inline void set_autocast_enabled(at::DeviceType device, bool enabled) {
 #if NEXTN_TORCH_AT_LEAST(2, 4)
-  at::autocast::set_autocast_dtype(at::kCUDA, dtype);
-  at::autocast::set_autocast_enabled(at::kCUDA, true);
+  at::autocast::set_autocast_enabled(device, enabled);
 #else
-  at::autocast::set_autocast_gpu_dtype(dtype);
-  at::autocast::set_enabled(true);
+  if (device == at::kCPU) {
+    at::autocast::set_cpu_enabled(enabled);
+  } else {
+    at::autocast::set_enabled(enabled);
+  }
 #endif
+}
+
+// The type autocast gives matrix products on `device` (meaningful while it is enabled there).
+inline at::ScalarType autocast_dtype(at::DeviceType device) {
+#if NEXTN_TORCH_AT_LEAST(2, 4)
+  return at::autocast::get_autocast_dtype(device);
+#else
+  return device == at::kCPU ? at::autocast::get_autocast_cpu_dtype() : at::autocast::get_autocast_gpu_dtype();
+#endif
+}
+
+inline void enter_autocast(at::DeviceType device, at::ScalarType dtype) {
+#if NEXTN_TORCH_AT_LEAST(2, 4)
+  at::autocast::set_autocast_dtype(device, dtype);
+#else
+  if (device == at::kCPU) {
+    at::autocast::set_autocast_cpu_dtype(dtype);
+  } else {
+    at::autocast::set_autocast_gpu_dtype(dtype);
+  }
+#endif
+  set_autocast_enabled(device, true);
   at::autocast::increment_nesting();
 }
 
-inline void exit_cuda_autocast(bool previous_enabled) {
+inline void exit_autocast(at::DeviceType device, bool previous_enabled) {
   // Leaving the outermost scope frees the casted weight copies autocast caches.
   if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-#if NEXTN_TORCH_AT_LEAST(2, 4)
-  at::autocast::set_autocast_enabled(at::kCUDA, previous_enabled);
-#else
-  at::autocast::set_enabled(previous_enabled);
-#endif
+  set_autocast_enabled(device, previous_enabled);
 }
 
 }  // namespace nextn::compat

@@ -1,6 +1,5 @@
 #include "nextn/device/device.h"
 
-#include "nextn/compat/torch_compat.h"
 #include "nextn/util/error.h"
 
 namespace nextn {
@@ -23,18 +22,5 @@ torch::Device resolve_device(const std::string& name) {
               " (indices from 0)");
   return torch::Device(torch::kCUDA, static_cast<torch::DeviceIndex>(index));
 }
-
-TrainingPrecisionScope::TrainingPrecisionScope(const torch::Device& device) {
-  if (!device.is_cuda()) return;
-  active_ = true;
-  previous_enabled_ = compat::cuda_autocast_enabled();
-  compat::enter_cuda_autocast(torch::kBFloat16);
-}
-
-TrainingPrecisionScope::~TrainingPrecisionScope() {
-  if (active_) compat::exit_cuda_autocast(previous_enabled_);
-}
-
-std::string training_precision(const torch::Device& device) { return device.is_cuda() ? "bf16 autocast" : "fp32"; }
 
 }  // namespace nextn

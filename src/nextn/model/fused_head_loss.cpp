@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "nextn/device/precision.h"
 #include "nextn/model/rms_norm.h"
 #include "nextn/util/error.h"
 
@@ -28,6 +29,12 @@ ChunkedResult run_chunks(const torch::Tensor& x, const torch::Tensor& weight, co
                          const torch::Tensor& counted, int64_t chunk_rows, bool gradients) {
   const int64_t rows = x.size(0);
   const auto reduce_type = compute_dtype(x.scalar_type());
+  // The products' operand type: bf16 under bf16 autocast, else x's. Chosen here and cast once, so
+  // that no product below depends on autocast (it does not cover addmm_, which would stay fp32).
+  const auto product_type = product_dtype(x);
+  FullPrecisionScope explicit_types;
+  const auto xp = x.to(product_type);
+  const auto wp = weight.to(product_type);
   ChunkedResult r;
   r.loss_sum = torch::zeros({}, x.options().dtype(reduce_type));
   r.correct = torch::zeros({}, x.options().dtype(torch::kDouble));
@@ -37,22 +44,32 @@ ChunkedResult run_chunks(const torch::Tensor& x, const torch::Tensor& weight, co
   }
   for (int64_t first = 0; first < rows; first += chunk_rows) {
     const int64_t n = std::min(chunk_rows, rows - first);
-    auto xc = x.narrow(0, first, n);
+    auto xc = xp.narrow(0, first, n);
     auto tc = targets.narrow(0, first, n);
     auto cc = counted.narrow(0, first, n);
-    auto logits = torch::mm(xc, weight.t()).to(reduce_type);  // [n, V]
-    auto log_z = torch::logsumexp(logits, -1);
+    auto logits = torch::mm(xc, wp.t()).to(reduce_type);  // [n, V]
     auto picked = logits.gather(1, tc.unsqueeze(1)).squeeze(1);
+    // One max pass gives the prediction (its first index, as argmax) and the shift; one exp pass
+    // then serves both log Z = m + log sum exp(z - m) and softmax(z) = exp(z - m) / sum, in the
+    // logits' memory: the elementwise passes over [n, V] were a tenth of a bf16 step.
+    auto [top, predicted] = logits.max(-1);
+    auto e = logits.sub_(top.unsqueeze(1)).exp_();
+    auto sum_e = e.sum(-1);
+    auto log_z = top + sum_e.log();
     r.loss_sum += ((log_z - picked) * cc).sum();
-    r.correct += logits.argmax(-1).eq(tc).to(cc.scalar_type()).mul(cc).sum().to(torch::kDouble);
+    r.correct += predicted.eq(tc).to(cc.scalar_type()).mul(cc).sum().to(torch::kDouble);
     if (!gradients) continue;
-    // softmax(z) - onehot(t), for counted rows only; the logits' memory is reused.
-    auto g = logits.sub_(log_z.unsqueeze(1)).exp_();
+    // softmax(z) - onehot(t), for counted rows only.
+    auto g = e.div_(sum_e.unsqueeze(1));
     g.scatter_add_(1, tc.unsqueeze(1), -torch::ones({n, 1}, g.options()));
     g.mul_(cc.unsqueeze(1));
-    auto gw = g.to(weight.scalar_type());
-    r.grad_x.narrow(0, first, n).copy_(torch::mm(gw, weight));
-    r.grad_weight.addmm_(gw.t(), xc);
+    auto gp = g.to(product_type);
+    r.grad_x.narrow(0, first, n).copy_(torch::mm(gp, wp));
+    if (product_type == r.grad_weight.scalar_type()) {
+      r.grad_weight.addmm_(gp.t(), xc);
+    } else {
+      r.grad_weight.add_(torch::mm(gp.t(), xc));  // a bf16 chunk's product, summed in fp32
+    }
   }
   return r;
 }

@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "nextn/compat/torch_compat.h"
+#include "nextn/device/precision.h"
 #include "nextn/kernels/few_rows_matmul.h"
 #include "nextn/kernels/row_ops.h"
 #include "nextn/kernels/worker_pool.h"
@@ -178,7 +179,12 @@ torch::Tensor grouped_swiglu(const torch::Tensor& x_sorted, const torch::Tensor&
                              const torch::Tensor& down_proj, const std::vector<int64_t>& tokens_per_expert) {
   NEXTN_CHECK(static_cast<int64_t>(tokens_per_expert.size()) == gate_up_proj.size(0),
               "grouped_swiglu: ", tokens_per_expert.size(), " token counts for ", gate_up_proj.size(0), " experts");
-  return GroupedSwiGLU::apply(x_sorted.contiguous(), gate_up_proj, down_proj, tokens_per_expert);
+  // Under bf16 autocast the experts compute in bf16 (the SwiGLU too, as in DeepSeek-V3's bf16
+  // experts); the casts sit outside the Function, so autograd brings fp32 gradients to fp32 weights.
+  const auto dtype = product_dtype(x_sorted);
+  auto y = GroupedSwiGLU::apply(x_sorted.to(dtype).contiguous(), gate_up_proj.to(dtype), down_proj.to(dtype),
+                                tokens_per_expert);
+  return y.to(x_sorted.scalar_type());
 }
 
 RoutedExpertsImpl::RoutedExpertsImpl(const ModelConfig& config) {

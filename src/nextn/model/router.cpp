@@ -5,6 +5,7 @@
 #include <limits>
 #include <vector>
 
+#include "nextn/device/precision.h"
 #include "nextn/kernels/row_ops.h"
 #include "nextn/model/linear.h"
 #include "nextn/model/rms_norm.h"
@@ -130,6 +131,15 @@ Routing route_few_tokens(const torch::Tensor& scores, const torch::Tensor& bias,
   return {scores, expert_ids, weights};
 }
 
+double changed_expert_choices(const torch::Tensor& ids_a, const torch::Tensor& ids_b) {
+  NEXTN_CHECK(ids_a.dim() == 2 && ids_a.sizes() == ids_b.sizes(), "changed_expert_choices: two [N, K] id tensors ",
+              "expected, got ", ids_a.sizes(), " and ", ids_b.sizes());
+  if (ids_a.numel() == 0) return 0.0;
+  // a[n, i] is among b[n, :] when some column of b equals it.
+  auto kept = ids_a.unsqueeze(2).eq(ids_b.unsqueeze(1)).any(2);
+  return 1.0 - kept.to(torch::kDouble).mean().item<double>();
+}
+
 MoeGateImpl::MoeGateImpl(const ModelConfig& config) : config_(config) {
   weight = register_parameter("weight", torch::empty({config.n_routed_experts, config.hidden_size}));
   e_score_correction_bias =
@@ -137,9 +147,14 @@ MoeGateImpl::MoeGateImpl(const ModelConfig& config) : config_(config) {
 }
 
 Routing MoeGateImpl::forward(const torch::Tensor& x_flat) {
-  // Affinities in at least fp32: selection among close scores must not depend on bf16 rounding.
+  // Affinities in at least fp32, also under bf16 autocast: selection among close scores must not
+  // depend on bf16 rounding. The product is [tokens, experts], a sliver of the layer's work.
   auto dtype = compute_dtype(x_flat.scalar_type());
-  auto logits = linear_no_bias(x_flat.to(dtype), weight.to(dtype));
+  torch::Tensor logits;
+  {
+    FullPrecisionScope fp32_gate;
+    logits = linear_no_bias(x_flat.to(dtype), weight.to(dtype));
+  }
   if (takes_few_rows_kernels(x_flat, weight, weight.size(1)) && logits.is_contiguous()) {
     kernels::sigmoid_in_place(logits.data_ptr<float>(), logits.numel());  // a fresh tensor: the scores now
     return route_few_tokens(logits, e_score_correction_bias, config_);

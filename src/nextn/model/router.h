@@ -32,6 +32,10 @@ Routing route_few_tokens(const torch::Tensor& scores, const torch::Tensor& bias,
 // a 0 fill lets masked experts win when biased scores are negative).
 torch::Tensor mask_to_top_groups(const torch::Tensor& biased_scores, const ModelConfig& config);
 
+// The fraction of a's expert choices that b did not make for the same token: ids int64 [N, K],
+// order within a row ignored. How often bf16 changes routing against fp32 (`nextn bench train`).
+double changed_expert_choices(const torch::Tensor& ids_a, const torch::Tensor& ids_b);
+
 class MoeGateImpl : public torch::nn::Module {
  public:
   explicit MoeGateImpl(const ModelConfig& config);

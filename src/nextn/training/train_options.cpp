@@ -1,5 +1,6 @@
 #include "nextn/training/train_options.h"
 
+#include "nextn/device/precision.h"
 #include "nextn/io/json_strict.h"
 #include "nextn/util/error.h"
 
@@ -47,6 +48,7 @@ void TrainOptions::validate() const {
   NEXTN_CHECK(keep_checkpoints > 0, "--keep-checkpoints must be positive");
   NEXTN_CHECK(max_bad_steps > 0, "--max-bad-steps must be positive");
   NEXTN_CHECK(bucket_mb > 0, "--bucket-mb must be positive, got ", bucket_mb);
+  if (!precision.empty()) precision_from_string(precision);  // names a bad one
 }
 
 nlohmann::json train_options_to_json(const TrainOptions& o) {
@@ -74,6 +76,7 @@ nlohmann::json train_options_to_json(const TrainOptions& o) {
           {"decay_embedding", o.decay_embedding},
           {"mtp", o.mtp},
           {"fused_head", o.fused_head},
+          {"precision", o.precision},
           {"mtp_lambda", schedule(o.mtp_lambda)},
           {"balance", to_string(o.balance)},
           {"bias_gamma", schedule(o.bias_gamma)},
@@ -122,6 +125,8 @@ TrainOptions train_options_from_json(const nlohmann::json& j) {
     o.mtp = j.at("mtp").get<bool>();
     // Absent in runs from before the fused head: those computed the logits (resumed the same way).
     o.fused_head = j.contains("fused_head") ? j.at("fused_head").get<bool>() : false;
+    // Absent in runs from before the choice: their device's default, as they ran.
+    o.precision = j.contains("precision") ? j.at("precision").get<std::string>() : "";
     o.mtp_lambda = schedule(j.at("mtp_lambda"));
     o.balance = balance_mode_from_string(j.at("balance").get<std::string>());
     o.bias_gamma = schedule(j.at("bias_gamma"));

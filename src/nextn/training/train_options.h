@@ -26,8 +26,8 @@ struct TrainOptions {
   std::string config_path;  // model config.json (ignored on resume: the checkpoint's is used)
   std::string data_dir;     // a dataset prepared by `nextn data prepare`
   std::string run_dir;
-  // Where to train: "cpu" (fp32) or "cuda[:N]" (bf16 autocast). Not written to run.json: a run
-  // may be resumed on another device.
+  // Where to train: "cpu" or "cuda[:N]". Not written to run.json: a run may be resumed on another
+  // device.
   std::string device = "cpu";
   // Distributed runs: the size of a data-parallel gradient all-reduce bucket, MiB. Not in
   // run.json (it changes no result).
@@ -61,6 +61,10 @@ struct TrainOptions {
   // The output head and cross-entropy fused over chunks of tokens (model/fused_head_loss.h): the
   // same loss to rounding without holding [tokens, vocab] logits per depth. false: --unfused-head.
   bool fused_head = true;
+  // "fp32" or "bf16" (mixed precision: device/precision.h); "" = the device's default (bf16 on
+  // CUDA, fp32 on CPU), which a new run resolves and records: runs from before the choice existed
+  // have none in run.json and keep their device's default.
+  std::string precision;
   SwitchSchedule mtp_lambda{0.3, 0.1, 10.0 / 14.8};  // V3: 0.3 for the first 10T of 14.8T tokens
   BalanceMode balance = BalanceMode::kAuxFree;
   SwitchSchedule bias_gamma{1e-3, 0.0, 1.0 - 0.5 / 14.8};  // V3: 0 for the last 500B tokens

@@ -13,6 +13,7 @@
 #include "nextn/data/token_dataset.h"
 #include "nextn/data/window_loader.h"
 #include "nextn/device/device.h"
+#include "nextn/device/precision.h"
 #include "nextn/distributed/expert_parallel.h"
 #include "nextn/distributed/gradient_sync.h"
 #include "nextn/io/atomic_file.h"
@@ -123,6 +124,8 @@ class TrainingRun {
   bool resume_;
   ModelConfig config_;
   torch::Device device_{torch::kCPU};
+  Precision precision_ = Precision::kFp32;
+  int cpu_threads_ = 1;  // the threads of the step's products (device/precision.h)
   std::optional<data::TokenDataset> dataset_;
   std::optional<data::WindowLoader> loader_;
   std::string tokenizer_path_;
@@ -176,6 +179,10 @@ void TrainingRun::open_inputs() {
     options_.config_path = fs::absolute(options_.config_path).lexically_normal().string();
   }
   device_ = resolve_device(options_.device);
+  if (options_.precision.empty() && !resume_) options_.precision = to_string(default_precision(device_));
+  precision_ = options_.precision.empty() ? default_precision(device_) : precision_from_string(options_.precision);
+  cpu_threads_ = options_.threads > 0 ? options_.threads : std::max(blas_threads(), 1);
+  if (device_.is_cpu()) use_cpu_training_threads(precision_, cpu_threads_);
   if (resume_) {
     choose_checkpoint();
     config_ = load_model_config((fs::path(resume_checkpoint_) / "config.json").string());
@@ -386,7 +393,7 @@ void TrainingRun::train_one_step(StepMetrics& m) {
     ModelOutput out;
     ObjectiveOutput obj;
     {
-      TrainingPrecisionScope precision(device_);
+      TrainingPrecisionScope precision(device_, precision_);
       out = model_->forward(inputs.to(device_), ForwardOptions{run_mtp, true, options_.fused_head});
       obj = compute_objective(out, labels.to(device_), batch.segment_ids.to(device_), objective);
     }
@@ -510,7 +517,11 @@ void TrainingRun::run_evaluation() {
   eval.seq_len = options_.seq_len;
   eval.max_batches = options_.eval_batches;
   eval.mtp = config_.mtp_depth() > 0;
+  // Evaluation computes in fp32 whatever the training precision (the model's own loss, as
+  // `nextn eval` and inference see it), with fp32's threads.
+  if (device_.is_cpu()) use_cpu_training_threads(Precision::kFp32, cpu_threads_);
   EvalMetrics m = evaluate(*model_, *dataset_, eval, cluster_);
+  if (device_.is_cpu()) use_cpu_training_threads(precision_, cpu_threads_);
   m.step = state_.step;
   if (!is_main()) return;
   std::cout << format_eval_line(m) << std::endl;
@@ -574,7 +585,7 @@ TrainResult TrainingRun::run() {
               << "model: " << count.total / 1e6 << "M parameters (" << count.activated / 1e6 << "M activated), "
               << config_.num_hidden_layers << " layers, MTP depth " << config_.mtp_depth() << " ("
               << to_string(config_.mtp_kind) << "), balance " << to_string(options_.balance) << ", device "
-              << device_.str() << " (" << training_precision(device_) << ")\n"
+              << device_.str() << ", precision " << to_string(precision_) << "\n"
               << "data: " << dataset_->num_tokens(data::Split::kTrain) << " training tokens in " << options_.data_dir
               << "; batch " << options_.batch_size << " x " << options_.seq_len << " x " << options_.grad_accum
               << " accumulation";
