@@ -2,12 +2,15 @@
 // fused head, the experts, the router (which must stay fp32) and a whole model's training step.
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "nextn/device/precision.h"
 #include "nextn/model/deepseek_v3.h"
 #include "nextn/model/fused_head_loss.h"
 #include "nextn/model/objective.h"
 #include "nextn/model/router.h"
 #include "nextn/model/routed_experts.h"
+#include "nextn/model/softmax_to.h"
 #include "test_support.h"
 
 namespace nextn {
@@ -115,6 +118,30 @@ TEST(MixedPrecision, ExpertsInBf16MatchTheirBf16FormulaAndReturnFp32Gradients) {
   EXPECT_LT(relative_error(gate_up.grad(), gud.grad()), 3e-2);
   EXPECT_LT(relative_error(down.grad(), dd.grad()), 3e-2);
   EXPECT_EQ(gate_up.grad()[1].abs().sum().item<double>(), 0.0);  // an expert without tokens
+}
+
+TEST(MixedPrecision, SoftmaxToBf16KeepsTheBf16ProbabilitiesAndTheirGradient) {
+  torch::manual_seed(6);
+  auto logits = (torch::randn({2, 3, 5, 7}) * 3).requires_grad_(true);
+  auto mask = torch::triu(torch::full({5, 7}, -std::numeric_limits<float>::infinity()), 3);
+  auto upstream = torch::randn({2, 3, 5, 7});
+  auto probs = softmax_to(logits + mask, torch::kBFloat16);
+  // Forward: exactly softmax's result, rounded to bf16.
+  EXPECT_TRUE(torch::equal(probs, torch::softmax(logits.detach() + mask, -1).to(torch::kBFloat16)));
+  (probs.to(torch::kFloat) * upstream).sum().backward();
+  // Backward against autograd's softmax in double (with the upstream gradient rounded to bf16, as
+  // the bf16 probabilities' gradient arrives): within bf16's rounding of p.
+  auto reference_logits = logits.detach().to(torch::kDouble).requires_grad_(true);
+  auto reference = torch::softmax(reference_logits + mask.to(torch::kDouble), -1);
+  (reference * upstream.to(torch::kBFloat16).to(torch::kDouble)).sum().backward();
+  EXPECT_EQ(logits.grad().scalar_type(), torch::kFloat);
+  EXPECT_LT(relative_error(logits.grad(), reference_logits.grad()), 1e-2);
+  EXPECT_EQ(logits.grad().select(2, 0).narrow(-1, 3, 4).abs().max().item<double>(), 0.0);  // masked: none
+  // In the logits' own type it is torch::softmax, autograd's backward included.
+  auto same = logits.detach().clone().requires_grad_(true), plain = logits.detach().clone().requires_grad_(true);
+  (softmax_to(same, torch::kFloat) * upstream).sum().backward();
+  (torch::softmax(plain, -1) * upstream).sum().backward();
+  EXPECT_TRUE(torch::equal(same.grad(), plain.grad()));
 }
 
 TEST(MixedPrecision, AModelsStepInBf16IsCloseToFp32WithFp32Gradients) {

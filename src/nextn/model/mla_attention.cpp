@@ -9,6 +9,7 @@
 #include "nextn/kernels/row_ops.h"
 #include "nextn/kernels/worker_pool.h"
 #include "nextn/model/linear.h"
+#include "nextn/model/softmax_to.h"
 #include "nextn/util/error.h"
 
 namespace nextn {
@@ -74,7 +75,7 @@ torch::Tensor MlaAttentionImpl::attend_naive(const MlaProjections& queries, cons
   auto dtype = compute_dtype(scores.scalar_type());
   auto logits = scores.to(dtype) * softmax_scale_;
   if (mask.defined()) logits = logits + mask.to(dtype);
-  auto probs = torch::softmax(logits, -1).to(value.scalar_type());
+  auto probs = softmax_to(logits, value.scalar_type());  // bf16 training: one copy kept, the bf16 one
   auto out = torch::matmul(probs, value);  // [B, heads, T_q, v]
   return out.transpose(1, 2).reshape({batch, q_length, heads * config_.v_head_dim});
 }
