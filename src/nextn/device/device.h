@@ -1,6 +1,7 @@
-// Where nextn computes: "cpu" (fp32, the reference everything is tested on) or "cuda[:N]" (bf16
-// autocast in training). Every command that computes takes --device; everything CUDA-specific
-// stays behind this header and compat/torch_compat.h, so the CPU build never depends on CUDA.
+// Where nextn computes: "cpu" (the reference everything is tested on) or "cuda[:N]"; training's
+// precision on each is device/precision.h's. Every command that computes takes --device; everything
+// CUDA-specific stays behind this header and compat/torch_compat.h, so the CPU build never depends
+// on CUDA.
 #pragma once
 
 #include <torch/torch.h>

@@ -1,6 +1,7 @@
 // Training precision: fp32, or bf16 mixed precision (autocast: matrix products in bfloat16, fp32
 // master weights, gradients and optimizer state). On CPU the bf16 products go through libtorch's
-// oneDNN path (AVX512_BF16 where the CPU has it); on CUDA through cuBLAS.
+// oneDNN path (libtorch 1.13 takes it on CPUs with AVX-512; oneDNN uses AVX512_BF16 where there);
+// on CUDA through cuBLAS.
 #pragma once
 
 #include <torch/torch.h>
