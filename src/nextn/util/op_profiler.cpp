@@ -52,6 +52,21 @@ void on_exit(const at::RecordFunction& fn, at::ObserverContext* context) {
   s.seconds += seconds;
 }
 
+// Backward nodes as "backward: MmBackward0", a custom Function's by its class name alone, so that
+// the columns stay aligned ("autograd::engine::evaluate_function: torch::autograd::CppNode<...>").
+std::string display_name(std::string name) {
+  const std::string node = "autograd::engine::evaluate_function: ";
+  if (name.rfind(node, 0) != 0) return name;
+  name = name.substr(node.size());
+  const std::string cpp = "torch::autograd::CppNode<";
+  if (name.rfind(cpp, 0) == 0 && name.back() == '>') {
+    name = name.substr(cpp.size(), name.size() - cpp.size() - 1);
+    const auto colon = name.rfind("::");
+    if (colon != std::string::npos) name = name.substr(colon + 2);
+  }
+  return "backward: " + name;
+}
+
 }  // namespace
 
 OpProfiler::OpProfiler() {
@@ -87,8 +102,8 @@ std::string OpProfiler::report(int top, double per, const std::string& per_label
                 ("us/" + per_label).c_str());
   out << line;
   for (size_t i = 0; i < rows.size() && static_cast<int>(i) < top; ++i) {
-    std::snprintf(line, sizeof(line), "%-36s %14.1f %14.1f\n", rows[i].first.c_str(), rows[i].second.calls / per,
-                  1e6 * rows[i].second.seconds / per);
+    std::snprintf(line, sizeof(line), "%-36s %14.1f %14.1f\n", display_name(rows[i].first).c_str(),
+                  rows[i].second.calls / per, 1e6 * rows[i].second.seconds / per);
     out << line;
   }
   std::snprintf(line, sizeof(line), "%-36s %14.1f %14.1f\n", "all operators", total.calls / per, 1e6 * total.seconds / per);
