@@ -8,6 +8,7 @@
 #include "nextn/bench/batch_decode_bench.h"
 #include "nextn/bench/decode_bench.h"
 #include "nextn/checkpoint/hf_checkpoint.h"
+#include "nextn/inference/draft_tree.h"
 #include "nextn/io/atomic_file.h"
 #include "nextn/tokenizer/tokenizer.h"
 #include "nextn/training/run_checkpoint.h"
@@ -36,6 +37,7 @@ struct Flags {
   std::string draft_head = "model";
   bool no_verify = false;
   std::vector<int64_t> batch_sizes;
+  std::vector<std::string> draft_trees;
   DecodeBenchOptions options;
 };
 
@@ -92,6 +94,7 @@ void run(Flags f) {
   f.options.draft_vocabulary = vocabulary.token_ids;
   f.options.draft_vocabulary_source = vocabulary.description;
   f.options.bf16_draft_head = inference::parse_draft_head_dtype(f.draft_head) == inference::DraftHeadDtype::kBFloat16;
+  for (const auto& tree : f.draft_trees) f.options.trees.push_back(inference::parse_draft_tree(tree));
   if (!f.batch_sizes.empty()) {
     run_batched(model, prompt, f, source);
     return;
@@ -138,6 +141,8 @@ void setup_bench_decode(CLI::App& app) {
   cmd->add_option("--seed", f->options.seed, "sampling seed");
   cmd->add_option("--draft-vocab", f->draft_vocab, "also draft from the K most frequent tokens only (the model "
                   "directory's draft_vocab.json, else token ids [0, K); 0: not)");
+  cmd->add_option("--draft-tree", f->draft_trees, "also draft trees of this shape, e.g. 2,2 (candidates per node at "
+                  "each depth; repeatable)");
   cmd->add_option("--draft-head", f->draft_head, "'bf16': also draft from a bfloat16 copy of the head ('model': not)");
   cmd->add_flag("--json", f->json, "one JSON object per variant and line");
   cmd->add_flag("--profile", f->profile, "instead: the operators of a decoding step, with counts and times");

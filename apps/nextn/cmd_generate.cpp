@@ -9,6 +9,7 @@
 
 #include "command_registry.h"
 #include "draft_head_flags.h"
+#include "nextn/inference/draft_tree.h"
 #include "nextn/device/device.h"
 #include "nextn/checkpoint/hf_checkpoint.h"
 #include "nextn/inference/generator.h"
@@ -97,6 +98,7 @@ struct GenerateFlags {
   std::string draft_head = "model";
   CLI::Option* draft_option = nullptr;  // --draft, to tell "not given" from a given value
   std::string draft = "auto";            // --draft: N or "auto"
+  std::string draft_tree;                // --draft-tree: e.g. "2,2"
 };
 
 // Runs one generation, streaming its text to `out` (when not null); returns the result.
@@ -139,12 +141,19 @@ void run_generate(GenerateFlags& f) {
     const DraftCount draft = parse_draft_option(f.draft, m.model->config().mtp_depth());
     options.draft_tokens = draft.drafts;
     options.adaptive_draft = draft.adaptive;
+    if (!f.draft_tree.empty()) {
+      NEXTN_CHECK(f.draft_option->count() == 0, "--draft-tree sets the depth itself: leave out --draft");
+      options.draft_tree = inference::parse_draft_tree(f.draft_tree);
+      options.draft_tokens = static_cast<int64_t>(options.draft_tree.size());
+      options.adaptive_draft = false;
+    }
     const DraftVocabulary vocabulary = draft_vocabulary_for(m.dir, f.draft_vocab, m.model->config().vocab_size, m.tok.hash());
     if (!vocabulary.token_ids.empty()) std::cerr << "draft vocabulary: " << vocabulary.description << "\n";
     options.draft_head.token_ids = vocabulary.token_ids;
   } else {
-    NEXTN_CHECK(f.draft_option->count() == 0 && !f.compare && f.draft_vocab == 0 && f.draft_head == "model",
-                "--draft, --draft-vocab, --draft-head and --compare need --speculative mtp");
+    NEXTN_CHECK(f.draft_option->count() == 0 && f.draft_tree.empty() && !f.compare && f.draft_vocab == 0 &&
+                    f.draft_head == "model",
+                "--draft, --draft-tree, --draft-vocab, --draft-head and --compare need --speculative mtp");
   }
   options.stop_token_ids = f.stop_tokens;
   if (!f.no_eos_stop) options.stop_token_ids.push_back(m.tok.eos_id());
@@ -153,11 +162,13 @@ void run_generate(GenerateFlags& f) {
   if (f.compare) {
     GenerationOptions plain = options;
     plain.draft_tokens = 0;
+    plain.draft_tree.clear();
     GenerationResult baseline = run_generation(m, prompt, plain, f.stop_strings, nullptr);
     GenerationResult fast = run_generation(m, prompt, options, f.stop_strings, &std::cout);
     print_stats("plain decoding", baseline);
-    print_stats(options.adaptive_draft ? std::string("MTP speculative decoding, auto drafts")
-                                       : "MTP speculative decoding, " + std::to_string(options.draft_tokens) + " drafts",
+    print_stats(!options.draft_tree.empty() ? "MTP speculative decoding, tree " + inference::draft_tree_label(options.draft_tree)
+                : options.adaptive_draft ? std::string("MTP speculative decoding, auto drafts")
+                                         : "MTP speculative decoding, " + std::to_string(options.draft_tokens) + " drafts",
                 fast);
     std::cerr << "speedup (decode tokens/s): " << std::fixed << std::setprecision(2)
               << fast.stats.decode_tokens_per_second() / baseline.stats.decode_tokens_per_second() << "x";
@@ -193,6 +204,9 @@ void setup_generate(CLI::App& app) {
   cmd->add_option("--speculative", f->speculative, "'mtp': the MTP modules draft, the main model verifies");
   f->draft_option = cmd->add_option("--draft", f->draft, "drafts per step, or 'auto' (the default with --speculative): "
                                     "each step drafts the number 0..D expected to give the most tokens per second");
+  cmd->add_option("--draft-tree", f->draft_tree, "draft a tree instead of a chain: the candidates per node at each "
+                  "depth, e.g. 2,2 (the 2 best at depth 1, for each the 2 best at depth 2); the main model verifies "
+                  "all of them in one forward with tree attention, output unchanged");
   cmd->add_flag("--reuse-last-module", o.reuse_last_mtp_module, "allow --draft above the MTP depth D by running the "
                 "last module again for the deeper drafts");
   cmd->add_option("--draft-vocab", f->draft_vocab, "draft from the K most frequent tokens only (the model "

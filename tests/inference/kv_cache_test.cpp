@@ -75,6 +75,32 @@ TEST(KvCache, RolledBackAppendEqualsNeverHavingAppended) {
   EXPECT_LT(testing::max_abs_diff(logits_a, logits_b), 1e-10);
 }
 
+// After a tree of drafts: the accepted path's entries move down to follow the entries before the
+// tree, in order, and the other nodes' are forgotten.
+TEST(KvCache, KeepPathMovesThePathsEntriesAndDropsTheRest) {
+  ModelConfig config = tiny_config();
+  auto cache = KvCache::for_main_model(config, 1, 16, torch::TensorOptions().dtype(torch::kDouble));
+  for (int64_t layer = 0; layer < cache.num_layers(); ++layer) {
+    auto slot = cache.slot(layer);
+    slot.c_kv.copy_(torch::arange(16, torch::kDouble).view({1, 16, 1}).expand_as(slot.c_kv) + 100 * layer);
+    slot.k_pe.copy_(-torch::arange(16, torch::kDouble).view({1, 16, 1}).expand_as(slot.k_pe) - 100 * layer);
+  }
+  cache.advance(10);  // 4 entries before the tree, then a tree of 6 (root at index 4)
+  cache.keep_path(4, {0, 2, 5});
+  ASSERT_EQ(cache.length(), 7);
+  const std::vector<double> expected{0, 1, 2, 3, 4, 6, 9};
+  for (int64_t layer = 0; layer < cache.num_layers(); ++layer) {
+    for (int64_t i = 0; i < 7; ++i) {
+      EXPECT_EQ(cache.c_kv(layer)[0][i][0].item<double>(), expected[i] + 100 * layer) << layer << " " << i;
+      EXPECT_EQ(cache.k_pe(layer)[0][i][1].item<double>(), -expected[i] - 100 * layer) << layer << " " << i;
+    }
+  }
+  EXPECT_THROW(cache.keep_path(4, {0, 5}), Error);     // beyond the 7 held
+  EXPECT_THROW(cache.keep_path(4, {1, 0}), Error);     // not increasing
+  cache.keep_path(2, {});
+  EXPECT_EQ(cache.length(), 2);
+}
+
 TEST(KvCache, PositionsBeyondTheModelsContextAreAnError) {
   ModelConfig config = tiny_config();
   config.max_position_embeddings = 8;

@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "inference_test_support.h"
+#include "nextn/inference/draft_tree.h"
 #include "nextn/inference/speculative_decoder.h"
 #include "nextn/inference/speculative_sampling.h"
 
@@ -49,10 +50,11 @@ struct Samples {
 
 Samples sample_joint(DeepSeekV3& model, const std::vector<int64_t>& prompt, const SamplingOptions& sampling,
                                   const SpeculativeOptions& speculative, int64_t samples) {
-  const int64_t capacity = static_cast<int64_t>(prompt.size()) + kGenerated + speculative.draft_tokens + 2;
+  const int64_t drafted = speculative.tree.empty() ? speculative.draft_tokens : draft_tree_nodes(speculative.tree);
+  const int64_t capacity = static_cast<int64_t>(prompt.size()) + kGenerated + drafted + 2;
   SpeculativeDecoder decoder(model, speculative, sampling, capacity);
-  Samples result{std::vector<int64_t>(kCells, 0), std::vector<int64_t>(speculative.draft_tokens, 0),
-                 std::vector<int64_t>(speculative.draft_tokens, 0)};
+  const int64_t depths = speculative.tree.empty() ? speculative.draft_tokens : static_cast<int64_t>(speculative.tree.size());
+  Samples result{std::vector<int64_t>(kCells, 0), std::vector<int64_t>(depths, 0), std::vector<int64_t>(depths, 0)};
   for (int64_t s = 0; s < samples; ++s) {
     std::vector<int64_t> generated = decoder.start(prompt);
     while (static_cast<int64_t>(generated.size()) < kGenerated) {
@@ -60,7 +62,7 @@ Samples sample_joint(DeepSeekV3& model, const std::vector<int64_t>& prompt, cons
       generated.insert(generated.end(), more.begin(), more.end());
     }
     result.counts[(generated[0] * kVocab + generated[1]) * kVocab + generated[2]] += 1;
-    for (int64_t k = 0; k < speculative.draft_tokens; ++k) {
+    for (int64_t k = 0; k < depths; ++k) {
       result.accepted[k] += decoder.stats().accepted_per_depth[k];
       result.reached[k] += decoder.stats().reached_per_depth[k];
     }
@@ -130,6 +132,32 @@ Verification resample_from_target(const torch::Tensor& target_probs, const torch
   return result;
 }
 
+// Wrong tree rule: each draw tested against p itself, never against the residual after a
+// rejection (the multi-candidate mistake: tokens several draws propose come out too often).
+TreeVerification tree_without_residual(const DraftTree& tree, const torch::Tensor& target_probs, Sampler& sampler) {
+  TreeVerification result;
+  int64_t at = 0;
+  while (true) {
+    const auto& node = tree.node(at);
+    int64_t next = -1;
+    for (int64_t token : node.draws) {
+      const double p = target_probs[at][token].item<double>(), q = node.draft_probs[token].item<double>();
+      if (sampler.uniform() * q < p) {
+        for (int64_t child : node.children) {
+          if (tree.node(child).token == token) next = child;
+        }
+        break;
+      }
+    }
+    if (next < 0) {
+      result.next_token = sampler.sample(target_probs[at]).item<int64_t>();
+      return result;
+    }
+    result.path.push_back(next);
+    at = next;
+  }
+}
+
 struct Case {
   const char* name;
   MtpKind kind;
@@ -140,6 +168,7 @@ struct Case {
   double top_p;
   DraftHeadOptions draft_head = {};  // SpeculativeOptions::draft_head
   bool adaptive = false;             // SpeculativeOptions::adaptive
+  std::vector<int64_t> tree = {};    // SpeculativeOptions::tree
 };
 
 // A small dense model: thousands of generations must take seconds. Two layers, one MTP block each
@@ -170,6 +199,7 @@ void run_case(const Case& c, int64_t samples, bool check_wrong_rules) {
   SpeculativeOptions speculative{c.drafts, c.reuse, {}, {}};
   speculative.draft_head = c.draft_head;
   speculative.adaptive = c.adaptive;
+  speculative.tree = c.tree;
   Samples exact_samples = sample_joint(model, prompt, sampling, speculative, samples);
   // Every branch of the rule must have run: acceptances at the first two depths (so deeper drafts
   // and the bonus token were used) and rejections (so the residual distribution was).
@@ -180,6 +210,13 @@ void run_case(const Case& c, int64_t samples, bool check_wrong_rules) {
   EXPECT_FALSE(exact.rejects()) << c.name << ": chi2 " << exact.statistic << " > " << exact.critical_value << " (df "
                                 << exact.degrees_of_freedom << ")";
   if (!check_wrong_rules) return;
+  if (!c.tree.empty()) {
+    speculative.tree_verify_override = tree_without_residual;
+    auto no_residual = chi_square(sample_joint(model, prompt, sampling, speculative, samples).counts, expected);
+    EXPECT_TRUE(no_residual.rejects()) << c.name << ", no residual: chi2 " << no_residual.statistic << " <= "
+                                       << no_residual.critical_value;
+    return;
+  }
   speculative.sampled_verify_override = always_accept;
   auto accept_all = chi_square(sample_joint(model, prompt, sampling, speculative, samples).counts, expected);
   EXPECT_TRUE(accept_all.rejects()) << c.name << ", always accept: chi2 " << accept_all.statistic << " <= "
@@ -213,6 +250,17 @@ TEST(SpeculativeSampling, ACheaperDraftHeadReproducesTheTargetDistribution) {
   run_case({"sequential N=2, draft vocabulary {6, 2, 7, 0, 3} of 8, bf16 head", MtpKind::kSequential, 2, false, 1.0, 0,
             1.0, {{6, 2, 7, 0, 3}, DraftHeadDtype::kBFloat16}},
            1500, false);
+}
+
+TEST(SpeculativeSampling, TreeDraftsReproduceTheTargetDistribution) {
+  // Several draws per node from q, repeats sharing a node, verified by the multi-candidate rule;
+  // the same statistic rejects that rule without its residual update.
+  Case sequential{"sequential tree 3,2", MtpKind::kSequential, 2, false, 1.0, 0, 1.0};
+  sequential.tree = {3, 2};
+  run_case(sequential, 1500, /*check_wrong_rules=*/true);
+  Case parallel{"parallel tree 2,3 at T=0.8, top-k 6", MtpKind::kParallel, 2, false, 0.8, 6, 1.0};
+  parallel.tree = {2, 3};
+  run_case(parallel, 1500, false);
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include "inference_test_support.h"
 #include "nextn/inference/batched_forward.h"
 #include "nextn/inference/cached_forward.h"
+#include "nextn/inference/draft_tree.h"
 #include "nextn/inference/generator.h"
 #include "nextn/inference/plain_decoder.h"
 #include "nextn/inference/speculative_decoder.h"
@@ -255,6 +256,120 @@ void check_batched_steps(const ModelConfig& config, uint64_t seed) {
 TEST(SpeculativeBatched, StepsInsideABatchKeepGreedyOutputAndTheCaches) {
   check_batched_steps(testing::tiny_config(), 61);
   check_batched_steps(testing::small_vocab_config(4, MtpKind::kParallel), 62);  // 4 tokens: drafts often right
+}
+
+// Tree drafts (--draft-tree): greedy output equals plain greedy decoding for every shape, the
+// first child of every node is what a chain would have drafted from the same state (the tree holds
+// the chain), and after every step each cache equals a fresh run over the verified tokens.
+void check_tree_steps(const ModelConfig& config, const std::vector<int64_t>& shape, bool reuse, bool agreeable,
+                      int64_t prompt_length, uint64_t seed, torch::ScalarType dtype = torch::kDouble) {
+  DeepSeekV3 model = agreeable ? testing::agreeable_model(config, seed) : random_model(config, seed, 0.4, dtype);
+  if (agreeable) model->to(dtype);
+  const std::string label = to_string(config.mtp_kind) + " tree " + draft_tree_label(shape);
+  const auto prompt = random_prompt(prompt_length, config.vocab_size, seed + 1);
+  const int64_t new_tokens = 30;
+  Generator generator(model);
+  const auto expected = generator.generate(prompt, greedy_options(new_tokens, 0)).tokens;
+
+  SamplingOptions greedy;
+  greedy.temperature = 0;
+  SpeculativeOptions options;
+  options.reuse_last_module = reuse;
+  options.tree = shape;
+  const int64_t capacity = prompt_length + new_tokens;
+  SpeculativeDecoder decoder(model, options, greedy, capacity);
+  decoder.start(prompt);
+  int64_t tree_steps = 0, accepted = 0;
+  while (static_cast<int64_t>(decoder.tokens().size()) < capacity) {
+    const std::vector<int64_t> before = decoder.tokens();
+    decoder.step(capacity - static_cast<int64_t>(before.size()));
+    const SpeculativeStep& record = decoder.last_step();
+    if (record.tree) {
+      ++tree_steps;
+      accepted += record.accepted;
+      // The chain of first children against a chain decoder's drafts from the same state.
+      const DraftTree& tree = *record.tree;
+      std::vector<int64_t> first_children;
+      for (int64_t v = 0; !tree.node(v).children.empty(); v = tree.node(v).children[0]) {
+        first_children.push_back(tree.node(tree.node(v).children[0]).token);
+      }
+      SpeculativeDecoder chain(model, SpeculativeOptions{static_cast<int64_t>(first_children.size()), reuse, {}, {}},
+                               greedy, capacity + 8);
+      chain.start(std::vector<int64_t>(before.begin(), before.end() - 1));  // its first token is the pending one
+      chain.step(capacity);
+      EXPECT_EQ(chain.last_step().drafts, first_children) << label << " at position " << record.position;
+    }
+    check_caches_against_fresh_run(model, decoder, static_cast<int64_t>(shape.size()));
+    if (::testing::Test::HasFatalFailure()) return;
+  }
+  const std::vector<int64_t> generated(decoder.tokens().begin() + prompt_length, decoder.tokens().end());
+  EXPECT_EQ(generated, expected) << label;
+  EXPECT_GT(tree_steps, 3) << label;
+  if (agreeable) EXPECT_GT(accepted, 0) << label;
+}
+
+TEST(SpeculativeTree, GreedyEqualsPlainAndTheTreeHoldsTheChain) {
+  const ModelConfig sequential = testing::tiny_config();  // D = 2
+  check_tree_steps(sequential, {2, 2}, false, /*agreeable=*/true, 5, 81);
+  check_tree_steps(sequential, {3, 1}, false, true, 1, 82);  // a one-token prompt: depth 2 starts at position 0
+  check_tree_steps(sequential, {1, 1}, false, false, 4, 83);
+  check_tree_steps(sequential, {2, 2, 2}, true, true, 2, 84);  // depth 3 reuses module 2
+  check_tree_steps(testing::small_vocab_config(8), {2, 3}, false, false, 3, 85);
+  check_tree_steps(testing::parallel_config(3), {2, 2, 1}, false, false, 4, 86);
+  check_tree_steps(testing::small_vocab_config(4, MtpKind::kParallel), {3, 2}, false, false, 1, 87);
+}
+
+// In float32 on CPU every row of a tree takes the few-rows kernels, each computed on its own (tree
+// attention included): the path's rows are bit for bit plain decoding's, so greedy output is equal
+// however close two logits are.
+TEST(SpeculativeTree, Float32GreedyEqualsPlain) {
+  ModelConfig config = testing::tiny_config();
+  DeepSeekV3 model = random_model(config, 88, 0.4, torch::kFloat);
+  Generator generator(model);
+  for (int prompt_index = 0; prompt_index < 3; ++prompt_index) {
+    const auto prompt = random_prompt(3 + prompt_index, config.vocab_size, 89 + prompt_index);
+    const auto plain = generator.generate(prompt, greedy_options(40, 0));
+    for (const std::vector<int64_t>& shape : {std::vector<int64_t>{2, 2}, std::vector<int64_t>{4, 3}}) {
+      GenerationOptions tree = greedy_options(40, static_cast<int64_t>(shape.size()));
+      tree.draft_tree = shape;
+      const auto speculative = generator.generate(prompt, tree);
+      EXPECT_EQ(speculative.tokens, plain.tokens) << "tree " << draft_tree_label(shape) << " prompt " << prompt_index;
+      EXPECT_GT(speculative.stats.drafted_per_depth.at(0), speculative.stats.steps - 4);  // the budget's end excepted
+    }
+  }
+}
+
+TEST(SpeculativeTree, ShapesThatCannotRunAreRefused) {
+  ModelConfig config = testing::tiny_config();  // D = 2
+  DeepSeekV3 model = random_model(config, 90);
+  SpeculativeOptions deep;
+  deep.tree = {2, 2, 2};
+  EXPECT_THROW(SpeculativeDecoder(model, deep, SamplingOptions{}, 32), Error);  // 3 levels, 2 modules, no reuse
+  SpeculativeOptions adaptive;
+  adaptive.tree = {2};
+  adaptive.adaptive = true;
+  EXPECT_THROW(SpeculativeDecoder(model, adaptive, SamplingOptions{}, 32), Error);
+  GenerationOptions mismatched = greedy_options(4, 1);
+  mismatched.draft_tree = {2, 2};
+  EXPECT_THROW(Generator(model).generate({1, 2}, mismatched), Error);
+}
+
+// Near the end of the capacity a tree shrinks to the levels whose nodes all fit in the main cache.
+TEST(SpeculativeTree, ATreeShrinksToTheRoomLeft) {
+  ModelConfig config = testing::tiny_config();
+  DeepSeekV3 model = random_model(config, 91);
+  SamplingOptions greedy;
+  greedy.temperature = 0;
+  SpeculativeOptions options;
+  options.tree = {3, 3};  // 3 + 9 nodes
+  SpeculativeDecoder decoder(model, options, greedy, 12);
+  decoder.start(random_prompt(4, config.vocab_size, 92));  // 4 processed + 1 pending
+  decoder.step(100);
+  // 4 + 1 + 12 > 12: the first step drafts one level (3 nodes: 4 + 1 + 3 <= 12).
+  ASSERT_TRUE(decoder.last_step().tree.has_value());
+  EXPECT_EQ(decoder.last_step().tree->levels(), 1);
+  while (decoder.room() > 0) decoder.step(100);
+  EXPECT_EQ(static_cast<int64_t>(decoder.tokens().size()), 12);
 }
 
 }  // namespace

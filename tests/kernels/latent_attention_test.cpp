@@ -4,6 +4,7 @@
 // verify reproduces plain decoding), and whatever the thread count.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <stdexcept>
@@ -131,6 +132,43 @@ TEST(LatentAttention, QueryAloneEqualsTheSameQueryAmongOthers) {
     }
   }
   force_few_rows_matmul_path(path_before);
+}
+
+// A tree of new entries (KeyVisibility): each query sees the shared keys and the new keys its row
+// marks, and gives bit for bit what it gives causally over a cache holding only those keys, in
+// order (a tree's path is verified as plain decoding would compute it).
+TEST(LatentAttention, TreeVisibilityEqualsTheCausalQueryOverItsPath) {
+  std::mt19937 rng(14);
+  const int64_t shared = 20, tree = 6;
+  // Tree rows: 0 root; 1, 2 its children; 3, 4 children of 1; 5 child of 2 (parents first).
+  const std::vector<std::vector<int64_t>> paths{{0}, {0, 1}, {0, 2}, {0, 1, 3}, {0, 1, 4}, {0, 2, 5}};
+  Problem p = random_problem(3, shared + tree, tree, rng);
+  std::vector<uint8_t> rows(tree * tree, 0);
+  for (int64_t t = 0; t < tree; ++t) {
+    for (int64_t u : paths[t]) rows[t * tree + u] = 1;
+  }
+  const int64_t width = p.dims.heads * p.dims.v_dim;
+  const KeyVisibility visibility{shared, rows.data(), tree};
+  std::vector<float> out(tree * width);
+  latent_attention(p.dims, p.q.data(), tree, p.q_stride, p.cache(shared + tree), p.w_kvb.data(), out.data(), width,
+                   &visibility);
+  for (int64_t t = 0; t < tree; ++t) {
+    // The shared keys, then the path's entries copied after them: query t causally at the end.
+    Problem path = p;
+    for (size_t i = 0; i < paths[t].size(); ++i) {
+      const int64_t from = shared + paths[t][i], to = shared + static_cast<int64_t>(i);
+      std::copy_n(p.c_kv.begin() + from * p.c_stride, p.c_stride, path.c_kv.begin() + to * p.c_stride);
+      std::copy_n(p.k_pe.begin() + from * p.k_stride, p.k_stride, path.k_pe.begin() + to * p.k_stride);
+    }
+    std::vector<float> alone(width);
+    latent_attention(p.dims, p.q.data() + t * p.q_stride, 1, p.q_stride,
+                     path.cache(shared + static_cast<int64_t>(paths[t].size())), p.w_kvb.data(), alone.data(), width);
+    for (int64_t i = 0; i < width; ++i) ASSERT_EQ(out[t * width + i], alone[i]) << "query " << t << " i " << i;
+  }
+  const KeyVisibility bad{shared + tree + 1, rows.data(), tree};
+  EXPECT_THROW(latent_attention(p.dims, p.q.data(), tree, p.q_stride, p.cache(shared + tree), p.w_kvb.data(),
+                                out.data(), width, &bad),
+               std::invalid_argument);
 }
 
 TEST(LatentAttention, ThreadCountDoesNotChangeTheResult) {

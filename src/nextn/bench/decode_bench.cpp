@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "nextn/bench/median.h"
+#include "nextn/inference/draft_tree.h"
 #include "nextn/inference/generator.h"
 #include "nextn/inference/plain_decoder.h"
 #include "nextn/inference/speculative_decoder.h"
@@ -64,6 +65,7 @@ std::vector<DecodeBenchResult> benchmark_decoding(DeepSeekV3 model, const std::v
     int64_t drafts = 0;
     inference::DraftHeadOptions head;
     bool adaptive = false;
+    std::vector<int64_t> tree;
   };
   std::vector<Variant> variants{{0, {}}};
   for (const auto& head : options.draft_heads()) {
@@ -73,6 +75,12 @@ std::vector<DecodeBenchResult> benchmark_decoding(DeepSeekV3 model, const std::v
   }
   const int64_t auto_max = options.reuse_last_module ? options.max_draft : std::min(options.max_draft, depth);
   if (options.adaptive && depth > 0 && auto_max >= 1) variants.push_back({auto_max, {}, true});
+  for (const auto& tree : options.trees) {
+    const auto levels = static_cast<int64_t>(tree.size());
+    NEXTN_CHECK(depth > 0 && (levels <= depth || options.reuse_last_module), "bench decode: a draft tree of ", levels,
+                " levels needs as many MTP modules (the model has ", depth, ")");
+    variants.push_back({levels, {}, false, tree});
+  }
 
   inference::Generator generator(model);
   GenerationOptions base;
@@ -90,6 +98,7 @@ std::vector<DecodeBenchResult> benchmark_decoding(DeepSeekV3 model, const std::v
       run.draft_tokens = variants[v].drafts;
       run.draft_head = variants[v].head;
       run.adaptive_draft = variants[v].adaptive;
+      run.draft_tree = variants[v].tree;
       GenerationResult result = generator.generate(prompt, run);
       NEXTN_CHECK(static_cast<int64_t>(result.tokens.size()) == options.new_tokens, "bench decode: generated ",
                   result.tokens.size(), " tokens, expected ", options.new_tokens, " (context too short?)");
@@ -119,6 +128,11 @@ std::vector<DecodeBenchResult> benchmark_decoding(DeepSeekV3 model, const std::v
     if (variants[v].adaptive) {
       r.variant = "mtp auto N<=" + std::to_string(drafts);
       r.steps_by_draft_count = s.totals.steps_by_draft_count;
+    }
+    if (!variants[v].tree.empty()) {
+      r.variant = "mtp tree " + inference::draft_tree_label(variants[v].tree);
+      r.draft_tree = variants[v].tree;
+      r.tree_nodes = inference::draft_tree_nodes(variants[v].tree);
     }
     r.decode_tokens_per_second = median(s.tokens_per_second);
     r.prefill_seconds = median(s.prefill);
@@ -211,6 +225,7 @@ std::string decode_bench_json(const std::vector<DecodeBenchResult>& results) {
     out << "{\"variant\":\"" << r.variant << "\",\"draft_tokens\":" << r.draft_tokens
         << ",\"draft_vocab\":" << r.draft_vocab << ",\"draft_vocab_source\":" << nlohmann::json(r.draft_vocab_source).dump()
         << ",\"draft_head_dtype\":\"" << r.draft_head_dtype << "\""
+        << ",\"draft_tree\":\"" << inference::draft_tree_label(r.draft_tree) << "\",\"tree_nodes\":" << r.tree_nodes
         << ",\"tokens_per_second\":" << fixed(r.decode_tokens_per_second, 3) << ",\"step_ms\":" << fixed(r.step_ms, 4)
         << ",\"draft_ms\":" << fixed(r.draft_ms, 4) << ",\"verify_ms\":" << fixed(r.verify_ms, 4)
         << ",\"prefill_seconds\":" << fixed(r.prefill_seconds, 5)

@@ -32,13 +32,15 @@ struct DecodeBenchOptions {
   // Also "mtp auto": each step drafts the count in 0..N that the draft policy expects to pay
   // most (draft_policy.h), N = max_draft (or the MTP depth without reuse_last_module).
   bool adaptive = true;
+  // Also tree drafts (--draft-tree, inference/draft_tree.h), one variant per shape, e.g. {2, 2}.
+  std::vector<std::vector<int64_t>> trees;
 
   // The draft heads the variants use: the model's own first, then the cheaper ones asked for.
   std::vector<inference::DraftHeadOptions> draft_heads() const;
 };
 
 struct DecodeBenchResult {
-  std::string variant;                      // "plain", "mtp N=1", ...
+  std::string variant;                      // "plain", "mtp N=1", "mtp tree 2,2", ...
   int64_t draft_tokens = 0;                 // 0 for plain
   int64_t draft_vocab = 0;                  // tokens drafts may be; 0: the whole vocabulary
   std::string draft_vocab_source;           // where those tokens come from ("" for the whole vocabulary)
@@ -52,6 +54,8 @@ struct DecodeBenchResult {
   double efficiency = 1;                    // speedup / mean_tokens_per_step
   bool same_output_as_plain = true;         // greedy only; always true for sampling
   std::vector<int64_t> steps_by_draft_count; // auto: how many steps drafted 0, 1, ... (all repeats)
+  std::vector<int64_t> draft_tree;          // a tree variant's shape (empty for chains)
+  int64_t tree_nodes = 0;                   // ... and the nodes it drafts per step (verified rows - 1)
 };
 
 // The model must be in eval mode; the prompt is token ids.

@@ -24,6 +24,26 @@ void check_fits(const KvCache& cache, int64_t new_tokens) {
               " new tokens exceed its capacity of ", cache.capacity());
 }
 
+// The angles and the mask of T new tokens: the next T positions, causal; or a tree's.
+RopeAngles angles_for(const RotaryEmbeddingImpl& rotary, const KvCache& cache, int64_t new_tokens,
+                      const TreeSpan* tree) {
+  if (!tree) return rope_angles_for_span(rotary, cache.length(), new_tokens);
+  NEXTN_CHECK(static_cast<int64_t>(tree->positions.size()) == new_tokens && tree->mask.defined(),
+              "a tree of ", new_tokens, " new tokens needs a position for each and a mask");
+  for (int64_t position : tree->positions) {
+    NEXTN_CHECK(position >= 0 && position < rotary.max_positions(), "tree position ", position,
+                " is outside [0, max_position_embeddings = ", rotary.max_positions(), ")");
+  }
+  auto positions = torch::tensor(tree->positions, torch::kLong).to(rotary.cos_table.device());
+  return rotary.angles(positions);
+}
+
+LatentKvSlot slot_for(const KvCache& cache, int64_t layer, const TreeSpan* tree) {
+  LatentKvSlot slot = cache.slot(layer);
+  if (tree) slot.new_token_mask = tree->mask;
+  return slot;
+}
+
 }  // namespace
 
 RopeAngles rope_angles_for_span(const RotaryEmbeddingImpl& rotary, int64_t start, int64_t length) {
@@ -34,7 +54,7 @@ RopeAngles rope_angles_for_span(const RotaryEmbeddingImpl& rotary, int64_t start
 }
 
 MainModelStep run_main_model_cached(DeepSeekV3Impl& model, const torch::Tensor& ids, KvCache& cache,
-                                    LogitsFor logits_for, AttentionForm form) {
+                                    LogitsFor logits_for, AttentionForm form, const TreeSpan* tree) {
   torch::NoGradGuard no_grad;
   NEXTN_CHECK(ids.dim() == 2 && ids.size(0) == cache.batch(), "ids must be [", cache.batch(), ", T], got ",
               ids.sizes());
@@ -43,10 +63,10 @@ MainModelStep run_main_model_cached(DeepSeekV3Impl& model, const torch::Tensor& 
   const int64_t new_tokens = ids.size(1);
   check_fits(cache, new_tokens);
   const MlaForm mla_form = choose_form(form, cache, new_tokens);
-  auto angles = rope_angles_for_span(*model.rotary, cache.length(), new_tokens);
+  auto angles = angles_for(*model.rotary, cache, new_tokens, tree);
   auto h = model.embed(ids);
   for (int64_t i = 0; i < model.config().num_hidden_layers; ++i) {
-    h = model.layer(i)->forward_cached(h, angles, cache.slot(i), mla_form);
+    h = model.layer(i)->forward_cached(h, angles, slot_for(cache, i, tree), mla_form);
   }
   cache.advance(new_tokens);
   auto head_input = logits_for == LogitsFor::kLastPosition ? h.narrow(1, new_tokens - 1, 1) : h;
@@ -55,7 +75,7 @@ MainModelStep run_main_model_cached(DeepSeekV3Impl& model, const torch::Tensor& 
 
 torch::Tensor run_mtp_module_cached(DeepSeekV3Impl& model, int64_t module, const torch::Tensor& previous_hidden,
                                     const torch::Tensor& token_ids, KvCache& cache, AttentionForm form,
-                                    CachedOutput output) {
+                                    CachedOutput output, const TreeSpan* tree) {
   torch::NoGradGuard no_grad;
   NEXTN_CHECK(module >= 1 && module <= model.config().mtp_depth(), "MTP module ", module,
               " does not exist (the model has ", model.config().mtp_depth(), ")");
@@ -71,8 +91,8 @@ torch::Tensor run_mtp_module_cached(DeepSeekV3Impl& model, int64_t module, const
                 "a sequential MTP module needs one token per position");
     token_embeddings = model.embed(token_ids);
   }
-  auto angles = rope_angles_for_span(*model.rotary, cache.length(), new_tokens);
-  auto h = mtp->forward_cached(previous_hidden, token_embeddings, angles, cache.slot(0),
+  auto angles = angles_for(*model.rotary, cache, new_tokens, tree);
+  auto h = mtp->forward_cached(previous_hidden, token_embeddings, angles, slot_for(cache, 0, tree),
                                choose_form(form, cache, new_tokens), output);
   cache.advance(new_tokens);
   return h;

@@ -23,19 +23,26 @@ enum class LogitsFor { kEveryPosition, kLastPosition };
 // range checked on the host (no device sync, unlike RotaryEmbeddingImpl::angles(positions)).
 RopeAngles rope_angles_for_span(const RotaryEmbeddingImpl& rotary, int64_t start, int64_t length);
 
+// New tokens that are a tree of drafts (draft_tree.h) rather than a sequence: each at its own RoPE
+// position, seeing every cached token, its ancestors among the new tokens and itself (SpecInfer's
+// tree attention). Their cache entries are appended in the given order; the caller keeps the
+// accepted path's (KvCache::keep_path) or drops them all (truncate).
+struct TreeSpan {
+  std::vector<int64_t> positions;  // one per new token
+  torch::Tensor mask;              // additive [T, T] (DraftTree::ancestor_mask)
+};
+
 struct MainModelStep {
   torch::Tensor logits;  // [B, T, V], or [B, 1, V] with LogitsFor::kLastPosition
   torch::Tensor hidden;  // [B, T, hidden]: h^0 of the new tokens (last layer, before the final norm)
 };
 
 // Runs the main model over ids int64 [B, T], the tokens at positions cache.length() ..
-// cache.length() + T - 1, and appends their entries to every layer of `cache`.
+// cache.length() + T - 1 (or a tree's), and appends their entries to every layer of `cache`.
 MainModelStep run_main_model_cached(DeepSeekV3Impl& model, const torch::Tensor& ids, KvCache& cache,
                                     LogitsFor logits_for = LogitsFor::kEveryPosition,
-                                    AttentionForm form = AttentionForm::kAuto);
+                                    AttentionForm form = AttentionForm::kAuto, const TreeSpan* tree = nullptr);
 
-// The logits of MTP module `module` for its hidden states h^k: its own norm, the shared head (Eq. 23).
-torch::Tensor mtp_logits(DeepSeekV3Impl& model, int64_t module, const torch::Tensor& hidden);
 
 // Runs MTP module `module` (1-based; its weights, so a reused module runs under another depth's
 // cache) over T new positions i appended after its cache's. Sequential: previous_hidden = h^{k-1}_i
@@ -46,7 +53,7 @@ torch::Tensor mtp_logits(DeepSeekV3Impl& model, int64_t module, const torch::Ten
 torch::Tensor run_mtp_module_cached(DeepSeekV3Impl& model, int64_t module, const torch::Tensor& previous_hidden,
                                     const torch::Tensor& token_ids, KvCache& cache,
                                     AttentionForm form = AttentionForm::kAuto,
-                                    CachedOutput output = CachedOutput::kEveryToken);
+                                    CachedOutput output = CachedOutput::kEveryToken, const TreeSpan* tree = nullptr);
 
 // The logits of MTP module `module` for its hidden states h^k: its own norm, the shared head (Eq. 23).
 torch::Tensor mtp_logits(DeepSeekV3Impl& model, int64_t module, const torch::Tensor& hidden);

@@ -33,6 +33,9 @@ void GenerationOptions::validate(const ModelConfig& config) const {
               context_length, " must be in [0, max_position_embeddings=", config.max_position_embeddings,
               "] (0: the model's)");
   draft_head.validate(config.vocab_size);
+  NEXTN_CHECK(draft_tree.empty() || (draft_tokens == static_cast<int64_t>(draft_tree.size()) && !adaptive_draft),
+              "a draft tree of ", draft_tree.size(), " levels drafts ", draft_tree.size(), " deep per step (got ",
+              draft_tokens, adaptive_draft ? ", auto" : "", ")");
   for (int64_t id : stop_token_ids) {
     NEXTN_CHECK(id >= 0 && id < config.vocab_size, "stop token id ", id, " is outside the vocabulary [0, ",
                 config.vocab_size, ")");
@@ -80,6 +83,7 @@ GenerationResult Generator::generate(const std::vector<int64_t>& prompt_in, cons
       speculative.step_costs = costs;
     }
     speculative.draft_head = options.draft_head;
+    speculative.tree = options.draft_tree;
     decoder = std::make_unique<SpeculativeDecoder>(model_, speculative, options.sampling, capacity);
   } else {
     decoder = std::make_unique<PlainDecoder>(model_, options.sampling, capacity);

@@ -27,6 +27,8 @@ struct GenerationOptions {
   int64_t draft_tokens = 0;             // 0: plain decoding; N >= 1: MTP speculative decoding, N drafts per step
   bool reuse_last_mtp_module = false;   // allow N > D by running the last module again for deeper drafts
   bool adaptive_draft = false;          // --draft auto: each step drafts 0..draft_tokens (draft_policy.h)
+  std::vector<int64_t> draft_tree;      // --draft-tree: children per node at each level (draft_tree.h);
+                                        // draft_tokens must then be its level count
   DraftHeadOptions draft_head;          // the drafter's tokens and head dtype (draft_head.h)
   int64_t context_length = 0;           // prompt + generated tokens at most; 0: max_position_embeddings
   // A prompt that does not fit (prompt + max_new_tokens > context) is an error unless this is set;

@@ -44,6 +44,26 @@ void KvCache::truncate(int64_t length) {
   length_ = length;
 }
 
+void KvCache::keep_path(int64_t start, const std::vector<int64_t>& rows) {
+  const auto kept = static_cast<int64_t>(rows.size());
+  NEXTN_CHECK(start >= 0 && start + kept <= length_, "KV cache cannot keep ", kept, " tree entries from ", start,
+              ": it holds ", length_);
+  for (int64_t i = 0; i < kept; ++i) {
+    NEXTN_CHECK(rows[i] >= i && start + rows[i] < length_ && (i == 0 || rows[i] > rows[i - 1]),
+                "tree entries to keep must be increasing and held by the cache, got ", rows[i], " at ", i);
+  }
+  if (kept > 0) {
+    auto index = torch::tensor(rows, torch::kLong).add_(start).to(c_kv_[0].device());
+    for (size_t layer = 0; layer < c_kv_.size(); ++layer) {
+      for (auto* storage : {&c_kv_[layer], &k_pe_[layer]}) {
+        auto rows_kept = storage->index_select(1, index);  // a copy: sources and targets may overlap
+        storage->narrow(1, start, kept).copy_(rows_kept);
+      }
+    }
+  }
+  length_ = start + kept;
+}
+
 torch::Tensor KvCache::c_kv(int64_t layer) const { return slot(layer).c_kv.narrow(1, 0, length_); }
 torch::Tensor KvCache::k_pe(int64_t layer) const { return slot(layer).k_pe.narrow(1, 0, length_); }
 

@@ -43,6 +43,9 @@ class KvCache {
   // Forgets every token at index >= length (a rollback); length must not exceed the current one.
   void truncate(int64_t length);
   void clear() { length_ = 0; }
+  // After a tree of drafts was appended from index `start` (TreeSpan): keeps entries start + rows[i]
+  // as entries start + i (rows increasing, the accepted path) and forgets the rest.
+  void keep_path(int64_t start, const std::vector<int64_t>& rows);
 
   // The valid entries of one layer, [B, length, .] views (for tests and inspection).
   torch::Tensor c_kv(int64_t layer) const;

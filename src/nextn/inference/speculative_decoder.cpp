@@ -12,13 +12,18 @@ SpeculativeDecoder::SpeculativeDecoder(DeepSeekV3 model, const SpeculativeOption
                                        const SamplingOptions& sampling, int64_t capacity)
     : model_(std::move(model)), options_(options), sampler_(sampling), capacity_(capacity) {
   const ModelConfig& config = model_->config();
+  if (!options.tree.empty()) {
+    NEXTN_CHECK(!options.adaptive, "tree drafts take a fixed tree: --draft auto chooses chain lengths only");
+    for (int64_t children : options.tree) NEXTN_CHECK(children >= 1, "a draft tree's branching must be >= 1");
+    options_.draft_tokens = static_cast<int64_t>(options.tree.size());
+  }
   check_capacity(capacity, config);
   const int64_t depth_count = config.mtp_depth();
   NEXTN_CHECK(depth_count >= 1, "speculative decoding needs MTP modules, and this model has none "
               "(num_nextn_predict_layers = 0)");
-  NEXTN_CHECK(options.draft_tokens >= 1, "the number of draft tokens must be >= 1, got ", options.draft_tokens);
-  NEXTN_CHECK(options.draft_tokens <= depth_count || options.reuse_last_module, "drafting ", options.draft_tokens,
-              " tokens needs ", options.draft_tokens, " MTP modules but the model has ", depth_count,
+  NEXTN_CHECK(options_.draft_tokens >= 1, "the number of draft tokens must be >= 1, got ", options_.draft_tokens);
+  NEXTN_CHECK(options_.draft_tokens <= depth_count || options.reuse_last_module, "drafting ", options_.draft_tokens,
+              " tokens needs ", options_.draft_tokens, " MTP modules but the model has ", depth_count,
               "; reuse the last module for the deeper drafts with the option to do so (--reuse-last-module)");
   sequential_ = config.mtp_kind == MtpKind::kSequential;
   draft_head_ = DraftHead(model_->output_weight(), options.draft_head);
@@ -27,17 +32,17 @@ SpeculativeDecoder::SpeculativeDecoder(DeepSeekV3 model, const SpeculativeOption
   const auto tensor_options = torch::TensorOptions().dtype(weight.scalar_type()).device(weight.device());
   main_cache_ = KvCache::for_main_model(config, 1, capacity, tensor_options);
   main_hidden_ = torch::zeros({1, capacity, config.hidden_size}, tensor_options);
-  for (int64_t k = 1; k <= options.draft_tokens; ++k) {
+  for (int64_t k = 1; k <= options_.draft_tokens; ++k) {
     DraftDepth depth;
     depth.module = std::min(k, depth_count);
     depth.cache = KvCache::for_mtp_module(config, 1, capacity, tensor_options);
     // Only a deeper sequential depth reads this depth's outputs.
-    if (sequential_ && k < options.draft_tokens) {
+    if (sequential_ && k < options_.draft_tokens) {
       depth.hidden_history = torch::zeros({1, capacity, config.hidden_size}, tensor_options);
     }
     depths_.push_back(std::move(depth));
   }
-  stats_.draft_tokens = options.draft_tokens;
+  stats_.draft_tokens = options_.draft_tokens;
 }
 
 const KvCache& SpeculativeDecoder::draft_cache(int64_t depth) const {
@@ -83,33 +88,31 @@ torch::Tensor SpeculativeDecoder::input_hidden_history(int64_t depth) const {
   return sequential_ && depth > 1 ? depths_[depth - 2].hidden_history : main_hidden_;
 }
 
-torch::Tensor SpeculativeDecoder::catch_up_and_draft_position(int64_t depth,
-                                                              const std::vector<int64_t>& tokens_with_drafts) {
+torch::Tensor SpeculativeDecoder::catch_up(int64_t depth, int64_t end, const std::vector<int64_t>& tokens_with_drafts) {
   DraftDepth& d = depths_[depth - 1];
-  const int64_t n = main_cache_.length();
-  const int64_t first = d.cache.length();  // positions [first, n) are missing; n - 1 is the draft position
-  const int64_t count = n - first;
+  const int64_t first = d.cache.length();  // positions [first, end) are missing
+  const int64_t count = end - first;
   auto previous_hidden = input_hidden_history(depth).narrow(1, first, count);
   torch::Tensor token_ids;
   if (sequential_) {
     // Position j takes Emb(t_{j+k}): verified tokens, then (near the end) the drafts of the
     // shallower depths of this step.
-    std::vector<int64_t> ids(tokens_with_drafts.begin() + first + depth, tokens_with_drafts.begin() + n + depth);
+    std::vector<int64_t> ids(tokens_with_drafts.begin() + first + depth, tokens_with_drafts.begin() + end + depth);
     token_ids = ids_tensor(ids, main_hidden_.device());
   }
   // A depth whose outputs no deeper depth reads (the last one, and every parallel head) needs the
-  // positions before the draft position only in its cache: their feed-forward is skipped.
+  // positions before the last only in its cache: their feed-forward is skipped.
   const CachedOutput output = d.hidden_history.defined() ? CachedOutput::kEveryToken : CachedOutput::kLastToken;
   auto h = run_mtp_module_cached(*model_, d.module, previous_hidden, token_ids, d.cache, AttentionForm::kAuto, output);
   if (d.hidden_history.defined()) d.hidden_history.narrow(1, first, count).copy_(h);
-  return h;  // [1, count, hidden] or, kLastToken, [1, 1, hidden]: the draft position's last either way
+  return h;  // [1, count, hidden] or, kLastToken, [1, 1, hidden]: position end - 1's last either way
 }
 
 SpeculativeDecoder::Drafts SpeculativeDecoder::draft(int64_t count) {
   Drafts drafts;
   std::vector<int64_t> tokens_with_drafts = tokens_;  // t_0..t_n, then d_1, d_2, ...
   for (int64_t k = 1; k <= count; ++k) {
-    auto h = catch_up_and_draft_position(k, tokens_with_drafts);
+    auto h = catch_up(k, main_cache_.length(), tokens_with_drafts);  // the draft position is n - 1
     // Eq. 23's head (the module's own final norm, the shared output projection), as the draft head reads it.
     auto normed = model_->mtp_module(depths_[k - 1].module)->shared_head_norm(h.narrow(1, h.size(1) - 1, 1));
     auto logits = draft_head_.logits(normed)[0][0];
@@ -148,8 +151,12 @@ std::vector<int64_t> SpeculativeDecoder::step(int64_t max_tokens) {
   NEXTN_CHECK(!tokens_.empty(), "step() before start()");
   NEXTN_CHECK(max_tokens >= 1 && room() >= 1, "no room left to decode");
   const int64_t n = main_cache_.length();  // tokens_[n] is pending
+  if (!options_.tree.empty()) {
+    const int64_t levels = tree_levels_that_fit(max_tokens);
+    if (levels > 0) return tree_step(levels);
+  }
   // A step yields up to count + 1 tokens: stay within the caller's budget and the capacity.
-  const int64_t limit = std::min({options_.draft_tokens, max_tokens - 1, room() - 1});
+  const int64_t limit = options_.tree.empty() ? std::min({options_.draft_tokens, max_tokens - 1, room() - 1}) : 0;
   const int64_t count = policy_ ? policy_->choose(limit) : limit;
 
   const auto started = std::chrono::steady_clock::now();
@@ -185,11 +192,7 @@ std::vector<int64_t> SpeculativeDecoder::commit(int64_t n, Drafts drafts, const 
   main_cache_.truncate(verified_length);
   roll_back_draft_caches(verified_length);
 
-  for (int64_t k = 1; k <= count; ++k) {
-    stats_.drafted_per_depth[k - 1] += 1;
-    if (k <= verdict.accepted + 1) stats_.reached_per_depth[k - 1] += 1;
-    if (k <= verdict.accepted) stats_.accepted_per_depth[k - 1] += 1;
-  }
+  last_step_ = SpeculativeStep();
   last_step_.position = n;
   last_step_.drafts = drafts.tokens;
   last_step_.draft_logits = std::move(drafts.logits);
@@ -198,14 +201,24 @@ std::vector<int64_t> SpeculativeDecoder::commit(int64_t n, Drafts drafts, const 
   // A step inside a server's batch took the batch's time, not this request's alone: the policy
   // learns step times from its own steps only.
   if (policy_ && timed_alone) policy_->record(count, verdict.accepted, step_seconds);
-  stats_.steps_by_draft_count[count] += 1;
+  count_step(count, verdict.accepted, static_cast<int64_t>(produced.size()), draft_seconds, step_seconds);
+  return produced;
+}
+
+void SpeculativeDecoder::count_step(int64_t depths, int64_t accepted, int64_t produced, double draft_seconds,
+                                    double step_seconds) {
+  for (int64_t k = 1; k <= depths; ++k) {
+    stats_.drafted_per_depth[k - 1] += 1;
+    if (k <= accepted + 1) stats_.reached_per_depth[k - 1] += 1;
+    if (k <= accepted) stats_.accepted_per_depth[k - 1] += 1;
+  }
+  stats_.steps_by_draft_count[depths] += 1;
   stats_.steps += 1;
-  stats_.step_tokens += static_cast<int64_t>(produced.size());
-  stats_.generated_tokens += static_cast<int64_t>(produced.size());
+  stats_.step_tokens += produced;
+  stats_.generated_tokens += produced;
   stats_.draft_seconds += draft_seconds;
   stats_.verify_seconds += step_seconds - draft_seconds;
   stats_.decode_seconds += step_seconds;
-  return produced;
 }
 
 BatchedSequence SpeculativeDecoder::batched_input() {

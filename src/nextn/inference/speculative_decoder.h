@@ -32,12 +32,14 @@
 #include "nextn/inference/batched_forward.h"
 #include "nextn/inference/draft_head.h"
 #include "nextn/inference/draft_policy.h"
+#include "nextn/inference/draft_tree.h"
 #include "nextn/inference/kv_cache.h"
 #include "nextn/inference/sampling.h"
 #include "nextn/inference/speculative_sampling.h"
 #include "nextn/inference/token_decoder.h"
 #include "nextn/model/deepseek_v3.h"
 
+#include <functional>
 #include <optional>
 
 namespace nextn::inference {
@@ -56,6 +58,11 @@ struct SpeculativeOptions {
   // step times shared with other requests (a fresh set per request otherwise).
   bool adaptive = false;
   std::shared_ptr<DraftStepCosts> step_costs;
+  // --draft-tree: a tree of drafts per step instead of a chain (draft_tree.h), the children per
+  // node at each level; draft_tokens is then its level count. Empty: a chain of draft_tokens.
+  std::vector<int64_t> tree;
+  // Replaces verify_tree_sampled when set (tests: a wrong multi-candidate rule must be caught).
+  std::function<TreeVerification(const DraftTree&, const torch::Tensor& target_probs, Sampler&)> tree_verify_override;
 };
 
 // What one step drafted and what became of it (for tests, `nextn inspect`-style tools, debugging).
@@ -67,6 +74,9 @@ struct SpeculativeStep {
   std::vector<torch::Tensor> draft_logits;
   int64_t accepted = 0;
   int64_t next_token = -1;          // the target's token after the accepted drafts
+  // Tree drafts: the tree the step drafted (none for a chain); `drafts` then holds the accepted
+  // path and draft_logits is empty.
+  std::optional<DraftTree> tree;
 };
 
 class SpeculativeDecoder : public TokenDecoder {
@@ -76,8 +86,9 @@ class SpeculativeDecoder : public TokenDecoder {
                      int64_t capacity);
 
   std::vector<int64_t> start(const std::vector<int64_t>& prompt) override;
-  // Drafts min(N, max_tokens - 1, room() - 1) tokens (N: the policy's choice when adaptive),
-  // verifies them, returns accepted + 1 tokens.
+  // Drafts min(N, max_tokens - 1, room() - 1) tokens (N: the policy's choice when adaptive), or
+  // a tree of that many levels whose nodes all fit the capacity, verifies them, returns accepted +
+  // 1 tokens.
   std::vector<int64_t> step(int64_t max_tokens) override;
   int64_t room() const override { return capacity_ - static_cast<int64_t>(tokens_.size()); }
   const std::vector<int64_t>& tokens() const override { return tokens_; }
@@ -117,10 +128,21 @@ class SpeculativeDecoder : public TokenDecoder {
   // step (timed_alone: the step's time was this request's alone, for the draft policy).
   std::vector<int64_t> commit(int64_t n, Drafts drafts, const Verification& verdict, double draft_seconds,
                               double step_seconds, bool timed_alone);
-  // Makes `depth` cover positions [its length, n) (n = the main cache's length) and returns its
-  // output h^k there: [1, n - length, hidden], or only at n - 1 ([1, 1, hidden]) where no deeper
-  // depth reads this one's outputs.
-  torch::Tensor catch_up_and_draft_position(int64_t depth, const std::vector<int64_t>& tokens_with_drafts);
+  // Makes `depth` cover positions [its length, end) and returns its output h^k there:
+  // [1, end - length, hidden], or only at end - 1 ([1, 1, hidden]) where no deeper depth reads
+  // this one's outputs. A chain's draft position is end - 1 = n - 1 (n = the main cache's length).
+  torch::Tensor catch_up(int64_t depth, int64_t end, const std::vector<int64_t>& tokens_with_drafts);
+  // Counts a step that drafted `depths` deep and accepted `accepted` (per-depth figures, times).
+  void count_step(int64_t depths, int64_t accepted, int64_t produced, double draft_seconds, double step_seconds);
+
+  // Tree drafts (speculative_tree_step.cpp): the most levels of the tree whose nodes fit the
+  // budget and the capacity; one step with that many; the tree it verifies.
+  int64_t tree_levels_that_fit(int64_t max_tokens) const;
+  std::vector<int64_t> tree_step(int64_t levels);
+  DraftTree draft_tree(int64_t levels);
+  // Gives every node in `parents` its children from the drafter's logits there (one row each of
+  // logits [R, K]), `count` per node: the best ones (greedy) or draws from q (sampling).
+  void add_children(DraftTree& tree, const std::vector<int64_t>& parents, const torch::Tensor& logits, int64_t count);
   void roll_back_draft_caches(int64_t verified_length);
   torch::Tensor input_hidden_history(int64_t depth) const;  // h^{k-1} at every position
 

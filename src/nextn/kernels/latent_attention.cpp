@@ -17,7 +17,8 @@ namespace {
 constexpr int64_t kMinWorkPerPart = 200000;
 
 void check_dims(const LatentAttentionDims& d, const float* q, int64_t queries, int64_t q_row_stride,
-                const LatentCacheView& cache, const float* w_kvb, const float* out, int64_t out_row_stride) {
+                const LatentCacheView& cache, const float* w_kvb, const float* out, int64_t out_row_stride,
+                const KeyVisibility* visibility) {
   if (d.heads < 1 || d.nope < 1 || d.rope < 0 || d.rank < 1 || d.v_dim < 1 || d.rope % 2 != 0) {
     throw std::invalid_argument("latent_attention: bad head dimensions");
   }
@@ -29,9 +30,13 @@ void check_dims(const LatentAttentionDims& d, const float* q, int64_t queries, i
       cache.c_kv_row_stride < d.rank || cache.k_pe_row_stride < d.rope) {
     throw std::invalid_argument("latent_attention: a row stride shorter than its row");
   }
-  if (queries < 1 || queries > kFewRowsMax || queries > cache.length) {
+  if (queries < 1 || queries > kFewRowsMax || (!visibility && queries > cache.length)) {
     throw std::invalid_argument("latent_attention: needs 1.." + std::to_string(kFewRowsMax) +
                                 " queries, all of them in the cache");
+  }
+  if (visibility && (visibility->rows == nullptr || visibility->shared < 0 || visibility->shared > cache.length ||
+                     visibility->row_stride < cache.length - visibility->shared)) {
+    throw std::invalid_argument("latent_attention: bad key visibility");
   }
 }
 
@@ -43,7 +48,7 @@ struct HeadScratch {
 // One head for every query: the steps of the header's formula, each query over its visible keys.
 void attend_one_head(const LatentAttentionDims& d, int64_t h, const float* q, int64_t queries, int64_t q_row_stride,
                      const LatentCacheView& cache, const float* w_kvb, float* out, int64_t out_row_stride,
-                     HeadScratch& scratch) {
+                     const KeyVisibility* visibility, HeadScratch& scratch) {
   const int64_t keys = cache.length, first_query = keys - queries;
   const float* w_uk = w_kvb + h * (d.nope + d.v_dim) * d.rank;  // [nope, rank]
   const float* w_uv = w_uk + d.nope * d.rank;                    // [v_dim, rank]
@@ -77,25 +82,30 @@ void attend_one_head(const LatentAttentionDims& d, int64_t h, const float* q, in
   std::vector<float>& latent = scratch.latent;
   latent.assign(queries * d.rank, 0.0f);
   for (int64_t t = 0; t < queries; ++t) {
-    const int64_t visible = first_query + t + 1;
+    // Keys [0, end) less those a tree hides (sees(j)); causal: [0, first_query + t].
+    const int64_t end = visibility ? keys : first_query + t + 1;
+    const uint8_t* tree_row = visibility ? visibility->rows + t * visibility->row_stride : nullptr;
+    const int64_t shared = visibility ? visibility->shared : end;
+    auto sees = [&](int64_t j) { return j < shared || tree_row[j - shared] != 0; };
     float* s = scores.data() + t * keys;
     if (d.rope > 0) {
       const float* s_rope = rope_scores.data() + t * keys;
-      for (int64_t j = 0; j < visible; ++j) s[j] += s_rope[j];
+      for (int64_t j = 0; j < end; ++j) s[j] += s_rope[j];
     }
     float max_score = -INFINITY;
-    for (int64_t j = 0; j < visible; ++j) {
+    for (int64_t j = 0; j < end; ++j) {
       s[j] *= d.softmax_scale;
-      max_score = std::max(max_score, s[j]);
+      if (sees(j)) max_score = std::max(max_score, s[j]);
     }
     double total = 0.0;
-    for (int64_t j = 0; j < visible; ++j) {
-      s[j] = std::exp(s[j] - max_score);
+    for (int64_t j = 0; j < end; ++j) {
+      s[j] = sees(j) ? std::exp(s[j] - max_score) : 0.0f;
       total += s[j];
     }
     const auto inverse_total = static_cast<float>(1.0 / total);
     float* lat = latent.data() + t * d.rank;
-    for (int64_t j = 0; j < visible; ++j) {
+    for (int64_t j = 0; j < end; ++j) {
+      if (!sees(j)) continue;
       const float p = s[j] * inverse_total;
       const float* c = cache.c_kv + j * cache.c_kv_row_stride;
       for (int64_t r = 0; r < d.rank; ++r) lat[r] += p * c[r];
@@ -110,8 +120,9 @@ void attend_one_head(const LatentAttentionDims& d, int64_t h, const float* q, in
 }  // namespace
 
 void latent_attention(const LatentAttentionDims& dims, const float* q, int64_t queries, int64_t q_row_stride,
-                      const LatentCacheView& cache, const float* w_kvb, float* out, int64_t out_row_stride) {
-  check_dims(dims, q, queries, q_row_stride, cache, w_kvb, out, out_row_stride);
+                      const LatentCacheView& cache, const float* w_kvb, float* out, int64_t out_row_stride,
+                      const KeyVisibility* visibility) {
+  check_dims(dims, q, queries, q_row_stride, cache, w_kvb, out, out_row_stride, visibility);
   const int64_t work_per_head = queries * (dims.nope * dims.rank + cache.length * (2 * dims.rank + dims.rope) +
                                            dims.v_dim * dims.rank);
   const int64_t worth = std::max<int64_t>(1, dims.heads * work_per_head / kMinWorkPerPart);
@@ -122,7 +133,7 @@ void latent_attention(const LatentAttentionDims& dims, const float* q, int64_t q
     const int64_t begin = dims.heads * part / parts, end = dims.heads * (part + 1) / parts;
     HeadScratch scratch;
     for (int64_t h = begin; h < end; ++h) {
-      attend_one_head(dims, h, q, queries, q_row_stride, cache, w_kvb, out, out_row_stride, scratch);
+      attend_one_head(dims, h, q, queries, q_row_stride, cache, w_kvb, out, out_row_stride, visibility, scratch);
     }
   });
 }

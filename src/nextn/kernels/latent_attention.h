@@ -41,7 +41,19 @@ struct LatentCacheView {
 // come with it, nor on the thread count: a speculative verify reproduces plain decoding's rows.
 // Throws std::invalid_argument on bad head dimensions or query counts, null data, or a row stride
 // shorter than its row.
+//
+// With `visibility` (a tree of drafts, whose tokens see their ancestors rather than every earlier
+// token): query t sees keys [0, visibility->shared) and key shared + u where
+// visibility->rows[t * row_stride + u] is nonzero; the queries need not be the last entries. The
+// keys a query sees are summed in cache order, so a path's query gives what the same query gives
+// causally over a cache that holds only that path.
+struct KeyVisibility {
+  int64_t shared = 0;             // keys every query sees (the cache before the tree)
+  const uint8_t* rows = nullptr;  // [queries, length - shared], row-major
+  int64_t row_stride = 0;
+};
 void latent_attention(const LatentAttentionDims& dims, const float* q, int64_t queries, int64_t q_row_stride,
-                      const LatentCacheView& cache, const float* w_kvb, float* out, int64_t out_row_stride);
+                      const LatentCacheView& cache, const float* w_kvb, float* out, int64_t out_row_stride,
+                      const KeyVisibility* visibility = nullptr);
 
 }  // namespace nextn::kernels

@@ -14,6 +14,16 @@
 
 namespace nextn {
 
+namespace {
+
+void check_new_token_mask(const LatentKvSlot& slot, int64_t new_tokens) {
+  const auto& mask = slot.new_token_mask;
+  NEXTN_CHECK(mask.dim() == 2 && mask.size(0) == new_tokens && mask.size(1) == new_tokens, "a mask among ",
+              new_tokens, " new tokens must be [", new_tokens, ", ", new_tokens, "], got ", mask.sizes());
+}
+
+}  // namespace
+
 torch::Tensor causal_mask(int64_t length, const torch::TensorOptions& options) {
   return torch::full({length, length}, -std::numeric_limits<double>::infinity(), options).triu(1);
 }
@@ -126,10 +136,13 @@ torch::Tensor MlaAttentionImpl::forward_cached(const torch::Tensor& x, const Rop
   auto c_kv = slot.c_kv.narrow(1, 0, cached + new_tokens);
   auto k_pe = slot.k_pe.narrow(1, 0, cached + new_tokens);
   // A single new token sees everything: no mask to build.
+  const auto mask_options = torch::TensorOptions().dtype(compute_dtype(x.scalar_type())).device(x.device());
   torch::Tensor mask;
-  if (new_tokens > 1) {
-    mask = append_causal_mask(new_tokens, cached,
-                              torch::TensorOptions().dtype(compute_dtype(x.scalar_type())).device(x.device()));
+  if (slot.new_token_mask.defined()) {
+    check_new_token_mask(slot, new_tokens);
+    mask = torch::cat({torch::zeros({new_tokens, cached}, mask_options), slot.new_token_mask.to(mask_options)}, 1);
+  } else if (new_tokens > 1) {
+    mask = append_causal_mask(new_tokens, cached, mask_options);
   }
   auto attended = form == MlaForm::kAbsorbed ? attend_absorbed(p, c_kv, k_pe, mask) : attend_naive(p, c_kv, k_pe, mask);
   return o_proj(attended);
@@ -190,15 +203,25 @@ void MlaAttentionImpl::write_row(const float* kv_row, float* q_row, float* c_ent
 }
 
 void MlaAttentionImpl::attend_rows(const float* q, int64_t rows, const LatentKvSlot& slot, int64_t batch_row,
-                                   int64_t length, float* out) const {
+                                   int64_t length, float* out, const uint8_t* tree_visibility) const {
   const int64_t heads = config_.num_attention_heads, v_dim = config_.v_head_dim;
   const int64_t q_width = heads * (config_.qk_nope_head_dim + config_.qk_rope_head_dim);
   const kernels::LatentAttentionDims dims{heads, config_.qk_nope_head_dim, config_.qk_rope_head_dim,
                                           config_.kv_lora_rank, v_dim, static_cast<float>(softmax_scale_)};
-  const kernels::LatentCacheView cache{slot.c_kv.data_ptr<float>() + batch_row * slot.c_kv.stride(0), slot.c_kv.stride(1),
-                                       slot.k_pe.data_ptr<float>() + batch_row * slot.k_pe.stride(0), slot.k_pe.stride(1),
-                                       length};
-  kernels::latent_attention(dims, q, rows, q_width, cache, kv_b_proj->weight.data_ptr<float>(), out, heads * v_dim);
+  // The kernel takes kFewRowsMax queries per call. Causally, queries [t0, t0 + c) are the last c
+  // entries of the cache cut at length - rows + t0 + c; a tree's see the rows of its visibility.
+  for (int64_t t0 = 0; t0 < rows; t0 += kernels::kFewRowsMax) {
+    const int64_t chunk = std::min<int64_t>(kernels::kFewRowsMax, rows - t0);
+    const int64_t keys = tree_visibility ? length : length - rows + t0 + chunk;
+    const kernels::LatentCacheView cache{slot.c_kv.data_ptr<float>() + batch_row * slot.c_kv.stride(0),
+                                         slot.c_kv.stride(1),
+                                         slot.k_pe.data_ptr<float>() + batch_row * slot.k_pe.stride(0),
+                                         slot.k_pe.stride(1), keys};
+    kernels::KeyVisibility visibility;
+    if (tree_visibility) visibility = {length - rows, tree_visibility + t0 * rows, rows};
+    kernels::latent_attention(dims, q + t0 * q_width, chunk, q_width, cache, kv_b_proj->weight.data_ptr<float>(),
+                              out + t0 * heads * v_dim, heads * v_dim, tree_visibility ? &visibility : nullptr);
+  }
 }
 
 torch::Tensor MlaAttentionImpl::forward_cached_few_rows(const torch::Tensor& x, const RopeAngles& angles,
@@ -218,10 +241,17 @@ torch::Tensor MlaAttentionImpl::forward_cached_few_rows(const torch::Tensor& x, 
                 angle_row(angles.cos, b, t), angle_row(angles.sin, b, t));
     }
   }
+  // A tree of new tokens: which of them each sees (slot.new_token_mask is 0 where visible).
+  torch::Tensor tree_visibility;
+  if (slot.new_token_mask.defined()) {
+    check_new_token_mask(slot, new_tokens);
+    tree_visibility = slot.new_token_mask.eq(0).to(torch::kCPU, torch::kUInt8).contiguous();
+  }
   auto attended = torch::empty({batch, new_tokens, heads * v_dim}, x.options());
   for (int64_t b = 0; b < batch; ++b) {
     attend_rows(q.data_ptr<float>() + b * new_tokens * q_width, new_tokens, slot, b, cached + new_tokens,
-                attended.data_ptr<float>() + b * new_tokens * heads * v_dim);
+                attended.data_ptr<float>() + b * new_tokens * heads * v_dim,
+                tree_visibility.defined() ? tree_visibility.data_ptr<uint8_t>() : nullptr);
   }
   return o_proj(attended);
 }

@@ -33,6 +33,10 @@ struct LatentKvSlot {
   torch::Tensor c_kv;  // [B, capacity, kv_lora_rank]
   torch::Tensor k_pe;  // [B, capacity, qk_rope_head_dim]
   int64_t length = 0;  // entries [0, length) hold earlier tokens; new tokens are written from here
+  // Which new tokens see which: additive [T, T] (0 visible, -inf hidden) for T new tokens that are
+  // a tree of drafts rather than a sequence (each sees its ancestors and itself); undefined: causal.
+  // Every new token sees all `length` cached ones either way.
+  torch::Tensor new_token_mask;
 };
 
 // One sequence of a batch decoded together, each with its own cache (continuous batching): rows
@@ -72,7 +76,8 @@ class MlaAttentionImpl : public torch::nn::Module {
   // Incremental attention for x [B, T, hidden] = T new tokens at positions slot.length ..
   // slot.length + T - 1 (`angles` for those positions): writes their c_kv and k_pe into the slot at
   // [slot.length, slot.length + T) and attends over everything up to them, causally among the new
-  // tokens. The caller advances the cache's length once every layer has written.
+  // tokens (or as slot.new_token_mask says). The caller advances the cache's length once every
+  // layer has written.
   // The absorbed form of decoding's few float32 rows on CPU outside autograd
   // (takes_few_rows_kernels) runs as kernels (kernels/latent_attention.h) instead of libtorch
   // operators; the same result to float rounding.
@@ -108,8 +113,9 @@ class MlaAttentionImpl : public torch::nn::Module {
   std::pair<torch::Tensor, torch::Tensor> project_rows(const torch::Tensor& x);
   void write_row(const float* kv_row, float* q_row, float* c_entry, float* k_entry, const float* cos,
                  const float* sin) const;
+  // tree_visibility: [rows, rows], nonzero where new token t sees new token u (null: causal).
   void attend_rows(const float* q, int64_t rows, const LatentKvSlot& slot, int64_t batch_row, int64_t length,
-                   float* out) const;
+                   float* out, const uint8_t* tree_visibility = nullptr) const;
 
   ModelConfig config_;
   double softmax_scale_;
