@@ -4,7 +4,8 @@
 #   2. prepare the default corpus (this machine's Python standard library sources): train a
 #      byte-level BPE tokenizer and write token shards to data/python-stdlib (kept if present);
 #   3. train the `demo` preset (4.6M parameters, 2 sequential MTP modules; chosen by measurement
-#      among three widths, docs/FIDELITY.md section 4) for a bounded time;
+#      among three widths, docs/FIDELITY.md section 4) for a bounded time, in bfloat16 mixed
+#      precision (more steps in the same time than fp32 on this CPU, docs/BENCHMARKS.md);
 #   4. rank the tokens by their frequency in the training data (draft_vocab.json beside the model),
 #      for drafting from the 2048 most frequent with a bfloat16 copy of the head (a cheaper drafter,
 #      the same output);
@@ -51,7 +52,7 @@ if [ "$train" = 1 ]; then
   echo "watch it live: run '$nextn dashboard $(dirname "$run")/' in another terminal and open http://127.0.0.1:8080/"
   rm -rf "$run"
   "$nextn" train --config configs/demo.json --data data/python-stdlib --run "$run" --minutes "$minutes" \
-    --lr 2e-3 --warmup 30 --log-every 10 --eval-every 200 --checkpoint-every 200
+    --precision bf16 --lr 2e-3 --warmup 30 --log-every 10 --eval-every 200 --checkpoint-every 200
 fi
 
 section "draft vocabulary: the model's tokens ranked by frequency in the training data"

@@ -7,6 +7,7 @@
 #include "nextn/device/device.h"
 #include "nextn/bench/batch_decode_bench.h"
 #include "nextn/bench/decode_bench.h"
+#include "nextn/bench/repeating_model.h"
 #include "nextn/checkpoint/hf_checkpoint.h"
 #include "nextn/inference/draft_tree.h"
 #include "nextn/io/atomic_file.h"
@@ -30,6 +31,7 @@ struct Flags {
   int64_t prompt_tokens = 32;
   uint64_t init_seed = 0;
   bool json = false;
+  bool repeating = false;
   bool profile = false;
   int threads = 0;
   std::string device = "cpu";
@@ -71,6 +73,8 @@ void run(Flags f) {
   DeepSeekV3 model{nullptr};
   std::vector<int64_t> prompt;
   std::string source, dir, tokenizer_hash;
+  NEXTN_CHECK(!f.repeating || f.model_dir.empty(), "bench decode: --repeating makes random weights repeat; it takes "
+              "--config, not --model");
   if (!f.model_dir.empty()) {
     dir = resolve_model_dir(f.model_dir);
     model = load_model(dir, torch::kCPU, !f.no_verify);
@@ -87,6 +91,10 @@ void run(Flags f) {
     auto ids = torch::randint(model->config().vocab_size, {f.prompt_tokens}, torch::kLong);
     prompt.assign(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + f.prompt_tokens);
     source = "config " + f.config + " with random weights (acceptance is meaningless; pass --model for a trained one)";
+    if (f.repeating) {
+      make_model_repeat(model);
+      source = "config " + f.config + " with random weights made to repeat the last token (every draft is accepted)";
+    }
   }
   model->to(device);
   model->eval();
@@ -133,6 +141,8 @@ void setup_bench_decode(CLI::App& app) {
   add_no_verify_option(*cmd, f->no_verify);
   cmd->add_option("--config", f->config, "model config.json when no --model is given");
   cmd->add_option("--prompt", f->prompt, "prompt text (with --model; default: the start of a Python function)");
+  cmd->add_flag("--repeating", f->repeating, "with --config: weights made to repeat the last token, which every MTP "
+                "depth drafts (each block's output projections zero, the head the embedding): speculation's best case");
   cmd->add_option("--prompt-tokens", f->prompt_tokens, "random prompt length (without --model)");
   cmd->add_option("--new-tokens", f->options.new_tokens, "tokens generated per run");
   cmd->add_option("--max-draft", f->options.max_draft, "speculative variants N = 1..this");

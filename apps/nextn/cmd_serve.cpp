@@ -10,6 +10,7 @@
 #include "draft_head_flags.h"
 #include "nextn/checkpoint/hf_checkpoint.h"
 #include "nextn/device/device.h"
+#include "nextn/inference/draft_tree.h"
 #include "nextn/io/atomic_file.h"
 #include "nextn/server/engine.h"
 #include "nextn/server/http_server.h"
@@ -30,6 +31,7 @@ struct ServeFlags {
   int64_t draft_vocab = 0;
   CLI::Option* draft_option = nullptr;  // --draft, to tell "not given" from a given value
   std::string draft = "auto";            // --draft: N or "auto"
+  std::string draft_tree;                // --draft-tree: e.g. "2,2"
   bool no_verify = false;
   int threads = 0;
   double grace_seconds = 30;
@@ -45,8 +47,12 @@ void run_serve(ServeFlags& f) {
                 f.speculative, "'");
     // The count is checked against the model's MTP depth once it is loaded.
     if (f.draft != "auto") f.engine.draft_tokens = parse_draft_option(f.draft, 0).drafts;
+    if (!f.draft_tree.empty()) {
+      NEXTN_CHECK(f.draft_option->count() == 0, "--draft-tree sets the depth itself: leave out --draft");
+      f.engine.draft_tree = inference::parse_draft_tree(f.draft_tree);
+    }
   } else {
-    NEXTN_CHECK(f.draft_option->count() == 0, "--draft needs --speculative mtp");
+    NEXTN_CHECK(f.draft_option->count() == 0 && f.draft_tree.empty(), "--draft and --draft-tree need --speculative mtp");
   }
   const std::string dir = resolve_model_dir(f.model_dir);
   const std::string tokenizer_path = (fs::path(dir) / "tokenizer.json").string();
@@ -77,9 +83,13 @@ void run_serve(ServeFlags& f) {
   if (!f.speculative.empty()) {
     NEXTN_CHECK(model->config().mtp_depth() > 0, "--speculative mtp: the model in '", dir,
                 "' has no MTP modules (num_nextn_predict_layers = 0)");
-    const DraftCount draft = parse_draft_option(f.draft, model->config().mtp_depth());
-    f.engine.draft_tokens = draft.drafts;
-    f.engine.adaptive_draft = draft.adaptive;
+    if (f.engine.draft_tree.empty()) {
+      const DraftCount draft = parse_draft_option(f.draft, model->config().mtp_depth());
+      f.engine.draft_tokens = draft.drafts;
+      f.engine.adaptive_draft = draft.adaptive;
+    } else {
+      f.engine.draft_tokens = static_cast<int64_t>(f.engine.draft_tree.size());
+    }
     f.engine.draft_head.dtype = inference::parse_draft_head_dtype(f.draft_head);
     f.engine.draft_head.token_ids =
         draft_vocabulary_for(dir, f.draft_vocab, model->config().vocab_size, tok.hash()).token_ids;
@@ -94,7 +104,8 @@ void run_serve(ServeFlags& f) {
   http.attach(&engine, served);
   std::cout << "nextn serve: model '" << served.name << "' from " << dir << " ready (context " << served.context_length
             << ", max batch " << f.engine.max_batch << ", queue " << f.engine.max_queue
-            << (f.engine.adaptive_draft ? ", MTP drafts auto (0.." + std::to_string(f.engine.draft_tokens) + " per step)"
+            << (!f.engine.draft_tree.empty() ? ", MTP draft tree " + inference::draft_tree_label(f.engine.draft_tree)
+                : f.engine.adaptive_draft ? ", MTP drafts auto (0.." + std::to_string(f.engine.draft_tokens) + " per step)"
                 : f.engine.draft_tokens > 0 ? ", MTP drafts " + std::to_string(f.engine.draft_tokens) : std::string())
             << (f.http.api_key.empty() ? std::string() : ", API key required") << ")" << std::endl;
 
@@ -128,6 +139,8 @@ void setup_serve(CLI::App& app) {
   cmd->add_option("--speculative", f->speculative, "mtp: draft with the model's MTP modules");
   f->draft_option = cmd->add_option("--draft", f->draft, "drafts per step with --speculative mtp, or 'auto' (the "
                                     "default): each step drafts the number 0..D expected to give the most tokens per second");
+  cmd->add_option("--draft-tree", f->draft_tree, "draft a tree instead of a chain while a request runs alone: the "
+                  "candidates per node at each depth, e.g. 2,2; verified in one forward, output unchanged");
   cmd->add_option("--draft-vocab", f->draft_vocab, "drafts only among the K most frequent tokens (draft_vocab.json)");
   cmd->add_option("--draft-head", f->draft_head, "the drafter's head: model or bf16");
   cmd->add_option("--max-batch", f->engine.max_batch, "requests decoding at once")->check(CLI::PositiveNumber);

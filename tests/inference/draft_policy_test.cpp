@@ -119,25 +119,45 @@ TEST(DraftPolicy, ComparesCountsAtTheSamePaceWhenTheMachineSpeedDrifts) {
 }
 
 // A retry costs more than its step (the drafter's caches catch up), so retries back off while the
-// best choice holds; when the costs change, the next retry of each count finds it (one retry's
-// step time weighs as a new measurement), and the choice follows.
+// best choice holds, and go to counts expected within 10% of the best; a count far behind is
+// tried again only after 4096 steps. When the costs change, the next retry of each count finds it
+// (one retry's step time weighs as a new measurement), and the choice follows.
 TEST(DraftPolicy, RetriesBackOffWhileTheBestHoldsAndFindAChange) {
-  Simulation sim{{0.6, 0.5}, {1.0, 1.8, 2.6}, {0, 0}, {0, 0}};  // plain best: 1 against 0.89, 0.62
+  // Plain best: 1 against 0.97 (N = 1, a contender) and 0.73 (N = 2, far behind).
+  Simulation sim{{0.6, 0.5}, {1.0, 1.65, 2.6}, {0, 0}, {0, 0}};
   DraftCountPolicy policy(2);
-  int64_t drafting = 0, switched_at = -1;
+  std::vector<int64_t> retried(3, 0);
+  int64_t switched_at = -1;
   for (int64_t step = 0; step < 7000; ++step) {
     if (step == 4000) sim.seconds = {1.0, 1.1, 2.6};  // now N = 1 is best: 1.6 / 1.1 = 1.45
     const int64_t n = policy.choose(2);
     policy.record(n, sim.outcome(n), sim.seconds[n]);
-    if (step >= 8 && step < 4000 && n > 0) ++drafting;
+    if (step >= 8 && step < 4000) retried[n] += 1;
     if (step >= 4000 && n == 1 && switched_at < 0) switched_at = step;
   }
-  // Retries at 128, 384, 896, 1920, 2944 and 3968 steps of the costs (2 per retry of a sequence
-  // of counts at most): a fixed interval of 128 would have taken 31.
-  EXPECT_LE(drafting, 7);
+  // Retries at 128, 256, 512, 1024, 2048 and 3072 steps, all of the contender: a fixed interval
+  // of 128 would have taken 31, and retrying the oldest count would have alternated N = 1, 2.
+  EXPECT_EQ(retried[1], 6);
+  EXPECT_EQ(retried[2], 0);
   ASSERT_GE(switched_at, 4000);
-  EXPECT_LE(switched_at, 4000 + 2 * 1024 + 2);  // each retry tries one count, the oldest
+  EXPECT_LE(switched_at, 4097);  // the first retry after the change (at 4096)
   EXPECT_EQ(policy.choose(2), 1);
+}
+
+// A count far behind the best is still measured again, after 4096 steps: costs can change.
+TEST(DraftPolicy, ACountFarBehindIsRetriedOnlyWhenStale) {
+  Simulation sim{{0.3, 0.3}, {1.0, 2.0, 3.0}, {0, 0}, {0, 0}};  // 1 against 0.65 and 0.46
+  DraftCountPolicy policy(2);
+  std::vector<int64_t> first_retry(3, -1);
+  for (int64_t step = 0; step < 9000; ++step) {
+    const int64_t n = policy.choose(2);
+    policy.record(n, sim.outcome(n), sim.seconds[n]);
+    if (step >= 8 && n > 0 && first_retry[n] < 0) first_retry[n] = step;
+  }
+  // Tried last within the first 8 steps; the retries after 4096 more steps (at 5120, 6144) take
+  // the older first: N = 2, the deepest, was tried first.
+  EXPECT_EQ(first_retry[2], 5120);
+  EXPECT_EQ(first_retry[1], 6144);
 }
 
 TEST(DraftPolicy, EstimatesFollowTheRecordedSteps) {
@@ -154,12 +174,19 @@ TEST(DraftPolicy, EstimatesFollowTheRecordedSteps) {
   const double log_speed = std::log(0.4) + 0.5 * (std::log(0.6) - std::log(0.4));
   const double log_cost = 0.5 * (std::log(0.6) - log_speed);
   EXPECT_NEAR(policy.expected_seconds(2), std::exp(log_speed + log_cost), 1e-12);
-  // Step times are shared by requests; acceptance is each request's own.
+  // Step times are shared by requests; acceptance is each request's own, with the requests'
+  // before it as its prior.
   auto costs = std::make_shared<DraftStepCosts>(2);
   DraftCountPolicy first(2, costs), second(2, costs);
   first.record(1, 1, 0.5);
+  first.record(1, 1, 0.5);
   EXPECT_DOUBLE_EQ(second.expected_seconds(1), 0.5);
-  EXPECT_DOUBLE_EQ(second.acceptance(1), 0.5);
+  EXPECT_DOUBLE_EQ(second.acceptance(1), 0.5);  // it started before the first's steps
+  DraftCountPolicy third(2, costs);
+  const double prior = (2.0 + 2.0 * 0.5) / (2.0 + 2.0);
+  EXPECT_DOUBLE_EQ(third.acceptance(1), prior);
+  third.record(1, 0, 0.5);
+  EXPECT_DOUBLE_EQ(third.acceptance(1), (0.0 + 2.0 * prior) / (1.0 + 2.0));
   EXPECT_THROW(DraftCountPolicy(3, costs), Error);
   EXPECT_EQ(policy.choose(0), 0);  // the budget leaves room for no draft
   EXPECT_THROW(policy.record(1, 2, 0.1), Error);

@@ -280,6 +280,45 @@ TEST(Engine, AdaptiveDraftingKeepsGreedyOutputAndCountsEachDepth) {
   EXPECT_THROW(Engine(model, without_drafts), Error);
 }
 
+// --draft-tree: a request alone drafts a tree each step, one that joins it decodes in the batch
+// (and the first takes plain steps beside it, its MTP caches catching up after a tree step); both
+// greedy outputs are plain decoding's.
+TEST(Engine, TreeDraftsKeepGreedyOutputBesideABatch) {
+  ModelConfig config = testing::small_vocab_config(24);
+  DeepSeekV3 model = testing::agreeable_model(config, 36);
+  model->to(torch::kFloat);
+  EngineOptions options;
+  options.draft_tree = {2, 2};
+  options.draft_tokens = 2;
+  Engine engine(model, options);
+  const auto prompt_a = random_prompt(6, config.vocab_size, 16), prompt_b = random_prompt(4, config.vocab_size, 17);
+  auto first = std::make_shared<Outcome>(), second = std::make_shared<Outcome>();
+  auto request_a = make_request(prompt_a, 40, first);
+  auto request_b = make_request(prompt_b, 8, second);
+  auto record = request_a->on_token;
+  request_a->on_token = [&, record](const TokenEvent& e) {
+    if (first->tokens.size() == 12) engine.submit(request_b);
+    return record(e);
+  };
+  engine.submit(request_a);
+  wait_for(*first);
+  wait_for(*second);
+  EXPECT_TRUE(first->stats.speculative);
+  EXPECT_FALSE(second->stats.speculative);
+  ASSERT_EQ(first->stats.drafted_per_depth.size(), 2u);
+  EXPECT_GT(first->stats.accepted_per_depth[0], 0);
+  EXPECT_GT(first->stats.accepted_per_depth[1], 0);
+  EXPECT_EQ(first->tokens, alone(model, prompt_a, 40).tokens);
+  EXPECT_EQ(second->tokens, alone(model, prompt_b, 8).tokens);
+
+  EngineOptions mismatched = options;
+  mismatched.draft_tokens = 1;  // the tree has two levels
+  EXPECT_THROW(Engine(model, mismatched), Error);
+  mismatched.draft_tokens = 2;
+  mismatched.adaptive_draft = true;
+  EXPECT_THROW(Engine(model, mismatched), Error);
+}
+
 TEST(Engine, StoppingRefusesNewRequestsAndFinishesTheRunningOnes) {
   DeepSeekV3 model = float_model(37);
   Engine engine(model, EngineOptions{});

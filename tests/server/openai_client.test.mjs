@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { readFileSync } from 'node:fs';
 import OpenAI from 'openai';
-import { startServer, generateTokenIds, metrics } from './support.mjs';
+import { spawnSync } from 'node:child_process';
+import { startServer, generateTokenIds, metrics, nextn, tinyModel } from './support.mjs';
 
 let server;      // plain decoding, max batch 4
 let client;
@@ -286,6 +287,28 @@ test('--speculative mtp drafts auto by default: the same greedy output, every de
     assert.ok(m['nextn_spec_draft_tokens_total{depth="2"}'] > 0);
   } finally {
     assert.equal(await spec.stop(), 0);
+  }
+});
+
+test('--draft-tree: tree drafts give the same greedy output; a bad tree is refused before serving', async () => {
+  const spec = await startServer(['--speculative', 'mtp', '--draft-tree', '2,2']);
+  try {
+    assert.match(spec.output(), /MTP draft tree 2,2/);
+    const c = new OpenAI({ baseURL: `${spec.url}/v1`, apiKey: 'x', maxRetries: 0 });
+    const r = await c.completions.create({ model: 'tiny', prompt: 'def main():', max_tokens: 24, temperature: 0,
+                                           return_token_ids: true });
+    assert.deepEqual(r.choices[0].token_ids, generateTokenIds('def main():', 24, ['--greedy']));
+    assert.equal(r.usage.speculative.drafted.length, 2);
+    assert.ok(r.usage.speculative.drafted[0] > 0);
+  } finally {
+    assert.equal(await spec.stop(), 0);
+  }
+  for (const [args, message] of [[['--speculative', 'mtp', '--draft-tree', '2,0'], /--draft-tree/],
+                                 [['--speculative', 'mtp', '--draft-tree', '2', '--draft', '1'], /leave out --draft/],
+                                 [['--draft-tree', '2'], /need --speculative mtp/]]) {
+    const r = spawnSync(nextn, ['serve', '--model', tinyModel(), '--port', '0', ...args], { encoding: 'utf8' });
+    assert.notEqual(r.status, 0, args.join(' '));
+    assert.match(r.stderr, message, args.join(' '));
   }
 });
 

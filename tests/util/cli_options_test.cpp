@@ -124,5 +124,31 @@ TEST(CliOptions, BenchMoeTimesTheLayerInEitherPrecision) {
   EXPECT_NE(output.find("unknown precision 'half'"), std::string::npos) << output;
 }
 
+// --repeating: random weights made to repeat, so every draft is accepted; the JSON has auto's choices.
+TEST(CliOptions, BenchDecodeRepeatingAcceptsEveryDraft) {
+  testing::TempDir dir("bench_decode");
+  std::string output;
+  const std::string config = std::string(NEXTN_SOURCE_DIR) + "/configs/tiny.json";
+  ASSERT_EQ(testing::run_nextn("bench decode --config " + config + " --repeating --max-draft 2 --repeats 1 "
+                               "--new-tokens 24 --threads 1 --json", dir.path(), output), 0) << output;
+  std::istringstream lines(output);
+  int variants = 0;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.empty() || line[0] != '{') continue;
+    auto j = nlohmann::json::parse(line);
+    ++variants;
+    EXPECT_TRUE(j.at("same_output_as_plain").get<bool>()) << line;
+    for (const auto& a : j.at("acceptance_per_depth")) EXPECT_DOUBLE_EQ(a.get<double>(), 1.0) << line;
+    if (j.at("variant").get<std::string>().rfind("mtp auto", 0) == 0) {
+      const auto steps = j.at("steps_by_draft_count").get<std::vector<int64_t>>();
+      ASSERT_EQ(steps.size(), 3u) << line;
+      for (int64_t n : steps) EXPECT_GE(n, 2) << line;  // every count is tried (which pays is the machine's)
+    }
+  }
+  EXPECT_EQ(variants, 4) << output;  // plain, N = 1, N = 2, auto
+  EXPECT_NE(testing::run_nextn("bench decode --model " + dir.path() + " --repeating", dir.path(), output), 0);
+  EXPECT_NE(output.find("--repeating makes random weights repeat"), std::string::npos) << output;
+}
+
 }  // namespace
 }  // namespace nextn

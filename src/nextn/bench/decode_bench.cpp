@@ -67,14 +67,14 @@ std::vector<DecodeBenchResult> benchmark_decoding(DeepSeekV3 model, const std::v
     bool adaptive = false;
     std::vector<int64_t> tree;
   };
-  std::vector<Variant> variants{{0, {}}};
+  std::vector<Variant> variants{Variant{0, {}, false, {}}};
   for (const auto& head : options.draft_heads()) {
     for (int64_t n = 1; n <= options.max_draft; ++n) {
-      if (depth > 0 && (n <= depth || options.reuse_last_module)) variants.push_back({n, head});
+      if (depth > 0 && (n <= depth || options.reuse_last_module)) variants.push_back({n, head, false, {}});
     }
   }
   const int64_t auto_max = options.reuse_last_module ? options.max_draft : std::min(options.max_draft, depth);
-  if (options.adaptive && depth > 0 && auto_max >= 1) variants.push_back({auto_max, {}, true});
+  if (options.adaptive && depth > 0 && auto_max >= 1) variants.push_back({auto_max, {}, true, {}});
   for (const auto& tree : options.trees) {
     const auto levels = static_cast<int64_t>(tree.size());
     NEXTN_CHECK(depth > 0 && (levels <= depth || options.reuse_last_module), "bench decode: a draft tree of ", levels,
@@ -233,7 +233,8 @@ std::string decode_bench_json(const std::vector<DecodeBenchResult>& results) {
     for (size_t k = 0; k < r.acceptance_per_depth.size(); ++k) {
       out << (k ? "," : "") << fixed(r.acceptance_per_depth[k], 4);
     }
-    out << "],\"speedup\":" << fixed(r.speedup, 4) << ",\"efficiency\":" << fixed(r.efficiency, 4)
+    out << "],\"steps_by_draft_count\":" << nlohmann::json(r.steps_by_draft_count).dump();
+    out << ",\"speedup\":" << fixed(r.speedup, 4) << ",\"efficiency\":" << fixed(r.efficiency, 4)
         << ",\"same_output_as_plain\":" << (r.same_output_as_plain ? "true" : "false") << "}\n";
   }
   return out.str();

@@ -4,8 +4,9 @@
 //   E[tokens | N] / E[seconds | N],   E[tokens | N] = 1 + sum_{k=1..N} prod_{j=1..k} a_j,
 //
 // where a_j is depth j's acceptance given that every earlier draft was accepted, learnt per
-// request (counts of its own steps; prior: 0.5 for depth 1, the depth above's estimate for the
-// deeper ones, each worth two steps), and
+// request (counts of its own steps; prior: the acceptance of the process's earlier requests at
+// depth 1, 0.5 before any, and the depth above's estimate for the deeper ones, each worth two
+// steps), and
 // E[seconds | N] is the wall time of a step that drafted N on this machine (drafting, catching the
 // draft caches up, verifying N + 1 rows), learnt online and shared by every request of the process
 // (DraftStepCosts) as speed x cost[N]: cost[N] relative to the others, speed the machine's pace
@@ -13,8 +14,12 @@
 // between phases of seconds; a plain mean per N would compare an N measured in a slow phase with
 // one measured in a fast phase, while the argmax above depends on the relative costs only. Each N
 // is tried twice first (the deepest four times: its steps measure every
-// depth's acceptance), then the best is taken, and now and then the N tried longest ago is
-// tried again so that the estimates keep up (DraftStepCosts::retry_due). Every choice keeps speculative decoding exact
+// depth's acceptance), then the best is taken, and now and then an N is tried again so that the
+// estimates keep up (DraftStepCosts::retry_due): the one tried longest ago among those expected
+// within 10% of the best, else among those not tried for 4096 steps. A retry of a count that is far behind
+// would cost its loss and a catch-up of the drafter's caches for nothing likely to change the
+// choice (on the demo's model such retries cost auto 5-10% of plain decoding's speed).
+// Every choice keeps speculative decoding exact
 // (greedy output equals plain decoding, sampled output is distributed as the main model's): each
 // step is an exact speculative step, whatever its N.
 #pragma once
@@ -38,14 +43,18 @@ class DraftStepCosts {
   int64_t steps() const;
   int64_t max_drafts() const { return max_drafts_; }
 
-  // Retries of the N measured longest ago. Each costs more than its step: the drafter's caches
-  // catch up over every position since the request last drafted (on the demo's model, retries
-  // every 128 steps cost auto 11% of plain decoding's speed). So the interval doubles after each
-  // retry while the best choice holds (128, 256, ... 1024 steps), and returns to 128 when the
-  // best choice changes.
+  // When a count other than the best is due to be measured again (DraftCountPolicy::choose says
+  // which). A retry costs more than its step: the drafter's caches catch up over every position
+  // since the request last drafted (on the demo's model, retries every 128 steps cost auto 11% of
+  // plain decoding's speed). So the interval doubles after each retry while the best choice holds
+  // (128, 256, ... 1024 steps), and returns to 128 when the best choice changes.
   bool retry_due() const;
   void start_retry();             // a retry is being taken now: the next one waits twice as long
   void note_best(int64_t drafts);  // the policy's best choice now (outside retries and tries)
+
+  // Depth k's drafts examined and accepted over every request so far (the prior of a new one's).
+  void record_acceptance(int64_t drafted, int64_t accepted);
+  double shared_acceptance(int64_t depth, double prior) const;  // (accepted + 2 prior) / (reached + 2)
 
  private:
   // Weights of a new step in the running estimates: the pace follows phases within a few steps,
@@ -60,6 +69,7 @@ class DraftStepCosts {
   double speed_ = 0, log_speed_ = 0;     // seconds per unit of cost (0: nothing measured yet)
   std::vector<double> cost_, log_cost_;  // per N, in units of the first measured N's cost
   std::vector<int64_t> tries_, last_tried_;
+  std::vector<int64_t> reached_, accepted_;  // per depth, all requests
   int64_t steps_ = 0;
 };
 
@@ -82,11 +92,17 @@ class DraftCountPolicy {
  private:
   static constexpr int64_t kTriesFirst = 2;
   static constexpr int64_t kDeepestTriesFirst = 4;
+  // Retries go to counts expected within this fraction of the best, or untried for kRetryStale steps.
+  static constexpr double kRetryContender = 0.9;
+  static constexpr int64_t kRetryStale = 4096;
+
+  double expected_rate(int64_t drafts) const;  // E[tokens | N] / E[seconds | N]; 0 when untried
 
   int64_t max_drafts_;
   std::shared_ptr<DraftStepCosts> costs_;
   std::vector<int64_t> reached_;   // per depth: this request's steps whose depth-k draft the target examined
   std::vector<int64_t> accepted_;  // ... and accepted
+  double first_depth_prior_ = 0.5;  // depth 1's acceptance over the requests before this one
 };
 
 }  // namespace nextn::inference

@@ -29,7 +29,7 @@ KvCache KvCache::for_mtp_module(const ModelConfig& config, int64_t batch, int64_
 
 LatentKvSlot KvCache::slot(int64_t layer) const {
   NEXTN_CHECK(layer >= 0 && layer < num_layers(), "KV cache has no layer ", layer);
-  return {c_kv_[layer], k_pe_[layer], length_};
+  return {c_kv_[layer], k_pe_[layer], length_, torch::Tensor()};
 }
 
 void KvCache::advance(int64_t count) {

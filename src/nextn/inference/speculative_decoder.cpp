@@ -160,6 +160,12 @@ std::vector<int64_t> SpeculativeDecoder::step(int64_t max_tokens) {
   const int64_t count = policy_ ? policy_->choose(limit) : limit;
 
   const auto started = std::chrono::steady_clock::now();
+  if (count == 0) {
+    // No drafts: plain decoding's step (one row, the sampler's next token), keeping h^0 for the
+    // drafter's caches to catch up from when the request drafts again.
+    auto out = run_main_model_cached(*model_, ids_tensor({tokens_[n]}, main_hidden_.device()), main_cache_);
+    return {take_plain_step(n, out.logits[0][0], out.hidden, seconds_since(started), true)};
+  }
   Drafts drafts = draft(count);
   const double draft_seconds = seconds_since(started);
 
@@ -233,9 +239,20 @@ int64_t SpeculativeDecoder::finish_batched_step(const torch::Tensor& logits_row,
   // The batched forward cached the pending token: it sits at n = length - 1 now.
   const int64_t n = main_cache_.length() - 1;
   NEXTN_CHECK(n >= 0 && n + 1 == static_cast<int64_t>(tokens_.size()), "finish_batched_step() without its batched forward");
+  return take_plain_step(n, logits_row, hidden_row, step_seconds, false);
+}
+
+int64_t SpeculativeDecoder::take_plain_step(int64_t n, const torch::Tensor& logits_row, const torch::Tensor& hidden_row,
+                                            double step_seconds, bool timed_alone) {
   main_hidden_.narrow(1, n, 1).copy_(hidden_row.reshape({1, 1, -1}));
-  const Verification verdict = judge(logits_row.reshape({1, -1}), Drafts{});
-  return commit(n, Drafts{}, verdict, 0.0, step_seconds, false).back();
+  const int64_t next = sampler_.next_token(logits_row.reshape({-1}));  // what judge() gives without drafts
+  tokens_.push_back(next);
+  last_step_ = SpeculativeStep();
+  last_step_.position = n;
+  last_step_.next_token = next;
+  if (policy_ && timed_alone) policy_->record(0, 0, step_seconds);
+  count_step(0, 0, 1, 0.0, step_seconds);
+  return next;
 }
 
 }  // namespace nextn::inference

@@ -132,6 +132,11 @@ class SpeculativeDecoder : public TokenDecoder {
   // [1, end - length, hidden], or only at end - 1 ([1, 1, hidden]) where no deeper depth reads
   // this one's outputs. A chain's draft position is end - 1 = n - 1 (n = the main cache's length).
   torch::Tensor catch_up(int64_t depth, int64_t end, const std::vector<int64_t>& tokens_with_drafts);
+  // A step without drafts after the main model's forward over the pending token t_n: keeps h^0,
+  // takes the sampler's token (as judge() would with no drafts), counts the step (timed_alone:
+  // for the draft policy too). Returns the new token.
+  int64_t take_plain_step(int64_t n, const torch::Tensor& logits_row, const torch::Tensor& hidden_row,
+                          double step_seconds, bool timed_alone);
   // Counts a step that drafted `depths` deep and accepted `accepted` (per-depth figures, times).
   void count_step(int64_t depths, int64_t accepted, int64_t produced, double draft_seconds, double step_seconds);
 

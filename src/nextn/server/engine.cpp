@@ -46,6 +46,10 @@ Engine::Engine(DeepSeekV3 model, EngineOptions options) : model_(std::move(model
   NEXTN_CHECK(options_.draft_tokens <= config.mtp_depth(), "--draft ", options_.draft_tokens, " needs as many MTP "
               "modules; the model has ", config.mtp_depth());
   NEXTN_CHECK(!options_.adaptive_draft || options_.draft_tokens > 0, "adaptive drafting needs draft_tokens > 0");
+  NEXTN_CHECK(options_.draft_tree.empty() ||
+                  (options_.draft_tokens == static_cast<int64_t>(options_.draft_tree.size()) && !options_.adaptive_draft),
+              "a draft tree of ", options_.draft_tree.size(), " levels drafts ", options_.draft_tree.size(),
+              " deep per step (draft_tokens ", options_.draft_tokens, ", adaptive ", options_.adaptive_draft, ")");
   if (options_.adaptive_draft) draft_step_costs_ = std::make_shared<inference::DraftStepCosts>(options_.draft_tokens);
   model_->eval();
   thread_ = std::thread([this] { run(); });
@@ -167,6 +171,7 @@ void Engine::admit(std::vector<std::unique_ptr<Active>>& active) {
         speculative.draft_head = options_.draft_head;
         speculative.adaptive = options_.adaptive_draft;
         speculative.step_costs = draft_step_costs_;
+        speculative.tree = options_.draft_tree;
         a->speculative = std::make_unique<inference::SpeculativeDecoder>(model_, speculative, request->sampling, capacity);
         a->decoder = a->speculative.get();
         a->stats.speculative = true;

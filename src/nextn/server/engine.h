@@ -49,6 +49,9 @@ struct EngineOptions {
   // policy expects to give the most tokens per second (inference/draft_policy.h); the step times
   // by count are learnt online and shared by all the engine's requests.
   bool adaptive_draft = false;
+  // --draft-tree: a drafting request's steps draft this tree (children per node at each level,
+  // inference/draft_tree.h) instead of a chain; draft_tokens is then its level count.
+  std::vector<int64_t> draft_tree;
   inference::DraftHeadOptions draft_head;
 };
 
