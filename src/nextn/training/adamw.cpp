@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "nextn/kernels/adamw_update.h"
 #include "nextn/util/error.h"
 
 namespace nextn {
@@ -18,6 +19,19 @@ AdamW::AdamW(const std::vector<std::pair<std::string, torch::Tensor>>& named_par
   }
 }
 
+namespace {
+
+// The one-pass kernel takes float32 CPU tensors laid out densely; anything else (double in tests,
+// CUDA, bf16 parameters) takes the libtorch operators.
+bool fused_update_applies(const OptimizedParameter& p, const torch::Tensor& grad) {
+  for (const torch::Tensor* t : {&p.param, &grad, &p.exp_avg, &p.exp_avg_sq}) {
+    if (!t->device().is_cpu() || t->scalar_type() != torch::kFloat || !t->is_contiguous()) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 void AdamW::step(double lr) {
   torch::NoGradGuard no_grad;
   ++steps_;
@@ -28,7 +42,22 @@ void AdamW::step(double lr) {
   for (auto& p : params_) {
     const torch::Tensor& grad = p.param.grad();
     if (!grad.defined()) continue;
-    if (p.decay && options_.weight_decay != 0.0) p.param.mul_(1.0 - lr * options_.weight_decay);
+    const bool decays = p.decay && options_.weight_decay != 0.0;
+    if (options_.one_pass && fused_update_applies(p, grad)) {
+      kernels::AdamWStepConstants c;
+      c.decay = decays ? static_cast<float>(1.0 - lr * options_.weight_decay) : 1.0f;
+      c.beta1 = static_cast<float>(options_.beta1);
+      c.beta2 = static_cast<float>(options_.beta2);
+      c.one_minus_beta1 = static_cast<float>(1.0 - options_.beta1);
+      c.one_minus_beta2 = static_cast<float>(1.0 - options_.beta2);
+      c.sqrt_bias_correction2 = static_cast<float>(sqrt_bc2);
+      c.eps = static_cast<float>(options_.eps);
+      c.step_size = static_cast<float>(step_size);
+      kernels::adamw_update(p.param.data_ptr<float>(), grad.data_ptr<float>(), p.exp_avg.data_ptr<float>(),
+                            p.exp_avg_sq.data_ptr<float>(), p.param.numel(), c);
+      continue;
+    }
+    if (decays) p.param.mul_(1.0 - lr * options_.weight_decay);
     p.exp_avg.mul_(options_.beta1).add_(grad, 1.0 - options_.beta1);
     p.exp_avg_sq.mul_(options_.beta2).addcmul_(grad, grad, 1.0 - options_.beta2);
     auto denom = (p.exp_avg_sq.sqrt() / sqrt_bc2).add_(options_.eps);
@@ -87,14 +116,22 @@ std::map<std::string, bool> default_weight_decay(const std::vector<std::pair<std
 
 namespace {
 
-// Sum of squared gradient norms, accumulated in double on the gradients' device (one sync).
+// Sum of squared gradient norms, accumulated in double: float32 CPU gradients in one pass without
+// a double copy (kernels/adamw_update.h), others on their device (one sync).
 double squared_grad_norm(const std::vector<torch::Tensor>& params) {
+  double total = 0.0;
   std::vector<torch::Tensor> norms;
   for (const auto& p : params) {
-    if (p.grad().defined()) norms.push_back(p.grad().to(torch::kDouble).norm());
+    const torch::Tensor& g = p.grad();
+    if (!g.defined()) continue;
+    if (g.device().is_cpu() && g.scalar_type() == torch::kFloat && g.is_contiguous()) {
+      total += kernels::sum_of_squares(g.data_ptr<float>(), g.numel());
+    } else {
+      norms.push_back(g.to(torch::kDouble).norm());
+    }
   }
-  if (norms.empty()) return 0.0;
-  return torch::stack(norms).pow(2).sum().item<double>();
+  if (!norms.empty()) total += torch::stack(norms).pow(2).sum().item<double>();
+  return total;
 }
 
 }  // namespace

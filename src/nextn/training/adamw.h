@@ -19,6 +19,9 @@ struct AdamWOptions {
   double beta2 = 0.95;
   double eps = 1e-8;
   double weight_decay = 0.1;
+  // Float32 parameters on the CPU update in one pass over memory (kernels/adamw_update.h); false:
+  // the libtorch operators, as every other parameter does (the reference the tests compare with).
+  bool one_pass = true;
 };
 
 struct OptimizedParameter {
