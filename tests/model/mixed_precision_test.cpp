@@ -83,9 +83,10 @@ TEST(MixedPrecision, TheRouterStaysFp32UnderBf16) {
 
 TEST(MixedPrecision, ExpertsInBf16MatchTheirBf16FormulaAndReturnFp32Gradients) {
   torch::manual_seed(3);
-  const int64_t experts = 3, hidden = 16, inter = 8;
-  const std::vector<int64_t> tokens_per_expert = {5, 0, 7};
-  auto x = torch::randn({12, hidden}).requires_grad_(true);
+  // Padded to 32, 0, 32 and 64 rows inside (kExpertRowMultiple): the padding must not show.
+  const int64_t experts = 4, hidden = 16, inter = 8;
+  const std::vector<int64_t> tokens_per_expert = {5, 0, 7, 33};
+  auto x = torch::randn({45, hidden}).requires_grad_(true);
   auto gate_up = torch::randn({experts, 2 * inter, hidden}).mul_(0.3).requires_grad_(true);
   auto down = torch::randn({experts, hidden, inter}).mul_(0.3).requires_grad_(true);
   torch::Tensor y;

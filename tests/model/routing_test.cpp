@@ -268,6 +268,13 @@ TEST(Dispatch, SortedGroupedExpertsEqualNaivePerTokenLoopWithGradients) {
   }
 }
 
+TEST(Dispatch, ExpertRowsPadToTheMultiple) {
+  EXPECT_EQ(pad_expert_rows({5, 0, 32, 33, 1}, 32), (std::vector<int64_t>{32, 0, 32, 64, 32}));
+  EXPECT_EQ(pad_expert_rows({5, 0, 7}, 1), (std::vector<int64_t>{5, 0, 7}));
+  EXPECT_THROW(pad_expert_rows({5}, 0), std::exception);
+  EXPECT_THROW(pad_expert_rows({-1}, 32), std::exception);
+}
+
 TEST(Dispatch, FewTokensOfDecodingEqualTheNaiveLoopAndTheGroupedPath) {
   ModelConfig c = tiny_config();
   torch::manual_seed(8);

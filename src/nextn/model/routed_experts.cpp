@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <numeric>
 #include <optional>
 
 #include "nextn/compat/torch_compat.h"
@@ -25,14 +26,54 @@ torch::Tensor swiglu(const torch::Tensor& pre, int64_t inter) {
   return torch::silu(pre.narrow(1, 0, inter)) * pre.narrow(1, inter, inter);
 }
 
+// Copies each expert's block of rows of `from` (blocks of from_counts[e] rows, in order) to its
+// block of `to` (blocks of to_counts[e] rows): the first min of the two counts of each block.
+void copy_expert_blocks(const torch::Tensor& from, const std::vector<int64_t>& from_counts, torch::Tensor& to,
+                        const std::vector<int64_t>& to_counts) {
+  int64_t from_offset = 0, to_offset = 0;
+  for (size_t e = 0; e < from_counts.size(); ++e) {
+    const int64_t n = std::min(from_counts[e], to_counts[e]);
+    if (n > 0) to.narrow(0, to_offset, n).copy_(from.narrow(0, from_offset, n));
+    from_offset += from_counts[e];
+    to_offset += to_counts[e];
+  }
+}
+
+// `rows` laid out in blocks of `counts` rows, re-laid in blocks of `padded` rows (zero rows after
+// each expert's own), or `rows` itself when nothing is padded.
+torch::Tensor with_padded_blocks(const torch::Tensor& rows, const std::vector<int64_t>& counts,
+                                 const std::vector<int64_t>& padded) {
+  if (counts == padded) return rows;
+  const int64_t total = std::accumulate(padded.begin(), padded.end(), int64_t{0});
+  auto out = torch::zeros({total, rows.size(1)}, rows.options());
+  copy_expert_blocks(rows, counts, out, padded);
+  return out;
+}
+
+// The inverse: each expert's own rows of a padded layout.
+torch::Tensor without_padded_blocks(const torch::Tensor& rows, const std::vector<int64_t>& padded,
+                                    const std::vector<int64_t>& counts) {
+  if (counts == padded) return rows;
+  const int64_t total = std::accumulate(counts.begin(), counts.end(), int64_t{0});
+  auto out = torch::empty({total, rows.size(1)}, rows.options());
+  copy_expert_blocks(rows, padded, out, counts);
+  return out;
+}
+
 // Per expert only the matrix products run in the loops; the elementwise SwiGLU and its derivative
 // run once over all rows. The loops' cost per expert is then a few BLAS calls, which keeps the
 // layer's time flat as the expert count grows at a fixed number of tokens (`nextn bench moe`):
 // with the elementwise work inside the loop, 64 experts dispatched ~4x the small ops of 16.
 class GroupedSwiGLU : public torch::autograd::Function<GroupedSwiGLU> {
  public:
-  static torch::Tensor forward(AutogradContext* ctx, torch::Tensor x, torch::Tensor gate_up,
-                               torch::Tensor down, std::vector<int64_t> tokens_per_expert) {
+  // Each expert's rows are computed in blocks of padded[e] >= tokens_per_expert[e] rows, the
+  // extra ones zero (see kExpertRowMultiple): zero rows give zero outputs and add nothing to the
+  // weights' gradients.
+  static torch::Tensor forward(AutogradContext* ctx, torch::Tensor x_rows, torch::Tensor gate_up,
+                               torch::Tensor down, std::vector<int64_t> tokens_per_expert,
+                               std::vector<int64_t> padded) {
+    auto x = with_padded_blocks(x_rows, tokens_per_expert, padded);
+    std::swap(tokens_per_expert, padded);  // the products below run over the padded blocks
     const int64_t inter = down.size(2);
     auto pre = torch::empty({x.size(0), 2 * inter}, x.options());  // kept for backward
     int64_t offset = 0;
@@ -54,8 +95,9 @@ class GroupedSwiGLU : public torch::autograd::Function<GroupedSwiGLU> {
       offset += n;
     }
     ctx->save_for_backward({x, gate_up, down, pre});
-    ctx->saved_data["tokens_per_expert"] = tokens_per_expert;
-    return out;
+    ctx->saved_data["tokens_per_expert"] = tokens_per_expert;  // padded
+    ctx->saved_data["unpadded"] = padded;
+    return without_padded_blocks(out, tokens_per_expert, padded);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
@@ -66,7 +108,8 @@ class GroupedSwiGLU : public torch::autograd::Function<GroupedSwiGLU> {
     const auto& down = saved[2];
     const auto& pre = saved[3];
     auto tokens_per_expert = ctx->saved_data["tokens_per_expert"].toIntVector();
-    auto grad_out = grad_outputs[0].contiguous();
+    auto unpadded = ctx->saved_data["unpadded"].toIntVector();
+    auto grad_out = with_padded_blocks(grad_outputs[0].contiguous(), unpadded, tokens_per_expert);
     const int64_t inter = down.size(2);
 
     // Gradient at the SwiGLU output, per expert: [n, hidden] x [hidden, I].
@@ -107,7 +150,8 @@ class GroupedSwiGLU : public torch::autograd::Function<GroupedSwiGLU> {
       torch::mm_out(grad_x_e, grad_pre_e, gate_up[e]);  // [n, hidden]
       offset += n;
     }
-    return {grad_x, grad_gate_up, grad_down, torch::Tensor()};
+    return {without_padded_blocks(grad_x, tokens_per_expert, unpadded), grad_gate_up, grad_down, torch::Tensor(),
+            torch::Tensor()};
   }
 };
 
@@ -182,9 +226,21 @@ torch::Tensor grouped_swiglu(const torch::Tensor& x_sorted, const torch::Tensor&
   // Under bf16 autocast the experts compute in bf16 (the SwiGLU too, as in DeepSeek-V3's bf16
   // experts); the casts sit outside the Function, so autograd brings fp32 gradients to fp32 weights.
   const auto dtype = product_dtype(x_sorted);
+  const bool through_onednn = x_sorted.device().is_cpu() && dtype == torch::kBFloat16;
   auto y = GroupedSwiGLU::apply(x_sorted.to(dtype).contiguous(), gate_up_proj.to(dtype), down_proj.to(dtype),
-                                tokens_per_expert);
+                                tokens_per_expert,
+                                pad_expert_rows(tokens_per_expert, through_onednn ? kExpertRowMultiple : 1));
   return y.to(x_sorted.scalar_type());
+}
+
+std::vector<int64_t> pad_expert_rows(const std::vector<int64_t>& tokens_per_expert, int64_t multiple) {
+  NEXTN_CHECK(multiple >= 1, "expert rows padded to a multiple of ", multiple);
+  std::vector<int64_t> padded;
+  for (int64_t n : tokens_per_expert) {
+    NEXTN_CHECK(n >= 0, "an expert with ", n, " tokens");
+    padded.push_back((n + multiple - 1) / multiple * multiple);
+  }
+  return padded;
 }
 
 RoutedExpertsImpl::RoutedExpertsImpl(const ModelConfig& config) {

@@ -43,6 +43,14 @@ ExpertDispatch dispatch_by_expert(const torch::Tensor& expert_ids, int64_t num_e
 torch::Tensor grouped_swiglu(const torch::Tensor& x_sorted, const torch::Tensor& gate_up_proj,
                              const torch::Tensor& down_proj, const std::vector<int64_t>& tokens_per_expert);
 
+// libtorch's bf16 products on CPU (oneDNN) build a kernel for each new product shape (~0.5 ms,
+// five times a [512, 256] x [256, 128] product) and keep the last 1024; the experts' token counts
+// change every step, so nearly every expert product paid it, and bf16 experts ran slower than
+// fp32's in a training step. In bf16 on CPU, grouped_swiglu therefore computes each expert over
+// its rows padded with zero rows to a multiple of kExpertRowMultiple: the shapes repeat.
+constexpr int64_t kExpertRowMultiple = 32;
+std::vector<int64_t> pad_expert_rows(const std::vector<int64_t>& tokens_per_expert, int64_t multiple);
+
 // A shared expert's float32 weights for forward_few_tokens: gate and up [inter, hidden], down
 // [hidden, inter], each row-major and contiguous (DenseMlp's parameters).
 struct SharedExpertRows {
