@@ -204,9 +204,12 @@ TEST(Mla, AttentionEqualsPerHeadLoop) {
     for (auto& p : attn->named_parameters()) {
       if (p.value().dim() > 1) torch::nn::init::normal_(p.value(), 0.0, 0.4);
     }
-    auto x = torch::randn({1, 6, c.hidden_size}, torch::kDouble);
-    auto fast = attn(x, rope->angles(6));
-    EXPECT_LT(max_abs_diff(fast, loop_attention(*attn, x, *rope)), 1e-12);
+    // The causal mask is kept between calls: it must follow the length.
+    for (int64_t length : {6, 9, 6}) {
+      auto x = torch::randn({1, length, c.hidden_size}, torch::kDouble);
+      auto fast = attn(x, rope->angles(length));
+      EXPECT_LT(max_abs_diff(fast, loop_attention(*attn, x, *rope)), 1e-12) << "length " << length;
+    }
   }
 }
 

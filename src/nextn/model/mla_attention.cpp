@@ -319,8 +319,18 @@ torch::Tensor MlaAttentionImpl::forward_cached_ragged(const torch::Tensor& x, co
 
 torch::Tensor MlaAttentionImpl::forward(const torch::Tensor& x, const RopeAngles& angles) {
   auto p = project(x, angles);
-  auto mask = causal_mask(x.size(1), torch::TensorOptions().dtype(compute_dtype(x.scalar_type())).device(x.device()));
+  const auto& mask =
+      training_mask(x.size(1), torch::TensorOptions().dtype(compute_dtype(x.scalar_type())).device(x.device()));
   return o_proj(attend_naive(p, p.c_kv, p.k_pe, mask));
+}
+
+const torch::Tensor& MlaAttentionImpl::training_mask(int64_t length, const torch::TensorOptions& options) {
+  const torch::Tensor& m = training_mask_;
+  if (!m.defined() || m.size(0) != length || m.scalar_type() != options.dtype().toScalarType() ||
+      m.device() != options.device()) {
+    training_mask_ = causal_mask(length, options);
+  }
+  return training_mask_;
 }
 
 }  // namespace nextn

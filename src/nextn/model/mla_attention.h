@@ -117,8 +117,12 @@ class MlaAttentionImpl : public torch::nn::Module {
   void attend_rows(const float* q, int64_t rows, const LatentKvSlot& slot, int64_t batch_row, int64_t length,
                    float* out, const uint8_t* tree_visibility = nullptr) const;
 
+  // forward's causal mask, built once per length, dtype and device rather than at every call.
+  const torch::Tensor& training_mask(int64_t length, const torch::TensorOptions& options);
+
   ModelConfig config_;
   double softmax_scale_;
+  torch::Tensor training_mask_;
 };
 TORCH_MODULE(MlaAttention);
 
