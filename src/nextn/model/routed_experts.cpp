@@ -26,37 +26,24 @@ torch::Tensor swiglu(const torch::Tensor& pre, int64_t inter) {
   return torch::silu(pre.narrow(1, 0, inter)) * pre.narrow(1, inter, inter);
 }
 
-// Copies each expert's block of rows of `from` (blocks of from_counts[e] rows, in order) to its
-// block of `to` (blocks of to_counts[e] rows): the first min of the two counts of each block.
-void copy_expert_blocks(const torch::Tensor& from, const std::vector<int64_t>& from_counts, torch::Tensor& to,
-                        const std::vector<int64_t>& to_counts) {
+// `rows` laid out in blocks of from[e] rows (one per expert, in order), re-laid in blocks of to[e]
+// rows: each block keeps its first min(from[e], to[e]) rows, and rows a block gains are zero.
+// Pads (to >= from) and un-pads (to <= from); `rows` itself when the layouts are the same.
+torch::Tensor relaid_blocks(const torch::Tensor& rows, const std::vector<int64_t>& from,
+                            const std::vector<int64_t>& to) {
+  if (from == to) return rows;
+  const int64_t total = std::accumulate(to.begin(), to.end(), int64_t{0});
+  bool gains_rows = false;
+  for (size_t e = 0; e < from.size(); ++e) gains_rows = gains_rows || to[e] > from[e];
+  auto out = gains_rows ? torch::zeros({total, rows.size(1)}, rows.options())
+                        : torch::empty({total, rows.size(1)}, rows.options());
   int64_t from_offset = 0, to_offset = 0;
-  for (size_t e = 0; e < from_counts.size(); ++e) {
-    const int64_t n = std::min(from_counts[e], to_counts[e]);
-    if (n > 0) to.narrow(0, to_offset, n).copy_(from.narrow(0, from_offset, n));
-    from_offset += from_counts[e];
-    to_offset += to_counts[e];
+  for (size_t e = 0; e < from.size(); ++e) {
+    const int64_t n = std::min(from[e], to[e]);
+    if (n > 0) out.narrow(0, to_offset, n).copy_(rows.narrow(0, from_offset, n));
+    from_offset += from[e];
+    to_offset += to[e];
   }
-}
-
-// `rows` laid out in blocks of `counts` rows, re-laid in blocks of `padded` rows (zero rows after
-// each expert's own), or `rows` itself when nothing is padded.
-torch::Tensor with_padded_blocks(const torch::Tensor& rows, const std::vector<int64_t>& counts,
-                                 const std::vector<int64_t>& padded) {
-  if (counts == padded) return rows;
-  const int64_t total = std::accumulate(padded.begin(), padded.end(), int64_t{0});
-  auto out = torch::zeros({total, rows.size(1)}, rows.options());
-  copy_expert_blocks(rows, counts, out, padded);
-  return out;
-}
-
-// The inverse: each expert's own rows of a padded layout.
-torch::Tensor without_padded_blocks(const torch::Tensor& rows, const std::vector<int64_t>& padded,
-                                    const std::vector<int64_t>& counts) {
-  if (counts == padded) return rows;
-  const int64_t total = std::accumulate(counts.begin(), counts.end(), int64_t{0});
-  auto out = torch::empty({total, rows.size(1)}, rows.options());
-  copy_expert_blocks(rows, padded, out, counts);
   return out;
 }
 
@@ -72,7 +59,7 @@ class GroupedSwiGLU : public torch::autograd::Function<GroupedSwiGLU> {
   static torch::Tensor forward(AutogradContext* ctx, torch::Tensor x_rows, torch::Tensor gate_up,
                                torch::Tensor down, std::vector<int64_t> tokens_per_expert,
                                std::vector<int64_t> padded) {
-    auto x = with_padded_blocks(x_rows, tokens_per_expert, padded);
+    auto x = relaid_blocks(x_rows, tokens_per_expert, padded);
     std::swap(tokens_per_expert, padded);  // the products below run over the padded blocks
     const int64_t inter = down.size(2);
     auto pre = torch::empty({x.size(0), 2 * inter}, x.options());  // kept for backward
@@ -97,7 +84,7 @@ class GroupedSwiGLU : public torch::autograd::Function<GroupedSwiGLU> {
     ctx->save_for_backward({x, gate_up, down, pre});
     ctx->saved_data["tokens_per_expert"] = tokens_per_expert;  // padded
     ctx->saved_data["unpadded"] = padded;
-    return without_padded_blocks(out, tokens_per_expert, padded);
+    return relaid_blocks(out, tokens_per_expert, padded);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
@@ -109,7 +96,7 @@ class GroupedSwiGLU : public torch::autograd::Function<GroupedSwiGLU> {
     const auto& pre = saved[3];
     auto tokens_per_expert = ctx->saved_data["tokens_per_expert"].toIntVector();
     auto unpadded = ctx->saved_data["unpadded"].toIntVector();
-    auto grad_out = with_padded_blocks(grad_outputs[0].contiguous(), unpadded, tokens_per_expert);
+    auto grad_out = relaid_blocks(grad_outputs[0].contiguous(), unpadded, tokens_per_expert);
     const int64_t inter = down.size(2);
 
     // Gradient at the SwiGLU output, per expert: [n, hidden] x [hidden, I].
@@ -150,7 +137,7 @@ class GroupedSwiGLU : public torch::autograd::Function<GroupedSwiGLU> {
       torch::mm_out(grad_x_e, grad_pre_e, gate_up[e]);  // [n, hidden]
       offset += n;
     }
-    return {without_padded_blocks(grad_x, tokens_per_expert, unpadded), grad_gate_up, grad_down, torch::Tensor(),
+    return {relaid_blocks(grad_x, tokens_per_expert, unpadded), grad_gate_up, grad_down, torch::Tensor(),
             torch::Tensor()};
   }
 };

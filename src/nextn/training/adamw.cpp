@@ -39,20 +39,21 @@ void AdamW::step(double lr) {
   const double bias_correction2 = 1.0 - std::pow(options_.beta2, static_cast<double>(steps_));
   const double step_size = lr / bias_correction1;
   const double sqrt_bc2 = std::sqrt(bias_correction2);
+  kernels::AdamWStepConstants step_constants;  // the one-pass kernel's; decay is set per parameter
+  step_constants.beta1 = static_cast<float>(options_.beta1);
+  step_constants.beta2 = static_cast<float>(options_.beta2);
+  step_constants.one_minus_beta1 = static_cast<float>(1.0 - options_.beta1);
+  step_constants.one_minus_beta2 = static_cast<float>(1.0 - options_.beta2);
+  step_constants.sqrt_bias_correction2 = static_cast<float>(sqrt_bc2);
+  step_constants.eps = static_cast<float>(options_.eps);
+  step_constants.step_size = static_cast<float>(step_size);
   for (auto& p : params_) {
     const torch::Tensor& grad = p.param.grad();
     if (!grad.defined()) continue;
     const bool decays = p.decay && options_.weight_decay != 0.0;
     if (options_.one_pass && fused_update_applies(p, grad)) {
-      kernels::AdamWStepConstants c;
+      kernels::AdamWStepConstants c = step_constants;
       c.decay = decays ? static_cast<float>(1.0 - lr * options_.weight_decay) : 1.0f;
-      c.beta1 = static_cast<float>(options_.beta1);
-      c.beta2 = static_cast<float>(options_.beta2);
-      c.one_minus_beta1 = static_cast<float>(1.0 - options_.beta1);
-      c.one_minus_beta2 = static_cast<float>(1.0 - options_.beta2);
-      c.sqrt_bias_correction2 = static_cast<float>(sqrt_bc2);
-      c.eps = static_cast<float>(options_.eps);
-      c.step_size = static_cast<float>(step_size);
       kernels::adamw_update(p.param.data_ptr<float>(), grad.data_ptr<float>(), p.exp_avg.data_ptr<float>(),
                             p.exp_avg_sq.data_ptr<float>(), p.param.numel(), c);
       continue;
