@@ -15,6 +15,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   libtorch-dev                # libtorch 1.13 (CPU), the backbone
   libopenblas0-pthread        # the BLAS libtorch must call at run time (reference BLAS is 20x slower)
+  libdnnl-dev                 # oneDNN's sgemm: training's fp32 products (libtorch's bf16 ones use it too)
   libjemalloc-dev             # malloc that keeps freed pages: 3x faster CPU training here
   nlohmann-json3-dev          # config.json, safetensors headers, tokenizer.json
   libcli11-dev                # the nextn command line

@@ -23,6 +23,7 @@ void setup_bench_train(CLI::App& app) {
     ScalingBenchOptions scaling;
     int nproc = 1;  // > 1: the scaling comparison (scaling.nproc's own default is 2)
     std::vector<std::string> precisions;
+    std::vector<std::string> fp32_gemms;
   };
   auto f = std::make_shared<Flags>();
   cmd->add_option("--config", f->config, "model config.json");
@@ -36,6 +37,10 @@ void setup_bench_train(CLI::App& app) {
   cmd->add_option("--precision", f->precisions,
                   "precisions whose variants run side by side: fp32, bf16 or fp32,bf16 (default: fp32,bf16 on "
                   "CPU, bf16 on CUDA)")
+      ->delimiter(',');
+  cmd->add_option("--fp32-gemm", f->fp32_gemms,
+                  "libraries of fp32 products on CPU whose fp32 variants run side by side: onednn, blas or "
+                  "onednn,blas (default: onednn where built)")
       ->delimiter(',');
   cmd->add_option("--nproc-per-node", f->nproc,
                   "compare N ranks on this machine (real `nextn train` runs, global batch = --batch-size) with "
@@ -81,6 +86,7 @@ void setup_bench_train(CLI::App& app) {
     }
     apply_threads(f->threads);
     for (const auto& name : f->precisions) f->options.precisions.push_back(precision_from_string(name));
+    for (const auto& name : f->fp32_gemms) f->options.fp32_gemms.push_back(cpu_fp32_gemm_from_string(name));
     if (f->precisions.empty() && f->options.device == "cpu") f->options.precisions = {Precision::kFp32, Precision::kBf16};
     ModelConfig config = load_model_config(f->config);
     if (f->json) {

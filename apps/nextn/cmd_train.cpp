@@ -151,6 +151,12 @@ void setup_train(CLI::App& app) {
                         [](const nlohmann::json& j) {
                           return nlohmann::json(j.contains("precision") ? j.at("precision").get<std::string>() : "");
                         }});
+  f->checked.push_back({cmd->add_option("--fp32-gemm", o.fp32_gemm,
+                                        "the library of float32 matrix products on CPU: onednn (oneDNN's sgemm) or "
+                                        "blas (libtorch's, OpenBLAS) (default: onednn where built)"),
+                        [](const nlohmann::json& j) {
+                          return nlohmann::json(j.contains("fp32_gemm") ? j.at("fp32_gemm").get<std::string>() : "");
+                        }});
   f->checked.push_back({cmd->add_flag("--no-mtp", f->no_mtp, "next-token-only baseline: no MTP modules"),
                         [](const nlohmann::json& j) { return nlohmann::json(!j.at("mtp").get<bool>()); }});
   f->add(cmd, "--mtp-lambda", o.mtp_lambda.value, "MTP loss weight lambda (V3: 0.3)", sub("mtp_lambda", "value"));

@@ -11,6 +11,8 @@
 #include <fstream>
 #include <thread>
 
+#include "nextn/device/cpu_gemm.h"
+#include "nextn/kernels/onednn_sgemm.h"
 #include "nextn/checkpoint/hf_checkpoint.h"
 #include "nextn/io/checkpoint_shards.h"
 #include "nextn/io/safetensors.h"
@@ -287,6 +289,21 @@ void expect_killed_run_resumes_exactly(const TempDir& dir, const std::vector<std
 TEST(Trainer, KilledRunResumesToExactlyTheUninterruptedResult) {
   TempDir dir("trainer_kill");
   expect_killed_run_resumes_exactly(dir, {});
+  // The run records the library of its fp32 products (oneDNN where built), and a resume on
+  // another would not continue the same run: refused, naming both.
+  const std::string recorded = to_string(default_training_fp32_gemm());
+  auto run_json = nlohmann::json::parse(io::read_file(dir.file("killed") + "/run.json"));
+  EXPECT_EQ(run_json.at("fp32_gemm"), recorded);
+  EXPECT_NE(io::read_file(dir.file("straight.log")).find("fp32 products " + recorded), std::string::npos);
+  const std::string other_gemm = recorded == "onednn" ? "blas" : "onednn";
+  if (other_gemm == "onednn" && !kernels::onednn_sgemm_built()) return;
+  auto other = train_args(tiny_options(dir, "killed"), 60);
+  other.insert(other.end(), {"--fp32-gemm", other_gemm, "--resume"});
+  EXPECT_NE(WEXITSTATUS(wait_for_exit(spawn_nextn(other, dir.file("other.log")))), 0);
+  const std::string log = io::read_file(dir.file("other.log"));
+  EXPECT_NE(log.find("--fp32-gemm is \"" + other_gemm + "\" but the run was started with \"" + recorded + "\""),
+            std::string::npos)
+      << log;
 }
 
 TEST(Trainer, Bf16RunRecordsItsPrecisionAndResumesBitwise) {

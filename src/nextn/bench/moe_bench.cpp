@@ -53,7 +53,7 @@ std::vector<MoeBenchResult> benchmark_moe(const ModelConfig& base, const MoeBenc
   auto grad_out = torch::randn({1, options.tokens, base.hidden_size});
 
   auto& phases = PhaseTimes::global();
-  use_cpu_training_threads(options.precision, std::max(blas_threads(), 1));
+  use_cpu_training_threads(options.precision, std::max(blas_threads(), 1), default_training_fp32_gemm());
   for (int64_t i = 0; i < options.warmup + options.steps; ++i) {
     for (Size& s : sizes) {
       const bool timed = i >= options.warmup;

@@ -7,6 +7,7 @@
 #include <memory>
 #include <sstream>
 
+#include "nextn/device/cpu_gemm.h"
 #include "nextn/device/device.h"
 #include "nextn/model/deepseek_v3.h"
 #include "nextn/model/model_flops.h"
@@ -29,6 +30,7 @@ struct Variant {
   ModelConfig config;
   bool fused_head = true;  // the head and cross-entropy fused over chunks (model/fused_head_loss.h)
   Precision precision = Precision::kFp32;
+  CpuFp32Gemm gemm = CpuFp32Gemm::kBlas;
   DeepSeekV3 model{nullptr};
   std::unique_ptr<AdamW> optimizer;
   std::vector<torch::Tensor> params;
@@ -65,7 +67,7 @@ void step(Variant& v, const torch::Tensor& window, int64_t seq_len, int threads,
   ObjectiveOptions objective;
   objective.sequence_balance_alpha = 1e-4;
 
-  if (device.is_cpu()) use_cpu_training_threads(v.precision, threads);
+  if (device.is_cpu()) use_cpu_training_threads(v.precision, threads, v.gemm);
   auto t0 = now(device);
   reset_allocation_peak();
   v.optimizer->zero_grad();
@@ -116,16 +118,16 @@ double routing_changed_by_bf16(Variant& v, const torch::Tensor& window, int64_t 
 }
 
 // TFLOP/s of a [2048, 1024] x [1024, 4096] product in `precision` (operands already in its type),
-// with the threads a training step in that precision uses.
-double product_peak_tflops(Precision precision, const torch::Device& device, int threads) {
-  if (device.is_cpu()) use_cpu_training_threads(precision, threads);
+// with the threads and fp32 library a training step in that precision uses.
+double product_peak_tflops(Precision precision, CpuFp32Gemm gemm, const torch::Device& device, int threads) {
+  if (device.is_cpu()) use_cpu_training_threads(precision, threads, gemm);
   torch::NoGradGuard no_grad;
   const auto dtype = precision == Precision::kBf16 ? torch::kBFloat16 : torch::kFloat;
   auto a = torch::randn({2048, 1024}).to(device, dtype), b = torch::randn({1024, 4096}).to(device, dtype);
   double best = 0;
   for (int i = 0; i < 4; ++i) {
     auto t0 = now(device);
-    torch::mm(a, b);
+    matmul_2d(a, b);
     const double seconds = std::chrono::duration<double>(now(device) - t0).count();
     if (i > 0) best = std::max(best, 2.0 * 2048 * 1024 * 4096 / seconds / 1e12);  // the first warms up
   }
@@ -140,22 +142,31 @@ std::vector<TrainBenchResult> benchmark_training(const ModelConfig& config, cons
   if (precisions.empty()) precisions.push_back(default_precision(device));
   ModelConfig no_mtp = config;
   no_mtp.num_nextn_predict_layers = 0;
+  std::vector<CpuFp32Gemm> gemms = options.fp32_gemms;
+  if (gemms.empty()) gemms.push_back(default_training_fp32_gemm());
   std::vector<Variant> variants;
-  auto add = [&](const std::string& name, const ModelConfig& c, bool fused_head, Precision precision) {
+  auto add = [&](const std::string& name, const ModelConfig& c, bool fused_head, Precision precision,
+                 CpuFp32Gemm gemm) {
     variants.emplace_back();
-    variants.back().name = name + (precision == Precision::kBf16 ? " bf16" : "");
+    variants.back().name = name + (precision == Precision::kBf16 ? " bf16" : "") +
+                           (precision == Precision::kFp32 && gemm != gemms[0] ? " " + to_string(gemm) : "");
     variants.back().config = c;
     variants.back().fused_head = fused_head;
     variants.back().precision = precision;
+    variants.back().gemm = gemm;
   };
   const std::string mtp = "MTP D=" + std::to_string(config.mtp_depth());
   for (size_t i = 0; i < precisions.size(); ++i) {
-    if (config.mtp_depth() > 0) {
-      add(mtp, config, true, precisions[i]);
-      // The same model with the full logits of every depth (--unfused-head), side by side.
-      if (i == 0) add(mtp + " unfused", config, false, precisions[i]);
+    // fp32 once per gemm (the unfused head with the first only), bf16 once.
+    const size_t passes = precisions[i] == Precision::kFp32 ? gemms.size() : 1;
+    for (size_t g = 0; g < passes; ++g) {
+      if (config.mtp_depth() > 0) {
+        add(mtp, config, true, precisions[i], gemms[g]);
+        // The same model with the full logits of every depth (--unfused-head), side by side.
+        if (i == 0 && g == 0) add(mtp + " unfused", config, false, precisions[i], gemms[g]);
+      }
+      add("no MTP", no_mtp, true, precisions[i], gemms[g]);
     }
-    add("no MTP", no_mtp, true, precisions[i]);
   }
   for (auto& v : variants) build(v, options.seed, device);
   const int threads = std::max(blas_threads(), 1);  // as the command set them (--threads)
@@ -175,8 +186,13 @@ std::vector<TrainBenchResult> benchmark_training(const ModelConfig& config, cons
     }
   }
 
-  std::map<Precision, double> peaks;
-  for (Precision p : precisions) peaks[p] = product_peak_tflops(p, device, threads);
+  auto products_of = [](const Variant& v) {
+    return v.precision == Precision::kBf16 ? std::string("bf16") : "fp32 " + to_string(v.gemm);
+  };
+  std::map<std::string, double> peaks;
+  for (auto& v : variants) {
+    if (!peaks.count(products_of(v))) peaks[products_of(v)] = product_peak_tflops(v.precision, v.gemm, device, threads);
+  }
 
   std::vector<TrainBenchResult> results;
   for (auto& v : variants) {
@@ -193,7 +209,8 @@ std::vector<TrainBenchResult> benchmark_training(const ModelConfig& config, cons
     r.moe_combine_seconds = median(v.samples["moe.combine"]);
     r.peak_bytes = v.peak_bytes;
     r.profile = profiles[v.name];
-    r.product_peak_tflops = peaks[v.precision];
+    r.products = products_of(v);
+    r.product_peak_tflops = peaks[r.products];
     if (v.precision == Precision::kBf16) r.routing_changed = routing_changed_by_bf16(v, window, options.seq_len);
     r.flops_per_step = training_step_flops(v.config, options.batch_size, options.seq_len, /*with_mtp=*/true);
     results.push_back(r);
@@ -242,7 +259,14 @@ std::string format_train_bench(const std::vector<TrainBenchResult>& results, dou
   }
   if (!mtp.empty()) ratio("fused head / unfused", mtp, mtp + " unfused", true);
   for (const std::string& name : {mtp, std::string("no MTP")}) {
-    if (!name.empty()) ratio(name + ": bf16 / fp32", name + " bf16", name, true);
+    if (name.empty()) continue;
+    ratio(name + ": bf16 / fp32", name + " bf16", name, true);
+    for (const std::string gemm : {"blas", "onednn"}) {  // the first gemm's fp32 over another's
+      const TrainBenchResult* first = find(name);
+      if (first != nullptr && find(name + " " + gemm) != nullptr) {
+        ratio(name + ": " + first->products + " / fp32 " + gemm, name, name + " " + gemm, false);
+      }
+    }
   }
   for (const auto& r : results) {
     if (r.routing_changed < 0) continue;
@@ -269,7 +293,7 @@ std::string format_train_bench(const std::vector<TrainBenchResult>& results, dou
   out << "(model FLOPs: 3x the forward's matrix products, attention over the whole window; see "
          "src/nextn/model/model_flops.h)\n";
   std::map<std::string, double> peaks;
-  for (const auto& r : results) peaks[r.variant.find(" bf16") != std::string::npos ? "bf16" : "fp32"] = r.product_peak_tflops;
+  for (const auto& r : results) peaks[r.products] = r.product_peak_tflops;
   out << "measured product peak here ([2048, 1024] x [1024, 4096], best of 3):";
   for (const auto& [name, tflops] : peaks) {
     std::snprintf(line, sizeof line, " %s %.3f TFLOP/s", name.c_str(), tflops);
@@ -284,12 +308,12 @@ std::string train_bench_json(const std::vector<TrainBenchResult>& results) {
   char line[768];
   for (const auto& r : results) {
     std::snprintf(line, sizeof line,
-                  "{\"variant\":\"%s\",\"tokens_per_step\":%lld,\"step_seconds\":%.6f,\"forward_seconds\":%.6f,"
+                  "{\"variant\":\"%s\",\"products\":\"%s\",\"tokens_per_step\":%lld,\"step_seconds\":%.6f,\"forward_seconds\":%.6f,"
                   "\"backward_seconds\":%.6f,\"optimizer_seconds\":%.6f,\"moe_route_seconds\":%.6f,"
                   "\"moe_dispatch_seconds\":%.6f,\"moe_experts_seconds\":%.6f,\"moe_combine_seconds\":%.6f,"
                   "\"flops_per_step\":%lld,\"tflops\":%.6f,\"peak_bytes\":%lld,\"routing_changed\":%.6f,"
                   "\"product_peak_tflops\":%.6f}\n",
-                  r.variant.c_str(), static_cast<long long>(r.tokens_per_step), r.step_seconds, r.forward_seconds,
+                  r.variant.c_str(), r.products.c_str(), static_cast<long long>(r.tokens_per_step), r.step_seconds, r.forward_seconds,
                   r.backward_seconds, r.optimizer_seconds, r.moe_route_seconds, r.moe_dispatch_seconds,
                   r.moe_experts_seconds, r.moe_combine_seconds, static_cast<long long>(r.flops_per_step),
                   r.achieved_tflops(), static_cast<long long>(r.peak_bytes), r.routing_changed,

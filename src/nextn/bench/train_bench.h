@@ -23,12 +23,18 @@ struct TrainBenchOptions {
   // Each precision's variants side by side (the unfused head only in the first); empty: the
   // device's default precision alone.
   std::vector<Precision> precisions;
+  // The libraries of fp32 products on CPU (device/cpu_gemm.h): fp32's variants with the first,
+  // and its MTP and no-MTP variants again with each other, side by side; empty: the training
+  // default alone. bf16 variants take the first (their few fp32 products, such as the router's).
+  std::vector<CpuFp32Gemm> fp32_gemms;
   double peak_tflops = 0;      // the device's peak FLOP/s in TFLOP/s, for MFU (0: not reported)
   int profile_top = 0;         // > 0: one more step per variant under the operator profiler, its top ops
 };
 
 struct TrainBenchResult {
-  std::string variant;  // "MTP D=2" / "MTP D=2 unfused" / "no MTP", " bf16" appended in bf16
+  std::string variant;  // "MTP D=2" / "MTP D=2 unfused" / "no MTP", " bf16" appended in bf16, " blas" /
+                        // " onednn" for fp32 variants on another than the first fp32 gemm
+  std::string products;  // the step's products: "bf16", "fp32 onednn" or "fp32 blas"
   int64_t tokens_per_step = 0;
   double step_seconds = 0;  // medians
   double forward_seconds = 0, backward_seconds = 0, optimizer_seconds = 0;

@@ -41,8 +41,9 @@ FullPrecisionScope::~FullPrecisionScope() {
   if (cuda_enabled_) compat::set_autocast_enabled(at::kCUDA, true);
 }
 
-void use_cpu_training_threads(Precision precision, int threads) {
-  if (precision == Precision::kBf16) {
+void use_cpu_training_threads(Precision precision, int threads, CpuFp32Gemm fp32_gemm) {
+  set_cpu_fp32_gemm(fp32_gemm);
+  if (precision == Precision::kBf16 || fp32_gemm == CpuFp32Gemm::kOneDnn) {
     set_cpu_threads(1, threads);
   } else {
     set_cpu_threads(threads, 1);

@@ -8,6 +8,8 @@
 
 #include <string>
 
+#include "nextn/device/cpu_gemm.h"
+
 namespace nextn {
 
 enum class Precision { kFp32, kBf16 };
@@ -51,12 +53,12 @@ class FullPrecisionScope {
   bool cuda_enabled_ = false;
 };
 
-// CPU threads for a training step in `precision` with `threads` for its products: fp32 products
-// run on OpenBLAS's threads (libtorch's intra-op pool at 1), bf16 ones on libtorch's pool through
-// oneDNN (OpenBLAS at 1, for the few fp32 products left, such as the router's). The two pools
-// busy-wait against each other on few cores, so each precision gives all to one (measured with
-// `nextn bench train`: docs/BENCHMARKS.md).
-void use_cpu_training_threads(Precision precision, int threads);
+// CPU threads and fp32 product library (device/cpu_gemm.h) for a training step in `precision`
+// with `threads` for its products. oneDNN (bf16 products, and fp32 ones with `fp32_gemm` oneDNN)
+// runs on libtorch's intra-op pool, OpenBLAS on its own threads; the two pools busy-wait against
+// each other on few cores, so the step gives all threads to the pool of its products and 1 to the
+// other (measured with `nextn bench train`: docs/BENCHMARKS.md).
+void use_cpu_training_threads(Precision precision, int threads, CpuFp32Gemm fp32_gemm);
 
 // The type a matrix product of `x` computes in here: autocast's type when autocast is on for x's
 // device, else x's own. For code that runs its products itself (out= variants, which autocast

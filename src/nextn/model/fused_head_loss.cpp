@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "nextn/device/cpu_gemm.h"
 #include "nextn/device/precision.h"
 #include "nextn/model/rms_norm.h"
 #include "nextn/util/error.h"
@@ -47,7 +48,7 @@ ChunkedResult run_chunks(const torch::Tensor& x, const torch::Tensor& weight, co
     auto xc = xp.narrow(0, first, n);
     auto tc = targets.narrow(0, first, n);
     auto cc = counted.narrow(0, first, n);
-    auto logits = torch::mm(xc, wp.t()).to(reduce_type);  // [n, V]
+    auto logits = matmul_2d(xc, wp.t()).to(reduce_type);  // [n, V]
     auto picked = logits.gather(1, tc.unsqueeze(1)).squeeze(1);
     // One max pass gives the prediction (its first index, as argmax) and the shift; one exp pass
     // then serves both log Z = m + log sum exp(z - m) and softmax(z) = exp(z - m) / sum, in the
@@ -64,12 +65,9 @@ ChunkedResult run_chunks(const torch::Tensor& x, const torch::Tensor& weight, co
     g.scatter_add_(1, tc.unsqueeze(1), -torch::ones({n, 1}, g.options()));
     g.mul_(cc.unsqueeze(1));
     auto gp = g.to(product_type);
-    r.grad_x.narrow(0, first, n).copy_(torch::mm(gp, wp));
-    if (product_type == r.grad_weight.scalar_type()) {
-      r.grad_weight.addmm_(gp.t(), xc);
-    } else {
-      r.grad_weight.add_(torch::mm(gp.t(), xc));  // a bf16 chunk's product, summed in fp32
-    }
+    auto grad_x_chunk = r.grad_x.narrow(0, first, n);
+    matmul_2d_into(grad_x_chunk, gp, wp);
+    matmul_2d_into(r.grad_weight, gp.t(), xc, /*accumulate=*/true);  // a bf16 chunk's product summed in fp32
   }
   return r;
 }

@@ -3,10 +3,14 @@
 #include <algorithm>
 #include <cmath>
 
+#include "nextn/device/cpu_gemm.h"
 #include "nextn/kernels/few_rows_matmul.h"
 
 namespace nextn {
 namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
 
 thread_local bool t_batched_decoding = false;
 
@@ -43,6 +47,27 @@ void few_rows_out(torch::Tensor& out, const torch::Tensor& x_rows, const torch::
   }
 }
 
+// y = x W^T on x [rows, in] with its two backward products, through mm (device/cpu_gemm.h): the
+// float32 CPU products of training when they take oneDNN, which autograd does not see by itself.
+class LinearOnCpuGemm : public torch::autograd::Function<LinearOnCpuGemm> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& weight) {
+    ctx->save_for_backward({x, weight});
+    return matmul_2d(x, weight.t());
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& x = saved[0];
+    const auto& weight = saved[1];
+    const auto& grad = grad_outputs[0];
+    torch::Tensor grad_x, grad_weight;
+    if (ctx->needs_input_grad(0)) grad_x = matmul_2d(grad, weight);        // [rows, out] x [out, in]
+    if (ctx->needs_input_grad(1)) grad_weight = matmul_2d(grad.t(), x);    // [out, rows] x [rows, in]
+    return {grad_x, grad_weight};
+  }
+};
+
 }  // namespace
 
 ScopedBatchedDecoding::ScopedBatchedDecoding() : previous_(t_batched_decoding) { t_batched_decoding = true; }
@@ -62,7 +87,12 @@ bool takes_few_rows_kernels(const torch::Tensor& x, const torch::Tensor& weight,
 
 torch::Tensor linear_no_bias(const torch::Tensor& x, const torch::Tensor& weight) {
   const int64_t rows = few_rows(x, weight);
-  if (rows == 0) return torch::nn::functional::linear(x, weight);
+  if (rows == 0) {
+    if (x.dim() < 1 || !takes_onednn(x.reshape({-1, x.size(-1)}), weight)) return torch::nn::functional::linear(x, weight);
+    auto shape = x.sizes().vec();
+    shape.back() = weight.size(0);
+    return LinearOnCpuGemm::apply(x.reshape({-1, x.size(-1)}), weight).view(shape);
+  }
   auto shape = x.sizes().vec();
   shape.back() = weight.size(0);
   auto out = torch::empty({rows, weight.size(0)}, x.options());
@@ -74,7 +104,7 @@ void linear_no_bias_out(torch::Tensor out, const torch::Tensor& x, const torch::
   if (few_rows(x, weight) > 0 && x.dim() == 2) {
     few_rows_out(out, x, weight);
   } else {
-    torch::mm_out(out, x, weight.t());
+    matmul_2d_into(out, x, weight.t());
   }
 }
 

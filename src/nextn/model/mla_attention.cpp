@@ -8,6 +8,7 @@
 #include "nextn/kernels/latent_attention.h"
 #include "nextn/kernels/row_ops.h"
 #include "nextn/kernels/worker_pool.h"
+#include "nextn/model/batched_matmul.h"
 #include "nextn/model/linear.h"
 #include "nextn/model/softmax_to.h"
 #include "nextn/util/error.h"
@@ -80,13 +81,13 @@ torch::Tensor MlaAttentionImpl::attend_naive(const MlaProjections& queries, cons
   auto q_pe = queries.q_pe.transpose(1, 2);
   auto k_nope = kv_parts[0].transpose(1, 2);
   auto value = kv_parts[1].transpose(1, 2);
-  auto scores = torch::matmul(q_nope, k_nope.transpose(-1, -2)) +
-                torch::matmul(q_pe, k_pe.unsqueeze(1).transpose(-1, -2));
+  auto scores = batched_matmul(q_nope, k_nope.transpose(-1, -2)) +
+                batched_matmul(q_pe, k_pe.unsqueeze(1).transpose(-1, -2));
   auto dtype = compute_dtype(scores.scalar_type());
   auto logits = scores.to(dtype) * softmax_scale_;
   if (mask.defined()) logits = logits + mask.to(dtype);
   auto probs = softmax_to(logits, value.scalar_type());  // bf16 training: one copy kept, the bf16 one
-  auto out = torch::matmul(probs, value);  // [B, heads, T_q, v]
+  auto out = batched_matmul(probs, value);  // [B, heads, T_q, v]
   return out.transpose(1, 2).reshape({batch, q_length, heads * config_.v_head_dim});
 }
 

@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "nextn/compat/torch_compat.h"
+#include "nextn/device/cpu_gemm.h"
 #include "nextn/device/precision.h"
 #include "nextn/kernels/few_rows_matmul.h"
 #include "nextn/kernels/row_ops.h"
@@ -106,7 +107,7 @@ class GroupedSwiGLU : public torch::autograd::Function<GroupedSwiGLU> {
       const int64_t n = tokens_per_expert[e];
       if (n == 0) continue;
       auto grad_act_e = grad_act.narrow(0, offset, n);
-      torch::mm_out(grad_act_e, grad_out.narrow(0, offset, n), down[e]);
+      matmul_2d_into(grad_act_e, grad_out.narrow(0, offset, n), down[e]);
       offset += n;
     }
     // Through the SwiGLU, all rows at once; d silu(g)/dg = sig * (1 + g * (1 - sig)).
@@ -130,11 +131,11 @@ class GroupedSwiGLU : public torch::autograd::Function<GroupedSwiGLU> {
       }
       auto grad_pre_e = grad_pre.narrow(0, offset, n);
       auto grad_down_e = grad_down[e];
-      torch::mm_out(grad_down_e, grad_out.narrow(0, offset, n).t(), act.narrow(0, offset, n));  // [hidden, I]
+      matmul_2d_into(grad_down_e, grad_out.narrow(0, offset, n).t(), act.narrow(0, offset, n));  // [hidden, I]
       auto grad_gate_up_e = grad_gate_up[e];
-      torch::mm_out(grad_gate_up_e, grad_pre_e.t(), x.narrow(0, offset, n));  // [2I, hidden]
+      matmul_2d_into(grad_gate_up_e, grad_pre_e.t(), x.narrow(0, offset, n));  // [2I, hidden]
       auto grad_x_e = grad_x.narrow(0, offset, n);
-      torch::mm_out(grad_x_e, grad_pre_e, gate_up[e]);  // [n, hidden]
+      matmul_2d_into(grad_x_e, grad_pre_e, gate_up[e]);  // [n, hidden]
       offset += n;
     }
     return {relaid_blocks(grad_x, tokens_per_expert, unpadded), grad_gate_up, grad_down, torch::Tensor(),

@@ -1,5 +1,6 @@
 #include "nextn/training/train_options.h"
 
+#include "nextn/device/cpu_gemm.h"
 #include "nextn/device/precision.h"
 #include "nextn/io/json_strict.h"
 #include "nextn/util/error.h"
@@ -49,6 +50,7 @@ void TrainOptions::validate() const {
   NEXTN_CHECK(max_bad_steps > 0, "--max-bad-steps must be positive");
   NEXTN_CHECK(bucket_mb > 0, "--bucket-mb must be positive, got ", bucket_mb);
   if (!precision.empty()) precision_from_string(precision);  // names a bad one
+  if (!fp32_gemm.empty()) cpu_fp32_gemm_from_string(fp32_gemm);
 }
 
 nlohmann::json train_options_to_json(const TrainOptions& o) {
@@ -77,6 +79,7 @@ nlohmann::json train_options_to_json(const TrainOptions& o) {
           {"mtp", o.mtp},
           {"fused_head", o.fused_head},
           {"precision", o.precision},
+          {"fp32_gemm", o.fp32_gemm},
           {"mtp_lambda", schedule(o.mtp_lambda)},
           {"balance", to_string(o.balance)},
           {"bias_gamma", schedule(o.bias_gamma)},
@@ -127,6 +130,7 @@ TrainOptions train_options_from_json(const nlohmann::json& j) {
     o.fused_head = j.contains("fused_head") ? j.at("fused_head").get<bool>() : false;
     // Absent in runs from before the choice: their device's default, as they ran.
     o.precision = j.contains("precision") ? j.at("precision").get<std::string>() : "";
+    o.fp32_gemm = j.contains("fp32_gemm") ? j.at("fp32_gemm").get<std::string>() : "";
     o.mtp_lambda = schedule(j.at("mtp_lambda"));
     o.balance = balance_mode_from_string(j.at("balance").get<std::string>());
     o.bias_gamma = schedule(j.at("bias_gamma"));

@@ -65,6 +65,10 @@ struct TrainOptions {
   // CUDA, fp32 on CPU), which a new run resolves and records: runs from before the choice existed
   // have none in run.json and keep their device's default.
   std::string precision;
+  // The library of float32 products on CPU: "onednn" or "blas" (device/cpu_gemm.h); "" = oneDNN
+  // where the build has it, which a new run resolves and records: runs from before the choice have
+  // none in run.json and resume on BLAS, as they ran (bitwise resume needs the same library).
+  std::string fp32_gemm;
   SwitchSchedule mtp_lambda{0.3, 0.1, 10.0 / 14.8};  // V3: 0.3 for the first 10T of 14.8T tokens
   BalanceMode balance = BalanceMode::kAuxFree;
   SwitchSchedule bias_gamma{1e-3, 0.0, 1.0 - 0.5 / 14.8};  // V3: 0 for the last 500B tokens

@@ -13,6 +13,7 @@
 #include "nextn/data/token_dataset.h"
 #include "nextn/data/window_loader.h"
 #include "nextn/device/device.h"
+#include "nextn/device/cpu_gemm.h"
 #include "nextn/device/precision.h"
 #include "nextn/distributed/expert_parallel.h"
 #include "nextn/distributed/gradient_sync.h"
@@ -125,6 +126,7 @@ class TrainingRun {
   ModelConfig config_;
   torch::Device device_{torch::kCPU};
   Precision precision_ = Precision::kFp32;
+  CpuFp32Gemm fp32_gemm_ = CpuFp32Gemm::kBlas;
   int cpu_threads_ = 1;  // the threads of the step's products (device/precision.h)
   std::optional<data::TokenDataset> dataset_;
   std::optional<data::WindowLoader> loader_;
@@ -181,8 +183,10 @@ void TrainingRun::open_inputs() {
   device_ = resolve_device(options_.device);
   if (options_.precision.empty() && !resume_) options_.precision = to_string(default_precision(device_));
   precision_ = options_.precision.empty() ? default_precision(device_) : precision_from_string(options_.precision);
+  if (options_.fp32_gemm.empty() && !resume_) options_.fp32_gemm = to_string(default_training_fp32_gemm());
+  fp32_gemm_ = options_.fp32_gemm.empty() ? CpuFp32Gemm::kBlas : cpu_fp32_gemm_from_string(options_.fp32_gemm);
   cpu_threads_ = options_.threads > 0 ? options_.threads : std::max(blas_threads(), 1);
-  if (device_.is_cpu()) use_cpu_training_threads(precision_, cpu_threads_);
+  if (device_.is_cpu()) use_cpu_training_threads(precision_, cpu_threads_, fp32_gemm_);
   if (resume_) {
     choose_checkpoint();
     config_ = load_model_config((fs::path(resume_checkpoint_) / "config.json").string());
@@ -519,9 +523,9 @@ void TrainingRun::run_evaluation() {
   eval.mtp = config_.mtp_depth() > 0;
   // Evaluation computes in fp32 whatever the training precision (the model's own loss, as
   // `nextn eval` and inference see it), with fp32's threads.
-  if (device_.is_cpu()) use_cpu_training_threads(Precision::kFp32, cpu_threads_);
+  if (device_.is_cpu()) use_cpu_training_threads(Precision::kFp32, cpu_threads_, fp32_gemm_);
   EvalMetrics m = evaluate(*model_, *dataset_, eval, cluster_);
-  if (device_.is_cpu()) use_cpu_training_threads(precision_, cpu_threads_);
+  if (device_.is_cpu()) use_cpu_training_threads(precision_, cpu_threads_, fp32_gemm_);
   m.step = state_.step;
   if (!is_main()) return;
   std::cout << format_eval_line(m) << std::endl;
@@ -585,7 +589,8 @@ TrainResult TrainingRun::run() {
               << "model: " << count.total / 1e6 << "M parameters (" << count.activated / 1e6 << "M activated), "
               << config_.num_hidden_layers << " layers, MTP depth " << config_.mtp_depth() << " ("
               << to_string(config_.mtp_kind) << "), balance " << to_string(options_.balance) << ", device "
-              << device_.str() << ", precision " << to_string(precision_) << "\n"
+              << device_.str() << ", precision " << to_string(precision_)
+              << (device_.is_cpu() ? ", fp32 products " + to_string(fp32_gemm_) : std::string()) << "\n"
               << "data: " << dataset_->num_tokens(data::Split::kTrain) << " training tokens in " << options_.data_dir
               << "; batch " << options_.batch_size << " x " << options_.seq_len << " x " << options_.grad_accum
               << " accumulation";
