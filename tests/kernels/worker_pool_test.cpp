@@ -146,6 +146,11 @@ TEST(WorkerPool, AForkedChildRunsItsPartsWithoutTheParentsHelpers) {
 // and the process exits cleanly. The child is a fresh process (threadsafe death test) whose address
 // space is capped just above its size, so that no thread stack (8 MiB) fits.
 TEST(WorkerPool, AThreadTheSystemRefusesLeavesEveryPartRunAndTheExitClean) {
+#if defined(__SANITIZE_ADDRESS__)
+  // The refusal comes from capping the address space, where AddressSanitizer's own allocations
+  // fail first (its thread stacks): the run dies in the sanitizer, not in the pool.
+  GTEST_SKIP() << "address-space cap and AddressSanitizer do not mix";
+#endif
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   auto capped_run = [] {
     std::ifstream statm("/proc/self/statm");
