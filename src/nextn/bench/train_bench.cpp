@@ -261,8 +261,8 @@ std::string format_train_bench(const std::vector<TrainBenchResult>& results, dou
   for (const std::string& name : {mtp, std::string("no MTP")}) {
     if (name.empty()) continue;
     ratio(name + ": bf16 / fp32", name + " bf16", name, true);
+    const TrainBenchResult* first = find(name);
     for (const std::string gemm : {"blas", "onednn"}) {  // the first gemm's fp32 over another's
-      const TrainBenchResult* first = find(name);
       if (first != nullptr && find(name + " " + gemm) != nullptr) {
         ratio(name + ": " + first->products + " / fp32 " + gemm, name, name + " " + gemm, false);
       }

@@ -113,8 +113,10 @@ void matmul_2d_into(torch::Tensor& out, const torch::Tensor& a, const torch::Ten
 
 torch::Tensor matmul_2d(const torch::Tensor& a, const torch::Tensor& b) {
   if (!takes_onednn(a, b)) return torch::mm(a, b);
+  NEXTN_CHECK(a.size(1) == b.size(0), "matmul_2d: shapes ", a.sizes(), " x ", b.sizes());
   auto out = torch::empty({a.size(0), b.size(1)}, a.options());
-  matmul_2d_into(out, a, b);
+  torch::NoGradGuard no_grad;
+  onednn_mm_into(out, a, b, /*accumulate=*/false);
   return out;
 }
 

@@ -87,14 +87,14 @@ bool takes_few_rows_kernels(const torch::Tensor& x, const torch::Tensor& weight,
 
 torch::Tensor linear_no_bias(const torch::Tensor& x, const torch::Tensor& weight) {
   const int64_t rows = few_rows(x, weight);
-  if (rows == 0) {
-    if (x.dim() < 1 || !takes_onednn(x.reshape({-1, x.size(-1)}), weight)) return torch::nn::functional::linear(x, weight);
-    auto shape = x.sizes().vec();
-    shape.back() = weight.size(0);
-    return LinearOnCpuGemm::apply(x.reshape({-1, x.size(-1)}), weight).view(shape);
-  }
+  if (x.dim() == 0) return torch::nn::functional::linear(x, weight);  // its error message
   auto shape = x.sizes().vec();
   shape.back() = weight.size(0);
+  if (rows == 0) {
+    const auto x_rows = x.reshape({-1, x.size(-1)});
+    if (!takes_onednn(x_rows, weight)) return torch::nn::functional::linear(x, weight);
+    return LinearOnCpuGemm::apply(x_rows, weight).view(shape);
+  }
   auto out = torch::empty({rows, weight.size(0)}, x.options());
   few_rows_out(out, x.reshape({rows, weight.size(1)}), weight);
   return out.view(shape);
