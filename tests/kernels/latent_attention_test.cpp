@@ -171,6 +171,94 @@ TEST(LatentAttention, TreeVisibilityEqualsTheCausalQueryOverItsPath) {
                std::invalid_argument);
 }
 
+#if defined(__x86_64__)
+// The kernel before heads were computed together, one head at a time as scalar loops (each
+// product rounded before it is added: x86-64's baseline has no FMA to fuse them), its products
+// through the few-rows kernel. The kernel must give these bits on every code path: the heads'
+// rows share loads, not arithmetic.
+std::vector<float> attention_head_by_head(const Problem& p, int64_t keys, const KeyVisibility* visibility) {
+  const auto& d = p.dims;
+  const int64_t width = d.heads * d.v_dim, first_query = keys - p.queries;
+  std::vector<float> out(p.queries * width);
+  for (int64_t h = 0; h < d.heads; ++h) {
+    const float* w_uk = p.w_kvb.data() + h * (d.nope + d.v_dim) * d.rank;
+    const float* w_uv = w_uk + d.nope * d.rank;
+    std::vector<float> q_lat(p.queries * d.rank, 0.0f), scores(p.queries * keys), rope(p.queries * keys);
+    std::vector<float> latent(p.queries * d.rank, 0.0f);
+    for (int64_t t = 0; t < p.queries; ++t) {
+      const float* q_nope = p.q.data() + t * p.q_stride + h * (d.nope + d.rope);
+      for (int64_t i = 0; i < d.nope; ++i) {
+        for (int64_t r = 0; r < d.rank; ++r) q_lat[t * d.rank + r] += q_nope[i] * w_uk[i * d.rank + r];
+      }
+    }
+    few_rows_matmul({q_lat.data(), p.queries, d.rank, d.rank}, {p.c_kv.data(), keys, d.rank, p.c_stride},
+                    scores.data(), keys);
+    few_rows_matmul({p.q.data() + h * (d.nope + d.rope) + d.nope, p.queries, d.rope, p.q_stride},
+                    {p.k_pe.data(), keys, d.rope, p.k_stride}, rope.data(), keys);
+    for (int64_t t = 0; t < p.queries; ++t) {
+      const int64_t end = visibility ? keys : first_query + t + 1;
+      auto sees = [&](int64_t j) {
+        return !visibility || j < visibility->shared ||
+               visibility->rows[t * visibility->row_stride + j - visibility->shared] != 0;
+      };
+      float* s = scores.data() + t * keys;
+      float max_score = -INFINITY;
+      for (int64_t j = 0; j < end; ++j) {
+        s[j] = (s[j] + rope[t * keys + j]) * d.softmax_scale;
+        if (sees(j)) max_score = std::max(max_score, s[j]);
+      }
+      double total = 0;
+      for (int64_t j = 0; j < end; ++j) total += (s[j] = sees(j) ? std::exp(s[j] - max_score) : 0.0f);
+      const auto inverse_total = static_cast<float>(1.0 / total);
+      for (int64_t j = 0; j < end; ++j) {
+        if (!sees(j)) continue;
+        const float weight = s[j] * inverse_total;
+        for (int64_t r = 0; r < d.rank; ++r) latent[t * d.rank + r] += weight * p.c_kv[j * p.c_stride + r];
+      }
+    }
+    few_rows_matmul({latent.data(), p.queries, d.rank, d.rank}, {w_uv, d.v_dim, d.rank, d.rank},
+                    out.data() + h * d.v_dim, width);
+  }
+  return out;
+}
+
+TEST(LatentAttention, HeadsTogetherGiveTheBitsOfEachHeadAlone) {
+  const FewRowsPath path_before = few_rows_matmul_path();
+  std::mt19937 rng(15);
+  // rank 70: a block of vectors and a remainder column loop on every path; 5 heads: a block of
+  // four rows and one of one.
+  Problem p = random_problem(5, 40, 6, rng);
+  p.dims.rank = 70;
+  p.c_stride = 73;
+  p.c_kv.resize(p.keys * p.c_stride);
+  for (auto& x : p.c_kv) x = std::uniform_real_distribution<float>(-1.0f, 1.0f)(rng);
+  p.w_kvb.resize(p.dims.heads * (p.dims.nope + p.dims.v_dim) * p.dims.rank);
+  for (auto& x : p.w_kvb) x = std::uniform_real_distribution<float>(-1.0f, 1.0f)(rng);
+  std::vector<uint8_t> tree_rows(p.queries * p.queries, 0);
+  for (int64_t t = 0; t < p.queries; ++t) {
+    tree_rows[t * p.queries + t] = 1;
+    if (t > 0) tree_rows[t * p.queries + (t - 1) / 2] = 1;  // a binary tree: parent (t - 1) / 2
+  }
+  const KeyVisibility tree{p.keys - p.queries, tree_rows.data(), p.queries};
+  const int64_t width = p.dims.heads * p.dims.v_dim;
+  for (FewRowsPath path : {FewRowsPath::kPortable, FewRowsPath::kAvx2Fma, FewRowsPath::kAvx512}) {
+    if (!few_rows_matmul_path_available(path)) continue;
+    force_few_rows_matmul_path(path);
+    for (const KeyVisibility* visibility : {static_cast<const KeyVisibility*>(nullptr), &tree}) {
+      std::vector<float> out(p.queries * width);
+      latent_attention(p.dims, p.q.data(), p.queries, p.q_stride, p.cache(p.keys), p.w_kvb.data(), out.data(), width,
+                       visibility);
+      const auto expected = attention_head_by_head(p, p.keys, visibility);
+      for (size_t i = 0; i < out.size(); ++i) {
+        ASSERT_EQ(out[i], expected[i]) << few_rows_matmul_path_name(path) << (visibility ? " tree" : " causal")
+                                       << " element " << i;
+      }
+    }
+  }
+  force_few_rows_matmul_path(path_before);
+}
+#endif
+
 TEST(LatentAttention, ThreadCountDoesNotChangeTheResult) {
   const int threads_before = few_rows_matmul_threads();
   std::mt19937 rng(13);
