@@ -3,6 +3,7 @@
 // are handled.
 #include <gtest/gtest.h>
 #include <sys/resource.h>
+#include <sched.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -111,8 +112,13 @@ TEST(WorkerPool, APartMayRunPartsItself) {
   std::set<std::thread::id> outer_threads;
   for (int round = 0; round < 50; ++round) {
     inner.clear();
+    std::atomic<bool> outer_1_started{false};
     run_in_parts(2, [&](int outer) {
       const auto self = std::this_thread::get_id();
+      if (outer == 1) outer_1_started.store(true);
+      // Part 0 waits for part 1 to start: a caller done first would run part 1 itself.
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      while (!outer_1_started.load() && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
       run_in_parts(3, [&](int p) {
         std::lock_guard<std::mutex> lock(mutex);
         EXPECT_EQ(std::this_thread::get_id(), self);
@@ -167,6 +173,37 @@ TEST(WorkerPool, AThreadTheSystemRefusesLeavesEveryPartRunAndTheExitClean) {
     std::exit(0);  // the pool's destructor runs at exit: it must not join a thread never started
   };
   EXPECT_EXIT(capped_run(), ::testing::ExitedWithCode(0), "cannot start a kernel helper thread");
+}
+
+// A helper that has not started its part when the caller is done with its own (its core held by
+// another thread, as a server's request threads hold them) is not waited for: the caller runs the
+// part. On one core the caller nearly always finishes first. The child is a fresh process
+// (threadsafe death test) whose threads, the helpers included, all share that core.
+TEST(WorkerPool, APartNoHelperStartedRunsOnTheCaller) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  auto one_core_run = [] {
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) std::_Exit(3);
+    int cpu = 0;
+    while (!CPU_ISSET(cpu, &allowed)) ++cpu;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    if (sched_setaffinity(0, sizeof one, &one) != 0) std::_Exit(3);
+    int on_caller = 0;
+    for (int round = 0; round < 200; ++round) {
+      std::atomic<int> runs{0};
+      std::thread::id part_1_thread;
+      run_in_parts(2, [&](int p) {
+        runs.fetch_add(1);
+        if (p == 1) part_1_thread = std::this_thread::get_id();
+      });
+      if (runs.load() != 2) std::_Exit(2);
+      if (part_1_thread == std::this_thread::get_id()) ++on_caller;
+    }
+    std::_Exit(on_caller > 0 ? 0 : 1);
+  };
+  EXPECT_EXIT(one_core_run(), ::testing::ExitedWithCode(0), "");
 }
 
 }  // namespace

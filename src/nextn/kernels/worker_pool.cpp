@@ -63,7 +63,8 @@ class WorkerPool {
       Helper& helper = *helpers_[p - 1];
       helper.part = &part;
       helper.index = p;
-      helper.posted.fetch_add(1);  // publishes part and index to the helper
+      helper.claimed.store(false);  // publishes part and index to whoever claims the part
+      helper.posted.fetch_add(1);
     }
     // A helper about to sleep raised `sleeping_` before it last looked at `posted` (both
     // sequentially consistent), so either it saw the post or this sees it sleeping.
@@ -84,6 +85,19 @@ class WorkerPool {
         }
       }
     }
+    // A helper that has not yet claimed its part (its core taken by another thread: a server's
+    // request threads share the cores with decoding) has it run here instead of being waited for.
+    // Parts that share work through a counter find none left and return at once.
+    for (int p = 1; p <= helped; ++p) {
+      Helper& helper = *helpers_[p - 1];
+      if (helper.claimed.exchange(true)) continue;
+      try {
+        run_part(part, p);
+      } catch (...) {
+        helper.failure = std::current_exception();
+      }
+      remaining_.fetch_sub(1);
+    }
     while (remaining_.load() > 0) sched_yield();
     for (int p = 1; p <= helped; ++p) {
       if (!first_failure) std::swap(first_failure, helpers_[p - 1]->failure);
@@ -97,6 +111,7 @@ class WorkerPool {
   struct Helper {
     std::thread thread;
     std::atomic<unsigned long> posted{0};
+    std::atomic<bool> claimed{true};  // the posted part has been taken (by the helper or the caller)
     const std::function<void(int)>* part = nullptr;
     int index = 0;
     std::exception_ptr failure;  // what its part threw, for the caller to rethrow
@@ -124,6 +139,7 @@ class WorkerPool {
     for (;;) {
       if (!await_post(helper, done)) return;
       done = helper.posted.load();
+      if (helper.claimed.exchange(true)) continue;  // the caller ran it: `part` may be gone
       try {
         run_part(*helper.part, helper.index);
       } catch (...) {

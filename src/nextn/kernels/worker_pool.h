@@ -13,7 +13,9 @@
 namespace nextn::kernels {
 
 // Runs part(0), ..., part(parts - 1), each exactly once: part 0 on the calling thread, the others
-// on helper threads (started on first use, up to parts - 1 of them). Returns when all are done.
+// on helper threads (started on first use, up to parts - 1 of them), except that a part no helper
+// has started by the time the caller is done with its own runs on the caller: a helper whose core
+// another thread holds delays nothing. Returns when all are done.
 // A second caller while the helpers are busy, or a part that calls run_in_parts again, runs all
 // its parts itself, one after the other.
 // If parts throw, the first exception (by part index) is rethrown once every part has finished.
