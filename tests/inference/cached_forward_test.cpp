@@ -6,6 +6,7 @@
 #include "inference_test_support.h"
 #include "nextn/inference/cached_forward.h"
 #include "nextn/inference/kv_cache.h"
+#include "nextn/kernels/few_rows_matmul.h"
 #include "nextn/util/error.h"
 
 namespace nextn::inference {
@@ -95,6 +96,23 @@ TEST(CachedForward, Float32AppendOfSeveralTokensGivesEachRowWhatDecodingItAloneG
       auto alone = run_in_chunks(model, ids, {5, 1, 1, 1, 1}, AttentionForm::kAuto);
       EXPECT_TRUE(torch::equal(together.logits, alone.logits)) << max_abs_diff(together.logits, alone.logits);
       EXPECT_TRUE(torch::equal(together.hidden, alone.hidden)) << max_abs_diff(together.hidden, alone.hidden);
+    }
+  }
+}
+
+// A prompt of up to kernels::kFewRowsMax tokens is prefilled on decoding's kernels: each of its
+// rows bit for bit what feeding the prompt one token at a time computes (libtorch's naive form and
+// BLAS, which longer prompts take, give other last bits).
+TEST(CachedForward, Float32ShortPromptPrefillGivesEachRowWhatDecodingItTokenByTokenGives) {
+  for (ModelConfig config : {tiny_config(), testing::parallel_config()}) {
+    DeepSeekV3 model = random_model(config, 33, 0.3, torch::kFloat);
+    for (int64_t length : {int64_t{2}, int64_t{5}, kernels::kFewRowsMax}) {
+      auto ids = torch::randint(config.vocab_size, {1, length}, torch::kLong);
+      auto prefill = run_in_chunks(model, ids, {length}, AttentionForm::kAuto);
+      auto token_by_token = run_in_chunks(model, ids, std::vector<int64_t>(length, 1), AttentionForm::kAuto);
+      EXPECT_TRUE(torch::equal(prefill.logits, token_by_token.logits))
+          << length << " tokens: " << max_abs_diff(prefill.logits, token_by_token.logits);
+      EXPECT_TRUE(torch::equal(prefill.hidden, token_by_token.hidden)) << length << " tokens";
     }
   }
 }

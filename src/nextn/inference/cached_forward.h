@@ -10,9 +10,10 @@
 
 namespace nextn::inference {
 
-// Which MLA form cached attention uses. kAuto: naive for a prefill (an empty cache and several new
-// tokens, where all queries share one per-head expansion of the keys), absorbed for every append
-// to a non-empty cache (decoding, verifying drafts, catching an MTP module up).
+// Which MLA form cached attention uses. kAuto: naive for a prefill of more than kFewRowsMax tokens
+// (an empty cache, where all queries share one per-head expansion of the keys), absorbed for a
+// shorter one (it runs on decoding's kernels) and for every append to a non-empty cache
+// (decoding, verifying drafts, catching an MTP module up).
 enum class AttentionForm { kAuto, kNaive, kAbsorbed };
 
 // Whether the output head runs at every new position (verifying drafts needs them all) or only the
