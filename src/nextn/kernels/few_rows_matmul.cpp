@@ -7,30 +7,15 @@
 #include <thread>
 #include <type_traits>
 
+#include "nextn/kernels/float_lanes.h"
 #include "nextn/kernels/worker_pool.h"
 
 namespace nextn::kernels {
 namespace {
 
-// Float lanes as GCC/Clang vectors: plain arithmetic on them compiles to one register of the entry
-// point's instruction set (8 lanes: one AVX register; 16 lanes: one AVX-512 register) and to
-// pairs of SSE/NEON registers in the portable entry point. This file is compiled with
-// -ffp-contract=fast, so `acc += w * x` becomes an FMA where there is one.
-using Lanes4 = float __attribute__((vector_size(16)));
-using Lanes8 = float __attribute__((vector_size(32)));
-using Lanes16 = float __attribute__((vector_size(64)));
-
-template <typename V>
-constexpr int64_t kLanesOf = static_cast<int64_t>(sizeof(V) / sizeof(float));
-
+// Vector arithmetic on float_lanes.h's lanes; this file is compiled with -ffp-contract=fast, so
+// `acc += w * x` becomes an FMA where there is one.
 constexpr int64_t kCacheLineBytes = 64;
-
-template <typename V>
-inline V load_lanes(const float* p) {
-  V v;
-  __builtin_memcpy(&v, p, sizeof(v));  // unaligned load
-  return v;
-}
 
 // The lanes' sum, halving the vector until four lanes are left (fewer dependent adds than a loop
 // over the lanes). The halves are taken with memcpy (any GCC or Clang; compiles to one extract).

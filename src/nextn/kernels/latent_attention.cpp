@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "nextn/kernels/few_rows_matmul.h"
+#include "nextn/kernels/float_lanes.h"
 #include "nextn/kernels/worker_pool.h"
 
 namespace nextn::kernels {
@@ -48,22 +49,6 @@ void check_dims(const LatentAttentionDims& d, const float* q, int64_t queries, i
 #define NEXTN_NO_CONTRACTION_BARRIER 0
 #endif
 
-// Float lanes as GCC/Clang vectors (one register of the entry point's instruction set).
-using Lanes8 = float __attribute__((vector_size(32)));
-using Lanes16 = float __attribute__((vector_size(64)));
-
-template <typename V>
-inline V load_lanes(const float* p) {
-  V v;
-  __builtin_memcpy(&v, p, sizeof(v));
-  return v;
-}
-
-template <typename V>
-inline void store_lanes(float* p, V v) {
-  __builtin_memcpy(p, &v, sizeof(v));
-}
-
 // out[r][c] = sum_{j < terms} p[r][j] * m[j][c] for rows r < R (at most 4) and columns c < width,
 // the terms added in order of j, each product rounded before it is added: element by element what
 // the scalar loop `out[c] += p * m[c]` computes on this file's baseline instruction set (no FMA),
@@ -72,7 +57,7 @@ inline void store_lanes(float* p, V v) {
 template <typename V, int R, bool kVectorRegisters>
 inline void weighted_rows_block(const float* p, int64_t p_row_stride, int64_t terms, const float* m,
                                 int64_t m_row_stride, int64_t width, float* out, int64_t out_row_stride) {
-  constexpr int64_t kLanes = static_cast<int64_t>(sizeof(V) / sizeof(float));
+  constexpr int64_t kLanes = kLanesOf<V>;
   constexpr int kVectors = kVectorRegisters && sizeof(V) == 64 ? 4 : 2;  // 16 / 8 accumulators: fits AVX-512 / AVX2
   int64_t c = 0;
   for (; c + kVectors * kLanes <= width; c += kVectors * kLanes) {
