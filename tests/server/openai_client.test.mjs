@@ -101,6 +101,15 @@ test('log-probabilities of completions and chat', async () => {
     // Greedy: the chosen token is the most likely one.
     assert.ok(Math.abs(Math.max(...top) - lp.token_logprobs[i]) < 1e-9);
   }
+  // Streamed, each token's chunk carries its entry: the same as the whole response's.
+  const streamed = { tokens: [], token_logprobs: [] };
+  for await (const chunk of await client.completions.create({ model: 'tiny', prompt: 'import os\n', max_tokens: 5,
+                                                             temperature: 0, logprobs: 3, stream: true })) {
+    const l = chunk.choices[0]?.logprobs;
+    if (l) { streamed.tokens.push(...l.tokens); streamed.token_logprobs.push(...l.token_logprobs); }
+  }
+  assert.deepEqual(streamed.tokens, lp.tokens);
+  assert.deepEqual(streamed.token_logprobs, lp.token_logprobs);
   const chat = await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'x' }],
                                                      max_tokens: 3, temperature: 0, logprobs: true, top_logprobs: 2 });
   const content = chat.choices[0].logprobs.content;

@@ -6,13 +6,13 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <sstream>
 #include <thread>
 
 #include "nextn/bench/median.h"
+#include "nextn/bench/stream_client.h"
 #include "nextn/util/error.h"
 
 namespace nextn {
@@ -82,47 +82,24 @@ void stop_server(const Server& server) {
   ::waitpid(server.pid, &status, 0);
 }
 
-struct StreamResult {
-  bool ok = false;
-  int64_t tokens = 0;
-  double ttft = 0;
-  std::string error;
+struct Address {
+  std::string host;  // IPv4
+  int port = 0;
 };
 
-// One streaming completion; counts the token ids the chunks carry.
-StreamResult stream_completion(const std::string& url, const std::string& model, const std::string& prompt,
-                               int64_t max_tokens) {
+Address address_of(const std::string& url) {
   const auto colon = url.rfind(':');
-  httplib::Client client(url.substr(7, colon - 7), std::stoi(url.substr(colon + 1)));
-  client.set_read_timeout(600, 0);
-  nlohmann::json body = {{"model", model},          {"prompt", prompt},  {"max_tokens", max_tokens},
-                         {"temperature", 0},        {"stream", true},    {"ignore_eos", true},
-                         {"return_token_ids", true}};
-  StreamResult result;
-  std::string pending;
-  const auto started = Clock::now();
-  httplib::Request request;
-  request.method = "POST";
-  request.path = "/v1/completions";
-  request.body = body.dump();
-  request.set_header("Content-Type", "application/json");
-  request.content_receiver = [&](const char* data, size_t length, uint64_t, uint64_t) {
-    pending.append(data, length);
-    for (size_t end; (end = pending.find("\n\n")) != std::string::npos; pending.erase(0, end + 2)) {
-      const std::string event = pending.substr(0, end);
-      if (event.rfind("data: ", 0) != 0 || event == "data: [DONE]") continue;
-      const auto chunk = nlohmann::json::parse(event.substr(6), nullptr, false);
-      if (chunk.is_discarded() || !chunk.contains("choices") || chunk["choices"].empty()) continue;
-      const auto& ids = chunk["choices"][0].value("token_ids", nlohmann::json::array());
-      if (!ids.empty() && result.tokens == 0) result.ttft = std::chrono::duration<double>(Clock::now() - started).count();
-      result.tokens += static_cast<int64_t>(ids.size());
-    }
-    return true;
-  };
-  auto response = client.send(request);
-  result.ok = response && response->status == 200;
-  if (!result.ok) result.error = response ? "status " + std::to_string(response->status) : httplib::to_string(response.error());
-  return result;
+  NEXTN_CHECK(url.rfind("http://", 0) == 0 && colon != std::string::npos && colon > 7, "bench serve: '", url,
+              "': expected http://host:port");
+  std::string host = url.substr(7, colon - 7);
+  if (host == "localhost") host = "127.0.0.1";
+  return {host, std::stoi(url.substr(colon + 1))};
+}
+
+std::string request_body(const std::string& model, const std::string& prompt, int64_t max_tokens) {
+  return nlohmann::json{{"model", model},   {"prompt", prompt},    {"max_tokens", max_tokens}, {"temperature", 0},
+                        {"stream", true},   {"ignore_eos", true},  {"return_token_ids", true}}
+      .dump();
 }
 
 double percentile(std::vector<double> values, double p) {
@@ -132,7 +109,8 @@ double percentile(std::vector<double> values, double p) {
   return values[index];
 }
 
-// One sweep point: `concurrency` client threads, each streaming its requests one after another.
+// One sweep point: `concurrency` streams, each sending its requests one after another, all from
+// this thread (stream_client.h).
 struct Measurement {
   int64_t requests = 0, tokens = 0;
   double seconds = 0;
@@ -140,19 +118,15 @@ struct Measurement {
   double tokens_per_second() const { return seconds > 0 ? static_cast<double>(tokens) / seconds : 0.0; }
 };
 
-Measurement measure(const std::string& url, const std::string& model, int concurrency, const ServeBenchOptions& o) {
-  std::vector<std::vector<StreamResult>> per_client(concurrency);
-  const auto started = Clock::now();
-  std::vector<std::thread> clients;
+Measurement measure(const Address& server, const std::string& model, int concurrency, const ServeBenchOptions& o) {
+  std::vector<std::vector<std::string>> bodies(concurrency);
   for (int c = 0; c < concurrency; ++c) {
-    clients.emplace_back([&, c] {
-      for (int r = 0; r < o.requests_per_client; ++r) {
-        const std::string& prompt = kPrompts[(c * o.requests_per_client + r) % kPrompts.size()];
-        per_client[c].push_back(stream_completion(url, model, prompt, o.max_tokens));
-      }
-    });
+    for (int r = 0; r < o.requests_per_client; ++r) {
+      bodies[c].push_back(request_body(model, kPrompts[(c * o.requests_per_client + r) % kPrompts.size()], o.max_tokens));
+    }
   }
-  for (auto& t : clients) t.join();
+  const auto started = Clock::now();
+  const auto per_client = run_streams(server.host, server.port, "/v1/completions", bodies);
   Measurement m;
   m.seconds = std::chrono::duration<double>(Clock::now() - started).count();
   for (const auto& results : per_client) {
@@ -167,12 +141,12 @@ Measurement measure(const std::string& url, const std::string& model, int concur
 }
 
 // Every concurrency `rounds` times against one server, summarised per concurrency.
-std::vector<ServeBenchRow> sweep(const std::string& url, const std::string& model, const std::string& variant,
+std::vector<ServeBenchRow> sweep(const Address& server, const std::string& model, const std::string& variant,
                                  const ServeBenchOptions& o) {
   const size_t points = o.concurrency.size();
   std::vector<std::vector<Measurement>> by_point(points);
   for (int round = 0; round < o.rounds; ++round) {
-    for (size_t i = 0; i < points; ++i) by_point[i].push_back(measure(url, model, o.concurrency[i], o));
+    for (size_t i = 0; i < points; ++i) by_point[i].push_back(measure(server, model, o.concurrency[i], o));
   }
   const auto one = std::find(o.concurrency.begin(), o.concurrency.end(), 1);
   std::vector<ServeBenchRow> rows;
@@ -210,7 +184,7 @@ std::vector<ServeBenchRow> benchmark_serving(const ServeBenchOptions& o) {
     auto models = probe.Get("/v1/models");
     NEXTN_CHECK(models && models->status == 200, "bench serve: no server answers at ", o.url);
     const std::string model = nlohmann::json::parse(models->body)["data"][0]["id"];
-    return sweep(o.url, model, "server at " + o.url, o);
+    return sweep(address_of(o.url), model, "server at " + o.url, o);
   }
   for (const std::string& drafts : o.draft_variants) {
     NEXTN_CHECK(drafts == "auto" || (!drafts.empty() && drafts.find_first_not_of("0123456789") == std::string::npos),
@@ -218,8 +192,9 @@ std::vector<ServeBenchRow> benchmark_serving(const ServeBenchOptions& o) {
     Server server = start_server(o, drafts);
     const std::string variant = drafts == "0" ? "plain" : drafts == "auto" ? "MTP, auto" : "MTP, " + drafts + " draft(s)";
     try {
-      stream_completion(server.url, "bench", kPrompts[0], 8);  // warm-up: pages and threads
-      for (const ServeBenchRow& row : sweep(server.url, "bench", variant, o)) rows.push_back(row);
+      const Address address = address_of(server.url);
+      run_streams(address.host, address.port, "/v1/completions", {{request_body("bench", kPrompts[0], 8)}});  // warm-up
+      for (const ServeBenchRow& row : sweep(address, "bench", variant, o)) rows.push_back(row);
     } catch (...) {
       stop_server(server);
       throw;

@@ -1,7 +1,8 @@
 // `nextn bench serve`: a load generator against `nextn serve`. For each server variant (plain
-// decoding, MTP drafting with N drafts, or with the adaptive count) it starts the server on a free port, then for each
-// concurrency c runs c client threads, each streaming `requests_per_client` greedy completions
-// (ignore_eos, so every request makes max_tokens tokens), and measures the aggregate generated
+// decoding, MTP drafting with N drafts, or with the adaptive count) it starts the server on a free
+// port, then for each concurrency c runs c streams from one client thread (stream_client.h), each
+// streaming `requests_per_client` greedy completions one after another (ignore_eos, so every
+// request makes max_tokens tokens), and measures the aggregate generated
 // tokens per second over the wall time and each request's time to first token (p50, p99).
 // With --url it measures a server that is already running instead (one variant).
 #pragma once

@@ -16,6 +16,7 @@ class ClientConnection {
   ClientConnection(const std::string& local_addr, int local_port, const std::string& remote_addr, int remote_port);
   bool closed() const;
   bool found() const { return fd_ >= 0; }
+  int fd() const { return fd_; }  // the connection's socket (httplib's), -1 when not found
 
  private:
   int fd_ = -1;

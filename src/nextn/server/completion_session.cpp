@@ -114,15 +114,44 @@ void CompletionSession::on_token(const TokenEvent& event) {
     for (const auto& [id, logprob] : event.top_logprobs) entry.top.push_back({token_text(*model_.tokenizer, id), logprob});
   }
   std::lock_guard<std::mutex> lock(mutex_);
-  pending_.text += text;
   text_ += text;
-  pending_.token_ids.push_back(event.token);
   token_ids_.push_back(event.token);
-  if (request_.logprobs >= 0) {
-    pending_.logprobs.push_back(entry);
-    logprobs_.push_back(entry);
+  if (request_.logprobs >= 0) logprobs_.push_back(entry);
+  if (writer_) {
+    Delta delta;
+    delta.text = std::move(text);
+    delta.token_ids = {event.token};
+    if (request_.logprobs >= 0) delta.logprobs = {std::move(entry)};
+    if (worth_a_chunk(delta) && !writer_->write(sse_event(chunk(delta)))) cancel();
+    return;
   }
+  pending_.text += text;
+  pending_.token_ids.push_back(event.token);
+  if (request_.logprobs >= 0) pending_.logprobs.push_back(entry);
   changed_.notify_all();
+}
+
+void CompletionSession::stream_to(std::shared_ptr<ChunkedSocketWriter> writer) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  // What came before goes first; at the end the request thread sends the tail itself.
+  if (!finished_) {
+    Delta earlier = std::move(pending_);
+    pending_ = Delta{};
+    if (worth_a_chunk(earlier) && !writer->write(sse_event(chunk(earlier)))) cancel();
+  }
+  writer_ = std::move(writer);
+  if (finished_) writer_->wake();  // it ended before: the request thread sends the rest itself
+}
+
+void CompletionSession::stop_streaming() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (writer_) writer_->close();
+  writer_.reset();
+}
+
+bool CompletionSession::worth_a_chunk(const Delta& delta) const {
+  return !delta.text.empty() || (request_.logprobs >= 0 && !delta.logprobs.empty()) ||
+         (request_.return_token_ids && !delta.token_ids.empty());
 }
 
 void CompletionSession::on_finish(FinishReason reason, const RequestStats& stats) {
@@ -147,6 +176,7 @@ void CompletionSession::on_finish(FinishReason reason, const RequestStats& stats
   reason_ = reason;
   stats_ = stats;
   changed_.notify_all();
+  if (writer_) writer_->wake();
 }
 
 bool CompletionSession::wait(std::chrono::milliseconds wait) {

@@ -2,7 +2,9 @@
 // renders and tokenizes the prompt, turns the engine's tokens into text (whole UTF-8 characters,
 // stop strings held back and cut, the stop token's text left out), keeps the log-probabilities,
 // and builds the OpenAI response bodies, whole or as stream chunks. The engine's callbacks fill a
-// small queue under a mutex; the HTTP thread takes from it.
+// small queue under a mutex; the HTTP thread takes from it. A stream whose socket is known writes
+// each token's chunk from the engine thread instead (stream_to), so the HTTP thread sleeps until
+// the request ends.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -17,6 +19,7 @@
 #include <vector>
 
 #include "nextn/inference/stop_strings.h"
+#include "nextn/server/chunked_socket_writer.h"
 #include "nextn/server/engine.h"
 #include "nextn/server/metrics.h"
 #include "nextn/server/openai_protocol.h"
@@ -50,6 +53,11 @@ class CompletionSession : public std::enable_shared_from_this<CompletionSession>
   };
   // Waits up to `wait` for output or the end (streams), or for the end only (wait_done).
   bool wait(std::chrono::milliseconds wait);
+  // A stream's chunks from now on go out from the engine thread as each token comes, through
+  // `writer` (after what was produced so far); stop_streaming() ends that, after which the engine
+  // never touches the writer. Both from the request's thread; a failed write cancels the request.
+  void stream_to(std::shared_ptr<ChunkedSocketWriter> writer);
+  void stop_streaming();
   bool wait_done(std::chrono::milliseconds wait);
   Delta take();
   bool finished() const;  // the end came and every delta was taken (streams)
@@ -61,6 +69,7 @@ class CompletionSession : public std::enable_shared_from_this<CompletionSession>
   // Response bodies. finish_reason_text(): "stop" or "length".
   nlohmann::json response() const;                 // the whole response (non-streaming)
   nlohmann::json chunk(const Delta& delta) const;  // a stream chunk with this delta
+  bool worth_a_chunk(const Delta& delta) const;    // text, or log-probabilities or ids asked for
   nlohmann::json role_chunk() const;               // chat streams: the first chunk, {"role": "assistant"}
   nlohmann::json final_chunk() const;              // the chunk with finish_reason
   nlohmann::json usage_chunk() const;              // stream_options.include_usage: choices [] and usage
@@ -101,6 +110,7 @@ class CompletionSession : public std::enable_shared_from_this<CompletionSession>
   bool finished_ = false;
   FinishReason reason_ = FinishReason::kError;
   RequestStats stats_;
+  std::shared_ptr<ChunkedSocketWriter> writer_;  // set: the engine thread writes the stream's chunks
 };
 
 }  // namespace nextn::server

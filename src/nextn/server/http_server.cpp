@@ -13,13 +13,16 @@ namespace {
 
 using json = nlohmann::json;
 constexpr auto kPoll = std::chrono::milliseconds(20);
+// A directly written stream's thread wakes for the request's end, left-over bytes or the client's
+// close; the timeout only bounds how long a missed wake-up could last.
+constexpr auto kDirectWait = std::chrono::milliseconds(500);
 
 void send_json(httplib::Response& res, int status, const json& body) {
   res.status = status;
   res.set_content(body.dump(), "application/json");
 }
 
-std::string sse(const json& body) { return "data: " + body.dump() + "\n\n"; }
+std::string sse(const json& body) { return sse_event(body); }
 
 const char* status_message(int status) {
   switch (status) {
@@ -173,36 +176,45 @@ void HttpServer::routes() {
         }
         metrics_.request(name, 200);
         res.set_header("Cache-Control", "no-cache");
+        // With the client's socket known, the engine writes each token's chunk itself and this
+        // thread sleeps until the end (chunked_socket_writer.h); else this thread writes them.
+        std::shared_ptr<ChunkedSocketWriter> writer;
+        if (connection.found()) writer = std::make_shared<ChunkedSocketWriter>(connection.fd());
         auto started = std::make_shared<bool>(false);
         res.set_chunked_content_provider(
             "text/event-stream",
-            [session, connection, started](size_t, httplib::DataSink& sink) {
+            [session, connection, started, writer](size_t, httplib::DataSink& sink) {
               auto write = [&](const std::string& text) { return sink.write(text.data(), text.size()); };
+              auto gone = [&] {
+                session->cancel();
+                session->stop_streaming();
+                return false;
+              };
               if (!*started) {
                 *started = true;
                 if (session->request().endpoint == Endpoint::kChatCompletions && !write(sse(session->role_chunk()))) {
-                  return false;
+                  return gone();
                 }
                 const std::string echo = session->echo_text();
                 if (!echo.empty()) {
                   CompletionSession::Delta d;
                   d.text = echo;
-                  if (!write(sse(session->chunk(d)))) return false;
+                  if (!write(sse(session->chunk(d)))) return gone();
                 }
+                if (writer) session->stream_to(writer);
               }
-              session->wait(kPoll);
+              if (writer) {
+                const auto event = writer->wait(kDirectWait);
+                if (event == ChunkedSocketWriter::Event::kPeerClosed || !writer->flush()) return gone();
+                if (!session->done()) return true;
+                session->stop_streaming();  // the engine is done writing; the end goes through httplib
+                if (!writer->flush()) return gone();
+              } else {
+                session->wait(kPoll);
+              }
               CompletionSession::Delta delta = session->take();
-              const CompletionRequest& asked = session->request();
-              const bool worth_a_chunk = !delta.text.empty() || (asked.logprobs >= 0 && !delta.logprobs.empty()) ||
-                                         (asked.return_token_ids && !delta.token_ids.empty());
-              if (worth_a_chunk && !write(sse(session->chunk(delta)))) {
-                session->cancel();
-                return false;
-              }
-              if (connection.closed()) {
-                session->cancel();
-                return false;
-              }
+              if (session->worth_a_chunk(delta) && !write(sse(session->chunk(delta)))) return gone();
+              if (connection.closed()) return gone();
               if (session->finished()) {
                 if (session->finish_reason() == FinishReason::kError) {
                   write(sse(ApiError(500, session->stats().error).to_json()));
@@ -216,6 +228,8 @@ void HttpServer::routes() {
               return true;
             },
             [session](bool success) {
+              // Before httplib may close the socket: the engine stops writing to it.
+              session->stop_streaming();
               if (!success) session->cancel();
             });
       } catch (const ApiError& e) {

@@ -215,6 +215,8 @@ std::string new_response_id(Endpoint endpoint) {
   return buffer;
 }
 
+std::string sse_event(const nlohmann::json& body) { return "data: " + body.dump() + "\n\n"; }
+
 int64_t unix_time() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }

@@ -68,6 +68,9 @@ struct TokenLogprob {
 // that it can go into JSON (a token may end inside a character; an error may quote bad input).
 std::string printable_utf8(const std::string& text);
 
+// One Server-Sent Event of a stream: "data: <json>" and the blank line that ends it.
+std::string sse_event(const nlohmann::json& body);
+
 // Identifiers and timestamps of responses.
 std::string new_response_id(Endpoint endpoint);  // "cmpl-..." / "chatcmpl-..."
 int64_t unix_time();

@@ -1,0 +1,30 @@
+// `bench serve`'s client: many streaming completions at once from one thread, over plain
+// HTTP/1.1 sockets and poll(), as an event loop (vLLM's benchmark_serving is one asyncio loop).
+// On a 2-core machine the load generator shares the cores with the server it measures: a thread
+// per stream (a wake-up and a JSON parse per token each) took ~100 us of CPU per token, more than
+// the server's own HTTP side. Here a token costs a read() shared by every stream that got one, and
+// a scan of the event for its "token_ids".
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace nextn {
+
+struct StreamResult {
+  bool ok = false;    // status 200 and the stream's "data: [DONE]"
+  int64_t tokens = 0;  // the token ids its chunks carried
+  double ttft = 0;     // seconds from connecting to the first chunk with a token
+  std::string error;
+};
+
+// For each stream, its request bodies are POSTed to `path` one after another (a connection
+// each), all streams at once; results per stream, in order. `host` is an IPv4 address.
+std::vector<std::vector<StreamResult>> run_streams(const std::string& host, int port, const std::string& path,
+                                                   const std::vector<std::vector<std::string>>& bodies);
+
+// How many token ids one SSE event's JSON carries in "token_ids" (0 without the field).
+int64_t count_token_ids(const std::string& event);
+
+}  // namespace nextn
