@@ -315,7 +315,9 @@ TEST(Trainer, Bf16RunRecordsItsPrecisionAndResumesBitwise) {
   EXPECT_NE(io::read_file(dir.file("straight.log")).find("precision bf16"), std::string::npos);
   // Master weights and optimizer state stay fp32: so does the checkpoint.
   for (const auto& [name, tensor] : checkpoint_tensors(run_dir + "/checkpoints/step-00000060")) {
-    if (tensor.is_floating_point()) EXPECT_EQ(tensor.scalar_type(), torch::kFloat) << name;
+    if (tensor.is_floating_point()) {
+      EXPECT_EQ(tensor.scalar_type(), torch::kFloat) << name;
+    }
   }
   // Resuming in another precision would not continue the same run: refused, naming both.
   auto other = train_args(tiny_options(dir, "killed"), 60);

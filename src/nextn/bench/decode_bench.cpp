@@ -67,19 +67,27 @@ std::vector<DecodeBenchResult> benchmark_decoding(DeepSeekV3 model, const std::v
     bool adaptive = false;
     std::vector<int64_t> tree;
   };
-  std::vector<Variant> variants{Variant{0, {}, false, {}}};
+  std::vector<Variant> variants(1);  // plain decoding first
+  auto add = [&](int64_t drafts, const inference::DraftHeadOptions& head, bool adaptive, const std::vector<int64_t>& tree) {
+    Variant v;
+    v.drafts = drafts;
+    v.head = head;
+    v.adaptive = adaptive;
+    v.tree = tree;
+    variants.push_back(std::move(v));
+  };
   for (const auto& head : options.draft_heads()) {
     for (int64_t n = 1; n <= options.max_draft; ++n) {
-      if (depth > 0 && (n <= depth || options.reuse_last_module)) variants.push_back({n, head, false, {}});
+      if (depth > 0 && (n <= depth || options.reuse_last_module)) add(n, head, false, {});
     }
   }
   const int64_t auto_max = options.reuse_last_module ? options.max_draft : std::min(options.max_draft, depth);
-  if (options.adaptive && depth > 0 && auto_max >= 1) variants.push_back({auto_max, {}, true, {}});
+  if (options.adaptive && depth > 0 && auto_max >= 1) add(auto_max, inference::DraftHeadOptions(), true, {});
   for (const auto& tree : options.trees) {
     const auto levels = static_cast<int64_t>(tree.size());
     NEXTN_CHECK(depth > 0 && (levels <= depth || options.reuse_last_module), "bench decode: a draft tree of ", levels,
                 " levels needs as many MTP modules (the model has ", depth, ")");
-    variants.push_back({levels, {}, false, tree});
+    add(levels, inference::DraftHeadOptions(), false, tree);
   }
 
   inference::Generator generator(model);
