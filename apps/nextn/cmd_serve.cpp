@@ -64,7 +64,9 @@ void run_serve(ServeFlags& f) {
   server::HttpServer http(f.http);
   http.bind();
   std::thread listener([&] { http.listen(); });
-  std::cout << "nextn serve: listening on http://" << f.http.host << ":" << http.port() << std::endl;
+  // An IPv6 address goes in brackets in a URL (RFC 3986): http://[::1]:8000
+  const std::string url_host = f.http.host.find(':') != std::string::npos ? "[" + f.http.host + "]" : f.http.host;
+  std::cout << "nextn serve: listening on http://" << url_host << ":" << http.port() << std::endl;
 
   // Should loading fail, the listener stops before the error unwinds past it (a joinable thread
   // would terminate the process instead of reporting the error).

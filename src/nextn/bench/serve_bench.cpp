@@ -83,7 +83,7 @@ void stop_server(const Server& server) {
 }
 
 struct Address {
-  std::string host;  // IPv4
+  std::string host;  // a name, an IPv4 address or a bracketed IPv6 one ([::1])
   int port = 0;
 };
 
@@ -92,7 +92,7 @@ Address address_of(const std::string& url) {
   NEXTN_CHECK(url.rfind("http://", 0) == 0 && colon != std::string::npos && colon > 7, "bench serve: '", url,
               "': expected http://host:port");
   std::string host = url.substr(7, colon - 7);
-  if (host == "localhost") host = "127.0.0.1";
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
   return {host, std::stoi(url.substr(colon + 1))};
 }
 
@@ -180,11 +180,12 @@ std::vector<ServeBenchRow> sweep(const Address& server, const std::string& model
 std::vector<ServeBenchRow> benchmark_serving(const ServeBenchOptions& o) {
   std::vector<ServeBenchRow> rows;
   if (!o.url.empty()) {
-    httplib::Client probe(o.url.substr(7, o.url.rfind(':') - 7), std::stoi(o.url.substr(o.url.rfind(':') + 1)));
+    const Address address = address_of(o.url);
+    httplib::Client probe(address.host, address.port);
     auto models = probe.Get("/v1/models");
     NEXTN_CHECK(models && models->status == 200, "bench serve: no server answers at ", o.url);
     const std::string model = nlohmann::json::parse(models->body)["data"][0]["id"];
-    return sweep(address_of(o.url), model, "server at " + o.url, o);
+    return sweep(address, model, "server at " + o.url, o);
   }
   for (const std::string& drafts : o.draft_variants) {
     NEXTN_CHECK(drafts == "auto" || (!drafts.empty() && drafts.find_first_not_of("0123456789") == std::string::npos),

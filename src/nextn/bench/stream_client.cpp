@@ -1,6 +1,6 @@
 #include "nextn/bench/stream_client.h"
 
-#include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -37,21 +37,50 @@ std::string lower(std::string s) {
   return s;
 }
 
-void open_exchange(Exchange& x, const std::string& host, int port, const std::string& path, const std::string& body) {
+// The server's address: a name (resolved once) or a numeric IPv4 or IPv6 address.
+struct ResolvedServer {
+  std::string host;
+  int port = 0;
+  sockaddr_storage address{};
+  socklen_t length = 0;
+};
+
+ResolvedServer resolve(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  const int status = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found);
+  NEXTN_CHECK(status == 0 && found != nullptr, "bench serve: cannot resolve '", host, "': ", ::gai_strerror(status));
+  // The first of the name's addresses that accepts a connection ("localhost" may give ::1 first
+  // to a server listening on 127.0.0.1 only).
+  const addrinfo* chosen = found;
+  for (const addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    const int probe = ::socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const bool accepts = probe >= 0 && ::connect(probe, a->ai_addr, a->ai_addrlen) == 0;
+    if (probe >= 0) ::close(probe);
+    if (accepts) {
+      chosen = a;
+      break;
+    }
+  }
+  ResolvedServer server{host, port, {}, static_cast<socklen_t>(chosen->ai_addrlen)};
+  std::memcpy(&server.address, chosen->ai_addr, chosen->ai_addrlen);
+  ::freeaddrinfo(found);
+  return server;
+}
+
+void open_exchange(Exchange& x, const ResolvedServer& server, const std::string& path, const std::string& body) {
   x = Exchange{};
   x.started = Clock::now();
-  x.fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  x.fd = ::socket(server.address.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   NEXTN_CHECK(x.fd >= 0, "bench serve: socket: ", errno_text());
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  NEXTN_CHECK(::inet_pton(AF_INET, host.c_str(), &address.sin_addr) == 1, "bench serve: '", host,
-              "' is not an IPv4 address");
-  NEXTN_CHECK(::connect(x.fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0, "bench serve: connect to ",
-              host, ":", port, ": ", errno_text());
+  NEXTN_CHECK(::connect(x.fd, reinterpret_cast<const sockaddr*>(&server.address), server.length) == 0,
+              "bench serve: connect to ", server.host, ":", server.port, ": ", errno_text());
   int yes = 1;
   ::setsockopt(x.fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes);
-  const std::string request = "POST " + path + " HTTP/1.1\r\nHost: " + host + ":" + std::to_string(port) +
+  const std::string host = server.host.find(':') != std::string::npos ? "[" + server.host + "]" : server.host;
+  const std::string request = "POST " + path + " HTTP/1.1\r\nHost: " + host + ":" + std::to_string(server.port) +
                               "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
                               "\r\nConnection: close\r\n\r\n" + body;
   for (size_t sent = 0; sent < request.size();) {
@@ -140,12 +169,13 @@ int64_t count_token_ids(const std::string& event) {
 
 std::vector<std::vector<StreamResult>> run_streams(const std::string& host, int port, const std::string& path,
                                                    const std::vector<std::vector<std::string>>& bodies) {
+  const ResolvedServer server = resolve(host, port);
   const size_t streams = bodies.size();
   std::vector<std::vector<StreamResult>> results(streams);
   std::vector<Exchange> exchanges(streams);
   std::vector<size_t> next(streams, 0);
   for (size_t s = 0; s < streams; ++s) {
-    if (!bodies[s].empty()) open_exchange(exchanges[s], host, port, path, bodies[s][next[s]++]);
+    if (!bodies[s].empty()) open_exchange(exchanges[s], server, path, bodies[s][next[s]++]);
   }
   std::vector<pollfd> fds;
   std::vector<size_t> owner;
@@ -176,7 +206,7 @@ std::vector<std::vector<StreamResult>> run_streams(const std::string& host, int 
       close_exchange(x);
       results[owner[i]].push_back(x.result);
       const size_t s = owner[i];
-      if (next[s] < bodies[s].size()) open_exchange(x, host, port, path, bodies[s][next[s]++]);
+      if (next[s] < bodies[s].size()) open_exchange(x, server, path, bodies[s][next[s]++]);
     }
   }
   return results;

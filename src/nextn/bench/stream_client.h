@@ -20,7 +20,8 @@ struct StreamResult {
 };
 
 // For each stream, its request bodies are POSTed to `path` one after another (a connection
-// each), all streams at once; results per stream, in order. `host` is an IPv4 address.
+// each), all streams at once; results per stream, in order. `host`: a name or an IPv4 / IPv6
+// address (resolved once).
 std::vector<std::vector<StreamResult>> run_streams(const std::string& host, int port, const std::string& path,
                                                    const std::vector<std::vector<std::string>>& bodies);
 
