@@ -82,18 +82,14 @@ void stop_server(const Server& server) {
   ::waitpid(server.pid, &status, 0);
 }
 
-struct Address {
-  std::string host;  // a name, an IPv4 address or a bracketed IPv6 one ([::1])
-  int port = 0;
-};
-
-Address address_of(const std::string& url) {
+// The server of an http://host:port URL (a name, an IPv4 address or a bracketed IPv6 one).
+StreamServer server_at(const std::string& url) {
   const auto colon = url.rfind(':');
   NEXTN_CHECK(url.rfind("http://", 0) == 0 && colon != std::string::npos && colon > 7, "bench serve: '", url,
               "': expected http://host:port");
   std::string host = url.substr(7, colon - 7);
   if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  return {host, std::stoi(url.substr(colon + 1))};
+  return resolve_stream_server(host, std::stoi(url.substr(colon + 1)));
 }
 
 std::string request_body(const std::string& model, const std::string& prompt, int64_t max_tokens) {
@@ -118,7 +114,7 @@ struct Measurement {
   double tokens_per_second() const { return seconds > 0 ? static_cast<double>(tokens) / seconds : 0.0; }
 };
 
-Measurement measure(const Address& server, const std::string& model, int concurrency, const ServeBenchOptions& o) {
+Measurement measure(const StreamServer& server, const std::string& model, int concurrency, const ServeBenchOptions& o) {
   std::vector<std::vector<std::string>> bodies(concurrency);
   for (int c = 0; c < concurrency; ++c) {
     for (int r = 0; r < o.requests_per_client; ++r) {
@@ -126,7 +122,7 @@ Measurement measure(const Address& server, const std::string& model, int concurr
     }
   }
   const auto started = Clock::now();
-  const auto per_client = run_streams(server.host, server.port, "/v1/completions", bodies);
+  const auto per_client = run_streams(server, "/v1/completions", bodies);
   Measurement m;
   m.seconds = std::chrono::duration<double>(Clock::now() - started).count();
   for (const auto& results : per_client) {
@@ -141,7 +137,7 @@ Measurement measure(const Address& server, const std::string& model, int concurr
 }
 
 // Every concurrency `rounds` times against one server, summarised per concurrency.
-std::vector<ServeBenchRow> sweep(const Address& server, const std::string& model, const std::string& variant,
+std::vector<ServeBenchRow> sweep(const StreamServer& server, const std::string& model, const std::string& variant,
                                  const ServeBenchOptions& o) {
   const size_t points = o.concurrency.size();
   std::vector<std::vector<Measurement>> by_point(points);
@@ -180,12 +176,12 @@ std::vector<ServeBenchRow> sweep(const Address& server, const std::string& model
 std::vector<ServeBenchRow> benchmark_serving(const ServeBenchOptions& o) {
   std::vector<ServeBenchRow> rows;
   if (!o.url.empty()) {
-    const Address address = address_of(o.url);
-    httplib::Client probe(address.host, address.port);
+    const StreamServer server = server_at(o.url);
+    httplib::Client probe(server.host, server.port);
     auto models = probe.Get("/v1/models");
     NEXTN_CHECK(models && models->status == 200, "bench serve: no server answers at ", o.url);
     const std::string model = nlohmann::json::parse(models->body)["data"][0]["id"];
-    return sweep(address, model, "server at " + o.url, o);
+    return sweep(server, model, "server at " + o.url, o);
   }
   for (const std::string& drafts : o.draft_variants) {
     NEXTN_CHECK(drafts == "auto" || (!drafts.empty() && drafts.find_first_not_of("0123456789") == std::string::npos),
@@ -193,9 +189,9 @@ std::vector<ServeBenchRow> benchmark_serving(const ServeBenchOptions& o) {
     Server server = start_server(o, drafts);
     const std::string variant = drafts == "0" ? "plain" : drafts == "auto" ? "MTP, auto" : "MTP, " + drafts + " draft(s)";
     try {
-      const Address address = address_of(server.url);
-      run_streams(address.host, address.port, "/v1/completions", {{request_body("bench", kPrompts[0], 8)}});  // warm-up
-      for (const ServeBenchRow& row : sweep(address, "bench", variant, o)) rows.push_back(row);
+      const StreamServer target = server_at(server.url);
+      run_streams(target, "/v1/completions", {{request_body("bench", kPrompts[0], 8)}});  // warm-up
+      for (const ServeBenchRow& row : sweep(target, "bench", variant, o)) rows.push_back(row);
     } catch (...) {
       stop_server(server);
       throw;

@@ -37,40 +37,7 @@ std::string lower(std::string s) {
   return s;
 }
 
-// The server's address: a name (resolved once) or a numeric IPv4 or IPv6 address.
-struct ResolvedServer {
-  std::string host;
-  int port = 0;
-  sockaddr_storage address{};
-  socklen_t length = 0;
-};
-
-ResolvedServer resolve(const std::string& host, int port) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* found = nullptr;
-  const int status = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found);
-  NEXTN_CHECK(status == 0 && found != nullptr, "bench serve: cannot resolve '", host, "': ", ::gai_strerror(status));
-  // The first of the name's addresses that accepts a connection ("localhost" may give ::1 first
-  // to a server listening on 127.0.0.1 only).
-  const addrinfo* chosen = found;
-  for (const addrinfo* a = found; a != nullptr; a = a->ai_next) {
-    const int probe = ::socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    const bool accepts = probe >= 0 && ::connect(probe, a->ai_addr, a->ai_addrlen) == 0;
-    if (probe >= 0) ::close(probe);
-    if (accepts) {
-      chosen = a;
-      break;
-    }
-  }
-  ResolvedServer server{host, port, {}, static_cast<socklen_t>(chosen->ai_addrlen)};
-  std::memcpy(&server.address, chosen->ai_addr, chosen->ai_addrlen);
-  ::freeaddrinfo(found);
-  return server;
-}
-
-void open_exchange(Exchange& x, const ResolvedServer& server, const std::string& path, const std::string& body) {
+void open_exchange(Exchange& x, const StreamServer& server, const std::string& path, const std::string& body) {
   x = Exchange{};
   x.started = Clock::now();
   x.fd = ::socket(server.address.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -158,6 +125,29 @@ void close_exchange(Exchange& x) {
 
 }  // namespace
 
+StreamServer resolve_stream_server(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  const int status = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found);
+  NEXTN_CHECK(status == 0 && found != nullptr, "bench serve: cannot resolve '", host, "': ", ::gai_strerror(status));
+  const addrinfo* chosen = found;
+  for (const addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    const int probe = ::socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const bool accepts = probe >= 0 && ::connect(probe, a->ai_addr, a->ai_addrlen) == 0;
+    if (probe >= 0) ::close(probe);
+    if (accepts) {
+      chosen = a;
+      break;
+    }
+  }
+  StreamServer server{host, port, {}, static_cast<socklen_t>(chosen->ai_addrlen)};
+  std::memcpy(&server.address, chosen->ai_addr, chosen->ai_addrlen);
+  ::freeaddrinfo(found);
+  return server;
+}
+
 int64_t count_token_ids(const std::string& event) {
   static const std::string kField = "\"token_ids\":[";
   const size_t at = event.find(kField);
@@ -167,9 +157,8 @@ int64_t count_token_ids(const std::string& event) {
   return 1 + std::count(event.begin() + static_cast<std::ptrdiff_t>(begin), event.begin() + static_cast<std::ptrdiff_t>(end), ',');
 }
 
-std::vector<std::vector<StreamResult>> run_streams(const std::string& host, int port, const std::string& path,
+std::vector<std::vector<StreamResult>> run_streams(const StreamServer& server, const std::string& path,
                                                    const std::vector<std::vector<std::string>>& bodies) {
-  const ResolvedServer server = resolve(host, port);
   const size_t streams = bodies.size();
   std::vector<std::vector<StreamResult>> results(streams);
   std::vector<Exchange> exchanges(streams);

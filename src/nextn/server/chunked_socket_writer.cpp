@@ -17,25 +17,34 @@ namespace {
 // How long flush() waits for a client that does not read: httplib's own write timeout.
 constexpr int kWriteTimeoutMs = 5000;
 
-bool would_block(int error) { return error == EAGAIN || error == EWOULDBLOCK; }
+enum class SendResult { kAll, kFull, kFailed };
 
-// All of `bytes`, waiting for the socket when it is full; false when the connection failed or the
-// client did not read for kWriteTimeoutMs.
-bool send_waiting(int socket, std::string_view bytes) {
+// Sends from the front of `bytes` without waiting, until all are sent or the socket is full.
+SendResult send_until_full(int socket, std::string_view& bytes) {
   while (!bytes.empty()) {
     const ssize_t sent = ::send(socket, bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
     if (sent >= 0) {
       bytes.remove_prefix(static_cast<size_t>(sent));
-      continue;
+    } else if (errno != EINTR) {
+      return errno == EAGAIN || errno == EWOULDBLOCK ? SendResult::kFull : SendResult::kFailed;
     }
-    if (errno == EINTR) continue;
-    if (!would_block(errno)) return false;
+  }
+  return SendResult::kAll;
+}
+
+// All of `bytes`, waiting for the socket when it is full; false when the connection failed or the
+// client did not read for kWriteTimeoutMs.
+bool send_waiting(int socket, std::string_view bytes) {
+  while (true) {
+    const SendResult result = send_until_full(socket, bytes);
+    if (result != SendResult::kFull) return result == SendResult::kAll;
     pollfd p{socket, POLLOUT, 0};
-    const int ready = ::poll(&p, 1, kWriteTimeoutMs);
-    if (ready < 0 && errno == EINTR) continue;
+    int ready;
+    do {
+      ready = ::poll(&p, 1, kWriteTimeoutMs);
+    } while (ready < 0 && errno == EINTR);
     if (ready <= 0 || (p.revents & (POLLERR | POLLHUP)) != 0) return false;
   }
-  return true;
 }
 
 }  // namespace
@@ -67,22 +76,19 @@ bool ChunkedSocketWriter::write(std::string_view payload) {
 }
 
 bool ChunkedSocketWriter::send_now(std::string_view bytes) {
-  while (!bytes.empty()) {
-    const ssize_t sent = ::send(socket_, bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (sent >= 0) {
-      bytes.remove_prefix(static_cast<size_t>(sent));
-    } else if (errno == EINTR) {
-    } else if (would_block(errno)) {  // the socket is full: the request's thread sends the rest
+  switch (send_until_full(socket_, bytes)) {
+    case SendResult::kAll:
+      return true;
+    case SendResult::kFull:  // the request's thread sends the rest
       left_over_.append(bytes);
       wake();
       return true;
-    } else {
-      failed_ = true;
-      wake();
-      return false;
-    }
+    case SendResult::kFailed:
+      break;
   }
-  return true;
+  failed_ = true;
+  wake();
+  return false;
 }
 
 bool ChunkedSocketWriter::flush() {

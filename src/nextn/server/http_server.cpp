@@ -22,8 +22,6 @@ void send_json(httplib::Response& res, int status, const json& body) {
   res.set_content(body.dump(), "application/json");
 }
 
-std::string sse(const json& body) { return sse_event(body); }
-
 const char* status_message(int status) {
   switch (status) {
     case 404: return "no such route";
@@ -192,14 +190,14 @@ void HttpServer::routes() {
               };
               if (!*started) {
                 *started = true;
-                if (session->request().endpoint == Endpoint::kChatCompletions && !write(sse(session->role_chunk()))) {
+                if (session->request().endpoint == Endpoint::kChatCompletions && !write(sse_event(session->role_chunk()))) {
                   return gone();
                 }
                 const std::string echo = session->echo_text();
                 if (!echo.empty()) {
                   CompletionSession::Delta d;
                   d.text = echo;
-                  if (!write(sse(session->chunk(d)))) return gone();
+                  if (!write(sse_event(session->chunk(d)))) return gone();
                 }
                 if (writer) session->stream_to(writer);
               }
@@ -213,14 +211,14 @@ void HttpServer::routes() {
                 session->wait(kPoll);
               }
               CompletionSession::Delta delta = session->take();
-              if (session->worth_a_chunk(delta) && !write(sse(session->chunk(delta)))) return gone();
+              if (session->worth_a_chunk(delta) && !write(sse_event(session->chunk(delta)))) return gone();
               if (connection.closed()) return gone();
               if (session->finished()) {
                 if (session->finish_reason() == FinishReason::kError) {
-                  write(sse(ApiError(500, session->stats().error).to_json()));
+                  write(sse_event(ApiError(500, session->stats().error).to_json()));
                 } else {
-                  write(sse(session->final_chunk()));
-                  if (session->request().include_usage) write(sse(session->usage_chunk()));
+                  write(sse_event(session->final_chunk()));
+                  if (session->request().include_usage) write(sse_event(session->usage_chunk()));
                 }
                 write("data: [DONE]\n\n");
                 sink.done();
