@@ -9,6 +9,7 @@
 #include "nextn/bench/decode_bench.h"
 #include "nextn/bench/repeating_model.h"
 #include "nextn/checkpoint/hf_checkpoint.h"
+#include "nextn/inference/decoding_panels.h"
 #include "nextn/inference/draft_tree.h"
 #include "nextn/io/atomic_file.h"
 #include "nextn/tokenizer/tokenizer.h"
@@ -40,6 +41,7 @@ struct Flags {
   bool no_verify = false;
   std::vector<int64_t> batch_sizes;
   std::vector<std::string> draft_trees;
+  std::vector<std::string> layouts = {"panels"};
   DecodeBenchOptions options;
 };
 
@@ -66,6 +68,9 @@ void run_batched(DeepSeekV3 model, const std::vector<int64_t>& prompt, const Fla
             << options.repeats << " runs per batch size\n"
             << format_batch_decode_bench(results);
 }
+
+void run_layout(DeepSeekV3 model, const std::vector<int64_t>& prompt, const Flags& f, const std::string& source,
+                const DraftVocabulary& vocabulary);
 
 void run(Flags f) {
   apply_threads(f.threads);
@@ -103,6 +108,22 @@ void run(Flags f) {
   f.options.draft_vocabulary_source = vocabulary.description;
   f.options.bf16_draft_head = inference::parse_draft_head_dtype(f.draft_head) == inference::DraftHeadDtype::kBFloat16;
   for (const auto& tree : f.draft_trees) f.options.trees.push_back(inference::parse_draft_tree(tree));
+  for (const std::string& layout : f.layouts) {
+    NEXTN_CHECK(layout == "panels" || layout == "rows", "bench decode: --layout '", layout,
+                "': expected panels or rows");
+  }
+  for (size_t i = 0; i < f.layouts.size(); ++i) {
+    // Decoding's weights packed in panels (inference/decoding_panels.h), as generate and serve
+    // run, or the model's own rows (the row kernel: less memory).
+    std::optional<inference::DecodingPanels> panels;
+    if (f.layouts[i] == "panels") panels.emplace(model);
+    if (f.layouts.size() > 1) std::cout << (i > 0 ? "\n" : "") << "weights for decoding: " << f.layouts[i] << "\n";
+    run_layout(model, prompt, f, source, vocabulary);
+  }
+}
+
+void run_layout(DeepSeekV3 model, const std::vector<int64_t>& prompt, const Flags& f, const std::string& source,
+                const DraftVocabulary& vocabulary) {
   if (!f.batch_sizes.empty()) {
     run_batched(model, prompt, f, source);
     return;
@@ -156,6 +177,9 @@ void setup_bench_decode(CLI::App& app) {
   cmd->add_option("--draft-head", f->draft_head, "'bf16': also draft from a bfloat16 copy of the head ('model': not)");
   cmd->add_flag("--json", f->json, "one JSON object per variant and line");
   cmd->add_flag("--profile", f->profile, "instead: the operators of a decoding step, with counts and times");
+  cmd->add_option("--layout", f->layouts, "the weights decoding reads: 'panels' (packed copies, as generate and "
+                  "serve use) or 'rows' (the model's own); repeatable, each measured in turn")
+      ->delimiter(',');
   cmd->add_option("--batch", f->batch_sizes, "instead: plain decoding of B sequences per batched step (the "
                   "server's continuous batching), for each B given (repeatable; batch 1 is always measured)");
   add_threads_option(*cmd, f->threads);

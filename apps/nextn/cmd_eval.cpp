@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "command_registry.h"
+#include "nextn/inference/decoding_panels.h"
 #include "nextn/checkpoint/hf_checkpoint.h"
 #include "nextn/device/device.h"
 #include "nextn/training/drafting_eval.h"
@@ -111,6 +112,7 @@ void setup_eval(CLI::App& app) {
     }
     nlohmann::json out = to_json(m);
     if (f->acceptance_prompts > 0) {
+      const inference::DecodingPanels panels(model);  // decoding as generate and serve decode
       out["acceptance"] = nlohmann::json::array();
       for (const auto& o : drafting) {
         std::cout.flush();

@@ -9,6 +9,7 @@
 
 #include "command_registry.h"
 #include "draft_head_flags.h"
+#include "nextn/inference/decoding_panels.h"
 #include "nextn/inference/draft_tree.h"
 #include "nextn/device/device.h"
 #include "nextn/checkpoint/hf_checkpoint.h"
@@ -53,6 +54,8 @@ struct LoadedModel {
   std::string dir;
   DeepSeekV3 model{nullptr};
   tokenizer::Tokenizer tok;
+  // Decoding's weights in panels, as `nextn serve` decodes: the same bits, the same tokens.
+  std::shared_ptr<inference::DecodingPanels> panels;
 };
 
 LoadedModel load(const ModelFlags& f) {
@@ -63,6 +66,7 @@ LoadedModel load(const ModelFlags& f) {
   NEXTN_CHECK(m.tok.vocab_size() <= m.model->config().vocab_size, "tokenizer '", tokenizer_path, "' has ",
               m.tok.vocab_size(), " tokens, more than the model's vocab_size ", m.model->config().vocab_size);
   m.model->eval();
+  m.panels = std::make_shared<inference::DecodingPanels>(m.model);
   return m;
 }
 

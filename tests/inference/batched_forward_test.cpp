@@ -5,10 +5,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "inference_test_support.h"
 #include "nextn/inference/batched_forward.h"
 #include "nextn/inference/cached_forward.h"
+#include "nextn/inference/decoding_panels.h"
 #include "nextn/inference/plain_decoder.h"
 #include "nextn/model/linear.h"
 #include "nextn/util/error.h"
@@ -44,8 +46,12 @@ std::vector<Sequence> prefilled(DeepSeekV3Impl& model, int64_t count, uint64_t s
 TEST(BatchedForward, EveryRowIsBitForBitItsSequenceAlone) {
   ModelConfig config = testing::tiny_config();
   DeepSeekV3 model = random_model(config, 21, 0.3, torch::kFloat);
+  // With the model's own weights (the row kernel) and with decoding's panels (generate, serve).
+  for (const bool panels : {false, true}) {
+  std::optional<DecodingPanels> packed;
+  if (panels) packed.emplace(model);
   for (int64_t count : {1, 3, 4, 5, 9}) {
-    SCOPED_TRACE("sequences " + std::to_string(count));
+    SCOPED_TRACE(std::string(panels ? "panels" : "rows") + ", sequences " + std::to_string(count));
     auto alone = prefilled(*model, count, 100);
     auto together = prefilled(*model, count, 100);
     for (int step = 0; step < 6; ++step) {
@@ -70,6 +76,44 @@ TEST(BatchedForward, EveryRowIsBitForBitItsSequenceAlone) {
       }
     }
   }
+  }
+}
+
+// Decoding on the panels computes the same logits as on the model's rows, to float rounding (the
+// two kernels sum each output in a different order), and the panels take the products: the
+// logits are not the rows' bits.
+TEST(BatchedForward, PanelsGiveTheRowKernelsLogitsToRounding) {
+  ModelConfig config = testing::tiny_config();
+  DeepSeekV3 model = random_model(config, 23, 0.3, torch::kFloat);
+  // The same tokens decoded twice, teacher-forced: first on the rows, then on the panels.
+  auto decode = [&](std::vector<Sequence> sequences) {
+    std::vector<torch::Tensor> logits;
+    for (int step = 0; step < 4; ++step) {
+      for (auto& seq : sequences) {
+        auto out = run_main_model_cached(*model, ids_tensor({seq.tokens.back()}, torch::kCPU), seq.cache);
+        logits.push_back(out.logits[0][0].clone());
+        seq.tokens.push_back((seq.tokens.back() * 7 + step) % config.vocab_size);
+      }
+    }
+    return logits;
+  };
+  const auto on_rows = decode(prefilled(*model, 3, 300));
+  std::vector<torch::Tensor> on_panels;
+  {
+    const DecodingPanels packed(model);
+    EXPECT_GT(packed.matrices(), config.num_hidden_layers * 4);
+    EXPECT_GT(packed.bytes(), 0);
+    on_panels = decode(prefilled(*model, 3, 300));
+  }
+  bool any_bit_differs = false;
+  for (size_t i = 0; i < on_rows.size(); ++i) {
+    EXPECT_LT(testing::max_abs_diff(on_panels[i], on_rows[i]), 1e-4 * (1 + on_rows[i].abs().max().item<double>())) << i;
+    any_bit_differs = any_bit_differs || !torch::equal(on_panels[i], on_rows[i]);
+  }
+  EXPECT_TRUE(any_bit_differs) << "the panels were not used";
+  // Gone with the object: the rows' bits again.
+  const auto after = decode(prefilled(*model, 3, 300));
+  for (size_t i = 0; i < on_rows.size(); ++i) EXPECT_TRUE(torch::equal(after[i], on_rows[i])) << i;
 }
 
 TEST(BatchedForward, SeveralTokensPerSequenceAndAnyOrder) {

@@ -290,8 +290,8 @@ TEST(Mla, FewRowsKernelsEqualTheNaiveFormAndWriteTheSameCache) {
           const RopeAngles angles =
               kind == 0 ? rope_angles_for_span(*rotary, cached, new_tokens) : rotary->angles(positions);
           LatentKvSlot fast{torch::randn({batch, capacity, config.kv_lora_rank}),
-                            torch::randn({batch, capacity, config.qk_rope_head_dim}), cached};
-          LatentKvSlot reference{fast.c_kv.clone(), fast.k_pe.clone(), cached};
+                            torch::randn({batch, capacity, config.qk_rope_head_dim}), cached, torch::Tensor()};
+          LatentKvSlot reference{fast.c_kv.clone(), fast.k_pe.clone(), cached, torch::Tensor()};
           auto x = torch::randn({batch, new_tokens, config.hidden_size});
           torch::NoGradGuard no_grad;
           ASSERT_TRUE(attention->takes_few_rows_kernels(x, angles, fast));
@@ -319,13 +319,13 @@ TEST(Mla, InputsTheKernelsCannotPlaceTakeTheCheckedPath) {
   torch::NoGradGuard no_grad;
   auto x = torch::randn({2, 1, config.hidden_size});
   auto angles = rope_angles_for_span(*rotary, 3, 1);
-  LatentKvSlot one_row{torch::zeros({1, 8, config.kv_lora_rank}), torch::zeros({1, 8, config.qk_rope_head_dim}), 3};
+  LatentKvSlot one_row{torch::zeros({1, 8, config.kv_lora_rank}), torch::zeros({1, 8, config.qk_rope_head_dim}), 3, torch::Tensor()};
   EXPECT_FALSE(attention->takes_few_rows_kernels(x, angles, one_row));  // a cache for 1 row, 2 given
   EXPECT_ANY_THROW(attention->forward_cached(x, angles, one_row, MlaForm::kAbsorbed));
-  LatentKvSlot fits{torch::zeros({2, 8, config.kv_lora_rank}), torch::zeros({2, 8, config.qk_rope_head_dim}), 3};
+  LatentKvSlot fits{torch::zeros({2, 8, config.kv_lora_rank}), torch::zeros({2, 8, config.qk_rope_head_dim}), 3, torch::Tensor()};
   EXPECT_TRUE(attention->takes_few_rows_kernels(x, angles, fits));
   EXPECT_FALSE(attention->takes_few_rows_kernels(x, rope_angles_for_span(*rotary, 3, 2), fits));  // angles for 2
-  LatentKvSlot full{fits.c_kv, fits.k_pe, 8};
+  LatentKvSlot full{fits.c_kv, fits.k_pe, 8, torch::Tensor()};
   EXPECT_FALSE(attention->takes_few_rows_kernels(x, angles, full));  // no room
   torch::GradMode::set_enabled(true);
   EXPECT_FALSE(attention->takes_few_rows_kernels(x, angles, fits));  // autograd
@@ -349,8 +349,8 @@ TEST(Mla, FewRowsKernelsGiveEachRowWhatAppendingItAloneGives) {
   torch::NoGradGuard no_grad;
   const int64_t cached = 5, new_tokens = 3;
   LatentKvSlot together{torch::randn({1, 12, config.kv_lora_rank}), torch::randn({1, 12, config.qk_rope_head_dim}),
-                        cached};
-  LatentKvSlot one_by_one{together.c_kv.clone(), together.k_pe.clone(), cached};
+                        cached, torch::Tensor()};
+  LatentKvSlot one_by_one{together.c_kv.clone(), together.k_pe.clone(), cached, torch::Tensor()};
   auto x = torch::randn({1, new_tokens, config.hidden_size});
   auto all = attention->forward_cached(x, rope_angles_for_span(*rotary, cached, new_tokens), together,
                                        MlaForm::kAbsorbed);

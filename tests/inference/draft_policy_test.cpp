@@ -74,12 +74,12 @@ TEST(DraftPolicy, ChoosesTheCountWithTheMostExpectedTokensPerSecond) {
       others.erase(others.begin() + best);
       const double margin = rates[best] / *std::max_element(others.begin(), others.end());
       std::vector<int64_t> counts(3, 0);
-      const int64_t chosen = settle({a, seconds}, 400, &counts);
+      const int64_t chosen = settle({a, seconds, {}, {}}, 400, &counts);
       const std::string label = "a = {" + std::to_string(a[0]) + ", " + std::to_string(a[1]) + "}, seconds = {" +
                                 std::to_string(seconds[0]) + ", " + std::to_string(seconds[1]) + ", " +
                                 std::to_string(seconds[2]) + "}";
       // A clear winner (10% ahead) is found; in a near tie either choice is nearly as good.
-      if (margin >= 1.1) EXPECT_EQ(chosen, best) << label;
+      if (margin >= 1.1) { EXPECT_EQ(chosen, best) << label; }
       EXPECT_GE(rates[chosen], 0.95 * rates[best]) << label;
       // Over the whole run, exploration included: tokens over seconds of the counts chosen.
       double tokens = 0, time = 0;

@@ -160,7 +160,7 @@ TEST(DraftTreeSampling, VerifyTreeSampledFollowsTheRule) {
     auto verdict = verify_tree_sampled(tree, target, sampler);
     const int64_t first = verdict.path.empty() ? verdict.next_token : tree.node(verdict.path[0]).token;
     counts[first] += 1;
-    if (!verdict.path.empty()) EXPECT_EQ(verdict.path[0], 1);
+    if (!verdict.path.empty()) { EXPECT_EQ(verdict.path[0], 1); }
   }
   for (int64_t v = 0; v < 4; ++v) {
     const double sd = std::sqrt(expected[v] * (1 - expected[v]) / samples) + 1e-9;

@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "nextn/inference/speculative_decoder.h"
 #include "nextn/model/deepseek_v3.h"
 #include "test_support.h"
 
@@ -82,6 +83,14 @@ inline std::vector<int64_t> random_prompt(int64_t length, int64_t vocab, uint64_
   std::vector<int64_t> ids;
   for (int64_t i = 0; i < length; ++i) ids.push_back(static_cast<int64_t>(engine() % static_cast<uint64_t>(vocab)));
   return ids;
+}
+
+// A chain of `drafts` drafts per step, every other option at its default.
+inline inference::SpeculativeOptions chain_of_drafts(int64_t drafts, bool reuse_last_module) {
+  inference::SpeculativeOptions options;
+  options.draft_tokens = drafts;
+  options.reuse_last_module = reuse_last_module;
+  return options;
 }
 
 }  // namespace nextn::testing

@@ -196,7 +196,7 @@ void run_case(const Case& c, int64_t samples, bool check_wrong_rules) {
   const std::vector<int64_t> prompt = {0, 3, 5, 2};
   const auto expected = exact_joint(model, prompt, sampling);
 
-  SpeculativeOptions speculative{c.drafts, c.reuse, {}, {}};
+  SpeculativeOptions speculative = testing::chain_of_drafts(c.drafts, c.reuse);
   speculative.draft_head = c.draft_head;
   speculative.adaptive = c.adaptive;
   speculative.tree = c.tree;

@@ -2,9 +2,12 @@
 // kinds and every draft count, and leave every cache as if the rejected drafts never existed.
 #include <gtest/gtest.h>
 
+#include <optional>
+
 #include "inference_test_support.h"
 #include "nextn/inference/batched_forward.h"
 #include "nextn/inference/cached_forward.h"
+#include "nextn/inference/decoding_panels.h"
 #include "nextn/inference/draft_tree.h"
 #include "nextn/inference/generator.h"
 #include "nextn/inference/plain_decoder.h"
@@ -87,8 +90,8 @@ TEST(SpeculativeGreedy, EqualsPlainGreedyParallel) {
 TEST(SpeculativeGreedy, MoreDraftsThanModulesNeedsTheReuseOption) {
   ModelConfig config = testing::tiny_config();  // D = 2
   DeepSeekV3 model = random_model(config, 55);
-  EXPECT_THROW(SpeculativeDecoder(model, SpeculativeOptions{3, false, {}, {}}, SamplingOptions{}, 32), Error);
-  SpeculativeDecoder decoder(model, SpeculativeOptions{4, true, {}, {}}, SamplingOptions{}, 32);
+  EXPECT_THROW(SpeculativeDecoder(model, testing::chain_of_drafts(3, false), SamplingOptions{}, 32), Error);
+  SpeculativeDecoder decoder(model, testing::chain_of_drafts(4, true), SamplingOptions{}, 32);
   EXPECT_EQ(decoder.module_for_depth(1), 1);
   EXPECT_EQ(decoder.module_for_depth(2), 2);
   EXPECT_EQ(decoder.module_for_depth(3), 2);
@@ -109,7 +112,7 @@ void check_drafts_against_training_forward(const ModelConfig& config, int64_t dr
   SamplingOptions sampling;
   sampling.temperature = 0.8;
   sampling.seed = 5;
-  SpeculativeDecoder decoder(model, SpeculativeOptions{drafts, reuse, {}, {}}, sampling, 64);
+  SpeculativeDecoder decoder(model, testing::chain_of_drafts(drafts, reuse), sampling, 64);
   decoder.start(random_prompt(4, config.vocab_size, 60));
   int64_t checked = 0;
   for (int step = 0; step < 12; ++step) {
@@ -178,7 +181,7 @@ void check_rollback(const ModelConfig& config, int64_t drafts, bool reuse, bool 
   DeepSeekV3 model = agreeable ? testing::agreeable_model(config, 57) : random_model(config, 57, 0.4);
   SamplingOptions greedy;
   greedy.temperature = 0;
-  SpeculativeDecoder decoder(model, SpeculativeOptions{drafts, reuse, {}, {}}, greedy, 64);
+  SpeculativeDecoder decoder(model, testing::chain_of_drafts(drafts, reuse), greedy, 64);
   decoder.start(random_prompt(5, config.vocab_size, 58));
   int64_t rejections = 0, truncated_depths = 0, accepted = 0;
   for (int step = 0; step < 20 && decoder.room() > 0; ++step) {
@@ -224,7 +227,7 @@ void check_batched_steps(const ModelConfig& config, uint64_t seed) {
   const auto expected = generator.generate(prompt, greedy_options(30, 0)).tokens;
   const auto other_expected = generator.generate(other_prompt, greedy_options(40, 0)).tokens;
 
-  SpeculativeDecoder decoder(model, SpeculativeOptions{2, false, {}, {}}, greedy, 64);
+  SpeculativeDecoder decoder(model, testing::chain_of_drafts(2, false), greedy, 64);
   PlainDecoder other(model, greedy, 64);
   decoder.start(prompt);
   other.start(other_prompt);
@@ -293,7 +296,7 @@ void check_tree_steps(const ModelConfig& config, const std::vector<int64_t>& sha
       for (int64_t v = 0; !tree.node(v).children.empty(); v = tree.node(v).children[0]) {
         first_children.push_back(tree.node(tree.node(v).children[0]).token);
       }
-      SpeculativeDecoder chain(model, SpeculativeOptions{static_cast<int64_t>(first_children.size()), reuse, {}, {}},
+      SpeculativeDecoder chain(model, testing::chain_of_drafts(static_cast<int64_t>(first_children.size()), reuse),
                                greedy, capacity + 8);
       chain.start(std::vector<int64_t>(before.begin(), before.end() - 1));  // its first token is the pending one
       chain.step(capacity);
@@ -305,7 +308,7 @@ void check_tree_steps(const ModelConfig& config, const std::vector<int64_t>& sha
   const std::vector<int64_t> generated(decoder.tokens().begin() + prompt_length, decoder.tokens().end());
   EXPECT_EQ(generated, expected) << label;
   EXPECT_GT(tree_steps, 3) << label;
-  if (agreeable) EXPECT_GT(accepted, 0) << label;
+  if (agreeable) { EXPECT_GT(accepted, 0) << label; }
 }
 
 TEST(SpeculativeTree, GreedyEqualsPlainAndTheTreeHoldsTheChain) {
@@ -322,13 +325,21 @@ TEST(SpeculativeTree, GreedyEqualsPlainAndTheTreeHoldsTheChain) {
 // In float32 on CPU every row of a tree takes the few-rows kernels, each computed on its own (tree
 // attention included): the path's rows are bit for bit plain decoding's, so greedy output is equal
 // however close two logits are.
+// float32 takes decoding's kernels (double models the libtorch formulas): chains and trees against
+// plain decoding, on the model's rows and on decoding's panels (as generate and serve decode).
 TEST(SpeculativeTree, Float32GreedyEqualsPlain) {
   ModelConfig config = testing::tiny_config();
   DeepSeekV3 model = random_model(config, 88, 0.4, torch::kFloat);
   Generator generator(model);
-  for (int prompt_index = 0; prompt_index < 3; ++prompt_index) {
+  for (int prompt_index = 0; prompt_index < 4; ++prompt_index) {
+    std::optional<DecodingPanels> panels;
+    if (prompt_index % 2 == 1) panels.emplace(model);
     const auto prompt = random_prompt(3 + prompt_index, config.vocab_size, 89 + prompt_index);
     const auto plain = generator.generate(prompt, greedy_options(40, 0));
+    for (int64_t drafts = 1; drafts <= config.mtp_depth(); ++drafts) {
+      EXPECT_EQ(generator.generate(prompt, greedy_options(40, drafts)).tokens, plain.tokens)
+          << "N=" << drafts << " prompt " << prompt_index;
+    }
     for (const std::vector<int64_t>& shape : {std::vector<int64_t>{2, 2}, std::vector<int64_t>{4, 3}}) {
       GenerationOptions tree = greedy_options(40, static_cast<int64_t>(shape.size()));
       tree.draft_tree = shape;

@@ -268,7 +268,7 @@ TEST(TrainedModel, BenchDecodeBatchReportsEachSizeAgainstBatchOne) {
     // tokens/s = batch x 5 steps' tokens / (5 x step time)
     EXPECT_NEAR(record.at("tokens_per_second").get<double>() * record.at("step_ms").get<double>() / 1e3,
                 static_cast<double>(sizes.back()), 0.01 * static_cast<double>(sizes.back())) << line;
-    if (sizes.back() == 1) EXPECT_DOUBLE_EQ(record.at("vs_batch_one").get<double>(), 1.0);
+    if (sizes.back() == 1) { EXPECT_DOUBLE_EQ(record.at("vs_batch_one").get<double>(), 1.0); }
   }
   EXPECT_EQ(sizes, (std::vector<int64_t>{1, 3, 9}));
   ASSERT_EQ(testing::run_nextn(bench + " --profile", log.path(), output), 0) << output;

@@ -126,7 +126,7 @@ TEST(CpuGemm, LinearGradientsEqualLibtorchsLinear) {
     EXPECT_LT(max_abs_diff(y, y_ref), 1e-4);
     EXPECT_LT(max_abs_diff(gw, gw_ref), 1e-4);
     ASSERT_EQ(gx.defined(), x_needs_grad);
-    if (x_needs_grad) EXPECT_LT(max_abs_diff(gx, gx_ref), 1e-4);
+    if (x_needs_grad) { EXPECT_LT(max_abs_diff(gx, gx_ref), 1e-4); }
   }
 }
 

@@ -173,19 +173,25 @@ TEST(BpeModel, CharacterModeMatchesHuggingFace) {
   EXPECT_EQ(plain.decode({2, 4}), "ab c");
 }
 
+DecoderStep decoder_step(DecoderStep::Kind kind) {
+  DecoderStep step;
+  step.kind = kind;
+  return step;
+}
+
 TEST(Decoders, MatchHuggingFace) {
   DecoderSpec fallback;
   fallback.present = true;
-  fallback.steps.push_back(DecoderStep{DecoderStep::Kind::kByteFallback});
+  fallback.steps.push_back(decoder_step(DecoderStep::Kind::kByteFallback));
   EXPECT_EQ(Decoder(fallback).decode({"<0x41>", "<0xFF>", "<0x41>"}), "\ufffd\ufffd\ufffd");
   EXPECT_EQ(Decoder(fallback).decode({"<0xC3>", "<0xA9>", "x"}), "éx");
   DecoderSpec metaspace;
   metaspace.present = true;
-  metaspace.steps.push_back(DecoderStep{DecoderStep::Kind::kMetaspace});
+  metaspace.steps.push_back(decoder_step(DecoderStep::Kind::kMetaspace));
   EXPECT_EQ(Decoder(metaspace).decode({"\u2581\u2581world", "\u2581Hello"}), "world Hello");
   DecoderSpec strip;
   strip.present = true;
-  DecoderStep step{DecoderStep::Kind::kStrip};
+  DecoderStep step = decoder_step(DecoderStep::Kind::kStrip);
   step.content = " ";
   step.start = 1;
   step.stop = 2;

@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "nextn/kernels/float_lanes.h"
+#include "nextn/kernels/panel_matmul.h"
 #include "nextn/kernels/worker_pool.h"
 
 namespace nextn::kernels {
@@ -297,11 +298,6 @@ SpanFn<WView> span_for(int64_t rows, FewRowsPath path) {
 // costs more than it saves (2-core EPYC: a 256x768 weight times one row takes 7 us on one thread).
 constexpr int64_t kMinWorkPerThread = 150000;
 
-int threads_for(int64_t work) {
-  const int64_t worth = std::max<int64_t>(1, work / kMinWorkPerThread);
-  return static_cast<int>(std::min<int64_t>(few_rows_matmul_threads(), worth));
-}
-
 template <typename WView>
 void check_shapes(const MatrixView& x, const WView& w, const float* out) {
   if (x.rows < 1 || x.rows > kFewRowsMax) {
@@ -323,7 +319,7 @@ void run_product(const MatrixView& x, const WView& w, float* out, int64_t out_ro
   check_shapes(x, w, out);
   if (w.rows == 0) return;
   const SpanFn<WView> span = span_for<WView>(x.rows, few_rows_matmul_path());
-  const int threads = threads_for(x.rows * w.rows * w.cols);
+  const int threads = few_rows_threads_for(x.rows * w.rows * w.cols);
   if (threads <= 1) {
     span(x, w, 0, w.rows, out, out_row_stride);
     return;
@@ -358,6 +354,10 @@ void run_reference(const MatrixView& x, const WView& w, float* out, int64_t out_
 }  // namespace
 
 void few_rows_matmul(const MatrixView& x, const MatrixView& w, float* out, int64_t out_row_stride) {
+  if (const PanelMatrix* panels = registered_panels(w)) {  // decoding's copy (panel_matmul.h)
+    panel_matmul(x, *panels, out, out_row_stride);
+    return;
+  }
   run_product(x, w, out, out_row_stride);
 }
 
@@ -395,6 +395,11 @@ void force_few_rows_matmul_path(FewRowsPath path) {
 }
 
 void set_few_rows_matmul_threads(int threads) { configured_threads().store(std::max(0, threads)); }
+
+int few_rows_threads_for(int64_t multiply_adds) {
+  const int64_t worth = std::max<int64_t>(1, multiply_adds / kMinWorkPerThread);
+  return static_cast<int>(std::min<int64_t>(few_rows_matmul_threads(), worth));
+}
 
 int few_rows_matmul_threads() {
   const int threads = configured_threads().load(std::memory_order_relaxed);

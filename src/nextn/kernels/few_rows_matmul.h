@@ -64,5 +64,8 @@ void force_few_rows_matmul_path(FewRowsPath path);  // std::invalid_argument whe
 // Threads for large products (0 = all cores); nextn sets it with the BLAS thread count.
 void set_few_rows_matmul_threads(int threads);
 int few_rows_matmul_threads();
+// Threads worth using for a product of this many multiply-adds (1 when a helper would cost more
+// than it saves), at most few_rows_matmul_threads().
+int few_rows_threads_for(int64_t multiply_adds);
 
 }  // namespace nextn::kernels

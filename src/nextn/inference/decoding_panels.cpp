@@ -1,0 +1,38 @@
+#include "nextn/inference/decoding_panels.h"
+
+#include "nextn/kernels/panel_matmul.h"
+
+namespace nextn::inference {
+namespace {
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+}  // namespace
+
+DecodingPanels::DecodingPanels(const DeepSeekV3& model) {
+  const bool tied = model->config().tie_word_embeddings;
+  for (const auto& item : model->named_parameters()) {
+    const torch::Tensor& w = item.value();
+    if (!w.device().is_cpu() || w.scalar_type() != torch::kFloat || !w.is_contiguous()) continue;
+    if (w.dim() < 2 || w.dim() > 3 || w.numel() == 0) continue;
+    if (!tied && ends_with(item.key(), "embed_tokens.weight")) continue;  // a lookup table, no product
+    // A 3-D parameter is a stack of matrices (the routed experts'), each multiplied on its own.
+    const int64_t count = w.dim() == 3 ? w.size(0) : 1;
+    const int64_t rows = w.size(-2), cols = w.size(-1);
+    for (int64_t m = 0; m < count; ++m) {
+      const kernels::MatrixView view{w.data_ptr<float>() + m * rows * cols, rows, cols, cols};
+      kernels::register_panels(view);
+      views_.push_back(view);
+      bytes_ += kernels::PanelMatrix::bytes_for(rows, cols);
+    }
+    weights_.push_back(w);
+  }
+}
+
+DecodingPanels::~DecodingPanels() {
+  for (const kernels::MatrixView& view : views_) kernels::unregister_panels(view);
+}
+
+}  // namespace nextn::inference

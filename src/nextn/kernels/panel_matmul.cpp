@@ -1,0 +1,255 @@
+#include "nextn/kernels/panel_matmul.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <shared_mutex>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+
+#include "nextn/kernels/float_lanes.h"
+#include "nextn/kernels/worker_pool.h"
+
+namespace nextn::kernels {
+namespace {
+
+// Inputs ahead that a panel's stream prefetches (one input is a 192-byte group of the panel).
+constexpr int64_t kPrefetchInputs = 24;
+
+// R rows times C vectors (of V) of P consecutive panels, starting `lane0` outputs into each panel.
+// This file is compiled with -ffp-contract=fast: `acc += w * x` is one fused multiply-add, the
+// chain panel_matmul_reference computes with std::fma (the tests hold every path to it bit for bit).
+template <typename V, int R, int C, int P>
+inline void panel_tile(const MatrixView& x, const PanelMatrix& w, int64_t first_panel, int64_t lane0, float* out,
+                       int64_t out_stride) {
+  constexpr int64_t kLanes = kLanesOf<V>;
+  V acc[P][C][R] = {};
+  const float* base[P];
+#pragma GCC unroll 2
+  for (int p = 0; p < P; ++p) base[p] = w.panel(first_panel + p) + lane0;
+  const int64_t cols = w.cols();
+  for (int64_t i = 0; i < cols; ++i) {
+    V wv[P][C];
+#pragma GCC unroll 2
+    for (int p = 0; p < P; ++p) {
+#pragma GCC unroll 6
+      for (int c = 0; c < C; ++c) wv[p][c] = load_lanes<V>(base[p] + i * kPanelWidth + c * kLanes);
+      if (lane0 == 0) {
+        const float* ahead = base[p] + (i + kPrefetchInputs) * kPanelWidth;
+        __builtin_prefetch(ahead, 0, 3);
+        __builtin_prefetch(ahead + 16, 0, 3);
+        __builtin_prefetch(ahead + 32, 0, 3);
+      }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const V xv = V{} + x.data[r * x.row_stride + i];  // broadcast
+#pragma GCC unroll 2
+      for (int p = 0; p < P; ++p) {
+#pragma GCC unroll 6
+        for (int c = 0; c < C; ++c) acc[p][c][r] += wv[p][c] * xv;
+      }
+    }
+  }
+  for (int p = 0; p < P; ++p) {
+    const int64_t first_output = (first_panel + p) * kPanelWidth + lane0;
+    for (int c = 0; c < C; ++c) {
+      const int64_t o = first_output + c * kLanes;
+      const int64_t valid = std::min<int64_t>(kLanes, w.rows() - o);
+      if (valid <= 0) break;
+      for (int r = 0; r < R; ++r) {
+        float* dst = out + r * out_stride + o;
+        if (valid == kLanes) {
+          store_lanes(dst, acc[p][c][r]);
+        } else {
+          float lanes[kLanes];
+          store_lanes(lanes, acc[p][c][r]);
+          std::memcpy(dst, lanes, static_cast<size_t>(valid) * sizeof(float));
+        }
+      }
+    }
+  }
+}
+
+// Panels [begin, end): C vectors per pass over a panel, passes until its kPanelWidth outputs are
+// done; P panels at once (one row: more independent chains than one panel's vectors give).
+template <typename V, int R, int C, int P>
+inline void panel_span(const MatrixView& x, const PanelMatrix& w, int64_t begin, int64_t end, float* out,
+                       int64_t out_stride) {
+  constexpr int64_t kPass = C * kLanesOf<V>;
+  static_assert(kPanelWidth % kPass == 0, "passes cover a panel exactly");
+  int64_t p = begin;
+  for (; p + P <= end; p += P) {
+    for (int64_t lane0 = 0; lane0 < kPanelWidth; lane0 += kPass) panel_tile<V, R, C, P>(x, w, p, lane0, out, out_stride);
+  }
+  for (; p < end; ++p) {
+    for (int64_t lane0 = 0; lane0 < kPanelWidth; lane0 += kPass) panel_tile<V, R, C, 1>(x, w, p, lane0, out, out_stride);
+  }
+}
+
+using PanelSpanFn = void (*)(const MatrixView&, const PanelMatrix&, int64_t, int64_t, float*, int64_t);
+
+// The reference's chain, output by output: the portable path.
+void reference_span(const MatrixView& x, const PanelMatrix& w, int64_t begin, int64_t end, float* out,
+                    int64_t out_stride) {
+  const int64_t last = std::min(w.rows(), end * kPanelWidth);
+  for (int64_t r = 0; r < x.rows; ++r) {
+    const float* x_row = x.data + r * x.row_stride;
+    for (int64_t o = begin * kPanelWidth; o < last; ++o) {
+      const float* column = w.panel(o / kPanelWidth) + o % kPanelWidth;
+      float acc = 0.0f;
+      for (int64_t i = 0; i < w.cols(); ++i) acc = std::fma(x_row[i], column[i * kPanelWidth], acc);
+      out[r * out_stride + o] = acc;
+    }
+  }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define NEXTN_PANEL_X86_PATHS 1
+// AVX-512: a panel is three vectors; 8 rows keep 24 accumulators, 3 weights and a broadcast in the
+// 32 registers. One row takes two panels at once: six chains hide the multiply-add's latency.
+template <int R>
+__attribute__((flatten, target("avx512f,avx2,fma"))) void span_avx512(const MatrixView& x, const PanelMatrix& w,
+                                                                      int64_t begin, int64_t end, float* out,
+                                                                      int64_t out_stride) {
+  panel_span<Lanes16, R, 3, R == 1 ? 2 : 1>(x, w, begin, end, out, out_stride);
+}
+
+// AVX2: a panel is six vectors; passes of C of them keep R * C <= 12 accumulators in 16 registers.
+template <int R>
+__attribute__((flatten, target("avx2,fma"))) void span_avx2(const MatrixView& x, const PanelMatrix& w, int64_t begin,
+                                                            int64_t end, float* out, int64_t out_stride) {
+  panel_span<Lanes8, R, R <= 2 ? 6 : R <= 4 ? 3 : R <= 6 ? 2 : 1, 1>(x, w, begin, end, out, out_stride);
+}
+#else
+#define NEXTN_PANEL_X86_PATHS 0
+#endif
+
+PanelSpanFn span_for(int64_t rows, FewRowsPath path) {
+#if NEXTN_PANEL_X86_PATHS
+  if (path == FewRowsPath::kAvx512) {
+    static constexpr PanelSpanFn avx512[] = {span_avx512<1>, span_avx512<2>, span_avx512<3>, span_avx512<4>,
+                                             span_avx512<5>, span_avx512<6>, span_avx512<7>, span_avx512<8>};
+    return avx512[rows - 1];
+  }
+  if (path == FewRowsPath::kAvx2Fma) {
+    static constexpr PanelSpanFn avx2[] = {span_avx2<1>, span_avx2<2>, span_avx2<3>, span_avx2<4>,
+                                           span_avx2<5>, span_avx2<6>, span_avx2<7>, span_avx2<8>};
+    return avx2[rows - 1];
+  }
+#endif
+  (void)rows;
+  (void)path;
+  return reference_span;
+}
+
+void check_shapes(const MatrixView& x, const PanelMatrix& w, const float* out) {
+  if (x.rows < 1 || x.rows > kFewRowsMax) {
+    throw std::invalid_argument("panel_matmul: " + std::to_string(x.rows) + " rows, expected 1 to " +
+                                std::to_string(kFewRowsMax));
+  }
+  if (x.cols != w.cols()) {
+    throw std::invalid_argument("panel_matmul: x has " + std::to_string(x.cols) + " columns, the weight " +
+                                std::to_string(w.cols()));
+  }
+  if (x.data == nullptr || out == nullptr || x.row_stride < x.cols) {
+    throw std::invalid_argument("panel_matmul: null data or a row stride shorter than a row");
+  }
+}
+
+// The registry: matrices by (data, rows, cols, row stride).
+using PanelKey = std::tuple<const float*, int64_t, int64_t, int64_t>;
+PanelKey key_of(const MatrixView& w) { return {w.data, w.rows, w.cols, w.row_stride}; }
+
+struct Registry {
+  std::shared_mutex mutex;
+  std::map<PanelKey, std::unique_ptr<PanelMatrix>> panels;
+  std::atomic<int64_t> count{0};  // lets unregistered products skip the lock
+};
+
+Registry& registry() {
+  static Registry r;
+  return r;
+}
+
+}  // namespace
+
+void PanelMatrix::FreeAligned::operator()(float* p) const { std::free(p); }
+
+int64_t PanelMatrix::bytes_for(int64_t rows, int64_t cols) {
+  const int64_t floats = std::max<int64_t>(1, (rows + kPanelWidth - 1) / kPanelWidth * cols * kPanelWidth);
+  return (floats * static_cast<int64_t>(sizeof(float)) + 63) / 64 * 64;
+}
+
+PanelMatrix::PanelMatrix(const MatrixView& w) : rows_(w.rows), cols_(w.cols) {
+  if (w.rows < 0 || w.cols < 0 || (w.rows > 0 && (w.data == nullptr || w.row_stride < w.cols))) {
+    throw std::invalid_argument("PanelMatrix: null data or a row stride shorter than a row");
+  }
+  const size_t bytes = static_cast<size_t>(bytes_for(rows_, cols_));
+  data_.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
+  if (!data_) throw std::bad_alloc();
+  std::memset(data_.get(), 0, bytes);  // padding outputs: zero weights
+  for (int64_t o = 0; o < rows_; ++o) {
+    float* column = data_.get() + (o / kPanelWidth) * cols_ * kPanelWidth + o % kPanelWidth;
+    const float* row = w.data + o * w.row_stride;
+    for (int64_t i = 0; i < cols_; ++i) column[i * kPanelWidth] = row[i];
+  }
+}
+
+void panel_matmul(const MatrixView& x, const PanelMatrix& w, float* out, int64_t out_row_stride) {
+  check_shapes(x, w, out);
+  if (w.rows() == 0) return;
+  const PanelSpanFn span = span_for(x.rows, few_rows_matmul_path());
+  const int64_t panels = w.panels();
+  const int threads = static_cast<int>(std::min<int64_t>(few_rows_threads_for(x.rows * w.rows() * w.cols()), panels));
+  if (threads <= 1) {
+    span(x, w, 0, panels, out, out_row_stride);
+    return;
+  }
+  // Blocks of panels from a shared counter, as few_rows_matmul does: a helper that gets its core
+  // late costs only the blocks it did not take. Who computes an output does not change its bits.
+  const int64_t block = std::max<int64_t>(1, panels / (4 * threads));
+  std::atomic<int64_t> next{0};
+  run_in_parts(threads, [&](int) {
+    for (int64_t begin = next.fetch_add(block); begin < panels; begin = next.fetch_add(block)) {
+      span(x, w, begin, std::min(panels, begin + block), out, out_row_stride);
+    }
+  });
+}
+
+void panel_matmul_reference(const MatrixView& x, const PanelMatrix& w, float* out, int64_t out_row_stride) {
+  check_shapes(x, w, out);
+  reference_span(x, w, 0, w.panels(), out, out_row_stride);
+}
+
+void register_panels(const MatrixView& w) {
+  auto packed = std::make_unique<PanelMatrix>(w);
+  Registry& r = registry();
+  std::unique_lock lock(r.mutex);
+  r.panels[key_of(w)] = std::move(packed);
+  r.count.store(static_cast<int64_t>(r.panels.size()));
+}
+
+void unregister_panels(const MatrixView& w) {
+  Registry& r = registry();
+  std::unique_lock lock(r.mutex);
+  r.panels.erase(key_of(w));
+  r.count.store(static_cast<int64_t>(r.panels.size()));
+}
+
+const PanelMatrix* registered_panels(const MatrixView& w) {
+  Registry& r = registry();
+  if (r.count.load(std::memory_order_relaxed) == 0) return nullptr;
+  std::shared_lock lock(r.mutex);
+  const auto found = r.panels.find(key_of(w));
+  return found == r.panels.end() ? nullptr : found->second.get();
+}
+
+int64_t registered_panel_count() { return registry().count.load(); }
+
+}  // namespace nextn::kernels
