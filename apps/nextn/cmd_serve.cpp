@@ -10,6 +10,7 @@
 #include "draft_head_flags.h"
 #include "nextn/checkpoint/hf_checkpoint.h"
 #include "nextn/device/device.h"
+#include "nextn/inference/decoding_panels.h"
 #include "nextn/inference/draft_tree.h"
 #include "nextn/io/atomic_file.h"
 #include "nextn/server/engine.h"
@@ -23,6 +24,14 @@ namespace fs = std::filesystem;
 
 namespace nextn::cli {
 namespace {
+
+// The last component of a directory path: "runs/demo", "runs/demo/" and "runs/demo/." all give
+// "demo" (a path ending in a separator has an empty filename()).
+std::string directory_name(const std::string& dir) {
+  fs::path p = fs::absolute(dir).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();
+  return p.filename().string();
+}
 
 struct ServeFlags {
   std::string model_dir, name, speculative, device = "cpu", draft_head = "model";
@@ -82,6 +91,8 @@ void run_serve(ServeFlags& f) {
   DeepSeekV3 model = load_model(dir, resolve_device(f.device), !f.no_verify);
   NEXTN_CHECK(tok.vocab_size() <= model->config().vocab_size, "tokenizer '", tokenizer_path, "' has ",
               tok.vocab_size(), " tokens, more than the model's vocab_size ", model->config().vocab_size);
+  model->eval();
+  const inference::DecodingPanels panels(model);  // decoding's weights, packed (as `nextn generate` decodes)
   if (!f.speculative.empty()) {
     NEXTN_CHECK(model->config().mtp_depth() > 0, "--speculative mtp: the model in '", dir,
                 "' has no MTP modules (num_nextn_predict_layers = 0)");
@@ -98,7 +109,7 @@ void run_serve(ServeFlags& f) {
   }
   server::Engine engine(model, f.engine);
   server::ServedModel served;
-  served.name = f.name.empty() ? fs::path(fs::absolute(f.model_dir)).lexically_normal().filename().string() : f.name;
+  served.name = f.name.empty() ? directory_name(f.model_dir) : f.name;
   if (served.name.empty()) served.name = "nextn";
   served.tokenizer = &tok;
   served.context_length = engine.context_length();

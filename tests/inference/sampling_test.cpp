@@ -98,6 +98,22 @@ TEST(Sampling, GreedyIsOneHotAtTheArgmax) {
   EXPECT_EQ(sampler.next_token(logits), 1);
 }
 
+// A temperature so small that logits / T overflows float32 (about 1e-38 here) is argmax's
+// one-hot, not NaN probabilities (which drew token 0 whatever the logits).
+TEST(Sampling, TinyTemperaturesAreOneHotAtTheArgmax) {
+  auto logits = torch::tensor({0.5f, 3.0f, -2.0f, 1.0f});
+  for (double t : {1e-10, 1e-38, 1e-40, 4.9e-324}) {
+    SamplingOptions options;
+    options.temperature = t;
+    auto probs = sampling_distribution(logits, options);
+    EXPECT_EQ(probs[1].item<float>(), 1.0f) << t;
+    EXPECT_EQ(probs.sum().item<float>(), 1.0f) << t;
+    options.seed = 7;
+    Sampler sampler(options);
+    for (int i = 0; i < 5; ++i) EXPECT_EQ(sampler.next_token(logits), 1) << t;
+  }
+}
+
 // A scan written out: the first index holding the largest value, a NaN counting as largest.
 int64_t scanned_argmax(const torch::Tensor& row) {
   auto values = row.to(torch::kDouble).contiguous();

@@ -89,6 +89,19 @@ test('stop strings end the text before them', async () => {
   assert.equal(r.choices[0].finish_reason, 'stop');
 });
 
+test('sampling: a request without a seed draws anew each time, one with a seed repeats', async () => {
+  const sample = async (extra) => (await client.completions.create({
+    model: 'tiny', prompt: 'def main():', max_tokens: 24, temperature: 1.5, return_token_ids: true,
+    ...extra })).choices[0].token_ids;
+  const unseeded = [await sample({}), await sample({}), await sample({})];
+  // Three draws of 24 tokens at temperature 1.5 agreeing would be a fixed seed, not chance.
+  assert.ok(new Set(unseeded.map((ids) => ids.join(','))).size > 1, JSON.stringify(unseeded));
+  assert.deepEqual(await sample({ seed: 11 }), await sample({ seed: 11 }));
+  // ... and what `nextn generate --seed` draws.
+  assert.deepEqual(await sample({ seed: 11 }),
+    generateTokenIds('def main():', 24, ['--temperature', '1.5', '--seed', '11']));
+});
+
 test('log-probabilities of completions and chat', async () => {
   const r = await greedy('import os\n', 5, { logprobs: 3 });
   const lp = r.choices[0].logprobs;
@@ -110,6 +123,27 @@ test('log-probabilities of completions and chat', async () => {
   }
   assert.deepEqual(streamed.tokens, lp.tokens);
   assert.deepEqual(streamed.token_logprobs, lp.token_logprobs);
+  // text_offset: where each token's text starts in the response's text, in characters, the echoed
+  // prompt included; streamed chunks carry the same absolute offsets.
+  const echoed = await greedy('é “x”\n', 12, { logprobs: 0, echo: true });
+  const e = echoed.choices[0].logprobs;
+  const chars = [...echoed.choices[0].text];
+  let at = [...'é “x”\n'].length;
+  for (let i = 0; i < e.tokens.length; ++i) {
+    assert.equal(e.text_offset[i], at, `token ${i}`);
+    if (!e.tokens[i].includes('\ufffd')) {
+      assert.equal(chars.slice(at, at + [...e.tokens[i]].length).join(''), e.tokens[i], `token ${i}`);
+      at += [...e.tokens[i]].length;
+    } else {
+      at = e.text_offset[i + 1] ?? at;  // a piece of a character: the next token says where the text went on
+    }
+  }
+  const streamedOffsets = [];
+  for await (const chunk of await client.completions.create({ model: 'tiny', prompt: 'é “x”\n', max_tokens: 12,
+                                                             temperature: 0, logprobs: 0, echo: true, stream: true })) {
+    streamedOffsets.push(...(chunk.choices[0]?.logprobs?.text_offset ?? []));
+  }
+  assert.deepEqual(streamedOffsets, e.text_offset);
   const chat = await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'x' }],
                                                      max_tokens: 3, temperature: 0, logprobs: true, top_logprobs: 2 });
   const content = chat.choices[0].logprobs.content;
@@ -184,6 +218,20 @@ test('raw HTTP: invalid UTF-8, malformed JSON, wrong types, oversized bodies, un
   r = await rawRequest(server.url, 'GET /v1/nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
   assert.equal(statusOf(r), 404);
   assert.ok(errorOf(r).message.includes('/v1/nothing'));
+  // A known path with the wrong method: 405 naming the method to use.
+  r = await rawRequest(server.url, 'GET /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+  assert.equal(statusOf(r), 405);
+  assert.match(r, /\r\nAllow: POST\r\n/);
+  r = await rawRequest(server.url, post('/v1/models', '{}'));
+  assert.equal(statusOf(r), 405);
+  assert.ok(errorOf(r).message.includes('use GET'));
+  // curl -d's default type caps the body at httplib's form limit: the error says what to send.
+  const form = `{"model":"tiny","prompt":"x","max_tokens":1,"padding":"${'a'.repeat(10000)}"}`;
+  r = await rawRequest(server.url, `POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n` +
+    `Content-Type: application/x-www-form-urlencoded\r\nContent-Length: ${form.length}\r\n\r\n${form}`);
+  assert.equal(statusOf(r), 413);
+  assert.ok(errorOf(r).message.includes("'Content-Type: application/json'"), errorOf(r).message);
+  assert.equal(statusOf(await rawRequest(server.url, post('/v1/completions', form))), 200);
   // The server still serves normally.
   assert.ok((await greedy('x', 2)).choices[0].text !== undefined);
 });
@@ -192,6 +240,8 @@ test('health, models and metrics', async () => {
   assert.equal((await fetch(`${server.url}/health`)).status, 200);
   const models = await client.models.list();
   assert.equal(models.data[0].id, 'tiny');
+  assert.equal((await client.models.retrieve('tiny')).id, 'tiny');
+  await assert.rejects(client.models.retrieve('other'), OpenAI.NotFoundError);
   const m = await metrics(server.url);
   for (const name of ['nextn_prompt_tokens_total', 'nextn_generation_tokens_total', 'nextn_requests_running',
                       'nextn_requests_queued', 'nextn_batch_size', 'nextn_time_to_first_token_seconds_count',
@@ -248,6 +298,16 @@ test('a whole (non-streaming) request whose client goes away is stopped too', as
                (before['nextn_requests_total{endpoint="completions",status="499"}'] ?? 0), 1);
 });
 
+test('the model is named after its directory, also when the path ends in a slash', async () => {
+  const s = await startServer([], { model: `${tinyModel()}/`, name: null });
+  try {
+    const models = await (await fetch(`${s.url}/v1/models`)).json();
+    assert.equal(models.data[0].id, 'run');  // support.mjs trains the tiny model into .../run
+  } finally {
+    assert.equal(await s.stop(), 0);
+  }
+});
+
 test('an API key is required when set, in the OpenAI error format', async () => {
   const secured = await startServer(['--api-key', 'sesame']);
   try {
@@ -256,6 +316,11 @@ test('an API key is required when set, in the OpenAI error format', async () => 
     const right = new OpenAI({ baseURL: `${secured.url}/v1`, apiKey: 'sesame', maxRetries: 0 });
     assert.equal((await right.completions.create({ model: 'tiny', prompt: 'x', max_tokens: 2 })).choices.length, 1);
     assert.equal((await fetch(`${secured.url}/health`)).status, 200);  // health needs no key
+    // The scheme's name is case-insensitive; the key is not.
+    const models = (auth) => fetch(`${secured.url}/v1/models`, { headers: { Authorization: auth } });
+    assert.equal((await models('bearer sesame')).status, 200);
+    assert.equal((await models('Bearer SESAME')).status, 401);
+    assert.equal((await models('Basic sesame')).status, 401);
   } finally {
     assert.equal(await secured.stop(), 0);
   }
@@ -353,6 +418,28 @@ test('SIGTERM: the running request finishes, then the server exits 0', async () 
   assert.equal(r.usage.completion_tokens > 0, true);
   assert.equal(await exited, 0);
   assert.ok(s.output().includes('stopped'));
+});
+
+test('SIGTERM past the grace period: a cut stream ends in an error the client raises, not a finish', async () => {
+  const s = await startServer(['--grace', '0']);
+  const c = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'x', maxRetries: 0 });
+  const stream = await c.completions.create({ model: 'tiny', prompt: 'def main():', max_tokens: 240, temperature: 0,
+                                             ignore_eos: true, stream: true, return_token_ids: true });
+  let tokens = 0, finish = null, error = null, exited = null;
+  try {
+    for await (const chunk of stream) {
+      tokens += chunk.choices[0]?.token_ids?.length ?? 0;
+      finish = chunk.choices[0]?.finish_reason ?? finish;
+      exited ??= s.stop();  // SIGTERM once the stream runs; no grace: it is cut at the next step
+    }
+  } catch (e) {
+    error = e;
+  }
+  assert.ok(tokens < 240, `${tokens} tokens: the stream was not cut`);
+  assert.ok(error instanceof OpenAI.APIError, `expected an APIError, got ${error} after ${tokens} chunks`);
+  assert.match(error.message, /stopped before the request finished/);
+  assert.equal(finish, null);
+  assert.equal(await exited, 0);
 });
 
 test('load: 100 concurrent clients are all answered or refused with 503, memory stays bounded', async () => {

@@ -35,8 +35,10 @@ export function tinyModel() {
 }
 
 // Starts `nextn serve` on a free port and resolves once it says the model is ready.
-export function startServer(extraArgs = []) {
-  const proc = spawn(nextn, ['serve', '--model', tinyModel(), '--port', '0', '--served-model-name', 'tiny',
+// `model`: another model path; `name`: null serves it under its directory's name.
+export function startServer(extraArgs = [], { model = null, name = 'tiny' } = {}) {
+  const named = name === null ? [] : ['--served-model-name', name];
+  const proc = spawn(nextn, ['serve', '--model', model ?? tinyModel(), '--port', '0', ...named,
                              '--threads', '1', ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   return new Promise((resolve, reject) => {

@@ -177,7 +177,8 @@ std::vector<ServeBenchRow> benchmark_serving(const ServeBenchOptions& o) {
   std::vector<ServeBenchRow> rows;
   if (!o.url.empty()) {
     const StreamServer server = server_at(o.url);
-    httplib::Client probe(server.host, server.port);
+    // The address the streams will use: httplib alone tries a name's first address only.
+    httplib::Client probe(server.address_text.empty() ? server.host : server.address_text, server.port);
     auto models = probe.Get("/v1/models");
     NEXTN_CHECK(models && models->status == 200, "bench serve: no server answers at ", o.url);
     const std::string model = nlohmann::json::parse(models->body)["data"][0]["id"];

@@ -142,8 +142,12 @@ StreamServer resolve_stream_server(const std::string& host, int port) {
       break;
     }
   }
-  StreamServer server{host, port, {}, static_cast<socklen_t>(chosen->ai_addrlen)};
+  StreamServer server{host, "", port, {}, static_cast<socklen_t>(chosen->ai_addrlen)};
   std::memcpy(&server.address, chosen->ai_addr, chosen->ai_addrlen);
+  char text[NI_MAXHOST] = {};
+  if (::getnameinfo(chosen->ai_addr, chosen->ai_addrlen, text, sizeof text, nullptr, 0, NI_NUMERICHOST) == 0) {
+    server.address_text = text;
+  }
   ::freeaddrinfo(found);
   return server;
 }

@@ -24,6 +24,7 @@ struct StreamResult {
 // Where the streams go: a host name or an IPv4 / IPv6 address, resolved once.
 struct StreamServer {
   std::string host;
+  std::string address_text;  // the chosen address, numeric ("::1", "127.0.0.1")
   int port = 0;
   sockaddr_storage address{};
   socklen_t length = 0;

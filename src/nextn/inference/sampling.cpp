@@ -25,7 +25,12 @@ torch::Tensor sampling_distribution(const torch::Tensor& logits, const SamplingO
     auto best = x.argmax(-1, /*keepdim=*/true);
     return torch::zeros_like(x).scatter_(-1, best, 1.0);
   }
-  x = x / options.temperature;
+  // Shifted by the maximum before the division: softmax is the same, and a temperature so small
+  // that x / T overflows (about 1e-38 for float logits) gives argmax's one-hot, not inf - inf = NaN.
+  // (A temperature below the smallest float would become 0 in a float division: 0 / 0 = NaN.)
+  const double divisor = dtype == torch::kFloat ? std::max<double>(options.temperature, std::numeric_limits<float>::denorm_min())
+                                                : options.temperature;
+  x = (x - std::get<0>(x.max(-1, /*keepdim=*/true))) / divisor;
   const double minus_inf = -std::numeric_limits<double>::infinity();
   if (options.top_k > 0 && options.top_k < vocab) {
     // Everything below the k-th largest logit goes; ties with it stay.

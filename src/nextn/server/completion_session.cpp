@@ -64,6 +64,7 @@ CompletionSession::CompletionSession(const CompletionRequest& request, const Ser
   filter_.emplace(stops);
 
   max_tokens_ = max_tokens;
+  echo_characters_ = utf8_characters(echo_text());  // text offsets count from the response text's start
 }
 
 std::shared_ptr<EngineRequest> CompletionSession::make_engine_request() {
@@ -73,7 +74,7 @@ std::shared_ptr<EngineRequest> CompletionSession::make_engine_request() {
   r->sampling.temperature = request_.temperature;
   r->sampling.top_p = request_.top_p;
   r->sampling.top_k = request_.top_k;
-  r->sampling.seed = request_.seed.value_or(0);
+  r->sampling.seed = request_.seed ? *request_.seed : fresh_request_seed();
   r->stop_token_ids = stop_token_ids_;
   r->logprobs = request_.logprobs;
   auto self = shared_from_this();
@@ -114,7 +115,9 @@ void CompletionSession::on_token(const TokenEvent& event) {
     for (const auto& [id, logprob] : event.top_logprobs) entry.top.push_back({token_text(*model_.tokenizer, id), logprob});
   }
   std::lock_guard<std::mutex> lock(mutex_);
+  entry.text_offset = echo_characters_ + text_characters_;
   text_ += text;
+  text_characters_ += utf8_characters(text);
   token_ids_.push_back(event.token);
   if (request_.logprobs >= 0) logprobs_.push_back(entry);
   if (writer_) {
@@ -172,6 +175,7 @@ void CompletionSession::on_finish(FinishReason reason, const RequestStats& stats
   std::lock_guard<std::mutex> lock(mutex_);
   pending_.text += tail;
   text_ += tail;
+  text_characters_ += utf8_characters(tail);
   finished_ = true;
   reason_ = reason;
   stats_ = stats;
@@ -232,7 +236,7 @@ json CompletionSession::usage() const {
   return u;
 }
 
-json CompletionSession::logprobs_json(const std::vector<TokenLogprob>& entries, size_t text_offset) const {
+json CompletionSession::logprobs_json(const std::vector<TokenLogprob>& entries) const {
   if (request_.logprobs < 0) return nullptr;
   if (request_.endpoint == Endpoint::kChatCompletions) {
     json content = json::array();
@@ -247,15 +251,13 @@ json CompletionSession::logprobs_json(const std::vector<TokenLogprob>& entries, 
     return {{"content", content}};
   }
   json tokens = json::array(), token_logprobs = json::array(), top_logprobs = json::array(), offsets = json::array();
-  size_t offset = text_offset;
   for (const TokenLogprob& e : entries) {
     tokens.push_back(printable_utf8(e.token));
     token_logprobs.push_back(e.logprob);
     json top = json::object();
     for (const auto& [token, logprob] : e.top) top[printable_utf8(token)] = logprob;
     top_logprobs.push_back(request_.logprobs > 0 ? top : json(nullptr));
-    offsets.push_back(offset);
-    offset += e.token.size();
+    offsets.push_back(e.text_offset);
   }
   return {{"tokens", tokens}, {"token_logprobs", token_logprobs}, {"top_logprobs", top_logprobs},
           {"text_offset", offsets}};
@@ -277,10 +279,10 @@ json CompletionSession::response() const {
   const std::string echo = echo_text();
   if (request_.endpoint == Endpoint::kChatCompletions) {
     choice["message"] = {{"role", "assistant"}, {"content", printable_utf8(text_)}};
-    choice["logprobs"] = logprobs_json(logprobs_, 0);
+    choice["logprobs"] = logprobs_json(logprobs_);
   } else {
     choice["text"] = printable_utf8(echo + text_);
-    choice["logprobs"] = logprobs_json(logprobs_, echo.size());
+    choice["logprobs"] = logprobs_json(logprobs_);
   }
   if (request_.return_token_ids) choice["token_ids"] = token_ids_;
   return {{"id", id_},
@@ -295,10 +297,10 @@ json CompletionSession::chunk(const Delta& delta) const {
   json choice = {{"index", 0}, {"finish_reason", nullptr}};
   if (request_.endpoint == Endpoint::kChatCompletions) {
     choice["delta"] = {{"content", printable_utf8(delta.text)}};
-    choice["logprobs"] = logprobs_json(delta.logprobs, 0);
+    choice["logprobs"] = logprobs_json(delta.logprobs);
   } else {
     choice["text"] = printable_utf8(delta.text);
-    choice["logprobs"] = logprobs_json(delta.logprobs, 0);
+    choice["logprobs"] = logprobs_json(delta.logprobs);
   }
   if (request_.return_token_ids) choice["token_ids"] = delta.token_ids;
   return {{"id", id_},

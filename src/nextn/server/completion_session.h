@@ -82,7 +82,7 @@ class CompletionSession : public std::enable_shared_from_this<CompletionSession>
   void on_token(const TokenEvent& event);  // engine thread
   void on_finish(FinishReason reason, const RequestStats& stats);
   nlohmann::json usage() const;
-  nlohmann::json logprobs_json(const std::vector<TokenLogprob>& entries, size_t text_offset) const;
+  nlohmann::json logprobs_json(const std::vector<TokenLogprob>& entries) const;
   std::string finish_reason_text() const;
 
   CompletionRequest request_;
@@ -105,6 +105,8 @@ class CompletionSession : public std::enable_shared_from_this<CompletionSession>
   std::condition_variable changed_;
   Delta pending_;                   // produced, not yet taken
   std::string text_;                // everything produced (for the whole response)
+  size_t text_characters_ = 0;      // text_'s characters, after the echoed prompt's
+  size_t echo_characters_ = 0;
   std::vector<TokenLogprob> logprobs_;
   std::vector<int64_t> token_ids_;
   bool finished_ = false;

@@ -1,6 +1,7 @@
 #include "nextn/server/http_server.h"
 
 #include <httplib.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include <thread>
@@ -48,7 +49,15 @@ HttpServer::HttpServer(HttpOptions options) : options_(std::move(options)), http
   http_->set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
     std::string message = std::string(status_message(res.status)) + ": " + req.method + " " + req.path;
-    if (res.status == 413) message += " (at most " + std::to_string(options_.max_body_bytes) + " bytes)";
+    if (res.status == 413) {
+      // httplib (0.11, compiled into Debian's library) caps form-encoded bodies, curl -d's default
+      // type, far below our limit: say what to send instead of a limit the body did not exceed.
+      const bool form = req.get_header_value("Content-Type").rfind("application/x-www-form-urlencoded", 0) == 0;
+      message += form ? " (a body sent as application/x-www-form-urlencoded may hold at most " +
+                            std::to_string(CPPHTTPLIB_FORM_URL_ENCODED_PAYLOAD_MAX_LENGTH) +
+                            " bytes: send the JSON with 'Content-Type: application/json')"
+                      : " (at most " + std::to_string(options_.max_body_bytes) + " bytes)";
+    }
     send_json(res, res.status, ApiError(res.status, message).to_json());
   });
   http_->set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr error) {
@@ -94,7 +103,10 @@ void HttpServer::attach(Engine* engine, ServedModel model) {
 void HttpServer::routes() {
   auto authorized = [this](const httplib::Request& req) {
     if (options_.api_key.empty()) return;
-    if (req.get_header_value("Authorization") != "Bearer " + options_.api_key) {
+    // The scheme's name is case-insensitive (RFC 7235 section 2.1): "bearer KEY" is as good.
+    const std::string header = req.get_header_value("Authorization");
+    const bool bearer = header.size() > 7 && strncasecmp(header.c_str(), "Bearer ", 7) == 0;
+    if (!bearer || header.substr(7) != options_.api_key) {
       throw ApiError(401, "Incorrect or missing API key: send 'Authorization: Bearer <key>'", "", "invalid_api_key");
     }
   };
@@ -113,19 +125,31 @@ void HttpServer::routes() {
     res.set_content(metrics_.render(gauges), "text/plain; version=0.0.4");
   });
 
-  http_->Get("/v1/models", [this, authorized](const httplib::Request& req, httplib::Response& res) {
+  // GET /v1/models lists the one model; GET /v1/models/{id} retrieves it (client.models.retrieve).
+  auto models = [this, authorized](const httplib::Request& req, httplib::Response& res) {
     try {
       authorized(req);
       if (engine_ == nullptr) throw ApiError(503, "the model is still loading", "", "model_loading");
       json model = {{"id", model_.name}, {"object", "model"}, {"created", unix_time()}, {"owned_by", "nextn"},
                     {"max_model_len", model_.context_length}};
-      send_json(res, 200, {{"object", "list"}, {"data", json::array({model})}});
+      if (req.matches.size() > 1) {
+        const std::string id = req.matches[1];
+        if (id != model_.name) {
+          throw ApiError(404, "The model '" + id + "' does not exist; this server has '" + model_.name + "'", "model",
+                         "model_not_found");
+        }
+        send_json(res, 200, model);
+      } else {
+        send_json(res, 200, {{"object", "list"}, {"data", json::array({model})}});
+      }
       metrics_.request("models", 200);
     } catch (const ApiError& e) {
       send_json(res, e.status(), e.to_json());
       metrics_.request("models", e.status());
     }
-  });
+  };
+  http_->Get("/v1/models", models);
+  http_->Get(R"(/v1/models/(.+))", models);
 
   auto completions = [this, authorized](Endpoint endpoint) {
     const std::string name = endpoint == Endpoint::kCompletions ? "completions" : "chat_completions";
@@ -214,8 +238,14 @@ void HttpServer::routes() {
               if (session->worth_a_chunk(delta) && !write(sse_event(session->chunk(delta)))) return gone();
               if (connection.closed()) return gone();
               if (session->finished()) {
+                // A request that did not finish gets an error event (the openai clients raise it),
+                // not a finish_reason: a stream cut short must not read as a complete answer.
                 if (session->finish_reason() == FinishReason::kError) {
                   write(sse_event(ApiError(500, session->stats().error).to_json()));
+                } else if (session->finish_reason() == FinishReason::kCancelled) {
+                  write(sse_event(ApiError(503, "the server stopped before the request finished", "",
+                                           "server_shutting_down")
+                                      .to_json()));
                 } else {
                   write(sse_event(session->final_chunk()));
                   if (session->request().include_usage) write(sse_event(session->usage_chunk()));
@@ -238,6 +268,24 @@ void HttpServer::routes() {
   };
   http_->Post("/v1/completions", completions(Endpoint::kCompletions));
   http_->Post("/v1/chat/completions", completions(Endpoint::kChatCompletions));
+
+  // A known path with the wrong method: 405 with Allow, not the 404 of an unknown path.
+  auto wrong_method = [](const char* allowed) {
+    return [allowed](const httplib::Request& req, httplib::Response& res) {
+      res.set_header("Allow", allowed);
+      send_json(res, 405, ApiError(405, req.method + " " + req.path + " is not supported; use " + allowed).to_json());
+    };
+  };
+  for (const char* path : {"/v1/completions", "/v1/chat/completions"}) {
+    http_->Get(path, wrong_method("POST"));
+    http_->Put(path, wrong_method("POST"));
+    http_->Delete(path, wrong_method("POST"));
+  }
+  for (const char* path : {"/v1/models", "/health", "/metrics"}) {
+    http_->Post(path, wrong_method("GET"));
+    http_->Put(path, wrong_method("GET"));
+    http_->Delete(path, wrong_method("GET"));
+  }
 }
 
 }  // namespace nextn::server

@@ -2,6 +2,7 @@
 
 #include "nextn/tokenizer/unicode.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -206,14 +207,41 @@ CompletionRequest parse_completion_request(Endpoint endpoint, const std::string&
   return r;
 }
 
-std::string new_response_id(Endpoint endpoint) {
+size_t utf8_characters(const std::string& text) {
+  const std::string printable = printable_utf8(text);
+  // Every character has one byte that is not a continuation byte (10xxxxxx).
+  return static_cast<size_t>(std::count_if(printable.begin(), printable.end(),
+                                           [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
+}
+
+namespace {
+
+// splitmix64's finaliser (Steele, Lea, Flood 2014): a bijection on 64 bits, so distinct inputs
+// give distinct, well-mixed outputs.
+uint64_t mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+// A value no earlier call of this process returned, and unlike another process's: a counter
+// offset by 64 random bits drawn once, mixed.
+uint64_t fresh_unique_value() {
+  static const uint64_t salt = (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
   static std::atomic<uint64_t> counter{0};
-  static const uint64_t salt = std::random_device{}();
+  return mix64(salt + counter.fetch_add(1));
+}
+
+}  // namespace
+
+std::string new_response_id(Endpoint endpoint) {
   char buffer[40];
-  std::snprintf(buffer, sizeof buffer, "%s-%016llx%04llx", endpoint == Endpoint::kCompletions ? "cmpl" : "chatcmpl",
-                static_cast<unsigned long long>(salt), static_cast<unsigned long long>(++counter & 0xffff));
+  std::snprintf(buffer, sizeof buffer, "%s-%016llx", endpoint == Endpoint::kCompletions ? "cmpl" : "chatcmpl",
+                static_cast<unsigned long long>(fresh_unique_value()));
   return buffer;
 }
+
+uint64_t fresh_request_seed() { return fresh_unique_value(); }
 
 std::string sse_event(const nlohmann::json& body) { return "data: " + body.dump() + "\n\n"; }
 

@@ -60,6 +60,9 @@ CompletionRequest parse_completion_request(Endpoint endpoint, const std::string&
 // One generated token with its log-probabilities, for the response.
 struct TokenLogprob {
   std::string token;  // its text
+  // Where its text starts in the generated text, in characters (code points, as OpenAI's
+  // text_offset counts): a token that only completes a character started before starts there.
+  size_t text_offset = 0;
   double logprob = 0;
   std::vector<std::pair<std::string, double>> top;
 };
@@ -67,12 +70,17 @@ struct TokenLogprob {
 // `text` with every byte that does not belong to a valid UTF-8 character replaced by U+FFFD, so
 // that it can go into JSON (a token may end inside a character; an error may quote bad input).
 std::string printable_utf8(const std::string& text);
+// Characters (code points) of printable_utf8(text).
+size_t utf8_characters(const std::string& text);
 
 // One Server-Sent Event of a stream: "data: <json>" and the blank line that ends it.
 std::string sse_event(const nlohmann::json& body);
 
 // Identifiers and timestamps of responses.
-std::string new_response_id(Endpoint endpoint);  // "cmpl-..." / "chatcmpl-..."
+std::string new_response_id(Endpoint endpoint);  // "cmpl-..." / "chatcmpl-...", unique in the process
+// The sampling seed of a request that gives none: a fresh one each time, as OpenAI's API samples
+// anew on every call without `seed` (a request with one is reproducible).
+uint64_t fresh_request_seed();
 int64_t unix_time();
 
 }  // namespace nextn::server
