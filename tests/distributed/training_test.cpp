@@ -8,9 +8,14 @@
 #include <filesystem>
 #include <fstream>
 
+#include <signal.h>
+#include <unistd.h>
+
 #include "nextn/distributed/local_launcher.h"
 #include "nextn/io/checkpoint_shards.h"
 #include "nextn/io/safetensors.h"
+#include "nextn/training/run_checkpoint.h"
+#include "nextn/training/run_lock.h"
 #include "test_support.h"
 #include "training/tiny_corpus.h"
 
@@ -127,7 +132,7 @@ int64_t expect_same_steps(const Records& got, const Records& want, int64_t first
     for (size_t k = 0; k < b["mtp_loss"].size(); ++k) {
       EXPECT_LT(relative_difference(a["mtp_loss"][k], b["mtp_loss"][k]), loss_tolerance);
     }
-    if (!diverged) EXPECT_EQ(got.experts.at(step)["bias"], want.experts.at(step)["bias"]);
+    if (!diverged) { EXPECT_EQ(got.experts.at(step)["bias"], want.experts.at(step)["bias"]); }
   }
   return diverged;
 }
@@ -322,6 +327,56 @@ TEST_F(DistributedTraining, ALostRankIsNamedByTheOthers) {
   EXPECT_NE(hung_root.status, 0);
   EXPECT_NE(hung_root.output.find("rank 1: "), std::string::npos) << hung_root.output;
   EXPECT_NE(hung_root.output.find("lost rank 0"), std::string::npos) << hung_root.output;
+}
+
+// The process ids of a process's children (Linux: /proc/PID/task/PID/children).
+std::vector<pid_t> children_of(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+  std::vector<pid_t> children;
+  for (pid_t child; in >> child;) children.push_back(child);
+  return children;
+}
+
+// Gone, or a zombie nobody reaped yet: it runs no more.
+bool has_ended(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  if (!std::getline(in, stat)) return true;
+  const size_t close = stat.rfind(')');
+  return close != std::string::npos && close + 2 < stat.size() && (stat[close + 2] == 'Z' || stat[close + 2] == 'X');
+}
+
+// A run has one writer: a second job on a run directory being trained is refused; and the ranks
+// of a launcher that dies (SIGKILL here; a closed terminal's SIGHUP likewise) stop with it
+// instead of training on as orphans.
+TEST_F(DistributedTraining, RanksDieWithTheirLauncherAndARunHasOneWriter) {
+  TempDir dir("dist_orphans");
+  const std::string config = write_config(dir, "sequential");
+  const std::string run = dir.file("run");
+  const std::string log = dir.file("launcher.log");
+  const std::string pid_text = dir.file("launcher.pid");
+  const std::string command = std::string(NEXTN_BINARY_PATH) + " " + train_args(config, run, 4, 100000) +
+                              " --nproc-per-node 2 > " + log + " 2>&1 & echo $! > " + pid_text;
+  ASSERT_EQ(std::system(command.c_str()), 0);
+  const pid_t launcher = std::stoi(io::read_file(pid_text));
+  std::vector<pid_t> ranks;
+  for (int i = 0; i < 1200 && !fs::exists(run + "/metrics.jsonl"); ++i) ::usleep(100000);
+  for (int i = 0; i < 1200 && read_records(run).train.empty(); ++i) ::usleep(100000);
+  ranks = children_of(launcher);
+  ASSERT_EQ(ranks.size(), 2u) << io::read_file(log);
+
+  CommandRun second = nextn(train_args(config, run, 4, 100000) + " --resume", dir.path());
+  EXPECT_NE(second.status, 0);
+  const bool names_rank_zero = second.output.find("is in use: nextn pid " + std::to_string(ranks[0])) != std::string::npos ||
+                              second.output.find("is in use: nextn pid " + std::to_string(ranks[1])) != std::string::npos;
+  EXPECT_TRUE(names_rank_zero) << second.output;
+
+  ::kill(launcher, SIGKILL);
+  for (int i = 0; i < 600 && !(has_ended(ranks[0]) && has_ended(ranks[1])); ++i) ::usleep(100000);
+  EXPECT_TRUE(has_ended(ranks[0]) && has_ended(ranks[1])) << "the ranks train on without their launcher";
+  // They stopped as on SIGTERM: a checkpoint, and the directory is free again.
+  EXPECT_TRUE(latest_run_checkpoint(run).has_value());
+  EXPECT_NO_THROW(RunDirectoryLock{run});
 }
 
 // The variables of Slurm's srun and Open MPI's mpirun, set by hand, start a job as torchrun's do.

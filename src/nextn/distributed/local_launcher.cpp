@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -61,12 +62,18 @@ int launch_local_ranks(const LocalLaunch& launch, const std::vector<std::string>
   const int port = launch.master_port > 0 ? launch.master_port : free_local_port();
 
   std::vector<pid_t> children;
+  const pid_t launcher = ::getpid();
   for (int local = 0; local < launch.nproc_per_node; ++local) {
     const int rank = launch.node_rank * launch.nproc_per_node + local;
     const pid_t pid = ::fork();
     NEXTN_CHECK(pid >= 0, "cannot start rank ", rank, ": ", errno_text());
     if (pid == 0) {
       ::setpgid(0, 0);
+      // A rank outlives no launcher: when it dies however it dies (SIGKILL, a closed terminal's
+      // SIGHUP), each rank gets SIGTERM, which checkpoints and stops the run, instead of training
+      // on unseen beside whatever the user starts next. (The launcher may already be gone.)
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (::getppid() != launcher) ::_exit(128 + SIGTERM);
       ::setenv("RANK", std::to_string(rank).c_str(), 1);
       ::setenv("WORLD_SIZE", std::to_string(world).c_str(), 1);
       ::setenv("LOCAL_RANK", std::to_string(local).c_str(), 1);
@@ -87,9 +94,10 @@ int launch_local_ranks(const LocalLaunch& launch, const std::vector<std::string>
   struct sigaction forward {};
   forward.sa_handler = remember_signal;
   sigemptyset(&forward.sa_mask);
-  struct sigaction old_int {}, old_term {};
+  struct sigaction old_int {}, old_term {}, old_hup {};
   ::sigaction(SIGINT, &forward, &old_int);
   ::sigaction(SIGTERM, &forward, &old_term);
+  ::sigaction(SIGHUP, &forward, &old_hup);  // a closed terminal stops the ranks as SIGTERM does
 
   std::vector<bool> running(children.size(), true);
   size_t alive = children.size();
@@ -98,6 +106,7 @@ int launch_local_ranks(const LocalLaunch& launch, const std::vector<std::string>
   bool terminated = false;
   while (alive > 0) {
     if (int s = g_forward_signal.exchange(0); s != 0) {
+      if (s == SIGHUP) s = SIGTERM;  // the ranks checkpoint and stop on SIGINT and SIGTERM
       for (size_t i = 0; i < children.size(); ++i) {
         if (running[i]) ::kill(children[i], s);
       }
@@ -134,6 +143,7 @@ int launch_local_ranks(const LocalLaunch& launch, const std::vector<std::string>
   }
   ::sigaction(SIGINT, &old_int, nullptr);
   ::sigaction(SIGTERM, &old_term, nullptr);
+  ::sigaction(SIGHUP, &old_hup, nullptr);
   return result;
 }
 

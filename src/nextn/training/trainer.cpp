@@ -27,6 +27,7 @@
 #include "nextn/training/metrics_log.h"
 #include "nextn/training/model_dataset.h"
 #include "nextn/training/run_checkpoint.h"
+#include "nextn/training/run_lock.h"
 #include "nextn/training/sharded_checkpoint.h"
 #include "nextn/training/stop_signal.h"
 #include "nextn/util/error.h"
@@ -123,6 +124,7 @@ class TrainingRun {
 
   TrainOptions options_;
   bool resume_;
+  std::optional<RunDirectoryLock> run_lock_;  // rank 0: the run directory's one writer
   ModelConfig config_;
   torch::Device device_{torch::kCPU};
   Precision precision_ = Precision::kFp32;
@@ -188,6 +190,8 @@ void TrainingRun::open_inputs() {
   cpu_threads_ = options_.threads > 0 ? options_.threads : std::max(blas_threads(), 1);
   if (device_.is_cpu()) use_cpu_training_threads(precision_, cpu_threads_, fp32_gemm_);
   if (resume_) {
+    // Before anything in the directory is read or set aside: another job may be writing it.
+    if (is_main() && fs::is_directory(options_.run_dir)) run_lock_.emplace(options_.run_dir);
     choose_checkpoint();
     config_ = load_model_config((fs::path(resume_checkpoint_) / "config.json").string());
     if (!options_.config_path.empty() && io::file_exists(options_.config_path)) {
@@ -215,7 +219,10 @@ void TrainingRun::open_inputs() {
   check_validation_split();
   // Every rank draws the global micro-batch (ranks x batch_size windows) and reads its own rows.
   loader_.emplace(*dataset_, data::Split::kTrain, options_.batch_size * world(), options_.seq_len, options_.seed);
-  if (is_main()) check_run_dir_writable(options_.run_dir);
+  if (is_main()) {
+    check_run_dir_writable(options_.run_dir);
+    if (!run_lock_) run_lock_.emplace(options_.run_dir);
+  }
   check_ranks_agree();
 }
 
