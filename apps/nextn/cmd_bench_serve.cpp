@@ -24,7 +24,7 @@ void setup_bench_serve(CLI::App& app) {
   cmd->add_option("--drafts", o->draft_variants, "server variants: 0 plain, N MTP drafts, auto (repeatable)");
   cmd->add_option("--max-batch", o->max_batch, "the started servers' --max-batch");
   cmd->add_option("--rounds", o->rounds, "sweeps over the streams per server (medians, and ratios to the same "
-                  "round's 1 stream)")->check(CLI::PositiveNumber);
+                  "round's 1 stream)")->check(positive());
   cmd->add_flag("--json", *json, "one JSON object per row");
   cmd->callback([o, json] {
     NEXTN_CHECK(!o->model.empty() || !o->url.empty(), "bench serve needs --model (a server to start) or --url");

@@ -45,20 +45,20 @@ void setup_bench_train(CLI::App& app) {
   cmd->add_option("--nproc-per-node", f->nproc,
                   "compare N ranks on this machine (real `nextn train` runs, global batch = --batch-size) with "
                   "one process on all cores")
-      ->check(CLI::PositiveNumber);
+      ->check(positive());
   cmd->add_option("--expert-parallel", f->scaling.expert_parallel,
                   "with --nproc-per-node: split the experts over E ranks, and measure node-limited routing's bytes")
-      ->check(CLI::PositiveNumber);
+      ->check(positive());
   cmd->add_option("--data", f->scaling.data, "with --nproc-per-node: the dataset to train on");
   cmd->add_option("--rounds", f->scaling.rounds, "with --nproc-per-node: alternating rounds of both sides")
-      ->check(CLI::PositiveNumber);
+      ->check(positive());
   cmd->add_option("--profile", f->options.profile_top,
                   "after the timed steps, one step per variant under the operator profiler: its N costliest operators")
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative());
   cmd->add_option("--peak-tflops", f->options.peak_tflops,
                   "the device's peak TFLOP/s for the step's precision, to report MFU (e.g. 989 for an H100 "
                   "SXM in bf16)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative());
   cmd->callback([f] {
     if (f->nproc > 1) {
       ScalingBenchOptions o = f->scaling;

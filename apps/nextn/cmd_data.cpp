@@ -104,8 +104,9 @@ void setup_data(CLI::App& app) {
   prepare->add_option("--validation-fraction", flags->validation_fraction, "Share of documents held out")
       ->capture_default_str()->check(CLI::Range(0.0, 0.999));
   prepare->add_option("--shard-tokens", flags->shard_tokens, "Tokens per shard (shards end at document ends)")
-      ->capture_default_str()->check(CLI::PositiveNumber);
-  prepare->add_option("--threads", flags->threads, "Worker threads (0 = all cores)")->capture_default_str();
+      ->capture_default_str()->check(positive());
+  prepare->add_option("--threads", flags->threads, "Worker threads (0 = all cores)")->capture_default_str()
+      ->check(non_negative());
   prepare->add_flag("--overwrite", flags->overwrite, "Replace the dataset already in the output directory");
   prepare->callback([flags] { run_prepare(*flags); });
 

@@ -70,7 +70,8 @@ void setup_eval(CLI::App& app) {
   cmd->add_option("--data", f->data_dir, "dataset directory")->required();
   cmd->add_option("--batch-size", f->options.batch_size, "sequences per batch");
   cmd->add_option("--seq-len", f->options.seq_len, "tokens per sequence");
-  cmd->add_option("--max-batches", f->options.max_batches, "batches to evaluate (0: the whole validation split)");
+  cmd->add_option("--max-batches", f->options.max_batches, "batches to evaluate (0: the whole validation split)")
+      ->check(non_negative());
   cmd->add_flag("--no-mtp", f->no_mtp, "evaluate the main model only");
   cmd->add_option("--acceptance", f->acceptance_prompts,
                   "also draft with the MTP modules after this many held-out prompts (spread over the validation "

@@ -39,8 +39,9 @@ struct ModelFlags {
   void add(CLI::App* cmd) {
     cmd->add_option("--model", model_dir, "model directory, or a run directory (its newest checkpoint)")->required();
     cmd->add_option("--tokenizer", tokenizer_path, "tokenizer.json (default: the model directory's)");
-    cmd->add_option("--prompt", prompt, "prompt text");
-    cmd->add_option("--prompt-file", prompt_file, "read the prompt from a file ('-': standard input)");
+    CLI::Option* text = cmd->add_option("--prompt", prompt, "prompt text");
+    // Given both, one would be dropped without a word.
+    cmd->add_option("--prompt-file", prompt_file, "read the prompt from a file ('-': standard input)")->excludes(text);
     cmd->add_flag("--no-document-start", no_document_start,
                   "do not precede the prompt with EOS (training data separates documents with EOS, so "
                   "by default a prompt starts a new document)");
@@ -102,7 +103,8 @@ struct GenerateFlags {
   std::string draft_head = "model";
   CLI::Option* draft_option = nullptr;  // --draft, to tell "not given" from a given value
   std::string draft = "auto";            // --draft: N or "auto"
-  std::string draft_tree;                // --draft-tree: e.g. "2,2"
+  CLI::Option* draft_tree_option = nullptr;  // --draft-tree: given empty is an error, not a chain
+  std::string draft_tree;                    // --draft-tree: e.g. "2,2"
 };
 
 // Runs one generation, streaming its text to `out` (when not null); returns the result.
@@ -134,6 +136,7 @@ void run_generate(GenerateFlags& f) {
   apply_threads(f.model.threads);
   LoadedModel m = load(f.model);
   GenerationOptions options = f.options;
+  options.sampling.validate();  // --temperature too, which --greedy overrides: a bad value is a typo
   if (f.greedy) options.sampling.temperature = 0.0;
   options.draft_head.dtype = inference::parse_draft_head_dtype(f.draft_head);
   if (!f.speculative.empty()) {
@@ -145,7 +148,7 @@ void run_generate(GenerateFlags& f) {
     const DraftCount draft = parse_draft_option(f.draft, m.model->config().mtp_depth());
     options.draft_tokens = draft.drafts;
     options.adaptive_draft = draft.adaptive;
-    if (!f.draft_tree.empty()) {
+    if (f.draft_tree_option->count() > 0) {
       NEXTN_CHECK(f.draft_option->count() == 0, "--draft-tree sets the depth itself: leave out --draft");
       options.draft_tree = inference::parse_draft_tree(f.draft_tree);
       options.draft_tokens = static_cast<int64_t>(options.draft_tree.size());
@@ -155,7 +158,7 @@ void run_generate(GenerateFlags& f) {
     if (!vocabulary.token_ids.empty()) std::cerr << "draft vocabulary: " << vocabulary.description << "\n";
     options.draft_head.token_ids = vocabulary.token_ids;
   } else {
-    NEXTN_CHECK(f.draft_option->count() == 0 && f.draft_tree.empty() && !f.compare && f.draft_vocab == 0 &&
+    NEXTN_CHECK(f.draft_option->count() == 0 && f.draft_tree_option->count() == 0 && !f.compare && f.draft_vocab == 0 &&
                     f.draft_head == "model",
                 "--draft, --draft-tree, --draft-vocab, --draft-head and --compare need --speculative mtp");
   }
@@ -208,7 +211,7 @@ void setup_generate(CLI::App& app) {
   cmd->add_option("--speculative", f->speculative, "'mtp': the MTP modules draft, the main model verifies");
   f->draft_option = cmd->add_option("--draft", f->draft, "drafts per step, or 'auto' (the default with --speculative): "
                                     "each step drafts the number 0..D expected to give the most tokens per second");
-  cmd->add_option("--draft-tree", f->draft_tree, "draft a tree instead of a chain: the candidates per node at each "
+  f->draft_tree_option = cmd->add_option("--draft-tree", f->draft_tree, "draft a tree instead of a chain: the candidates per node at each "
                   "depth, e.g. 2,2 (the 2 best at depth 1, for each the 2 best at depth 2); the main model verifies "
                   "all of them in one forward with tree attention, output unchanged");
   cmd->add_flag("--reuse-last-module", o.reuse_last_mtp_module, "allow --draft above the MTP depth D by running the "
@@ -244,6 +247,8 @@ void run_inspect(const ModelFlags& f, int64_t top_k) {
   LoadedModel m = load(f);
   const ModelConfig& c = m.model->config();
   NEXTN_CHECK(c.mtp_depth() > 0, "the model in '", m.dir, "' has no MTP modules to inspect");
+  NEXTN_CHECK(top_k >= 1 && top_k <= c.vocab_size, "--top-k must be in [1, ", c.vocab_size,
+              "] (the model's vocab_size), got ", top_k);
   std::vector<int64_t> prompt = prompt_ids(m, f, read_prompt(f));
   torch::NoGradGuard no_grad;
   // Plain step-by-step greedy decoding of D+1 tokens.
@@ -297,7 +302,8 @@ void setup_export(CLI::App& app) {
   cmd->add_option("--out", f->out_dir, "output directory")->required();
   cmd->add_flag("--drop-mtp", f->drop_mtp, "write the main model alone (DeepSeek-V3 4.3: the modules can be dropped)");
   cmd->add_option("--dtype", f->dtype, "float32, bfloat16 or float16 (default: the model's torch_dtype)");
-  cmd->add_option("--max-shard-bytes", f->max_shard_bytes, "shard the weights past this size");
+  // Checked as text: CLI11 turns -5 into 2^64 - 5 for an unsigned option.
+  cmd->add_option("--max-shard-bytes", f->max_shard_bytes, "shard the weights past this size")->check(positive());
   add_no_verify_option(*cmd, f->no_verify);
   cmd->add_flag("--allow-reference-differences", f->allow_differences,
                 "export a model that Hugging Face's or DeepSeek's code would compute differently (nextn model info "

@@ -40,7 +40,8 @@ struct ServeFlags {
   int64_t draft_vocab = 0;
   CLI::Option* draft_option = nullptr;  // --draft, to tell "not given" from a given value
   std::string draft = "auto";            // --draft: N or "auto"
-  std::string draft_tree;                // --draft-tree: e.g. "2,2"
+  CLI::Option* draft_tree_option = nullptr;  // --draft-tree: given empty is an error, not a chain
+  std::string draft_tree;                    // --draft-tree: e.g. "2,2"
   bool no_verify = false;
   int threads = 0;
   double grace_seconds = 30;
@@ -56,12 +57,12 @@ void run_serve(ServeFlags& f) {
                 f.speculative, "'");
     // The count is checked against the model's MTP depth once it is loaded.
     if (f.draft != "auto") f.engine.draft_tokens = parse_draft_option(f.draft, 0).drafts;
-    if (!f.draft_tree.empty()) {
+    if (f.draft_tree_option->count() > 0) {
       NEXTN_CHECK(f.draft_option->count() == 0, "--draft-tree sets the depth itself: leave out --draft");
       f.engine.draft_tree = inference::parse_draft_tree(f.draft_tree);
     }
   } else {
-    NEXTN_CHECK(f.draft_option->count() == 0 && f.draft_tree.empty(), "--draft and --draft-tree need --speculative mtp");
+    NEXTN_CHECK(f.draft_option->count() == 0 && f.draft_tree_option->count() == 0, "--draft and --draft-tree need --speculative mtp");
   }
   const std::string dir = resolve_model_dir(f.model_dir);
   const std::string tokenizer_path = (fs::path(dir) / "tokenizer.json").string();
@@ -152,18 +153,18 @@ void setup_serve(CLI::App& app) {
   cmd->add_option("--speculative", f->speculative, "mtp: draft with the model's MTP modules");
   f->draft_option = cmd->add_option("--draft", f->draft, "drafts per step with --speculative mtp, or 'auto' (the "
                                     "default): each step drafts the number 0..D expected to give the most tokens per second");
-  cmd->add_option("--draft-tree", f->draft_tree, "draft a tree instead of a chain while a request runs alone: the "
+  f->draft_tree_option = cmd->add_option("--draft-tree", f->draft_tree, "draft a tree instead of a chain while a request runs alone: the "
                   "candidates per node at each depth, e.g. 2,2; verified in one forward, output unchanged");
   cmd->add_option("--draft-vocab", f->draft_vocab, "drafts only among the K most frequent tokens (draft_vocab.json)");
   cmd->add_option("--draft-head", f->draft_head, "the drafter's head: model or bf16");
-  cmd->add_option("--max-batch", f->engine.max_batch, "requests decoding at once")->check(CLI::PositiveNumber);
+  cmd->add_option("--max-batch", f->engine.max_batch, "requests decoding at once")->check(positive());
   cmd->add_option("--max-queue", f->engine.max_queue, "requests waiting beyond those (more get 503)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative());
   cmd->add_option("--context", f->engine.context_length, "context length (default: max_position_embeddings)");
   cmd->add_option("--api-key", f->http.api_key, "require 'Authorization: Bearer KEY' (or set NEXTN_API_KEY)");
   cmd->add_option("--max-body-bytes", f->http.max_body_bytes, "largest request body accepted");
   cmd->add_option("--grace", f->grace_seconds, "seconds the running requests get to finish after SIGTERM")
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative());
   add_threads_option(*cmd, f->threads);
   cmd->add_option("--device", f->device, "cpu or cuda[:N]");
   cmd->callback([f] { run_serve(*f); });

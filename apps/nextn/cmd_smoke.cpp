@@ -71,9 +71,9 @@ void setup_smoke(CLI::App& app) {
   auto options = std::make_shared<SmokeOptions>();
   auto* cmd = app.add_subcommand("smoke", "Forward/backward steps of a config on random tokens");
   cmd->add_option("--config", options->config_path, "model config.json")->required();
-  cmd->add_option("--batch", options->batch, "sequences per step")->check(CLI::PositiveNumber);
-  cmd->add_option("--length", options->length, "tokens per sequence")->check(CLI::PositiveNumber);
-  cmd->add_option("--steps", options->steps, "AdamW steps on one random batch")->check(CLI::PositiveNumber);
+  cmd->add_option("--batch", options->batch, "sequences per step")->check(positive());
+  cmd->add_option("--length", options->length, "tokens per sequence")->check(positive());
+  cmd->add_option("--steps", options->steps, "AdamW steps on one random batch")->check(positive());
   cmd->add_option("--lr", options->lr, "learning rate");
   cmd->add_option("--mtp-lambda", options->mtp_lambda, "weight of the MTP losses");
   cmd->add_option("--seed", options->seed, "random seed");

@@ -205,7 +205,7 @@ void setup_tokenizer(CLI::App& app) {
   train->add_option("--vocab-size", train_flags->vocab_size, "Vocabulary size, special tokens included")
       ->capture_default_str()->check(CLI::Range(262, 1 << 24));
   train->add_option("--min-frequency", train_flags->min_frequency, "Never merge pairs seen fewer times")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(positive());
   train->add_option("--pre-tokenizer", train_flags->pre_tokenizer, "deepseek-v3, gpt2 or simple")
       ->capture_default_str();
   train->add_option("--output,-o", train_flags->output, "Where to write tokenizer.json")->required();

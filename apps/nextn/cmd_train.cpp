@@ -57,22 +57,22 @@ std::vector<std::string> own_command_line() {
 
 void add_distributed_options(CLI::App* cmd, TrainFlags& f) {
   cmd->add_option("--nproc-per-node", f.launch.nproc_per_node,
-                  "start this many ranks on this machine (a launcher like torchrun)")->check(CLI::PositiveNumber);
+                  "start this many ranks on this machine (a launcher like torchrun)")->check(positive());
   cmd->add_option("--nnodes", f.launch.nnodes, "machines in the job (with --nproc-per-node)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive());
   cmd->add_option("--node-rank", f.launch.node_rank, "this machine's number in the job, from 0")
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative());
   cmd->add_option("--master-addr", f.launch.master_addr, "address of the machine of rank 0 (with --nnodes > 1)");
   cmd->add_option("--master-port", f.launch.master_port, "rendezvous port (default: a free one, on one machine)")
       ->check(CLI::Range(1, 65535));
   cmd->add_option("--expert-parallel", f.expert_parallel,
                   "ranks that split each MoE layer's routed experts (E divides the world size)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive());
   cmd->add_option("--dist-timeout", f.dist_timeout_seconds,
                   "seconds a collective or the rendezvous may wait before the run fails")
-      ->check(CLI::PositiveNumber);
+      ->check(positive());
   cmd->add_option("--bucket-mb", f.options.bucket_mb, "size of a gradient all-reduce bucket, MiB")
-      ->check(CLI::PositiveNumber);
+      ->check(positive());
   cmd->add_option_function<std::string>(
       "--inject-fault",
       [&f](const std::string& spec) {

@@ -28,6 +28,12 @@ struct CommandRegistrar {
 // train`): returns the existing subcommand `name` or creates it.
 CLI::App& command_group(CLI::App& app, const std::string& name, const std::string& description);
 
+// Validators for numeric options whose message says what is wrong ("--threads: must be 0 or more,
+// got -1"): CLI11 2.1's NonNegativeNumber and PositiveNumber are Ranges up to the largest double,
+// and their message printed it in full, 309 digits. NaN is refused by both.
+CLI::Validator non_negative();  // >= 0
+CLI::Validator positive();      // > 0
+
 // Options every command that computes shares.
 void add_threads_option(CLI::App& command, int& threads);
 void apply_threads(int threads);  // 0 = all cores

@@ -27,9 +27,27 @@ CLI::App& command_group(CLI::App& app, const std::string& name, const std::strin
   return *group;
 }
 
+namespace {
+
+CLI::Validator at_least_zero(bool zero_allowed) {
+  return CLI::Validator(
+      [zero_allowed](std::string& text) -> std::string {
+        double value = 0;
+        if (!CLI::detail::lexical_cast(text, value)) return "'" + text + "' is not a number";
+        if (zero_allowed ? value >= 0 : value > 0) return "";
+        return std::string(zero_allowed ? "must be 0 or more" : "must be more than 0") + ", got " + text;
+      },
+      zero_allowed ? "NONNEGATIVE" : "POSITIVE");
+}
+
+}  // namespace
+
+CLI::Validator non_negative() { return at_least_zero(true); }
+CLI::Validator positive() { return at_least_zero(false); }
+
 void add_threads_option(CLI::App& command, int& threads) {
   command.add_option("--threads", threads, "CPU threads for matrix products (0 = all cores)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative());
 }
 
 void apply_threads(int threads) { set_cpu_threads(threads, 1); }

@@ -177,6 +177,60 @@ TEST(HfCheckpoint, MissingExtraOrMisshapedTensorIsNamed) {
   }
 }
 
+// Integer and boolean tensors used to be converted to float and loaded as weights (garbage that
+// generated text); a floating type other than the model's converts exactly as before.
+TEST(HfCheckpoint, AWeightOfANonFloatingDtypeIsRefusedByNameAndDtype) {
+  ModelConfig c = tiny_config();
+  DeepSeekV3 saved = random_model(c, 37);
+  const std::string weight = "model.layers.0.self_attn.o_proj.weight";
+  const std::vector<std::pair<torch::Dtype, std::string>> refused = {
+      {torch::kInt32, "I32"}, {torch::kInt64, "I64"}, {torch::kUInt8, "U8"},
+      {torch::kInt8, "I8"},   {torch::kInt16, "I16"}, {torch::kBool, "BOOL"}};
+  for (const auto& [dtype, name] : refused) {
+    TempDir dir("ckpt_int_dtype");
+    save_model(*saved, dir.path());
+    rewrite_checkpoint(dir.path(), [&, dtype = dtype](auto& t) {
+      for (auto& x : t) {
+        if (x.name == weight) x.tensor = x.tensor.gt(0).to(dtype);
+      }
+    });
+    expect_error_containing([&] { load_model(dir.path()); },
+                            "tensor '" + weight + "' has dtype " + name + "; model weights must be F32, BF16, F16 or F64");
+  }
+  TempDir dir("ckpt_f64");
+  save_model(*saved, dir.path());
+  rewrite_checkpoint(dir.path(), [&](auto& t) {
+    for (auto& x : t) {
+      if (x.name == weight) x.tensor = x.tensor.to(torch::kDouble);
+    }
+  });
+  DeepSeekV3 loaded = load_model(dir.path());
+  auto ids = torch::randint(c.vocab_size, {1, 10}, torch::kLong);
+  EXPECT_TRUE(torch::equal(saved(ids).logits, loaded(ids).logits));
+}
+
+// float16 ends at 65504: a larger weight used to be written as inf without a word. Nothing is
+// written, and the message names the tensor and its magnitude.
+TEST(HfCheckpoint, AWeightPastFloat16sRangeIsRefusedBeforeAnythingIsWritten) {
+  ModelConfig c = tiny_config();
+  DeepSeekV3 saved = random_model(c, 38);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& t : hf_tensor_map(*saved)) {
+      if (t.name == "model.norm.weight") t.tensor[3] = -1e6;
+    }
+  }
+  TempDir dir("ckpt_fp16_range");
+  SaveModelOptions options;
+  options.dtype = torch::kHalf;
+  expect_error_containing([&] { save_model(*saved, dir.file("out"), options); },
+                          "tensor 'model.norm.weight' holds values up to 1e+06 in magnitude, past float16's largest 65504");
+  EXPECT_FALSE(std::filesystem::exists(dir.file("out")));
+  options.dtype = torch::kBFloat16;  // bfloat16 has float32's range
+  save_model(*saved, dir.file("out"), options);
+  EXPECT_EQ(load_model(dir.file("out"))->norm->weight[3].item<float>(), static_cast<float>(c10::BFloat16(-1e6f)));
+}
+
 TEST(HfCheckpoint, TruncatedOrCorruptedFileFailsWithAClearMessage) {
   ModelConfig c = tiny_config();
   DeepSeekV3 saved = random_model(c, 36);

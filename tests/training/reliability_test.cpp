@@ -7,11 +7,14 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 #include "nextn/checkpoint/hf_checkpoint.h"
+#include "nextn/data/token_dataset.h"
 #include "nextn/io/atomic_file.h"
 #include "nextn/io/file_checksums.h"
 #include "nextn/io/safetensors.h"
+#include "nextn/training/evaluator.h"
 #include "nextn/training/metrics_log.h"
 #include "nextn/training/run_checkpoint.h"
 #include "nextn/training/train_options.h"
@@ -167,24 +170,98 @@ TEST(Reliability, ResumeRefusesWhenNoCheckpointIsIntact) {
 
 // ---- item 9: half-deleted checkpoints -----------------------------------------------------------
 
-TEST(Reliability, AHalfDeletedCheckpointIsNeverListedOrResumedFrom) {
+// A kill cannot leave a step-N directory with files missing (checkpoints are renamed into place,
+// and renamed away before their files are deleted): one that lacks files was damaged afterwards.
+// It is listed, so that verify reports it, and a resumed run sets it aside like any corrupt one.
+TEST(Reliability, AHalfDeletedCheckpointIsSetAsideAndNeverResumedFrom) {
   TempDir dir("reliability_half_deleted");
   const std::string run = dir.file("run");
   copy_run(six_step_run(), run);
-  fs::remove(checkpoint(run, 6) + "/model.safetensors");  // what a kill inside remove_all left
-  EXPECT_EQ(latest_run_checkpoint(run).value(), checkpoint(run, 4));
-  fs::remove(checkpoint(run, 4) + "/checksums.json");  // and without its listing either
+  fs::remove(checkpoint(run, 6) + "/model.safetensors");
+  fs::remove(checkpoint(run, 4) + "/checksums.json");  // and one without its listing either
   fs::remove(checkpoint(run, 4) + "/optimizer.safetensors");
-  EXPECT_EQ(latest_run_checkpoint(run).value(), checkpoint(run, 2));
-  EXPECT_EQ(run_checkpoints(run), std::vector<std::string>{checkpoint(run, 2)});
+  EXPECT_EQ(run_checkpoints(run), (std::vector<std::string>{checkpoint(run, 2), checkpoint(run, 4), checkpoint(run, 6)}));
+  const ValidCheckpoint valid = latest_valid_run_checkpoint(run);
+  EXPECT_EQ(valid.dir, checkpoint(run, 2));
+  ASSERT_EQ(valid.corrupt.size(), 2u);
+  EXPECT_NE(valid.corrupt[0].second.find("model.safetensors is missing"), std::string::npos) << valid.corrupt[0].second;
+  EXPECT_NE(valid.corrupt[1].second.find("has no checksums.json and lacks optimizer.safetensors"), std::string::npos)
+      << valid.corrupt[1].second;
 
   // Removal renames first: a directory being deleted has left the step-N names.
   fs::rename(checkpoint(run, 6), checkpoints_dir(run) + "/.del-step-00000006-99");
   Result resume = nextn(dir, "train --run '" + run + "' --resume");
   ASSERT_EQ(resume.code, 0) << resume.output;
+  expect_contains(resume, "set aside as '" + checkpoint(run, 4) + ".corrupt'");
   expect_contains(resume, "resuming from " + checkpoint(run, 2));
+  EXPECT_TRUE(fs::exists(checkpoint(run, 4) + ".corrupt/model.safetensors"));
   EXPECT_FALSE(fs::exists(checkpoints_dir(run) + "/.del-step-00000006-99"));
   EXPECT_TRUE(io::verify_checksums(checkpoint(run, 6)).ok());
+}
+
+// Damage other than a flipped bit (a truncated file, a deleted file, an unreadable listing) is
+// found as a flipped bit is: it used to be passed over in silence, verify saying nothing and
+// loading and resuming taking the checkpoint before it.
+TEST(Reliability, EveryKindOfDamageIsFoundByVerifyByLoadingAndByResume) {
+  struct Damage {
+    std::string name;
+    std::function<void(const std::string&)> apply;  // to a checkpoint directory
+    std::string problem;                            // what verify and loading say
+  };
+  const std::vector<Damage> damages = {
+      {"truncated", [](const std::string& c) { fs::resize_file(c + "/model.safetensors", 1000); },
+       "model.safetensors has 1000 bytes, "},
+      {"deleted", [](const std::string& c) { fs::remove(c + "/trainer_state.json"); }, "trainer_state.json is missing"},
+      {"listing", [](const std::string& c) { io::write_file_atomic(c + "/checksums.json", "{\"format\": "); },
+       "checksums.json' is not valid JSON"},
+  };
+  for (const Damage& damage : damages) {
+    SCOPED_TRACE(damage.name);
+    TempDir dir("reliability_damage_" + damage.name);
+    const std::string run = dir.file("run");
+    copy_run(six_step_run(), run);
+    damage.apply(checkpoint(run, 6));
+
+    Result verify = nextn(dir, "checkpoint verify '" + run + "'");
+    EXPECT_EQ(verify.code, 1) << verify.output;
+    expect_contains(verify, "CORRUPT " + checkpoint(run, 6));
+    expect_contains(verify, damage.problem);
+    expect_contains(verify, "ok " + checkpoint(run, 4));
+
+    for (const std::string& command : {"generate --model '" + run + "' --prompt x --max-new-tokens 2",
+                                       "export --model '" + run + "' --out '" + dir.file("out") + "'"}) {
+      Result load = nextn(dir, command);
+      EXPECT_EQ(load.code, 1) << command << "\n" << load.output;
+      expect_contains(load, "'" + checkpoint(run, 6) + "' is corrupt: ");
+      expect_contains(load, damage.problem);
+      expect_contains(load, "--no-verify loads it anyway");
+    }
+    EXPECT_FALSE(fs::exists(dir.file("out")));
+
+    Result resume = nextn(dir, "train --run '" + run + "' --resume");
+    ASSERT_EQ(resume.code, 0) << resume.output;
+    expect_contains(resume, "set aside as '" + checkpoint(run, 6) + ".corrupt'");
+    expect_contains(resume, "resuming from " + checkpoint(run, 4));
+    EXPECT_TRUE(fs::exists(checkpoint(run, 6) + ".corrupt/config.json"));
+    EXPECT_EQ(nextn(dir, "checkpoint verify '" + run + "'").code, 0);
+  }
+}
+
+// Exports carry no checksums by design (users edit them): verify says there is nothing to check
+// instead of failing; a training checkpoint without its checksums.json is still unverifiable.
+TEST(Reliability, VerifyOfAnExportSaysItCarriesNoChecksums) {
+  TempDir dir("reliability_verify_export");
+  const std::string run = six_step_run();
+  ASSERT_EQ(nextn(dir, "export --model '" + run + "' --out '" + dir.file("hf") + "'").code, 0);
+  Result verify = nextn(dir, "checkpoint verify '" + dir.file("hf") + "'");
+  EXPECT_EQ(verify.code, 0) << verify.output;
+  expect_contains(verify, "nothing to verify in " + dir.file("hf") + ": a model directory without checksums.json");
+
+  copy_run(checkpoint(run, 6), dir.file("step"));
+  fs::remove(dir.file("step/checksums.json"));
+  Result legacy = nextn(dir, "checkpoint verify '" + dir.file("step") + "'");
+  EXPECT_EQ(legacy.code, 1) << legacy.output;
+  expect_contains(legacy, "unverifiable " + dir.file("step"));
 }
 
 // ---- item 3: a timed run killed before calibrating ----------------------------------------------
@@ -399,6 +476,76 @@ TEST(Reliability, FilesAndOptionsThatWereAcceptedSilentlyAreRefused) {
   Result threads = nextn(dir, "generate --model '" + run + "' --prompt x --max-new-tokens 2 --threads 100000");
   EXPECT_EQ(threads.code, 0) << threads.output;
   expect_contains(threads, "--threads 100000 is more than this machine's");
+}
+
+// Each of these used to be accepted (and ran on something else than what was asked), or refused
+// with a libtorch message or a range that printed the largest double in 309 digits.
+TEST(Reliability, OptionsOutOfRangeAreRefusedWithTheOptionNamed) {
+  TempDir dir("reliability_option_ranges");
+  const std::string run = six_step_run();
+  auto refused = [&](const std::string& args, const std::string& fragment) {
+    Result r = nextn(dir, args);
+    EXPECT_NE(r.code, 0) << args << "\n" << r.output;
+    EXPECT_NE(r.output.find(fragment), std::string::npos) << args << ": output lacks '" << fragment << "':\n" << r.output;
+    EXPECT_EQ(r.output.find("179769"), std::string::npos) << args << " prints the largest double:\n" << r.output;
+  };
+  const std::string generate = "generate --model '" + run + "' --max-new-tokens 2 ";
+  const std::string inspect = "inspect --model '" + run + "' --prompt x ";
+  for (const std::string& command : {generate + "--prompt x", inspect, "eval --model '" + run + "' --data '" +
+                                                                           tiny_corpus().dataset_dir + "'"}) {
+    refused(command + " --threads -1", "--threads: must be 0 or more, got -1");
+  }
+  refused("data prepare --input '" + dir.path() + "' --output '" + dir.file("d") + "' --shard-tokens 0",
+          "--shard-tokens: must be more than 0, got 0");
+
+  io::write_file_atomic(dir.file("prompt.txt"), "def");
+  refused(generate + "--prompt x --prompt-file '" + dir.file("prompt.txt") + "'", "excludes --prompt");
+  refused(generate + "--prompt x --speculative mtp --draft-tree ''", "--draft-tree '': give the children per node");
+  refused("serve --model '" + dir.file("absent") + "' --speculative mtp --draft-tree ''",
+          "--draft-tree '': give the children per node");
+  for (const char* temperature : {"-1", "nan", "inf"}) {
+    refused(generate + "--prompt x --greedy --temperature " + temperature,
+            std::string("temperature must be >= 0 (0: greedy), got ") + temperature);
+  }
+  for (const char* k : {"-1", "0", "100000"}) {
+    refused(inspect + "--top-k " + k, std::string("--top-k must be in [1, 384] (the model's vocab_size), got ") + k);
+  }
+  expect_contains(nextn(dir, inspect + "--top-k 384"), "MTP depth 1:");  // the whole vocabulary is allowed
+
+  refused("eval --model '" + run + "' --data '" + tiny_corpus().dataset_dir + "' --max-batches -1",
+          "--max-batches: must be 0 or more, got -1");
+  EvalOptions eval_options;
+  eval_options.max_batches = -1;
+  DeepSeekV3 model = load_model(checkpoint(run, 6));
+  auto dataset = data::TokenDataset::open(tiny_corpus().dataset_dir);
+  try {
+    evaluate(*model, dataset, eval_options);
+    FAIL() << "evaluated -1 batches";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("max_batches must be >= 0"), std::string::npos) << e.what();
+  }
+
+  for (const char* size : {"-5", "0"}) {
+    refused("export --model '" + run + "' --out '" + dir.file("hf") + "' --max-shard-bytes " + size,
+            std::string("--max-shard-bytes: must be more than 0, got ") + size);
+    EXPECT_FALSE(fs::exists(dir.file("hf"))) << "--max-shard-bytes " << size << " left a directory";
+  }
+}
+
+// float16 ends at 65504: a norm weight of 1e6 was exported as inf. Nothing is written.
+TEST(Reliability, ExportRefusesAValuePastTheRangeOfItsDtype) {
+  TempDir dir("reliability_export_range");
+  DeepSeekV3 model = load_model(checkpoint(six_step_run(), 6));
+  {
+    torch::NoGradGuard no_grad;
+    model->norm->weight[0] = 1e6;
+  }
+  save_model(*model, dir.file("model"));
+  Result r = nextn(dir, "export --model '" + dir.file("model") + "' --out '" + dir.file("hf") + "' --dtype float16");
+  EXPECT_EQ(r.code, 1) << r.output;
+  expect_contains(r, "tensor 'model.norm.weight' holds values up to 1e+06 in magnitude, past float16's largest 65504");
+  EXPECT_FALSE(fs::exists(dir.file("hf")));
+  EXPECT_EQ(nextn(dir, "export --model '" + dir.file("model") + "' --out '" + dir.file("hf") + "' --dtype bfloat16").code, 0);
 }
 
 }  // namespace reliability

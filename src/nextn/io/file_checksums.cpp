@@ -129,6 +129,17 @@ ChecksumReport verify_checksums(const std::string& dir, bool contents) {
   return report;
 }
 
+ChecksumReport verify_checksums_reporting(const std::string& dir, bool contents) {
+  try {
+    return verify_checksums(dir, contents);
+  } catch (const Error& e) {
+    ChecksumReport report;
+    report.listed = true;
+    report.problems.push_back(e.what());
+    return report;
+  }
+}
+
 std::string describe_problems(const std::string& dir, const ChecksumReport& report) {
   std::string text = "'" + dir + "' is corrupt: ";
   for (size_t i = 0; i < report.problems.size(); ++i) text += (i > 0 ? "; " : "") + report.problems[i];

@@ -34,6 +34,11 @@ struct ChecksumReport {
 // checksums.json that is not valid throws nextn::Error naming the field.
 ChecksumReport verify_checksums(const std::string& dir, bool contents = true);
 
+// The same, except that a checksums.json that cannot be read (or a file that cannot be hashed) is
+// reported as the directory's problem instead of thrown: a damaged listing is damage like any
+// other, and callers that refuse or set aside damaged directories treat them all alike.
+ChecksumReport verify_checksums_reporting(const std::string& dir, bool contents = true);
+
 // The problems as one sentence for an error message: "'DIR' is corrupt: a; b".
 std::string describe_problems(const std::string& dir, const ChecksumReport& report);
 

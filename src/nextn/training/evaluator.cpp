@@ -23,6 +23,9 @@ data::Batch rows_of(const data::Batch& batch, int64_t first, int64_t count) {
 
 EvalMetrics evaluate(DeepSeekV3Impl& model, const data::TokenDataset& dataset, const EvalOptions& options,
                      dist::Cluster* cluster) {
+  // A negative count used to evaluate nothing and report a loss of 0 on 0 tokens.
+  NEXTN_CHECK(options.max_batches >= 0, "max_batches must be >= 0 (0: the whole validation split), got ",
+              options.max_batches);
   torch::NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();

@@ -33,30 +33,50 @@ std::optional<int64_t> step_of(const std::string& name) {
   return std::stoll(digits);
 }
 
-// Every file its checksums.json lists is there with its size. A checkpoint from before checksums
-// were written counts when its four essential files are there.
-bool is_complete_checkpoint(const fs::path& dir) {
-  try {
-    const io::ChecksumReport report = io::verify_checksums(dir.string(), /*contents=*/false);
-    if (report.listed) return report.ok();
-  } catch (const Error&) {
-    return false;  // an unreadable checksums.json
+// What is wrong with a step-N directory, as one sentence naming the files ("" when nothing is):
+// a file its checksums.json lists is missing, of another size or, when `contents`, of another
+// hash, or checksums.json itself cannot be read. A checkpoint from before checksums were written
+// must hold its four essential files. Checkpoints are written under another name and renamed into
+// place, and removed by a rename first, so a kill never leaves a step-N directory that fails
+// this: one that does was damaged afterwards.
+std::string checkpoint_problems(const fs::path& dir, bool contents) {
+  const io::ChecksumReport report = io::verify_checksums_reporting(dir.string(), contents);
+  if (report.listed) return report.ok() ? "" : io::describe_problems(dir.string(), report);
+  std::string missing;
+  for (const char* name : {"config.json", "trainer_state.json", "optimizer.safetensors"}) {
+    if (!io::file_exists((dir / name).string())) missing += std::string(missing.empty() ? "" : ", ") + name;
   }
-  auto has = [&](const char* name) { return io::file_exists((dir / name).string()); };
-  return has("config.json") && has("trainer_state.json") && has("optimizer.safetensors") &&
-         (has("model.safetensors") || has("model.safetensors.index.json"));
+  if (!io::file_exists((dir / "model.safetensors").string()) &&
+      !io::file_exists((dir / "model.safetensors.index.json").string())) {
+    missing += std::string(missing.empty() ? "" : ", ") + "model.safetensors";
+  }
+  if (missing.empty()) return "";
+  return cat("'", dir.string(), "' is corrupt: it has no ", io::kChecksumsFile, " and lacks ", missing);
 }
 
-std::vector<std::pair<int64_t, fs::path>> complete_checkpoints(const std::string& run_dir) {
+// Every step-N directory, oldest first, whatever its state: a damaged one is listed so that
+// verify reports it, loading refuses it and a resumed run sets it aside, rather than passing over
+// it in silence (temporary, half-removed and set-aside directories have other names).
+std::vector<std::pair<int64_t, fs::path>> step_directories(const std::string& run_dir) {
   std::vector<std::pair<int64_t, fs::path>> found;
   fs::path dir = checkpoints_dir(run_dir);
   if (!fs::exists(dir)) return found;
   for (const auto& entry : fs::directory_iterator(dir)) {
     if (!entry.is_directory()) continue;
-    auto step = step_of(entry.path().filename().string());
-    if (step && is_complete_checkpoint(entry.path())) found.push_back({*step, entry.path()});
+    if (auto step = step_of(entry.path().filename().string())) found.push_back({*step, entry.path()});
   }
   std::sort(found.begin(), found.end());
+  return found;
+}
+
+// The step-N directories holding every file at its size (contents not hashed): those that
+// pruning counts and removes, and that run files are carried from. A damaged one is neither
+// counted nor removed: it stays for the user, or for a resumed run to set aside.
+std::vector<std::pair<int64_t, fs::path>> complete_checkpoints(const std::string& run_dir) {
+  std::vector<std::pair<int64_t, fs::path>> found;
+  for (auto& [step, path] : step_directories(run_dir)) {
+    if (checkpoint_problems(path, /*contents=*/false).empty()) found.push_back({step, path});
+  }
   return found;
 }
 
@@ -208,29 +228,23 @@ std::string save_run_checkpoint(const std::string& run_dir, DeepSeekV3Impl& mode
 }
 
 std::optional<std::string> latest_run_checkpoint(const std::string& run_dir) {
-  auto all = complete_checkpoints(run_dir);
+  auto all = step_directories(run_dir);
   if (all.empty()) return std::nullopt;
   return all.back().second.string();
 }
 
 std::vector<std::string> run_checkpoints(const std::string& run_dir) {
   std::vector<std::string> paths;
-  for (const auto& [step, path] : complete_checkpoints(run_dir)) paths.push_back(path.string());
+  for (const auto& [step, path] : step_directories(run_dir)) paths.push_back(path.string());
   return paths;
 }
 
 ValidCheckpoint latest_valid_run_checkpoint(const std::string& run_dir) {
   ValidCheckpoint result;
-  auto all = complete_checkpoints(run_dir);
+  auto all = step_directories(run_dir);
   for (auto it = all.rbegin(); it != all.rend(); ++it) {
     const std::string dir = it->second.string();
-    std::string problem;
-    try {
-      const io::ChecksumReport report = io::verify_checksums(dir);
-      if (!report.ok()) problem = io::describe_problems(dir, report);
-    } catch (const Error& e) {
-      problem = e.what();
-    }
+    const std::string problem = checkpoint_problems(it->second, /*contents=*/true);
     if (problem.empty()) {
       result.dir = dir;
       return result;

@@ -60,14 +60,17 @@ PreparedCheckpoint prepare_run_checkpoint(const std::string& run_dir, DeepSeekV3
 std::string commit_run_checkpoint(const PreparedCheckpoint& prepared, int64_t keep);
 void discard_run_checkpoint(const PreparedCheckpoint& prepared);
 
-// The newest complete checkpoint of the run, if any. Complete: named step-N and holding every file
-// its checksums.json lists, at its size (temporary, half-removed and set-aside directories are
-// ignored). Contents are not hashed here: see latest_valid_run_checkpoint.
+// The newest checkpoint of the run (step-N directory), if any, and all of them, oldest first.
+// Listed whatever their state: one whose files do not match its checksums.json was damaged after
+// it was written (a kill never leaves one), and is reported where it is used: load_model refuses
+// it, latest_valid_run_checkpoint names it. Temporary, half-removed and set-aside directories
+// (.tmp-*, .del-*, step-N.corrupt) are not checkpoints. Contents are not hashed here.
 std::optional<std::string> latest_run_checkpoint(const std::string& run_dir);
-std::vector<std::string> run_checkpoints(const std::string& run_dir);  // complete ones, oldest first
+std::vector<std::string> run_checkpoints(const std::string& run_dir);
 
 // The newest checkpoint whose files all match their checksums (io/file_checksums.h), and the newer
-// ones that did not, each with its problems. dir is empty when none is valid.
+// ones that did not (a file changed, resized or missing, an unreadable checksums.json), each with
+// its problems. dir is empty when none is valid.
 struct ValidCheckpoint {
   std::string dir;
   std::vector<std::pair<std::string, std::string>> corrupt;  // (directory, what is wrong)
