@@ -453,7 +453,15 @@ TEST_F(DistributedTraining, BadSetupsAreRefusedBeforeAnyWork) {
                            "first=$!; RANK=1 " + env + " " + binary + train_args(config, dir.file("seeds"), 4) +
                            " --seed 2; second=$?; wait $first; exit $(( $? | second )))",
                        dir.path()),
-                 "rank 1's training options differs from rank 0's");
+                 "rank 1's training option 'seed' differs from rank 0's");
+  // ... and with different expert-parallel layouts: refused at once, not after the timeout.
+  const std::string env2 = "WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(dist::free_local_port());
+  expect_refusal(shell("(RANK=0 " + env2 + " " + binary + train_args(config, dir.file("layouts"), 4) +
+                           " --expert-parallel 2 & first=$!; RANK=1 " + env2 + " " + binary +
+                           train_args(config, dir.file("layouts"), 4) +
+                           "; second=$?; wait $first; exit $(( $? | second )))",
+                       dir.path()),
+                 "runs with --expert-parallel");
   // Nobody serves the rendezvous.
   expect_refusal(shell("RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(dist::free_local_port()) +
                            " " + binary + train_args(config, dir.file("alone"), 4) + " --dist-timeout 2",

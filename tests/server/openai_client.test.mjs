@@ -421,24 +421,31 @@ test('SIGTERM: the running request finishes, then the server exits 0', async () 
 });
 
 test('SIGTERM past the grace period: a cut stream ends in an error the client raises, not a finish', async () => {
-  const s = await startServer(['--grace', '0']);
+  // One place: the stream waits behind a long request, and no grace cuts it before it runs (the
+  // tiny model would finish a running stream before the signal arrived).
+  const s = await startServer(['--grace', '0', '--max-batch', '1']);
   const c = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'x', maxRetries: 0 });
-  const stream = await c.completions.create({ model: 'tiny', prompt: 'def main():', max_tokens: 240, temperature: 0,
+  const ahead = c.completions.create({ model: 'tiny', prompt: 'def main():', max_tokens: 240, temperature: 0,
+                                       ignore_eos: true }).catch((e) => e);
+  await new Promise((r) => setTimeout(r, 20));
+  const stream = await c.completions.create({ model: 'tiny', prompt: 'import os', max_tokens: 240, temperature: 0,
                                              ignore_eos: true, stream: true, return_token_ids: true });
-  let tokens = 0, finish = null, error = null, exited = null;
+  const exited = s.stop();
+  let tokens = 0, finish = null, error = null;
   try {
     for await (const chunk of stream) {
       tokens += chunk.choices[0]?.token_ids?.length ?? 0;
       finish = chunk.choices[0]?.finish_reason ?? finish;
-      exited ??= s.stop();  // SIGTERM once the stream runs; no grace: it is cut at the next step
     }
   } catch (e) {
     error = e;
   }
   assert.ok(tokens < 240, `${tokens} tokens: the stream was not cut`);
-  assert.ok(error instanceof OpenAI.APIError, `expected an APIError, got ${error} after ${tokens} chunks`);
+  assert.ok(error instanceof OpenAI.APIError, `expected an APIError, got ${error} after ${tokens} tokens`);
   assert.match(error.message, /stopped before the request finished/);
   assert.equal(finish, null);
+  const first = await ahead;  // whole, or refused as cut: never a truncated answer that looks complete
+  assert.ok(first instanceof OpenAI.APIError ? first.status === 503 : first.usage.completion_tokens === 240);
   assert.equal(await exited, 0);
 });
 

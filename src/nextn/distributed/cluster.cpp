@@ -79,6 +79,14 @@ void Cluster::make_groups() {
   world_ = make_group("world", everyone);
   gradients_ = make_group("gradients", everyone);
   const int e = options_.expert_parallel;
+  // Ranks that disagree on E would each wait for groups the others never create (until the
+  // timeout, with an error about sockets): compare it first, on the world group they all share.
+  const auto layouts = world_->all_gather(torch::tensor({static_cast<int64_t>(e)}, torch::kLong));
+  for (int r = 0; r < env_.world_size; ++r) {
+    NEXTN_CHECK(layouts[r][0].item<int64_t>() == e, "rank ", r, " runs with --expert-parallel ",
+                layouts[r][0].item<int64_t>(), ", rank ", env_.rank, " with ", e,
+                ": every rank must be started with the same options");
+  }
   if (e > 1) {
     // Each rank creates only the groups it belongs to; the store prefix keeps groups apart.
     std::vector<int> expert_group;

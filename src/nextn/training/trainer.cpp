@@ -292,11 +292,14 @@ void TrainingRun::keep_global_batch() {
 // compute garbage together: compare hashes with rank 0's before any work.
 void TrainingRun::check_ranks_agree() {
   if (cluster_ == nullptr) return;
-  const std::vector<std::pair<std::string, std::string>> parts = {
+  std::vector<std::pair<std::string, std::string>> parts = {
       {"model config", model_config_to_json(config_).dump()},
       {"dataset", dataset_->fingerprint(data::Split::kTrain) + dataset_->fingerprint(data::Split::kValidation)},
-      {"training options", train_options_json_for_ranks(options_)},
       {"resume checkpoint", resume_checkpoint_}};
+  // Each training option on its own, so that a refusal names it (every rank runs this binary:
+  // the same keys in the same order).
+  const nlohmann::json options = nlohmann::json::parse(train_options_json_for_ranks(options_));
+  for (const auto& [key, value] : options.items()) parts.push_back({"training option '" + key + "'", value.dump()});
   std::vector<int64_t> mine;
   for (const auto& [name, text] : parts) mine.push_back(static_cast<int64_t>(hash_of(text)));
   auto all = cluster_->world()->all_gather(torch::tensor(mine, torch::kLong));
