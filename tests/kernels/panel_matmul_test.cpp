@@ -10,47 +10,19 @@
 #include <stdexcept>
 #include <vector>
 
+#include "kernel_test_support.h"
 #include "nextn/kernels/few_rows_matmul.h"
 #include "nextn/kernels/panel_matmul.h"
 
 namespace nextn::kernels {
 namespace panel_tests {
 
-struct Floats {
-  std::vector<float> data;
-  int64_t rows, cols, stride;
-  MatrixView view() const { return {data.data(), rows, cols, stride}; }
-};
-
-// Values in [-1, 1); the padding past each row is NaN, so reading it would show.
-Floats random_floats(int64_t rows, int64_t cols, int64_t stride, std::mt19937& rng) {
-  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
-  Floats m{std::vector<float>(rows * stride, std::nanf("")), rows, cols, stride};
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < cols; ++c) m.data[r * stride + c] = uniform(rng);
-  }
-  return m;
-}
-
-class RestoreKernelSettings {
- public:
-  RestoreKernelSettings() : path_(few_rows_matmul_path()), threads_(few_rows_matmul_threads()) {}
-  ~RestoreKernelSettings() {
-    force_few_rows_matmul_path(path_);
-    set_few_rows_matmul_threads(threads_);
-  }
-
- private:
-  FewRowsPath path_;
-  int threads_;
-};
-
 // Outputs: fewer than a panel, one past a panel, many panels; inputs: 1, odd, a model's widths.
 const std::vector<std::pair<int64_t, int64_t>> kShapes = {{1, 1}, {5, 3}, {47, 17}, {49, 64}, {97, 256}, {300, 768}};
 
 TEST(PanelMatmul, PackingHoldsTheMatrixAndZeroPadding) {
   std::mt19937 rng(1);
-  const Floats w = random_floats(50, 7, 9, rng);
+  const Matrix w = random_matrix(50, 7, 9, rng);
   const PanelMatrix p(w.view());
   EXPECT_EQ(p.panels(), 2);
   for (int64_t o = 0; o < 50; ++o) {
@@ -65,7 +37,7 @@ TEST(PanelMatmul, PackingHoldsTheMatrixAndZeroPadding) {
 TEST(PanelMatmul, ReferenceIsTheProduct) {
   std::mt19937 rng(2);
   for (auto [outputs, inputs] : kShapes) {
-    const Floats w = random_floats(outputs, inputs, inputs, rng), x = random_floats(3, inputs, inputs + 5, rng);
+    const Matrix w = random_matrix(outputs, inputs, inputs, rng), x = random_matrix(3, inputs, inputs + 5, rng);
     std::vector<float> out(3 * outputs);
     panel_matmul_reference(x.view(), PanelMatrix(w.view()), out.data(), outputs);
     for (int64_t r = 0; r < 3; ++r) {
@@ -79,14 +51,13 @@ TEST(PanelMatmul, ReferenceIsTheProduct) {
 }
 
 TEST(PanelMatmul, EveryPathRowCountAndThreadCountIsTheReferenceBitForBit) {
-  RestoreKernelSettings restore;
+  KernelSettings restore;
   std::mt19937 rng(3);
   for (auto [outputs, inputs] : kShapes) {
-    const Floats w = random_floats(outputs, inputs, inputs + 3, rng);
-    const Floats x = random_floats(kFewRowsMax, inputs, inputs + 1, rng);
+    const Matrix w = random_matrix(outputs, inputs, inputs + 3, rng);
+    const Matrix x = random_matrix(kFewRowsMax, inputs, inputs + 1, rng);
     const PanelMatrix p(w.view());
-    for (FewRowsPath path : {FewRowsPath::kPortable, FewRowsPath::kAvx2Fma, FewRowsPath::kAvx512}) {
-      if (!few_rows_matmul_path_available(path)) continue;
+    for (FewRowsPath path : paths_here()) {
       force_few_rows_matmul_path(path);
       for (int threads : {1, 2, 3}) {
         set_few_rows_matmul_threads(threads);
@@ -114,7 +85,7 @@ TEST(PanelMatmul, EveryPathRowCountAndThreadCountIsTheReferenceBitForBit) {
 
 TEST(PanelMatmul, FewRowsMatmulTakesTheRegisteredPanelsOnly) {
   std::mt19937 rng(4);
-  const Floats w = random_floats(100, 64, 64, rng), x = random_floats(3, 64, 64, rng);
+  const Matrix w = random_matrix(100, 64, 64, rng), x = random_matrix(3, 64, 64, rng);
   std::vector<float> rows_kernel(300), panels(300), registered(300), other_view(3 * 99);
   few_rows_matmul(x.view(), w.view(), rows_kernel.data(), 100);
   panel_matmul(x.view(), PanelMatrix(w.view()), panels.data(), 100);
@@ -140,7 +111,7 @@ TEST(PanelMatmul, FewRowsMatmulTakesTheRegisteredPanelsOnly) {
 
 TEST(PanelMatmul, BadShapesAreRefused) {
   std::mt19937 rng(5);
-  const Floats w = random_floats(10, 8, 8, rng), x = random_floats(kFewRowsMax + 1, 8, 8, rng);
+  const Matrix w = random_matrix(10, 8, 8, rng), x = random_matrix(kFewRowsMax + 1, 8, 8, rng);
   const PanelMatrix p(w.view());
   std::vector<float> out(10 * (kFewRowsMax + 1));
   EXPECT_THROW(panel_matmul({x.data.data(), kFewRowsMax + 1, 8, 8}, p, out.data(), 10), std::invalid_argument);
