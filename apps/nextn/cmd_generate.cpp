@@ -322,9 +322,17 @@ void setup_export(CLI::App& app) {
     options.max_shard_bytes = f->max_shard_bytes;
     if (!f->dtype.empty()) options.dtype = dtype_from_name(f->dtype);
     save_model(*model, f->out_dir, options);
-    const std::string tokenizer = (fs::path(dir) / "tokenizer.json").string();
-    if (io::file_exists(tokenizer)) {
-      io::write_file_atomic((fs::path(f->out_dir) / "tokenizer.json").string(), io::read_file(tokenizer));
+    // What travels with the weights: the tokenizer, and the drafters' vocabulary (nextn
+    // draft-vocab) unless the drafters are dropped.
+    std::vector<std::string> companions = {"tokenizer.json"};
+    if (!f->drop_mtp) companions.push_back("draft_vocab.json");
+    for (const std::string& name : companions) {
+      const std::string source = (fs::path(dir) / name).string();
+      if (io::file_exists(source)) {
+        io::write_file_atomic((fs::path(f->out_dir) / name).string(), io::read_file(source));
+      } else if (name == "tokenizer.json") {
+        std::cout << "note: '" << dir << "' has no tokenizer.json; the export has none either\n";
+      }
     }
     std::cout << "wrote " << f->out_dir << (f->drop_mtp ? " (main model only)" : "") << "\n";
   });

@@ -81,6 +81,7 @@ void add_distributed_options(CLI::App* cmd, TrainFlags& f) {
         std::string rank, step, signal;
         NEXTN_CHECK(std::getline(in, rank, ':') && std::getline(in, step, ':') && std::getline(in, signal),
                     "--inject-fault takes RANK:STEP:SIGNAL (e.g. 1:7:KILL), got '", spec, "'");
+        if (signal.rfind("SIG", 0) == 0) signal = signal.substr(3);  // SIGKILL as well as KILL
         NEXTN_CHECK(signal == "KILL" || signal == "STOP", "--inject-fault: signal must be KILL or STOP, got '",
                     signal, "'");
         f.options.fault_rank = std::stoi(rank);

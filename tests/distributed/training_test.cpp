@@ -307,7 +307,7 @@ TEST_F(DistributedTraining, ARankKilledUnderTorchrunRestartsIntoTheSameRun) {
 TEST_F(DistributedTraining, ALostRankIsNamedByTheOthers) {
   TempDir dir("dist_lost");
   const std::string config = write_config(dir, "sequential");
-  CommandRun killed = nextn(train_args(config, dir.file("killed"), 4) + " --nproc-per-node 2 --inject-fault 1:3:KILL",
+  CommandRun killed = nextn(train_args(config, dir.file("killed"), 4) + " --nproc-per-node 2 --inject-fault 1:3:SIGKILL",
                      dir.path());
   EXPECT_NE(killed.status, 0);
   EXPECT_NE(killed.output.find("rank 0: "), std::string::npos) << killed.output;

@@ -238,6 +238,7 @@ test('raw HTTP: invalid UTF-8, malformed JSON, wrong types, oversized bodies, un
 
 test('health, models and metrics', async () => {
   assert.equal((await fetch(`${server.url}/health`)).status, 200);
+  assert.equal((await fetch(`${server.url}/metrics`)).headers.get('content-type'), 'text/plain; version=0.0.4; charset=utf-8');
   const models = await client.models.list();
   assert.equal(models.data[0].id, 'tiny');
   assert.equal((await client.models.retrieve('tiny')).id, 'tiny');

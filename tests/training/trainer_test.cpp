@@ -142,6 +142,14 @@ TEST(Trainer, AResumedRunKeepsTheDraftVocabularyOfItsNewestCheckpoint) {
   ASSERT_EQ(result.last_checkpoint, o.run_dir + "/checkpoints/step-00000004");
   EXPECT_FALSE(fs::exists(o.run_dir + "/checkpoints/step-00000002"));  // keep 1: the source is gone
   EXPECT_EQ(io::read_file(result.last_checkpoint + "/draft_vocab.json"), ranking);
+  // An export carries it with the drafters, not without them.
+  std::string output;
+  ASSERT_EQ(testing::run_nextn("export --allow-reference-differences --model " + o.run_dir + " --out " +
+                                   dir.file("exported"), dir.path(), output), 0) << output;
+  EXPECT_EQ(io::read_file(dir.file("exported") + "/draft_vocab.json"), ranking);
+  ASSERT_EQ(testing::run_nextn("export --allow-reference-differences --drop-mtp --model " + o.run_dir + " --out " +
+                                   dir.file("main-only"), dir.path(), output), 0) << output;
+  EXPECT_FALSE(fs::exists(dir.file("main-only") + "/draft_vocab.json"));
   // A run that never had one gets none.
   TrainOptions fresh = tiny_options(dir, "fresh");
   fresh.steps = 2;

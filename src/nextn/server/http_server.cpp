@@ -32,6 +32,12 @@ const char* status_message(int status) {
   }
 }
 
+// 503 while the model loads, with Retry-After as for a full queue: clients back off and retry.
+ApiError loading(httplib::Response& res) {
+  res.set_header("Retry-After", "1");
+  return ApiError(503, "the model is still loading", "", "model_loading");
+}
+
 }  // namespace
 
 HttpServer::HttpServer(HttpOptions options) : options_(std::move(options)), http_(std::make_unique<httplib::Server>()) {
@@ -122,14 +128,14 @@ void HttpServer::routes() {
     if (Engine* engine = engine_) {
       gauges = {engine->running(), engine->queued(), engine->last_batch_size(), engine->steps()};
     }
-    res.set_content(metrics_.render(gauges), "text/plain; version=0.0.4");
+    res.set_content(metrics_.render(gauges), "text/plain; version=0.0.4; charset=utf-8");
   });
 
   // GET /v1/models lists the one model; GET /v1/models/{id} retrieves it (client.models.retrieve).
   auto models = [this, authorized](const httplib::Request& req, httplib::Response& res) {
     try {
       authorized(req);
-      if (engine_ == nullptr) throw ApiError(503, "the model is still loading", "", "model_loading");
+      if (engine_ == nullptr) throw loading(res);
       json model = {{"id", model_.name}, {"object", "model"}, {"created", unix_time()}, {"owned_by", "nextn"},
                     {"max_model_len", model_.context_length}};
       if (req.matches.size() > 1) {
@@ -157,7 +163,7 @@ void HttpServer::routes() {
       try {
         authorized(req);
         Engine* engine = engine_;
-        if (engine == nullptr) throw ApiError(503, "the model is still loading", "", "model_loading");
+        if (engine == nullptr) throw loading(res);
         if (!accepting_) throw ApiError(503, "the server is shutting down", "", "server_shutting_down");
         CompletionRequest request = parse_completion_request(endpoint, req.body);
         if (request.model != model_.name) {
