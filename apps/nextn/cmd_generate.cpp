@@ -63,7 +63,7 @@ LoadedModel load(const ModelFlags& f) {
   std::string dir = resolve_model_dir(f.model_dir);
   std::string tokenizer_path = f.tokenizer_path.empty() ? (fs::path(dir) / "tokenizer.json").string() : f.tokenizer_path;
   NEXTN_CHECK(io::file_exists(tokenizer_path), "no tokenizer: '", tokenizer_path, "' does not exist (pass --tokenizer)");
-  LoadedModel m{dir, load_model(dir, resolve_device(f.device), !f.no_verify), tokenizer::Tokenizer::load(tokenizer_path)};
+  LoadedModel m{dir, load_model(dir, resolve_device(f.device), !f.no_verify), tokenizer::Tokenizer::load(tokenizer_path), nullptr};
   NEXTN_CHECK(m.tok.vocab_size() <= m.model->config().vocab_size, "tokenizer '", tokenizer_path, "' has ",
               m.tok.vocab_size(), " tokens, more than the model's vocab_size ", m.model->config().vocab_size);
   m.model->eval();

@@ -129,7 +129,9 @@ void run_serve(ServeFlags& f) {
             << std::endl;
   http.stop_accepting();
   engine.stop_accepting();
-  const bool drained = engine.wait_idle(std::chrono::milliseconds(static_cast<int64_t>(f.grace_seconds * 1000)));
+  // (At most a year: a larger finite value would overflow the milliseconds.)
+  const bool drained =
+      engine.wait_idle(std::chrono::milliseconds(static_cast<int64_t>(std::min(f.grace_seconds, 3.2e7) * 1000)));
   if (!drained) {
     std::cout << "nextn serve: grace period over; cancelling what still runs" << std::endl;
     engine.cancel_all();

@@ -244,7 +244,9 @@ void setup_train(CLI::App& app) {
     if (env.distributed() && options.device == "cuda") options.device = "cuda:" + std::to_string(env.local_rank);
     dist::ClusterOptions cluster_options;
     cluster_options.expert_parallel = f->expert_parallel;
-    cluster_options.timeout = std::chrono::milliseconds(static_cast<int64_t>(f->dist_timeout_seconds * 1000));
+    // (At most a year: a larger finite value would overflow the milliseconds.)
+    cluster_options.timeout =
+        std::chrono::milliseconds(static_cast<int64_t>(std::min(f->dist_timeout_seconds, 3.2e7) * 1000));
     cluster_options.device = resolve_device(options.device);
     dist::Cluster cluster(env, cluster_options);
     TrainResult result = train(options, f->resume, &cluster);

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <iostream>
 #include <thread>
 
@@ -34,6 +35,7 @@ CLI::Validator at_least_zero(bool zero_allowed) {
       [zero_allowed](std::string& text) -> std::string {
         double value = 0;
         if (!CLI::detail::lexical_cast(text, value)) return "'" + text + "' is not a number";
+        if (!std::isfinite(value)) return "must be a finite number, got " + text;  // inf, 1e400
         if (zero_allowed ? value >= 0 : value > 0) return "";
         return std::string(zero_allowed ? "must be 0 or more" : "must be more than 0") + ", got " + text;
       },

@@ -374,7 +374,10 @@ TEST_F(DistributedTraining, RanksDieWithTheirLauncherAndARunHasOneWriter) {
   ::kill(launcher, SIGKILL);
   for (int i = 0; i < 600 && !(has_ended(ranks[0]) && has_ended(ranks[1])); ++i) ::usleep(100000);
   EXPECT_TRUE(has_ended(ranks[0]) && has_ended(ranks[1])) << "the ranks train on without their launcher";
-  // They stopped as on SIGTERM: a checkpoint, and the directory is free again.
+  // They stopped as on SIGTERM (rank 0 says so in the output they share with the launcher) with a
+  // checkpoint, and the directory is free again.
+  for (int i = 0; i < 100 && io::read_file(log).find("stopped by signal") == std::string::npos; ++i) ::usleep(100000);
+  EXPECT_NE(io::read_file(log).find("stopped by signal"), std::string::npos) << io::read_file(log);
   EXPECT_TRUE(latest_run_checkpoint(run).has_value());
   EXPECT_NO_THROW(RunDirectoryLock{run});
 }

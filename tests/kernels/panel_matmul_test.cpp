@@ -103,7 +103,13 @@ TEST(PanelMatmul, FewRowsMatmulTakesTheRegisteredPanelsOnly) {
   for (int64_t r = 0; r < 3; ++r) {
     EXPECT_EQ(std::memcmp(other_view.data() + r * 99, rows_kernel.data() + r * 100, 99 * sizeof(float)), 0);
   }
+  // Registered twice (two holders of one model): registered until both let go.
+  register_panels(w.view());
+  EXPECT_EQ(registered_panel_count(), before + 1);
   unregister_panels(w.view());
+  EXPECT_NE(registered_panels(w.view()), nullptr);
+  unregister_panels(w.view());
+  EXPECT_EQ(registered_panels(w.view()), nullptr);
   EXPECT_EQ(registered_panel_count(), before);
   few_rows_matmul(x.view(), w.view(), registered.data(), 100);
   EXPECT_EQ(std::memcmp(registered.data(), rows_kernel.data(), 300 * sizeof(float)), 0);

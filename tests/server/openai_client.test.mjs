@@ -144,6 +144,11 @@ test('log-probabilities of completions and chat', async () => {
     streamedOffsets.push(...(chunk.choices[0]?.logprobs?.text_offset ?? []));
   }
   assert.deepEqual(streamedOffsets, e.text_offset);
+  // A stop string that never matches but whose start is common (' ' here) makes the filter hold
+  // text back until it can rule the match out: the offsets must not move.
+  const held = await greedy('é “x”\n', 12, { logprobs: 0, echo: true, stop: [' \u0001'] });
+  assert.equal(held.choices[0].text, echoed.choices[0].text);
+  assert.deepEqual(held.choices[0].logprobs.text_offset, e.text_offset);
   const chat = await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'x' }],
                                                      max_tokens: 3, temperature: 0, logprobs: true, top_logprobs: 2 });
   const content = chat.choices[0].logprobs.content;

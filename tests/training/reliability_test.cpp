@@ -497,6 +497,9 @@ TEST(Reliability, OptionsOutOfRangeAreRefusedWithTheOptionNamed) {
   }
   refused("data prepare --input '" + dir.path() + "' --output '" + dir.file("d") + "' --shard-tokens 0",
           "--shard-tokens: must be more than 0, got 0");
+  // Infinity is not a number of seconds: --grace inf became INT64_MIN milliseconds (no grace).
+  refused("serve --model '" + dir.file("absent") + "' --grace inf", "--grace: must be a finite number, got inf");
+  refused("train --run '" + dir.file("r") + "' --dist-timeout 1e400", "--dist-timeout: must be a finite number");
 
   io::write_file_atomic(dir.file("prompt.txt"), "def");
   refused(generate + "--prompt x --prompt-file '" + dir.file("prompt.txt") + "'", "excludes --prompt");

@@ -12,6 +12,15 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 }  // namespace
 
 DecodingPanels::DecodingPanels(const DeepSeekV3& model) {
+  try {
+    register_all(model);
+  } catch (...) {
+    unregister_all();  // a failed packing (out of memory) leaves nothing registered
+    throw;
+  }
+}
+
+void DecodingPanels::register_all(const DeepSeekV3& model) {
   const bool tied = model->config().tie_word_embeddings;
   for (const auto& item : model->named_parameters()) {
     const torch::Tensor& w = item.value();
@@ -23,16 +32,21 @@ DecodingPanels::DecodingPanels(const DeepSeekV3& model) {
     const int64_t rows = w.size(-2), cols = w.size(-1);
     for (int64_t m = 0; m < count; ++m) {
       const kernels::MatrixView view{w.data_ptr<float>() + m * rows * cols, rows, cols, cols};
+      // Its memory first: a parameter whose data is swapped later (set_data) keeps this storage,
+      // so its address cannot come back with other weights while the copy is registered.
+      if (m == 0) weights_.push_back(w.detach());
       kernels::register_panels(view);
       views_.push_back(view);
       bytes_ += kernels::PanelMatrix::bytes_for(rows, cols);
     }
-    weights_.push_back(w);
   }
 }
 
-DecodingPanels::~DecodingPanels() {
+void DecodingPanels::unregister_all() {
   for (const kernels::MatrixView& view : views_) kernels::unregister_panels(view);
+  views_.clear();
 }
+
+DecodingPanels::~DecodingPanels() { unregister_all(); }
 
 }  // namespace nextn::inference

@@ -30,6 +30,9 @@ class DecodingPanels {
   int64_t bytes() const { return bytes_; }  // the copies' size
 
  private:
+  void register_all(const DeepSeekV3& model);
+  void unregister_all();
+
   std::vector<torch::Tensor> weights_;  // keeps each registered matrix's memory alive
   std::vector<kernels::MatrixView> views_;
   int64_t bytes_ = 0;

@@ -28,7 +28,7 @@ struct FileHash {
 
 FileHash hash_file(const fs::path& path) {
   std::FILE* file = std::fopen(path.c_str(), "rb");
-  NEXTN_CHECK(file != nullptr, "cannot open '", path.string(), "' to hash it");
+  NEXTN_CHECK(file != nullptr, "cannot open '", path.string(), "' to hash it: ", errno_text());
   Sha256 hash;
   std::vector<char> buffer(1 << 20);
   FileHash result;
@@ -37,8 +37,9 @@ FileHash hash_file(const fs::path& path) {
     result.bytes += static_cast<int64_t>(got);
   }
   const bool failed = std::ferror(file) != 0;
+  const std::string why = failed ? errno_text() : std::string();
   std::fclose(file);
-  NEXTN_CHECK(!failed, "cannot read '", path.string(), "' to hash it");
+  NEXTN_CHECK(!failed, "cannot read '", path.string(), "' to hash it: ", why);
   result.sha256 = hash.hex_digest();
   return result;
 }
@@ -130,14 +131,21 @@ ChecksumReport verify_checksums(const std::string& dir, bool contents) {
 }
 
 ChecksumReport verify_checksums_reporting(const std::string& dir, bool contents) {
-  try {
-    return verify_checksums(dir, contents);
-  } catch (const Error& e) {
-    ChecksumReport report;
-    report.listed = true;
-    report.problems.push_back(e.what());
-    return report;
+  // A listing that does not parse is the directory's damage. A listed file that cannot be read
+  // (permissions, an I/O error, a file system gone away) is not: that error propagates, so that a
+  // resume fails instead of setting a good checkpoint aside.
+  const fs::path listing_path = fs::path(dir) / kChecksumsFile;
+  if (file_exists(listing_path.string())) {
+    try {
+      read_listing(listing_path.string());
+    } catch (const Error& e) {
+      ChecksumReport report;
+      report.listed = true;
+      report.problems.push_back(e.what());
+      return report;
+    }
   }
+  return verify_checksums(dir, contents);
 }
 
 std::string describe_problems(const std::string& dir, const ChecksumReport& report) {

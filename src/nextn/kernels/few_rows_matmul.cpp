@@ -354,7 +354,7 @@ void run_reference(const MatrixView& x, const WView& w, float* out, int64_t out_
 }  // namespace
 
 void few_rows_matmul(const MatrixView& x, const MatrixView& w, float* out, int64_t out_row_stride) {
-  if (const PanelMatrix* panels = registered_panels(w)) {  // decoding's copy (panel_matmul.h)
+  if (const auto panels = registered_panels(w)) {  // decoding's copy (panel_matmul.h)
     panel_matmul(x, *panels, out, out_row_stride);
     return;
   }

@@ -12,6 +12,10 @@
 #include <string>
 #include <tuple>
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
+
 #include "nextn/kernels/float_lanes.h"
 #include "nextn/kernels/worker_pool.h"
 
@@ -21,9 +25,22 @@ namespace {
 // Inputs ahead that a panel's stream prefetches (one input is a 192-byte group of the panel).
 constexpr int64_t kPrefetchInputs = 24;
 
-// R rows times C vectors (of V) of P consecutive panels, starting `lane0` outputs into each panel.
-// This file is compiled with -ffp-contract=fast: `acc += w * x` is one fused multiply-add, the
-// chain panel_matmul_reference computes with std::fma (the tests hold every path to it bit for bit).
+#if defined(__x86_64__) && defined(__GNUC__)
+// One fused multiply-add per lane, a * b + c rounded once: std::fma's arithmetic, which the
+// reference computes, whatever the optimisation level (-ffp-contract fuses `acc += w * x` only from
+// -O2 on). And a float broadcast to every lane.
+__attribute__((target("avx512f"))) inline Lanes16 fused_multiply_add(Lanes16 a, Lanes16 b, Lanes16 c) {
+  return _mm512_fmadd_ps(a, b, c);
+}
+__attribute__((target("avx2,fma"))) inline Lanes8 fused_multiply_add(Lanes8 a, Lanes8 b, Lanes8 c) {
+  return _mm256_fmadd_ps(a, b, c);
+}
+__attribute__((target("avx512f"))) inline void broadcast(float x, Lanes16& v) { v = _mm512_set1_ps(x); }
+__attribute__((target("avx2"))) inline void broadcast(float x, Lanes8& v) { v = _mm256_set1_ps(x); }
+
+// R rows times C vectors (of V) of P consecutive panels, starting `lane0` outputs into each panel:
+// for each input in order, every accumulator takes one fused multiply-add, the chain that
+// panel_matmul_reference computes with std::fma (the tests hold every path to it bit for bit).
 template <typename V, int R, int C, int P>
 inline void panel_tile(const MatrixView& x, const PanelMatrix& w, int64_t first_panel, int64_t lane0, float* out,
                        int64_t out_stride) {
@@ -48,11 +65,12 @@ inline void panel_tile(const MatrixView& x, const PanelMatrix& w, int64_t first_
     }
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      const V xv = V{} + x.data[r * x.row_stride + i];  // broadcast
+      V xv;
+      broadcast(x.data[r * x.row_stride + i], xv);
 #pragma GCC unroll 2
       for (int p = 0; p < P; ++p) {
 #pragma GCC unroll 6
-        for (int c = 0; c < C; ++c) acc[p][c][r] += wv[p][c] * xv;
+        for (int c = 0; c < C; ++c) acc[p][c][r] = fused_multiply_add(wv[p][c], xv, acc[p][c][r]);
       }
     }
   }
@@ -92,6 +110,8 @@ inline void panel_span(const MatrixView& x, const PanelMatrix& w, int64_t begin,
   }
 }
 
+#endif
+
 using PanelSpanFn = void (*)(const MatrixView&, const PanelMatrix&, int64_t, int64_t, float*, int64_t);
 
 // The reference's chain, output by output: the portable path.
@@ -130,6 +150,8 @@ __attribute__((flatten, target("avx2,fma"))) void span_avx2(const MatrixView& x,
 #define NEXTN_PANEL_X86_PATHS 0
 #endif
 
+static_assert(kFewRowsMax == 8, "span_for's tables hold one entry per row count");
+
 PanelSpanFn span_for(int64_t rows, FewRowsPath path) {
 #if NEXTN_PANEL_X86_PATHS
   if (path == FewRowsPath::kAvx512) {
@@ -166,9 +188,15 @@ void check_shapes(const MatrixView& x, const PanelMatrix& w, const float* out) {
 using PanelKey = std::tuple<const float*, int64_t, int64_t, int64_t>;
 PanelKey key_of(const MatrixView& w) { return {w.data, w.rows, w.cols, w.row_stride}; }
 
+// A registered copy and how many registrants hold it (two DecodingPanels of one model share it).
+struct Registration {
+  std::shared_ptr<const PanelMatrix> panels;
+  int holders = 0;
+};
+
 struct Registry {
   std::shared_mutex mutex;
-  std::map<PanelKey, std::unique_ptr<PanelMatrix>> panels;
+  std::map<PanelKey, Registration> entries;
   std::atomic<int64_t> count{0};  // lets unregistered products skip the lock
 };
 
@@ -228,26 +256,38 @@ void panel_matmul_reference(const MatrixView& x, const PanelMatrix& w, float* ou
 }
 
 void register_panels(const MatrixView& w) {
-  auto packed = std::make_unique<PanelMatrix>(w);
   Registry& r = registry();
+  {
+    std::unique_lock lock(r.mutex);
+    auto found = r.entries.find(key_of(w));
+    if (found != r.entries.end()) {
+      ++found->second.holders;
+      return;
+    }
+  }
+  auto packed = std::make_shared<const PanelMatrix>(w);  // outside the lock: packing takes a while
   std::unique_lock lock(r.mutex);
-  r.panels[key_of(w)] = std::move(packed);
-  r.count.store(static_cast<int64_t>(r.panels.size()));
+  Registration& entry = r.entries[key_of(w)];
+  if (!entry.panels) entry.panels = std::move(packed);
+  ++entry.holders;
+  r.count.store(static_cast<int64_t>(r.entries.size()));
 }
 
 void unregister_panels(const MatrixView& w) {
   Registry& r = registry();
   std::unique_lock lock(r.mutex);
-  r.panels.erase(key_of(w));
-  r.count.store(static_cast<int64_t>(r.panels.size()));
+  auto found = r.entries.find(key_of(w));
+  if (found == r.entries.end()) return;
+  if (--found->second.holders == 0) r.entries.erase(found);  // a product still running keeps its copy
+  r.count.store(static_cast<int64_t>(r.entries.size()));
 }
 
-const PanelMatrix* registered_panels(const MatrixView& w) {
+std::shared_ptr<const PanelMatrix> registered_panels(const MatrixView& w) {
   Registry& r = registry();
   if (r.count.load(std::memory_order_relaxed) == 0) return nullptr;
   std::shared_lock lock(r.mutex);
-  const auto found = r.panels.find(key_of(w));
-  return found == r.panels.end() ? nullptr : found->second.get();
+  const auto found = r.entries.find(key_of(w));
+  return found == r.entries.end() ? nullptr : found->second.panels;
 }
 
 int64_t registered_panel_count() { return registry().count.load(); }

@@ -60,10 +60,11 @@ void panel_matmul_reference(const MatrixView& x, const PanelMatrix& w, float* ou
 // Decoding's matrices in panels, found by the float32 matrix they copy: while a matrix is
 // registered, few_rows_matmul on exactly that view (data, rows, cols, row stride) runs
 // panel_matmul on its copy. The registrant keeps the matrix's memory alive and unchanged until it
-// unregisters (inference/decoding_panels.h does both for a model).
+// unregisters (inference/decoding_panels.h does both for a model). Registrations are counted: a
+// matrix registered twice stays registered until it is unregistered twice.
 void register_panels(const MatrixView& w);
 void unregister_panels(const MatrixView& w);
-const PanelMatrix* registered_panels(const MatrixView& w);  // null when not registered
+std::shared_ptr<const PanelMatrix> registered_panels(const MatrixView& w);  // null when not registered
 int64_t registered_panel_count();
 
 }  // namespace nextn::kernels

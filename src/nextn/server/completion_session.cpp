@@ -101,11 +101,15 @@ void CompletionSession::on_token(const TokenEvent& event) {
   const bool stop_token =
       std::find(stop_token_ids_.begin(), stop_token_ids_.end(), event.token) != stop_token_ids_.end();
   std::string text;
+  // Where this token's text starts: counted on the decoder's output, before the stop-string filter
+  // (which holds back an ending that might become a stop string and releases it with later text).
+  const size_t text_offset = echo_characters_ + decoded_characters_;
   if (!stop_token && !filter_->stopped()) {
     bool stopped = false;
     const std::string piece = event.token < model_.tokenizer->vocab_size()
                                   ? decoder_->push(static_cast<int32_t>(event.token))
                                   : std::string();
+    decoded_characters_ += utf8_characters(piece);  // engine thread only
     text = filter_->push(piece, stopped);
   }
   TokenLogprob entry;
@@ -114,10 +118,9 @@ void CompletionSession::on_token(const TokenEvent& event) {
     entry.logprob = event.logprob;
     for (const auto& [id, logprob] : event.top_logprobs) entry.top.push_back({token_text(*model_.tokenizer, id), logprob});
   }
+  entry.text_offset = text_offset;
   std::lock_guard<std::mutex> lock(mutex_);
-  entry.text_offset = echo_characters_ + text_characters_;
   text_ += text;
-  text_characters_ += utf8_characters(text);
   token_ids_.push_back(event.token);
   if (request_.logprobs >= 0) logprobs_.push_back(entry);
   if (writer_) {
@@ -175,7 +178,6 @@ void CompletionSession::on_finish(FinishReason reason, const RequestStats& stats
   std::lock_guard<std::mutex> lock(mutex_);
   pending_.text += tail;
   text_ += tail;
-  text_characters_ += utf8_characters(tail);
   finished_ = true;
   reason_ = reason;
   stats_ = stats;

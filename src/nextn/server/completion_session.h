@@ -100,13 +100,13 @@ class CompletionSession : public std::enable_shared_from_this<CompletionSession>
   // Engine side: decoding state (only the engine thread touches it).
   std::optional<tokenizer::StreamDecoder> decoder_;
   std::optional<inference::StopStringFilter> filter_;
+  size_t decoded_characters_ = 0;  // the decoder's output so far, in characters
 
   mutable std::mutex mutex_;
   std::condition_variable changed_;
   Delta pending_;                   // produced, not yet taken
   std::string text_;                // everything produced (for the whole response)
-  size_t text_characters_ = 0;      // text_'s characters, after the echoed prompt's
-  size_t echo_characters_ = 0;
+  size_t echo_characters_ = 0;      // the echoed prompt's characters (text offsets start after them)
   std::vector<TokenLogprob> logprobs_;
   std::vector<int64_t> token_ids_;
   bool finished_ = false;
