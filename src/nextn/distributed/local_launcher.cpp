@@ -70,9 +70,10 @@ int launch_local_ranks(const LocalLaunch& launch, const std::vector<std::string>
     if (pid == 0) {
       ::setpgid(0, 0);
       // A rank outlives no launcher: when it dies however it dies (SIGKILL, a closed terminal's
-      // SIGHUP), each rank gets SIGTERM, which checkpoints and stops the run, instead of training
-      // on unseen beside whatever the user starts next. (The launcher may already be gone.)
-      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      // SIGHUP), each rank gets kLauncherGoneSignal, which checkpoints and stops the run (as
+      // SIGTERM does, but harmless when repeated: training/stop_signal.h), instead of training on
+      // unseen beside whatever the user starts next. (The launcher may already be gone.)
+      ::prctl(PR_SET_PDEATHSIG, kLauncherGoneSignal);
       if (::getppid() != launcher) ::_exit(128 + SIGTERM);
       ::setenv("RANK", std::to_string(rank).c_str(), 1);
       ::setenv("WORLD_SIZE", std::to_string(world).c_str(), 1);

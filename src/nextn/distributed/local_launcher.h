@@ -9,6 +9,7 @@
 // killed; the launcher exits with the first failure's status.
 #pragma once
 
+#include <csignal>
 #include <chrono>
 #include <string>
 #include <vector>
@@ -27,6 +28,12 @@ struct LocalLaunch {
 // Runs the ranks of this machine to their end; returns the exit status for the launcher.
 // argv: the command line to run in each rank (argv[0] is replaced by this executable).
 int launch_local_ranks(const LocalLaunch& launch, const std::vector<std::string>& argv);
+
+// What each rank of launch_local_ranks receives when the launcher dies (PR_SET_PDEATHSIG): the
+// trainer stops on it as on SIGTERM (training/stop_signal.h). Not SIGTERM itself: the kernel sends
+// it again each time the rank passes from one exiting thread of the launcher to the next, and a
+// second SIGTERM means "exit now".
+constexpr int kLauncherGoneSignal = SIGUSR2;
 
 // A TCP port on 127.0.0.1 that nobody listens on at the moment of asking.
 int free_local_port();

@@ -28,6 +28,7 @@
 #include "nextn/training/model_dataset.h"
 #include "nextn/training/run_checkpoint.h"
 #include "nextn/training/run_lock.h"
+#include "nextn/distributed/local_launcher.h"
 #include "nextn/training/sharded_checkpoint.h"
 #include "nextn/training/stop_signal.h"
 #include "nextn/util/error.h"
@@ -711,8 +712,12 @@ TrainResult TrainingRun::run() {
       result.stopped_by_signal = signalled;
       result.stopped_by_time_budget = !signalled;
       if (is_main()) {
-        std::cout << (signalled ? "stopped by signal" + (stop.requested() ? " " + std::to_string(stop.signal_number())
-                                                                          : std::string(" (on another rank)"))
+        const std::string which =
+            !stop.requested() ? " (on another rank)"
+            : stop.signal_number() == dist::kLauncherGoneSignal
+                ? " " + std::to_string(stop.signal_number()) + " (the launcher is gone)"
+                : " " + std::to_string(stop.signal_number());
+        std::cout << (signalled ? "stopped by signal" + which
                                 : std::string("time budget reached"))
                   << " at step " << state_.step << " of " << state_.total_steps << std::endl;
       }
