@@ -26,9 +26,10 @@ namespace {
 constexpr int64_t kPrefetchInputs = 24;
 
 #if defined(__x86_64__) && defined(__GNUC__)
+#if !defined(__clang__)
 // One fused multiply-add per lane, a * b + c rounded once: std::fma's arithmetic, which the
-// reference computes, whatever the optimisation level (-ffp-contract fuses `acc += w * x` only from
-// -O2 on). And a float broadcast to every lane.
+// reference computes, whatever the optimisation level (GCC's -ffp-contract fuses `acc += w * x`
+// only from -O2 on). And a float broadcast to every lane.
 __attribute__((target("avx512f"))) inline Lanes16 fused_multiply_add(Lanes16 a, Lanes16 b, Lanes16 c) {
   return _mm512_fmadd_ps(a, b, c);
 }
@@ -37,6 +38,20 @@ __attribute__((target("avx2,fma"))) inline Lanes8 fused_multiply_add(Lanes8 a, L
 }
 __attribute__((target("avx512f"))) inline void broadcast(float x, Lanes16& v) { v = _mm512_set1_ps(x); }
 __attribute__((target("avx2"))) inline void broadcast(float x, Lanes8& v) { v = _mm256_set1_ps(x); }
+#else
+// Clang checks the ABI of a vector call where it is written, and the tile below has no target of
+// its own (it takes its entry point's): plain expressions, which Clang's -ffp-contract=fast fuses
+// where it can (the fuzz build, which compares no bits; nextn builds with GCC, whose paths the
+// bit-for-bit tests hold to the reference).
+template <typename V>
+inline V fused_multiply_add(V a, V b, V c) {
+  return a * b + c;
+}
+template <typename V>
+inline void broadcast(float x, V& v) {
+  v = V{} + x;
+}
+#endif
 
 // R rows times C vectors (of V) of P consecutive panels, starting `lane0` outputs into each panel:
 // for each input in order, every accumulator takes one fused multiply-add, the chain that
