@@ -264,7 +264,8 @@ test('a client that goes away stops its request within a step', async () => {
   // A raw stream request; the socket is destroyed as soon as the first event arrives.
   await new Promise((resolve, reject) => {
     const socket = net.connect(Number(port), '127.0.0.1', () => socket.write(post('/v1/completions',
-      JSON.stringify({ model: 'tiny', prompt: 'def main():', max_tokens: 240, temperature: 0.7, stream: true }))));
+      JSON.stringify({ model: 'tiny', prompt: 'def main():', max_tokens: 240, temperature: 0.7, stream: true,
+                      ignore_eos: true, seed: 3 }))));  // 240 tokens whatever it draws
     socket.on('data', (d) => { if (d.toString().includes('data: ')) { socket.destroy(); resolve(); } });
     socket.on('error', reject);
   });
