@@ -2,15 +2,9 @@
 
 #include <string>
 
+#include "nextn/util/strings.h"
+
 namespace nextn {
-namespace {
-
-bool ends_with(const std::string& text, const std::string& suffix) {
-  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-}  // namespace
-
 void make_model_repeat(DeepSeekV3& model) {
   torch::NoGradGuard no_grad;
   for (auto& item : model->named_parameters()) {

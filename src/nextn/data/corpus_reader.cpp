@@ -9,6 +9,7 @@
 
 #include "nextn/io/atomic_file.h"
 #include "nextn/tokenizer/utf8.h"
+#include "nextn/util/strings.h"
 #include "nextn/util/error.h"
 
 namespace nextn::data {
@@ -16,10 +17,6 @@ namespace nextn::data {
 namespace fs = std::filesystem;
 
 namespace {
-
-bool ends_with(const std::string& text, const std::string& suffix) {
-  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 bool is_jsonl(const std::string& path) { return ends_with(path, ".jsonl"); }
 

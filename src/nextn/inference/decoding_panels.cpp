@@ -1,16 +1,9 @@
 #include "nextn/inference/decoding_panels.h"
 
 #include "nextn/kernels/panel_matmul.h"
+#include "nextn/util/strings.h"
 
 namespace nextn::inference {
-namespace {
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-}  // namespace
-
 DecodingPanels::DecodingPanels(const DeepSeekV3& model) {
   try {
     register_all(model);
