@@ -196,7 +196,10 @@ TEST(Engine, StopTokensTheCallerAndTheContextEndRequests) {
   }
   EXPECT_THROW(engine.submit(make_request({}, 3, no)), Error);
   EXPECT_THROW(engine.submit(make_request({engine.config().vocab_size}, 3, no)), Error);
-  EXPECT_THROW(engine.submit(make_request(prompt, 0, no)), Error);
+  EXPECT_THROW(engine.submit(make_request(prompt, -1, no)), Error);
+  auto unscored = make_request(prompt, 3, no);
+  unscored->prompt_logprobs = 1;  // no on_prompt to hand the scores to
+  EXPECT_THROW(engine.submit(unscored), Error);
 }
 
 TEST(Engine, LogProbabilitiesAreTheModelsSoftmax) {
@@ -215,10 +218,57 @@ TEST(Engine, LogProbabilitiesAreTheModelsSoftmax) {
   auto logprobs = torch::log_softmax(logits.to(torch::kDouble), -1);
   const TokenEvent& e = outcome->events[0];
   EXPECT_NEAR(e.logprob, logprobs[e.token].item<double>(), 1e-5);
-  ASSERT_EQ(e.top_logprobs.size(), 3u);
-  EXPECT_EQ(e.top_logprobs[0].first, e.token);  // greedy: the token is the most likely
-  EXPECT_NEAR(e.top_logprobs[1].second, std::get<0>(logprobs.topk(3))[1].item<double>(), 1e-5);
-  EXPECT_GE(e.top_logprobs[1].second, e.top_logprobs[2].second);
+  ASSERT_EQ(e.top.size(), 3u);
+  EXPECT_EQ(e.top[0].first, e.token);  // greedy: the token is the most likely
+  EXPECT_NEAR(e.top[1].second, std::get<0>(logprobs.topk(3))[1].item<double>(), 1e-5);
+  EXPECT_GE(e.top[1].second, e.top[2].second);
+}
+
+// Scoring the prompt (completions with echo and logprobs; evaluation harnesses' loglikelihood):
+// each prompt token's log-probability after the ones before it, against the training forward's
+// logits of the whole prompt; the first token and what follows stay what they are unscored.
+TEST(Engine, ScoresThePromptAgainstTheFullForward) {
+  DeepSeekV3 model = float_model(37);
+  EngineOptions options;
+  options.draft_tokens = 2;  // a scored request decodes plainly even where it would draft
+  Engine engine(model, options);
+  const auto prompt = random_prompt(9, engine.config().vocab_size, 9);
+  torch::NoGradGuard no_grad;
+  auto logprobs = torch::log_softmax(
+      model->forward(torch::tensor(prompt).view({1, -1}), ForwardOptions{false, false}).logits[0].to(torch::kDouble), -1);
+  for (int64_t max_tokens : {0, 4}) {
+    SCOPED_TRACE(max_tokens);
+    auto outcome = std::make_shared<Outcome>();
+    std::vector<TokenEvent> scored;
+    size_t tokens_before_scores = 99;
+    auto r = make_request(prompt, max_tokens, outcome);
+    r->prompt_logprobs = 2;
+    r->on_prompt = [&, outcome](const std::vector<TokenEvent>& events) {
+      tokens_before_scores = outcome->tokens.size();
+      scored = events;
+    };
+    ASSERT_EQ(engine.submit(r), Engine::Admission::kAccepted);
+    wait_for(*outcome);
+    EXPECT_EQ(tokens_before_scores, 0u);
+    ASSERT_EQ(scored.size(), prompt.size() - 1);
+    for (size_t i = 0; i + 1 < prompt.size(); ++i) {
+      const auto at = static_cast<int64_t>(i);
+      EXPECT_EQ(scored[i].token, prompt[i + 1]);
+      EXPECT_NEAR(scored[i].logprob, logprobs[at][prompt[i + 1]].item<double>(), 1e-5) << "position " << i;
+      auto [values, ids] = logprobs[at].topk(2);
+      ASSERT_EQ(scored[i].top.size(), 2u);
+      EXPECT_EQ(scored[i].top[0].first, ids[0].item<int64_t>());
+      EXPECT_NEAR(scored[i].top[1].second, values[1].item<double>(), 1e-5);
+    }
+    EXPECT_EQ(outcome->reason, FinishReason::kLength);
+    EXPECT_EQ(outcome->stats.completion_tokens, max_tokens);
+    EXPECT_FALSE(outcome->stats.speculative);
+    if (max_tokens == 0) {
+      EXPECT_TRUE(outcome->tokens.empty());
+    } else {
+      EXPECT_EQ(outcome->tokens, alone(model, prompt, max_tokens).tokens) << "the tokens of an unscored request";
+    }
+  }
 }
 
 TEST(Engine, DraftsOnlyForARequestThatStartsAlone) {

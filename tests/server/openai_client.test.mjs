@@ -123,12 +123,15 @@ test('log-probabilities of completions and chat', async () => {
   }
   assert.deepEqual(streamed.tokens, lp.tokens);
   assert.deepEqual(streamed.token_logprobs, lp.token_logprobs);
-  // text_offset: where each token's text starts in the response's text, in characters, the echoed
-  // prompt included; streamed chunks carry the same absolute offsets.
+  // text_offset: where each token's text starts in the response's text, in characters: with echo
+  // the prompt's tokens come first (scored), then the generated ones; streamed chunks carry the
+  // same absolute offsets.
   const echoed = await greedy('é “x”\n', 12, { logprobs: 0, echo: true });
   const e = echoed.choices[0].logprobs;
   const chars = [...echoed.choices[0].text];
-  let at = [...'é “x”\n'].length;
+  assert.equal(e.tokens.length, echoed.usage.prompt_tokens - 1 + 12);  // a text prompt's EOS is not shown
+  assert.ok(e.token_logprobs.every((l) => l <= 0));
+  let at = 0;
   for (let i = 0; i < e.tokens.length; ++i) {
     assert.equal(e.text_offset[i], at, `token ${i}`);
     if (!e.tokens[i].includes('\ufffd')) {
@@ -155,6 +158,59 @@ test('log-probabilities of completions and chat', async () => {
   assert.equal(content.length, 3);
   assert.equal(content[0].top_logprobs.length, 2);
   assert.ok(Array.isArray(content[0].bytes));
+});
+
+// lm-evaluation-harness's loglikelihood requests (its local-completions model): a batch of one
+// token-id prompt, echo, logprobs 1, max_tokens 1 (0 in older versions); it sums the token
+// log-probabilities of the continuation and calls it greedy when each is its position's top.
+test('scoring a prompt gives what generating it gave', async () => {
+  const prompt = [7, 300, 41, 100, 5];
+  const generated = await client.completions.create({ model: 'tiny', prompt, max_tokens: 6, temperature: 0,
+                                                      logprobs: 2, return_token_ids: true });
+  const g = generated.choices[0];
+  const continuation = g.token_ids;
+  for (const max_tokens of [0, 1]) {
+    const scored = await client.completions.create({ model: 'tiny', prompt: [[...prompt, ...continuation]], max_tokens,
+                                                     temperature: 0, logprobs: 2, echo: true });
+    const c = scored.choices[0];
+    const lp = c.logprobs;
+    assert.equal(lp.tokens.length, prompt.length + continuation.length + max_tokens);
+    assert.equal(lp.token_logprobs[0], null);  // nothing precedes the first token
+    assert.equal(lp.top_logprobs[0], null);
+    assert.equal(lp.text_offset[0], 0);
+    assert.ok(c.text.endsWith(g.text + (max_tokens ? lp.tokens.at(-1) : '')), JSON.stringify(c.text));
+    assert.equal(scored.usage.completion_tokens, max_tokens);
+    assert.equal(c.finish_reason, 'length');
+    // The continuation's entries are the generated tokens' own, to the rounding of a longer head product.
+    const at = prompt.length;
+    for (let i = 0; i < continuation.length; ++i) {
+      assert.ok(Math.abs(lp.token_logprobs[at + i] - g.logprobs.token_logprobs[i]) < 1e-4,
+        `token ${i}: ${lp.token_logprobs[at + i]} vs ${g.logprobs.token_logprobs[i]}`);
+      assert.deepEqual(Object.keys(lp.top_logprobs[at + i]), Object.keys(g.logprobs.top_logprobs[i]));
+      // Greedy tokens: each is its position's most likely, as the harness checks it.
+      assert.equal(lp.token_logprobs[at + i], Math.max(...Object.values(lp.top_logprobs[at + i])));
+    }
+  }
+  // Streamed, the first chunk carries the echo with the prompt's entries; all chunks together are
+  // the whole response's.
+  const whole = await client.completions.create({ model: 'tiny', prompt: [[...prompt, ...continuation]], max_tokens: 2,
+                                                  temperature: 0, logprobs: 2, echo: true });
+  const streamed = { text: '', tokens: [], token_logprobs: [], text_offset: [] };
+  for await (const chunk of await client.completions.create({ model: 'tiny', prompt: [[...prompt, ...continuation]],
+                                                             max_tokens: 2, temperature: 0, logprobs: 2, echo: true,
+                                                             stream: true })) {
+    const choice = chunk.choices[0];
+    if (!choice) continue;
+    streamed.text += choice.text;
+    for (const key of ['tokens', 'token_logprobs', 'text_offset']) streamed[key].push(...(choice.logprobs?.[key] ?? []));
+  }
+  assert.equal(streamed.text, whole.choices[0].text);
+  for (const key of ['tokens', 'token_logprobs', 'text_offset']) {
+    assert.deepEqual(streamed[key], whole.choices[0].logprobs[key], key);
+  }
+  // Only echo asks for no tokens.
+  await assert.rejects(client.completions.create({ model: 'tiny', prompt, max_tokens: 0 }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === 'max_tokens');
 });
 
 test('errors come back as the client\'s exception types', async () => {

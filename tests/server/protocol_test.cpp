@@ -49,6 +49,14 @@ TEST(OpenAiProtocol, CompletionFieldsAndDefaults) {
   EXPECT_EQ(*chat.max_tokens, 9);
   EXPECT_FALSE(parse_completion_request(Endpoint::kChatCompletions, R"({"model":"m","messages":[{"role":"user","content":"x"}]})")
                    .max_tokens.has_value());  // chat: the rest of the context
+  // What lm-evaluation-harness sends to score a text: a batch of one token-id prompt, echo,
+  // logprobs, and (in older versions) max_tokens 0.
+  auto scoring = parse_completion_request(Endpoint::kCompletions,
+                                          R"({"model":"m","prompt":[[3,1,4]],"max_tokens":0,"echo":true,"logprobs":1})");
+  EXPECT_EQ(scoring.prompt_ids, (std::vector<int64_t>{3, 1, 4}));
+  EXPECT_EQ(*scoring.max_tokens, 0);
+  EXPECT_TRUE(scoring.echo);
+  EXPECT_EQ(scoring.logprobs, 1);
 }
 
 TEST(OpenAiProtocol, BadFieldsAreNamed) {
@@ -61,7 +69,11 @@ TEST(OpenAiProtocol, BadFieldsAreNamed) {
   expect_refused(c, R"({"model":"m","prompt":[]})", "prompt");
   expect_refused(c, R"({"model":"m","prompt":["a","b"]})", "prompt");
   expect_refused(c, R"({"model":"m","prompt":[1,-2]})", "prompt");
-  expect_refused(c, R"({"model":"m","prompt":"x","max_tokens":0})", "max_tokens");
+  expect_refused(c, R"({"model":"m","prompt":"x","max_tokens":0})", "max_tokens");  // 0 only with echo
+  expect_refused(c, R"({"model":"m","prompt":"x","max_tokens":-1,"echo":true})", "max_tokens");
+  expect_refused(c, R"({"model":"m","prompt":[[1,2],[3]]})", "prompt");
+  expect_refused(c, R"({"model":"m","prompt":[[1,-2]]})", "prompt");
+  expect_refused(c, R"({"model":"m","prompt":[[]]})", "prompt");
   expect_refused(c, R"({"model":"m","prompt":"x","max_tokens":1.5})", "max_tokens");
   expect_refused(c, R"({"model":"m","prompt":"x","temperature":2.5})", "temperature");
   expect_refused(c, R"({"model":"m","prompt":"x","temperature":"hot"})", "temperature");
@@ -77,6 +89,7 @@ TEST(OpenAiProtocol, BadFieldsAreNamed) {
   expect_refused(chat, R"({"model":"m","messages":[{"role":"wizard","content":"x"}]})", "messages[0].role");
   expect_refused(chat, R"({"model":"m","messages":[{"role":"user"}]})", "messages[0].content");
   expect_refused(chat, R"({"model":"m","messages":[{"role":"user","content":"x"}],"top_logprobs":2})", "top_logprobs");
+  expect_refused(chat, R"({"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":0})", "max_tokens");
   // A string with invalid UTF-8 is refused, and the error itself is valid JSON.
   expect_refused(c, std::string("{\"model\":\"m\",\"prompt\":\"\xC3\x28\"}"), "");
 }

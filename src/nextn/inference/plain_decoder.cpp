@@ -44,6 +44,7 @@ std::vector<int64_t> PlainDecoder::start(const std::vector<int64_t>& prompt) {
   auto out = run_main_model_cached(*model_, ids_tensor(prompt, model_->embed_tokens->weight.device()), cache_,
                                    LogitsFor::kLastPosition);
   last_logits_ = out.logits[0][0];
+  if (keep_prompt_hidden_) prompt_hidden_ = out.hidden;
   const int64_t first = sampler_.next_token(last_logits_);
   tokens_ = prompt;
   tokens_.push_back(first);

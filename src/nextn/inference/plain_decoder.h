@@ -35,6 +35,10 @@ class PlainDecoder : public TokenDecoder {
   int64_t finish_batched_step(const torch::Tensor& logits_row, double step_seconds);
   // The logits [V] the newest token was chosen from (for log-probabilities).
   const torch::Tensor& last_logits() const { return last_logits_; }
+  // Asked before start(): start() keeps the prompt's h^0 [1, P, hidden] for scoring the prompt
+  // (prompt_scoring.h); take_prompt_hidden() hands it over once.
+  void keep_prompt_hidden() { keep_prompt_hidden_ = true; }
+  torch::Tensor take_prompt_hidden() { return std::move(prompt_hidden_); }
 
  private:
   DeepSeekV3 model_;
@@ -44,6 +48,8 @@ class PlainDecoder : public TokenDecoder {
   std::vector<int64_t> tokens_;
   DecodeStats stats_;
   torch::Tensor last_logits_;
+  bool keep_prompt_hidden_ = false;
+  torch::Tensor prompt_hidden_;
 };
 
 // Checks a prompt against a model and a capacity: not empty, ids inside the vocabulary, and room

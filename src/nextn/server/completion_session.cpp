@@ -78,6 +78,10 @@ std::shared_ptr<EngineRequest> CompletionSession::make_engine_request() {
   r->stop_token_ids = stop_token_ids_;
   r->logprobs = request_.logprobs;
   auto self = shared_from_this();
+  if (scores_prompt()) {
+    r->prompt_logprobs = request_.logprobs;
+    r->on_prompt = [self](const std::vector<TokenEvent>& scored) { self->on_prompt(scored); };
+  }
   r->on_token = [self](const TokenEvent& event) {
     self->on_token(event);
     return !self->filter_->stopped();
@@ -85,6 +89,41 @@ std::shared_ptr<EngineRequest> CompletionSession::make_engine_request() {
   r->on_finish = [self](FinishReason reason, const RequestStats& stats) { self->on_finish(reason, stats); };
   engine_request_ = r;
   return r;
+}
+
+void CompletionSession::on_prompt(const std::vector<TokenEvent>& scored) {
+  // scored[i] is prompt_[i + 1]'s. A text prompt's first token is the EOS put before it (a
+  // document starts), not part of the echoed text: every token of the text has a log-probability.
+  // A token-id prompt's first token is shown without one (null, as OpenAI's: nothing precedes it).
+  const tokenizer::Tokenizer& tok = *model_.tokenizer;
+  tokenizer::StreamDecoder decoder(tok);
+  size_t characters = 0;  // of the echoed text before the token
+  std::vector<TokenLogprob> entries;
+  auto add = [&](int64_t id, const TokenEvent* event) {
+    TokenLogprob entry;
+    entry.token = token_text(tok, id);
+    entry.text_offset = characters;
+    if (id < tok.vocab_size()) characters += utf8_characters(decoder.push(static_cast<int32_t>(id)));
+    if (event != nullptr) {
+      entry.logprob = event->logprob;
+      for (const auto& [top_id, logprob] : event->top) entry.top.push_back({token_text(tok, top_id), logprob});
+    }
+    entries.push_back(std::move(entry));
+  };
+  if (!request_.prompt_ids.empty()) add(prompt_.front(), nullptr);
+  for (const TokenEvent& event : scored) add(event.token, &event);
+  std::lock_guard<std::mutex> lock(mutex_);
+  logprobs_.insert(logprobs_.begin(), entries.begin(), entries.end());
+  Delta delta;
+  delta.text = echo_text();
+  delta.logprobs = std::move(entries);
+  if (writer_) {
+    if (!writer_->write(sse_event(chunk(delta)))) cancel();
+    return;
+  }
+  pending_.text += delta.text;
+  pending_.logprobs.insert(pending_.logprobs.end(), delta.logprobs.begin(), delta.logprobs.end());
+  changed_.notify_all();
 }
 
 void CompletionSession::on_token(const TokenEvent& event) {
@@ -116,7 +155,7 @@ void CompletionSession::on_token(const TokenEvent& event) {
   if (request_.logprobs >= 0) {
     entry.token = token_text(*model_.tokenizer, event.token);
     entry.logprob = event.logprob;
-    for (const auto& [id, logprob] : event.top_logprobs) entry.top.push_back({token_text(*model_.tokenizer, id), logprob});
+    for (const auto& [id, logprob] : event.top) entry.top.push_back({token_text(*model_.tokenizer, id), logprob});
   }
   entry.text_offset = text_offset;
   std::lock_guard<std::mutex> lock(mutex_);
@@ -247,7 +286,7 @@ json CompletionSession::logprobs_json(const std::vector<TokenLogprob>& entries) 
       for (const auto& [token, logprob] : e.top) {
         top.push_back({{"token", printable_utf8(token)}, {"logprob", logprob}, {"bytes", bytes_of(token)}});
       }
-      content.push_back({{"token", printable_utf8(e.token)}, {"logprob", e.logprob}, {"bytes", bytes_of(e.token)},
+      content.push_back({{"token", printable_utf8(e.token)}, {"logprob", e.logprob.value_or(0)}, {"bytes", bytes_of(e.token)},
                          {"top_logprobs", top}});
     }
     return {{"content", content}};
@@ -255,10 +294,10 @@ json CompletionSession::logprobs_json(const std::vector<TokenLogprob>& entries) 
   json tokens = json::array(), token_logprobs = json::array(), top_logprobs = json::array(), offsets = json::array();
   for (const TokenLogprob& e : entries) {
     tokens.push_back(printable_utf8(e.token));
-    token_logprobs.push_back(e.logprob);
+    token_logprobs.push_back(e.logprob ? json(*e.logprob) : json(nullptr));
     json top = json::object();
     for (const auto& [token, logprob] : e.top) top[printable_utf8(token)] = logprob;
-    top_logprobs.push_back(request_.logprobs > 0 ? top : json(nullptr));
+    top_logprobs.push_back(request_.logprobs > 0 && e.logprob ? top : json(nullptr));
     offsets.push_back(e.text_offset);
   }
   return {{"tokens", tokens}, {"token_logprobs", token_logprobs}, {"top_logprobs", top_logprobs},

@@ -74,12 +74,16 @@ class CompletionSession : public std::enable_shared_from_this<CompletionSession>
   nlohmann::json final_chunk() const;              // the chunk with finish_reason
   nlohmann::json usage_chunk() const;              // stream_options.include_usage: choices [] and usage
   std::string echo_text() const;                   // completions with echo: the prompt's text
+  // Completions with echo and logprobs: the prompt's tokens come first in the log-probabilities,
+  // and a stream's echo chunk (with them) comes from the engine, after the prefill.
+  bool scores_prompt() const { return request_.echo && request_.logprobs >= 0; }
 
   const CompletionRequest& request() const { return request_; }
   int64_t prompt_tokens() const { return static_cast<int64_t>(prompt_.size()); }
 
  private:
-  void on_token(const TokenEvent& event);  // engine thread
+  void on_prompt(const std::vector<TokenEvent>& scored);  // engine thread, before any token
+  void on_token(const TokenEvent& event);                  // engine thread
   void on_finish(FinishReason reason, const RequestStats& stats);
   nlohmann::json usage() const;
   nlohmann::json logprobs_json(const std::vector<TokenLogprob>& entries) const;

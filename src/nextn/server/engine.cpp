@@ -73,7 +73,8 @@ Engine::Admission Engine::submit(std::shared_ptr<EngineRequest> request) {
     NEXTN_CHECK(id >= 0 && id < config.vocab_size, "prompt token id ", id, " is outside the vocabulary [0, ",
                 config.vocab_size, ")");
   }
-  NEXTN_CHECK(request->max_tokens >= 1, "max_tokens must be at least 1, got ", request->max_tokens);
+  NEXTN_CHECK(request->max_tokens >= 0, "max_tokens must be non-negative, got ", request->max_tokens);
+  NEXTN_CHECK(request->prompt_logprobs < 0 || request->on_prompt, "prompt_logprobs without on_prompt");
   NEXTN_CHECK(length + request->max_tokens <= context_length_, "the prompt (", length, " tokens) and max_tokens (",
               request->max_tokens, ") exceed the context of ", context_length_, " tokens");
   request->sampling.validate();
@@ -161,9 +162,11 @@ void Engine::admit(std::vector<std::unique_ptr<Active>>& active) {
       finish(*a, FinishReason::kCancelled);
       continue;
     }
-    const int64_t capacity =
-        std::min<int64_t>(context_length_, static_cast<int64_t>(request->prompt.size()) + request->max_tokens);
-    const bool draft = options_.draft_tokens > 0 && active.empty() && request->logprobs < 0;
+    // The prefill picks a first token even for max_tokens 0 (then dropped): room for one.
+    const int64_t capacity = std::min<int64_t>(
+        context_length_, static_cast<int64_t>(request->prompt.size()) + std::max<int64_t>(request->max_tokens, 1));
+    const bool scores_prompt = request->prompt_logprobs >= 0;
+    const bool draft = options_.draft_tokens > 0 && active.empty() && request->logprobs < 0 && !scores_prompt;
     try {
       if (draft) {
         inference::SpeculativeOptions speculative;
@@ -177,10 +180,19 @@ void Engine::admit(std::vector<std::unique_ptr<Active>>& active) {
         a->stats.speculative = true;
       } else {
         a->plain = std::make_unique<inference::PlainDecoder>(model_, request->sampling, capacity);
+        if (scores_prompt) a->plain->keep_prompt_hidden();
         a->decoder = a->plain.get();
       }
       const std::vector<int64_t> first = a->decoder->start(request->prompt);
-      emit(*a, first);
+      if (scores_prompt) {
+        request->on_prompt(inference::score_prompt(*model_, a->plain->take_prompt_hidden(), request->prompt,
+                                                   request->prompt_logprobs));
+      }
+      if (request->max_tokens == 0) {
+        finish(*a, FinishReason::kLength);
+      } else {
+        emit(*a, first);
+      }
     } catch (const std::exception& e) {
       a->stats.error = e.what();
       finish(*a, FinishReason::kError);
@@ -250,16 +262,7 @@ bool Engine::emit(Active& a, const std::vector<int64_t>& tokens) {
     ++a.generated;
     TokenEvent event;
     event.token = token;
-    if (r.logprobs >= 0 && a.plain) {
-      auto logprobs = torch::log_softmax(a.plain->last_logits().to(torch::kDouble), -1);
-      event.logprob = logprobs[token].item<double>();
-      if (r.logprobs > 0) {
-        auto [values, ids] = logprobs.topk(std::min<int64_t>(r.logprobs, logprobs.size(0)));
-        for (int64_t i = 0; i < values.size(0); ++i) {
-          event.top_logprobs.push_back({ids[i].item<int64_t>(), values[i].item<double>()});
-        }
-      }
-    }
+    if (r.logprobs >= 0 && a.plain) event = inference::score_token(a.plain->last_logits(), token, r.logprobs);
     bool continues = true;
     try {
       continues = !r.on_token || r.on_token(event);

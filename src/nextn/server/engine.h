@@ -35,6 +35,7 @@
 
 #include "nextn/inference/draft_head.h"
 #include "nextn/inference/draft_policy.h"
+#include "nextn/inference/prompt_scoring.h"
 #include "nextn/inference/sampling.h"
 #include "nextn/model/deepseek_v3.h"
 
@@ -55,13 +56,9 @@ struct EngineOptions {
   inference::DraftHeadOptions draft_head;
 };
 
-struct TokenEvent {
-  int64_t token = 0;
-  // With log-probabilities asked for: the token's log-probability under the model (softmax of
-  // the raw logits, before temperature and truncation) and the `top_logprobs` most likely tokens.
-  double logprob = 0;
-  std::vector<std::pair<int64_t, double>> top_logprobs;
-};
+// A token, and with log-probabilities asked for its log-probability under the model (softmax of
+// the raw logits, before temperature and truncation) and the most likely tokens there.
+using TokenEvent = inference::ScoredToken;
 
 enum class FinishReason { kStopToken, kStoppedByCaller, kLength, kCancelled, kError };
 const char* to_string(FinishReason reason);
@@ -77,11 +74,17 @@ struct RequestStats {
 
 struct EngineRequest {
   std::vector<int64_t> prompt;  // not empty, ids inside the vocabulary, shorter than the context
-  int64_t max_tokens = 16;      // >= 1, prompt + max_tokens within the context
+  // >= 0, prompt + max_tokens within the context; 0: the prefill only (to score the prompt), no token
+  int64_t max_tokens = 16;
   inference::SamplingOptions sampling;
   std::vector<int64_t> stop_token_ids;  // generation ends after one of these (it is part of the output)
   int64_t logprobs = -1;                // -1: none; 0: the token's own; k: and the k most likely
-  // Called on the engine thread, in order. on_token returning false ends the request
+  // >= 0: the prompt is scored too (completions with echo and logprobs): on_prompt is called once,
+  // after the prefill and before the first token, with an event for each prompt token but the
+  // first (its log-probability after the tokens before it), each with this many most likely tokens.
+  int64_t prompt_logprobs = -1;
+  std::function<void(const std::vector<TokenEvent>&)> on_prompt;
+  // Called on the engine thread, in order (on_prompt first). on_token returning false ends the request
   // (kStoppedByCaller: a stop string matched); on_finish is called exactly once, last.
   std::function<bool(const TokenEvent&)> on_token;
   std::function<void(FinishReason, const RequestStats&)> on_finish;

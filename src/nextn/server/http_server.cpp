@@ -223,8 +223,8 @@ void HttpServer::routes() {
                 if (session->request().endpoint == Endpoint::kChatCompletions && !write(sse_event(session->role_chunk()))) {
                   return gone();
                 }
-                const std::string echo = session->echo_text();
-                if (!echo.empty()) {
+                const std::string echo = session->scores_prompt() ? "" : session->echo_text();
+                if (!echo.empty()) {  // scored, the engine sends it with its log-probabilities
                   CompletionSession::Delta d;
                   d.text = echo;
                   if (!write(sse_event(session->chunk(d)))) return gone();

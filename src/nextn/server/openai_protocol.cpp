@@ -82,6 +82,13 @@ void parse_prompt(const json& body, CompletionRequest& r) {
     r.prompt_text = p[0].get<std::string>();
     return;
   }
+  // A batch of one token-id prompt (lm-evaluation-harness sends its requests so).
+  if (p.is_array() && p.size() == 1 && p[0].is_array() && !p[0].empty() && p[0][0].is_number()) {
+    json inner = body;
+    inner["prompt"] = p[0];
+    parse_prompt(inner, r);
+    return;
+  }
   if (p.is_array() && p.empty()) bad("prompt", "'prompt' is empty");
   if (p.is_array()) bad("prompt", "a batch of several prompts is not supported: send one request per prompt");
   bad("prompt", std::string("'prompt' must be a string or an array of token ids, got ") + p.type_name());
@@ -173,7 +180,7 @@ CompletionRequest parse_completion_request(Endpoint endpoint, const std::string&
     parse_messages(body, r);
   }
   const char* max_field = body.contains("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
-  r.max_tokens = integer_in(body, max_field, 1, INT64_MAX);
+  r.max_tokens = integer_in(body, max_field, 0, INT64_MAX);
   if (endpoint == Endpoint::kCompletions && !r.max_tokens) r.max_tokens = 16;  // OpenAI's default
   r.temperature = number_in(body, "temperature", 0.0, 2.0, 1.0);
   r.top_p = number_in(body, "top_p", 0.0, 1.0, 1.0);
@@ -201,6 +208,11 @@ CompletionRequest parse_completion_request(Endpoint endpoint, const std::string&
     r.logprobs = integer_in(body, "top_logprobs", 0, 20).value_or(0);
   } else if (body.contains("top_logprobs") && !body["top_logprobs"].is_null()) {
     bad("top_logprobs", "'top_logprobs' needs 'logprobs': true");
+  }
+  // No tokens to generate: only the echoed prompt (scored with logprobs, as evaluation harnesses ask).
+  if (r.max_tokens == 0 && !r.echo) {
+    bad(max_field, std::string("'") + max_field + "' must be at least 1" +
+                       (endpoint == Endpoint::kCompletions ? " (0 only with 'echo': the prompt alone)" : ""));
   }
   r.return_token_ids = boolean(body, "return_token_ids", false);
   r.ignore_eos = boolean(body, "ignore_eos", false);

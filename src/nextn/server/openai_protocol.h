@@ -48,7 +48,7 @@ struct CompletionRequest {
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
   int64_t logprobs = -1;       // -1: none; completions: logprobs = k; chat: logprobs + top_logprobs = k
-  bool echo = false;
+  bool echo = false;  // completions: the prompt goes first in the text (and with logprobs is scored)
   bool return_token_ids = false;  // extension: each choice's generated token ids
   bool ignore_eos = false;        // extension (as vLLM's): generate past the end-of-document token
 };
@@ -57,13 +57,13 @@ struct CompletionRequest {
 // of range or NaN, n != 1, empty prompts, more than 4 stop strings.
 CompletionRequest parse_completion_request(Endpoint endpoint, const std::string& body);
 
-// One generated token with its log-probabilities, for the response.
+// One token of the response with its log-probabilities: a generated one, or with echo a prompt's.
 struct TokenLogprob {
   std::string token;  // its text
-  // Where its text starts in the generated text, in characters (code points, as OpenAI's
+  // Where its text starts in the response's text, in characters (code points, as OpenAI's
   // text_offset counts): a token that only completes a character started before starts there.
   size_t text_offset = 0;
-  double logprob = 0;
+  std::optional<double> logprob;  // none for a prompt's first token (nothing precedes it): null
   std::vector<std::pair<std::string, double>> top;
 };
 
