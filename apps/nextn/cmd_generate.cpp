@@ -105,7 +105,33 @@ struct GenerateFlags {
   std::string draft = "auto";            // --draft: N or "auto"
   CLI::Option* draft_tree_option = nullptr;  // --draft-tree: given empty is an error, not a chain
   std::string draft_tree;                    // --draft-tree: e.g. "2,2"
+  std::vector<std::string> logit_bias;       // --logit-bias ID=BIAS, repeatable
 };
+
+// --logit-bias ID=BIAS (as the OpenAI API's logit_bias {"ID": BIAS}); ids checked against the model.
+std::vector<std::pair<int64_t, double>> parse_logit_bias(const std::vector<std::string>& specs, int64_t vocab_size) {
+  std::vector<std::pair<int64_t, double>> biases;
+  for (const std::string& spec : specs) {
+    const size_t at = spec.find('=');
+    int64_t id = -1;
+    double bias = 0;
+    bool parsed = false;
+    if (at != std::string::npos && at > 0) {
+      try {
+        size_t id_end = 0, bias_end = 0;
+        id = std::stoll(spec.substr(0, at), &id_end);
+        bias = std::stod(spec.substr(at + 1), &bias_end);
+        parsed = id_end == at && bias_end == spec.size() - at - 1;
+      } catch (const std::logic_error&) {  // std::invalid_argument, std::out_of_range
+      }
+    }
+    NEXTN_CHECK(parsed, "--logit-bias takes TOKEN_ID=BIAS (e.g. 42=-100), got '", spec, "'");
+    NEXTN_CHECK(id >= 0 && id < vocab_size, "--logit-bias: token id ", id, " is outside the vocabulary [0, ", vocab_size,
+                ")");
+    biases.emplace_back(id, bias);
+  }
+  return biases;
+}
 
 // Runs one generation, streaming its text to `out` (when not null); returns the result.
 GenerationResult run_generation(const LoadedModel& m, const std::vector<int64_t>& prompt, const GenerationOptions& options,
@@ -136,12 +162,15 @@ void run_generate(GenerateFlags& f) {
   apply_threads(f.model.threads);
   LoadedModel m = load(f.model);
   GenerationOptions options = f.options;
+  options.sampling.logit_bias = parse_logit_bias(f.logit_bias, m.model->config().vocab_size);
   options.sampling.validate();  // --temperature too, which --greedy overrides: a bad value is a typo
   if (f.greedy) options.sampling.temperature = 0.0;
   options.draft_head.dtype = inference::parse_draft_head_dtype(f.draft_head);
   if (!f.speculative.empty()) {
     NEXTN_CHECK(f.speculative == "mtp", "--speculative must be 'mtp' (the model's MTP modules draft), got '",
                 f.speculative, "'");
+    NEXTN_CHECK(!options.sampling.adjusts_logits(), "--presence-penalty, --frequency-penalty and --logit-bias need "
+                "plain decoding (leave out --speculative): a speculative step verifies several tokens against one history");
     NEXTN_CHECK(m.model->config().mtp_depth() > 0, "--speculative mtp: the model in '", m.dir,
                 "' has no MTP modules (num_nextn_predict_layers = 0)");
     // auto: the most the policy may choose is every MTP depth.
@@ -204,6 +233,12 @@ void setup_generate(CLI::App& app) {
   cmd->add_option("--top-k", o.sampling.top_k, "sample among the k most likely tokens (0: all)");
   cmd->add_option("--top-p", o.sampling.top_p, "sample within the smallest set of probability p (1: all)");
   cmd->add_option("--seed", o.sampling.seed, "sampling seed");
+  cmd->add_option("--presence-penalty", o.sampling.presence_penalty, "subtracted once from the logit of each token "
+                  "generated before (OpenAI's presence_penalty, -2..2)");
+  cmd->add_option("--frequency-penalty", o.sampling.frequency_penalty, "subtracted from the logit of each token "
+                  "generated before, once per time (OpenAI's frequency_penalty, -2..2)");
+  cmd->add_option("--logit-bias", f->logit_bias, "TOKEN_ID=BIAS added to that token's logit at every step (-100..100; "
+                  "repeatable; OpenAI's logit_bias)");
   cmd->add_flag("--greedy", f->greedy, "greedy decoding (same as --temperature 0)");
   cmd->add_option("--stop", f->stop_strings, "stop when this text is generated (repeatable)");
   cmd->add_option("--stop-token", f->stop_tokens, "stop after this token id (repeatable)");

@@ -225,6 +225,65 @@ TEST(Sampling, BadOptionsAreErrors) {
   options = SamplingOptions();
   options.top_k = -2;
   EXPECT_THROW(sampling_distribution(torch::zeros({4}), options), Error);
+  for (double penalty : {-2.5, 2.5, std::nan("")}) {
+    options = SamplingOptions();
+    options.presence_penalty = penalty;
+    EXPECT_THROW(Sampler{options}, Error);
+    options = SamplingOptions();
+    options.frequency_penalty = penalty;
+    EXPECT_THROW(Sampler{options}, Error);
+  }
+  options = SamplingOptions();
+  options.logit_bias = {{3, 101.0}};
+  EXPECT_THROW(Sampler{options}, Error);
+  options.logit_bias = {{3, 1.0}, {3, 2.0}};  // twice
+  EXPECT_THROW(Sampler{options}, Error);
+  options.logit_bias = {{-1, 1.0}};
+  EXPECT_THROW(Sampler{options}, Error);
+  options.logit_bias = {{4, 1.0}};  // outside logits of 4
+  Sampler outside(options);
+  EXPECT_THROW(outside.next_token(torch::zeros({4})), Error);
+}
+
+// OpenAI's penalties and logit bias: each step's adjusted logits against a direct computation
+// from the counts of the tokens drawn so far, and greedy choices that follow them.
+TEST(Sampling, PenaltiesAndLogitBiasAdjustTheLogitsByTheDrawnCounts) {
+  SamplingOptions options;
+  options.temperature = 0.7;
+  options.seed = 5;
+  options.presence_penalty = 0.4;
+  options.frequency_penalty = 0.3;
+  options.logit_bias = {{2, 1.5}, {5, -100.0}};
+  Sampler sampler(options);
+  const std::vector<double> base = {2.0, 1.9, 0.1, 1.0, -0.5, 3.0};
+  const auto logits = torch::tensor(std::vector<float>(base.begin(), base.end()));
+  std::vector<int64_t> counts(base.size(), 0);
+  for (int step = 0; step < 40; ++step) {
+    const auto adjusted = sampler.adjusted_logits(logits);
+    for (size_t j = 0; j < base.size(); ++j) {
+      double expected = base[j] - counts[j] * 0.3 - (counts[j] > 0 ? 0.4 : 0.0);
+      if (j == 2) expected += 1.5;
+      if (j == 5) expected -= 100.0;
+      EXPECT_NEAR(adjusted[static_cast<int64_t>(j)].item<double>(), expected, 1e-5) << "step " << step << " token " << j;
+    }
+    const int64_t token = sampler.next_token(logits);
+    ASSERT_NE(token, 5) << "a bias of -100 leaves it no chance";
+    ++counts[static_cast<size_t>(token)];
+  }
+  EXPECT_GT(counts[2] + counts[3] + counts[4], 0) << "penalised favourites hand over to the others";
+  EXPECT_EQ(logits[0].item<float>(), 2.0f) << "the caller's logits are left as they were";
+
+  // Greedy: token 0 (2.0) first, then 1 (1.9 beats 2.0 - 0.3 - 0.4 = 1.3), then 0 again (1.3
+  // beats 1.9 - 0.7 = 1.2), then 1 (1.2 beats 2.0 - 0.6 - 0.4 = 1.0 and token 2's 1.0).
+  SamplingOptions greedy;
+  greedy.temperature = 0;
+  greedy.presence_penalty = 0.4;
+  greedy.frequency_penalty = 0.3;
+  Sampler picker(greedy);
+  const auto three = torch::tensor({2.0f, 1.9f, 1.0f});
+  std::vector<int64_t> picked;
+  for (int step = 0; step < 4; ++step) picked.push_back(picker.next_token(three));
+  EXPECT_EQ(picked, (std::vector<int64_t>{0, 1, 0, 1}));
 }
 
 }  // namespace

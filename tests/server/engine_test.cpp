@@ -271,6 +271,30 @@ TEST(Engine, ScoresThePromptAgainstTheFullForward) {
   }
 }
 
+// Penalties and logit bias adjust each step's logits by the request's own history: such a request
+// decodes plainly where it would draft, and gives what the generator gives with the same options.
+TEST(Engine, PenalisedRequestsDecodePlainlyAsTheGeneratorDoes) {
+  DeepSeekV3 model = float_model(38);
+  EngineOptions options;
+  options.draft_tokens = 2;
+  Engine engine(model, options);
+  const auto prompt = random_prompt(6, engine.config().vocab_size, 8);
+  auto outcome = std::make_shared<Outcome>();
+  auto r = make_request(prompt, 10, outcome);
+  r->sampling.frequency_penalty = 1.5;
+  r->sampling.presence_penalty = 0.5;
+  r->sampling.logit_bias = {{prompt[0], 3.0}};
+  ASSERT_EQ(engine.submit(r), Engine::Admission::kAccepted);
+  wait_for(*outcome);
+  EXPECT_FALSE(outcome->stats.speculative);
+  inference::GenerationOptions generation;
+  generation.max_new_tokens = 10;
+  generation.sampling = r->sampling;
+  const auto expected = inference::Generator(model).generate(prompt, generation).tokens;
+  EXPECT_EQ(outcome->tokens, expected);
+  EXPECT_NE(expected, alone(model, prompt, 10).tokens) << "the adjustments changed nothing: a weak test";
+}
+
 TEST(Engine, DraftsOnlyForARequestThatStartsAlone) {
   ModelConfig config = testing::small_vocab_config(24);
   DeepSeekV3 model = testing::agreeable_model(config, 36);

@@ -213,6 +213,24 @@ test('scoring a prompt gives what generating it gave', async () => {
     (e) => e instanceof OpenAI.BadRequestError && e.param === 'max_tokens');
 });
 
+test('penalties and logit_bias: what nextn generate gives with the same options', async () => {
+  const prompt = 'def main():';
+  const plain = (await greedy(prompt, 24)).choices[0].token_ids;
+  const penalised = (await greedy(prompt, 24, { frequency_penalty: 2, presence_penalty: 0.5 })).choices[0].token_ids;
+  assert.deepEqual(penalised,
+    generateTokenIds(prompt, 24, ['--greedy', '--frequency-penalty', '2', '--presence-penalty', '0.5']));
+  assert.notDeepEqual(penalised, plain);
+  // A bias of 100 makes a token the only choice; -100 rules one out.
+  assert.deepEqual((await greedy(prompt, 5, { logit_bias: { 100: 100 } })).choices[0].token_ids, [100, 100, 100, 100, 100]);
+  const banned = (await greedy(prompt, 12, { logit_bias: { [plain[0]]: -100 } })).choices[0].token_ids;
+  assert.ok(!banned.includes(plain[0]), JSON.stringify(banned));
+  assert.deepEqual(banned, generateTokenIds(prompt, 12, ['--greedy', '--logit-bias', `${plain[0]}=-100`]));
+  await assert.rejects(greedy(prompt, 3, { logit_bias: { 99999: 1 } }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === 'logit_bias');
+  await assert.rejects(greedy(prompt, 3, { presence_penalty: 3 }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === 'presence_penalty');
+});
+
 test('errors come back as the client\'s exception types', async () => {
   await assert.rejects(greedy('x', 4, { temperature: 5 }), (e) => e instanceof OpenAI.BadRequestError &&
     e.status === 400 && e.error?.param === 'temperature');

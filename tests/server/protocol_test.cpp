@@ -57,6 +57,13 @@ TEST(OpenAiProtocol, CompletionFieldsAndDefaults) {
   EXPECT_EQ(*scoring.max_tokens, 0);
   EXPECT_TRUE(scoring.echo);
   EXPECT_EQ(scoring.logprobs, 1);
+  auto penalised = parse_completion_request(Endpoint::kChatCompletions,
+                                            R"({"model":"m","messages":[{"role":"user","content":"x"}],
+                                                "presence_penalty":0.5,"frequency_penalty":-1,
+                                                "logit_bias":{"7":-100,"12":2.5}})");
+  EXPECT_EQ(penalised.presence_penalty, 0.5);
+  EXPECT_EQ(penalised.frequency_penalty, -1.0);
+  EXPECT_EQ(penalised.logit_bias, (std::vector<std::pair<int64_t, double>>{{12, 2.5}, {7, -100.0}}));  // key order
 }
 
 TEST(OpenAiProtocol, BadFieldsAreNamed) {
@@ -84,6 +91,13 @@ TEST(OpenAiProtocol, BadFieldsAreNamed) {
   expect_refused(c, R"({"model":"m","prompt":"x","stop":[1]})", "stop");
   expect_refused(c, R"({"model":"m","prompt":"x","stream":"yes"})", "stream");
   expect_refused(c, R"({"model":"m","prompt":"x","logprobs":21})", "logprobs");
+  expect_refused(c, R"({"model":"m","prompt":"x","presence_penalty":2.5})", "presence_penalty");
+  expect_refused(c, R"({"model":"m","prompt":"x","frequency_penalty":"high"})", "frequency_penalty");
+  expect_refused(c, R"({"model":"m","prompt":"x","logit_bias":[1]})", "logit_bias");
+  expect_refused(c, R"({"model":"m","prompt":"x","logit_bias":{"a":1}})", "logit_bias");
+  expect_refused(c, R"({"model":"m","prompt":"x","logit_bias":{"-3":1}})", "logit_bias");
+  expect_refused(c, R"({"model":"m","prompt":"x","logit_bias":{"3":101}})", "logit_bias");
+  expect_refused(c, R"({"model":"m","prompt":"x","logit_bias":{"3":1,"03":2}})", "logit_bias");
   const Endpoint chat = Endpoint::kChatCompletions;
   expect_refused(chat, R"({"model":"m","messages":[]})", "messages");
   expect_refused(chat, R"({"model":"m","messages":[{"role":"wizard","content":"x"}]})", "messages[0].role");

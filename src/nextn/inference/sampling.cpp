@@ -1,8 +1,9 @@
 #include "nextn/inference/sampling.h"
 
-#include <cmath>
 #include <algorithm>
+#include <cmath>
 #include <limits>
+#include <set>
 
 #include "nextn/util/error.h"
 
@@ -13,6 +14,16 @@ void SamplingOptions::validate() const {
               temperature);
   NEXTN_CHECK(top_k >= 0, "top_k must be >= 0 (0: off), got ", top_k);
   NEXTN_CHECK(top_p > 0.0 && top_p <= 1.0, "top_p must be in (0, 1] (1: off), got ", top_p);
+  NEXTN_CHECK(presence_penalty >= -2.0 && presence_penalty <= 2.0, "presence_penalty must be in [-2, 2], got ",
+              presence_penalty);
+  NEXTN_CHECK(frequency_penalty >= -2.0 && frequency_penalty <= 2.0, "frequency_penalty must be in [-2, 2], got ",
+              frequency_penalty);
+  std::set<int64_t> biased;
+  for (const auto& [token, bias] : logit_bias) {
+    NEXTN_CHECK(token >= 0, "logit_bias: token id ", token, " is negative");
+    NEXTN_CHECK(bias >= -100.0 && bias <= 100.0, "logit_bias of token ", token, " must be in [-100, 100], got ", bias);
+    NEXTN_CHECK(biased.insert(token).second, "logit_bias: token ", token, " appears twice");
+  }
 }
 
 torch::Tensor sampling_distribution(const torch::Tensor& logits, const SamplingOptions& options) {
@@ -124,8 +135,38 @@ torch::Tensor Sampler::sample(const torch::Tensor& probabilities) {
 
 int64_t Sampler::next_token(const torch::Tensor& logits) {
   NEXTN_CHECK(logits.dim() == 1, "next_token() takes logits [V], got ", logits.sizes());
-  if (options_.greedy()) return greedy_tokens(logits)[0];
-  return sample(distribution(logits)).item<int64_t>();
+  if (!options_.adjusts_logits()) {
+    if (options_.greedy()) return greedy_tokens(logits)[0];
+    return sample(distribution(logits)).item<int64_t>();
+  }
+  const torch::Tensor adjusted = adjusted_logits(logits);
+  const int64_t token = options_.greedy() ? greedy_tokens(adjusted)[0] : sample(distribution(adjusted)).item<int64_t>();
+  ++drawn_[token];
+  return token;
+}
+
+torch::Tensor Sampler::adjusted_logits(const torch::Tensor& logits) const {
+  torch::NoGradGuard no_grad;
+  NEXTN_CHECK(logits.dim() == 1, "adjusted_logits() takes logits [V], got ", logits.sizes());
+  std::vector<int64_t> tokens;
+  std::vector<double> deltas;
+  // OpenAI's formula: logit[j] - count[j] x frequency_penalty - (count[j] > 0) x presence_penalty.
+  for (const auto& [token, count] : drawn_) {
+    tokens.push_back(token);
+    deltas.push_back(-(static_cast<double>(count) * options_.frequency_penalty + options_.presence_penalty));
+  }
+  for (const auto& [token, bias] : options_.logit_bias) {
+    NEXTN_CHECK(token < logits.size(0), "logit_bias: token id ", token, " is outside the vocabulary [0, ",
+                logits.size(0), ")");
+    tokens.push_back(token);
+    deltas.push_back(bias);
+  }
+  torch::Tensor adjusted = logits.clone();
+  if (tokens.empty()) return adjusted;
+  // index_add_ sums a token's two entries (drawn before, and biased).
+  adjusted.index_add_(0, torch::tensor(tokens, torch::kLong).to(logits.device()),
+                      torch::tensor(deltas, torch::kDouble).to(logits.device(), logits.scalar_type()));
+  return adjusted;
 }
 
 }  // namespace nextn::inference

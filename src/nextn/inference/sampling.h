@@ -9,7 +9,9 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <map>
 #include <random>
+#include <utility>
 #include <vector>
 
 namespace nextn::inference {
@@ -19,8 +21,16 @@ struct SamplingOptions {
   int64_t top_k = 0;         // keep the k most probable tokens; 0: off
   double top_p = 1.0;        // keep the smallest set whose mass reaches top_p; 1: off
   uint64_t seed = 0;
+  // OpenAI's adjustments of the raw logits, before temperature, top-k and top-p: a token this
+  // sampler drew before loses presence_penalty once and frequency_penalty per draw; logit_bias adds
+  // its value to its token's logit at every step. Plain decoding only: a drafting step's
+  // verification judges several tokens against one history, so speculative decoders refuse them.
+  double presence_penalty = 0.0;   // in [-2, 2]
+  double frequency_penalty = 0.0;  // in [-2, 2]
+  std::vector<std::pair<int64_t, double>> logit_bias;  // token id, bias in [-100, 100]; ids unique
 
   bool greedy() const { return temperature == 0.0; }
+  bool adjusts_logits() const { return presence_penalty != 0.0 || frequency_penalty != 0.0 || !logit_bias.empty(); }
   void validate() const;  // nextn::Error naming the bad option
 };
 
@@ -46,8 +56,12 @@ class Sampler {
   // One token per row of probabilities [B, V] (or [V]) by inverse-CDF sampling with this sampler's
   // uniforms; int64 [B] (or a scalar) on the probabilities' device. Rows need not be normalised.
   torch::Tensor sample(const torch::Tensor& probabilities);
-  // The next token for logits [V]: argmax when greedy, else a draw from distribution(logits).
+  // The next token for logits [V]: argmax when greedy, else a draw from distribution(logits); with
+  // penalties or a logit bias, of adjusted_logits(logits).
   int64_t next_token(const torch::Tensor& logits);
+  // `logits` [V] with the penalties of the tokens next_token() drew so far and the logit bias
+  // applied (a copy, in their dtype).
+  torch::Tensor adjusted_logits(const torch::Tensor& logits) const;
 
   // A uniform double in [0, 1) from the sampler's own generator (std::mt19937_64, whose output the
   // C++ standard fixes, turned into 53 mantissa bits by hand rather than by
@@ -57,6 +71,7 @@ class Sampler {
  private:
   SamplingOptions options_;
   std::mt19937_64 engine_;
+  std::map<int64_t, int64_t> drawn_;  // token -> times next_token() drew it (kept with penalties only)
 };
 
 }  // namespace nextn::inference

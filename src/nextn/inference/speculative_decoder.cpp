@@ -18,6 +18,8 @@ SpeculativeDecoder::SpeculativeDecoder(DeepSeekV3 model, const SpeculativeOption
     options_.draft_tokens = static_cast<int64_t>(options.tree.size());
   }
   check_capacity(capacity, config);
+  NEXTN_CHECK(!sampling.adjusts_logits(), "presence/frequency penalties and logit_bias need plain decoding: "
+              "a speculative step verifies several tokens against one history");
   const int64_t depth_count = config.mtp_depth();
   NEXTN_CHECK(depth_count >= 1, "speculative decoding needs MTP modules, and this model has none "
               "(num_nextn_predict_layers = 0)");

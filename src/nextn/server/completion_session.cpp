@@ -59,6 +59,12 @@ CompletionSession::CompletionSession(const CompletionRequest& request, const Ser
                             " tokens (at most " + std::to_string(room) + " here)",
                    "max_tokens", "context_length_exceeded");
   }
+  for (const auto& [id, bias] : request_.logit_bias) {
+    if (id >= model_.vocab_size) {
+      throw ApiError(400, "logit_bias names token " + std::to_string(id) + ", outside the vocabulary [0, " +
+                              std::to_string(model_.vocab_size) + ")", "logit_bias", "invalid_value");
+    }
+  }
   if (!request_.ignore_eos) stop_token_ids_ = {tok.eos_id()};
   decoder_.emplace(tok);
   filter_.emplace(stops);
@@ -75,6 +81,9 @@ std::shared_ptr<EngineRequest> CompletionSession::make_engine_request() {
   r->sampling.top_p = request_.top_p;
   r->sampling.top_k = request_.top_k;
   r->sampling.seed = request_.seed ? *request_.seed : fresh_request_seed();
+  r->sampling.presence_penalty = request_.presence_penalty;
+  r->sampling.frequency_penalty = request_.frequency_penalty;
+  r->sampling.logit_bias = request_.logit_bias;
   r->stop_token_ids = stop_token_ids_;
   r->logprobs = request_.logprobs;
   auto self = shared_from_this();

@@ -166,7 +166,8 @@ void Engine::admit(std::vector<std::unique_ptr<Active>>& active) {
     const int64_t capacity = std::min<int64_t>(
         context_length_, static_cast<int64_t>(request->prompt.size()) + std::max<int64_t>(request->max_tokens, 1));
     const bool scores_prompt = request->prompt_logprobs >= 0;
-    const bool draft = options_.draft_tokens > 0 && active.empty() && request->logprobs < 0 && !scores_prompt;
+    const bool draft = options_.draft_tokens > 0 && active.empty() && request->logprobs < 0 && !scores_prompt &&
+                       !request->sampling.adjusts_logits();
     try {
       if (draft) {
         inference::SpeculativeOptions speculative;

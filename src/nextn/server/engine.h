@@ -9,6 +9,7 @@
 //
 // Speculative decoding policy (measured, docs/BENCHMARKS.md "Serving"): a request drafts with
 // the MTP modules when it is admitted into an empty engine and asked for no log-probabilities
+// and no penalties or logit bias
 // (with adaptive_draft, each of its steps drafts the count the draft policy expects to pay, none
 // when drafting does not pay on this machine);
 // a request that joins running ones decodes plainly in the shared batch, where one more row costs

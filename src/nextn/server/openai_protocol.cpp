@@ -1,12 +1,11 @@
 #include "nextn/server/openai_protocol.h"
 
-#include "nextn/tokenizer/unicode.h"
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
 #include <random>
+#include <set>
 
 #include "nextn/tokenizer/unicode.h"
 
@@ -92,6 +91,28 @@ void parse_prompt(const json& body, CompletionRequest& r) {
   if (p.is_array() && p.empty()) bad("prompt", "'prompt' is empty");
   if (p.is_array()) bad("prompt", "a batch of several prompts is not supported: send one request per prompt");
   bad("prompt", std::string("'prompt' must be a string or an array of token ids, got ") + p.type_name());
+}
+
+// OpenAI's logit_bias: {"<token id>": bias in [-100, 100], ...}.
+void parse_logit_bias(const json& body, CompletionRequest& r) {
+  if (!body.contains("logit_bias") || body["logit_bias"].is_null()) return;
+  const json& biases = body["logit_bias"];
+  if (!biases.is_object()) bad("logit_bias", "'logit_bias' must be an object mapping token ids to biases");
+  std::set<int64_t> seen;
+  for (auto it = biases.begin(); it != biases.end(); ++it) {
+    const std::string& key = it.key();
+    const bool digits = !key.empty() && key.size() <= 18 &&
+                        std::all_of(key.begin(), key.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (!digits) bad("logit_bias", "'logit_bias' keys must be token ids, got \"" + printable_utf8(key) + "\"");
+    const int64_t id = std::stoll(key);
+    if (!seen.insert(id).second) bad("logit_bias", "'logit_bias' names token " + std::to_string(id) + " twice");
+    const json& value = it.value();
+    if (!value.is_number() || !std::isfinite(value.get<double>()) || value.get<double>() < -100.0 ||
+        value.get<double>() > 100.0) {
+      bad("logit_bias", "'logit_bias' of token " + key + " must be a number in [-100, 100], got " + value.dump());
+    }
+    r.logit_bias.emplace_back(id, value.get<double>());
+  }
 }
 
 void parse_messages(const json& body, CompletionRequest& r) {
@@ -188,6 +209,9 @@ CompletionRequest parse_completion_request(Endpoint endpoint, const std::string&
   r.top_k = integer_in(body, "top_k", -1, INT64_MAX).value_or(0);
   if (r.top_k < 0) r.top_k = 0;  // vLLM's -1: off
   if (auto seed = integer_in(body, "seed", INT64_MIN, INT64_MAX)) r.seed = static_cast<uint64_t>(*seed);
+  r.presence_penalty = number_in(body, "presence_penalty", -2.0, 2.0, 0.0);
+  r.frequency_penalty = number_in(body, "frequency_penalty", -2.0, 2.0, 0.0);
+  parse_logit_bias(body, r);
   if (auto n = integer_in(body, "n", 1, INT64_MAX); n && *n != 1) {
     throw ApiError(400, "only n = 1 is supported, got " + std::to_string(*n) + ": send one request per completion", "n",
                    "unsupported_value");

@@ -9,6 +9,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace nextn::server {
@@ -44,6 +45,9 @@ struct CompletionRequest {
   double top_p = 1.0;
   int64_t top_k = 0;  // extension (0: off)
   std::optional<uint64_t> seed;
+  double presence_penalty = 0.0;   // OpenAI's, in [-2, 2] (inference/sampling.h)
+  double frequency_penalty = 0.0;  // in [-2, 2]
+  std::vector<std::pair<int64_t, double>> logit_bias;  // token id -> bias in [-100, 100]
   std::vector<std::string> stop;
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
