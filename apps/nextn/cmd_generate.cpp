@@ -35,6 +35,7 @@ struct ModelFlags {
   int threads = 0;
   std::string device = "cpu";
   bool no_verify = false;
+  std::string layout = "panels";
 
   void add(CLI::App* cmd) {
     cmd->add_option("--model", model_dir, "model directory, or a run directory (its newest checkpoint)")->required();
@@ -48,6 +49,7 @@ struct ModelFlags {
     add_threads_option(*cmd, threads);
     cmd->add_option("--device", device, "cpu or cuda[:N]");
     add_no_verify_option(*cmd, no_verify);
+    add_layout_option(*cmd, layout);
   }
 };
 
@@ -55,7 +57,8 @@ struct LoadedModel {
   std::string dir;
   DeepSeekV3 model{nullptr};
   tokenizer::Tokenizer tok;
-  // Decoding's weights in panels, as `nextn serve` decodes: the same bits, the same tokens.
+  // Decoding's weights in panels (--layout panels, as `nextn serve` decodes by default: the same
+  // bits, the same tokens); null with --layout rows.
   std::shared_ptr<inference::DecodingPanels> panels;
 };
 
@@ -67,7 +70,7 @@ LoadedModel load(const ModelFlags& f) {
   NEXTN_CHECK(m.tok.vocab_size() <= m.model->config().vocab_size, "tokenizer '", tokenizer_path, "' has ",
               m.tok.vocab_size(), " tokens, more than the model's vocab_size ", m.model->config().vocab_size);
   m.model->eval();
-  m.panels = std::make_shared<inference::DecodingPanels>(m.model);
+  if (f.layout == "panels") m.panels = std::make_shared<inference::DecodingPanels>(m.model);
   return m;
 }
 

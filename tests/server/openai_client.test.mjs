@@ -424,6 +424,30 @@ test('speculative decoding: the same greedy output, and drafts counted per depth
   }
 });
 
+test('--layout rows: decoding reads the model\'s own rows, the tokens generate --layout rows gives', async () => {
+  const rows = await startServer(['--layout', 'rows']);
+  try {
+    assert.match(rows.output(), /decoding reads the model's rows/);
+    assert.match(server.output(), /decoding reads panels \(\d+ MiB of packed weights\)/);
+    const c = new OpenAI({ baseURL: `${rows.url}/v1`, apiKey: 'x', maxRetries: 0 });
+    for (const prompt of ['class Parser:', 'import os\n']) {
+      const r = await c.completions.create({ model: 'tiny', prompt, max_tokens: 20, temperature: 0, logprobs: 1,
+                                             return_token_ids: true });
+      assert.deepEqual(r.choices[0].token_ids, generateTokenIds(prompt, 20, ['--greedy', '--layout', 'rows']), prompt);
+      // Panels and rows differ in rounding only: the same log-probabilities to ~1e-5.
+      const packed = await greedy(prompt, 20, { logprobs: 1 });
+      if (packed.choices[0].token_ids.join() !== r.choices[0].token_ids.join()) continue;  // a near-tie went the other way
+      r.choices[0].logprobs.token_logprobs.forEach((l, i) =>
+        assert.ok(Math.abs(l - packed.choices[0].logprobs.token_logprobs[i]) < 1e-4, `${prompt} token ${i}`));
+    }
+  } finally {
+    assert.equal(await rows.stop(), 0);
+  }
+  const bad = spawnSync(nextn, ['serve', '--model', tinyModel(), '--layout', 'columns'], { encoding: 'utf8' });
+  assert.notEqual(bad.status, 0);
+  assert.match(bad.stderr, /--layout/);
+});
+
 test('--speculative mtp drafts auto by default: the same greedy output, every depth tried', async () => {
   const spec = await startServer(['--speculative', 'mtp']);
   try {
