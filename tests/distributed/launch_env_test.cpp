@@ -75,7 +75,7 @@ TEST(LaunchEnv, OpenMpi) {
 }
 
 TEST(LaunchEnv, Slurm) {
-  LaunchEnv env = detect({{"SLURM_PROCID", "2"}, {"SLURM_NTASKS", "4"}, {"SLURM_LOCALID", "0"},
+  LaunchEnv env = detect({{"SLURM_PROCID", "2"}, {"SLURM_NTASKS", "4"}, {"SLURM_LOCALID", "0"}, {"SLURM_STEP_ID", "0"},
                           {"SLURM_NTASKS_PER_NODE", "2(x2)"}, {"SLURM_LAUNCH_NODE_IPADDR", "192.168.1.10"}});
   EXPECT_EQ(env.launcher, "slurm");
   EXPECT_EQ(env.rank, 2);
@@ -84,9 +84,20 @@ TEST(LaunchEnv, Slurm) {
   EXPECT_EQ(env.master_addr, "192.168.1.10");
   // MASTER_ADDR, when the job script sets it, wins.
   EXPECT_EQ(detect({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}, {"SLURM_LAUNCH_NODE_IPADDR", "192.168.1.10"},
-                    {"MASTER_ADDR", "10.1.1.1"}})
+                    {"SLURM_STEPID", "3"}, {"MASTER_ADDR", "10.1.1.1"}})
                 .master_addr,
             "10.1.1.1");
+}
+
+TEST(LaunchEnv, SlurmWithoutSrunIsAJobOfOne) {
+  // An sbatch script's own environment (or an salloc shell's): the allocation's task count and
+  // SLURM_PROCID=0, but no job step; srun would set SLURM_STEP_ID.
+  LaunchEnv env = detect({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "4"}, {"SLURM_LOCALID", "0"},
+                          {"SLURM_NTASKS_PER_NODE", "4"}, {"SLURM_JOB_ID", "200505"}});
+  EXPECT_FALSE(env.distributed());
+  EXPECT_EQ(env.launcher, "none");
+  EXPECT_NE(env.note.find("4 tasks, but this process was not started by srun"), std::string::npos) << env.note;
+  EXPECT_TRUE(detect({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "1"}}).note.empty());  // nothing to explain
 }
 
 TEST(LaunchEnv, TorchrunWinsOverSlurm) {
@@ -105,7 +116,8 @@ TEST(LaunchEnv, MalformedVariablesAreNamed) {
   expect_error({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", ""}}, "MASTER_ADDR is empty");
   expect_error({{"RANK", "0"}, {"WORLD_SIZE", "4"}, {"LOCAL_WORLD_SIZE", "2"}}, "MASTER_ADDR is not set");
   expect_error({{"OMPI_COMM_WORLD_SIZE", "2"}}, "OMPI_COMM_WORLD_RANK is not set");
-  expect_error({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}, {"SLURM_NTASKS_PER_NODE", "x"}}, "SLURM_NTASKS_PER_NODE");
+  expect_error({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}, {"SLURM_STEP_ID", "0"}, {"SLURM_NTASKS_PER_NODE", "x"}},
+               "SLURM_NTASKS_PER_NODE");
 }
 
 }  // namespace

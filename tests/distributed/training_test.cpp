@@ -392,7 +392,7 @@ TEST_F(DistributedTraining, SlurmAndOpenMpiVariablesStartAJob) {
   struct Launcher {
     std::string name, rank_variable, common;
   };
-  for (const Launcher& l : {Launcher{"slurm", "SLURM_PROCID", "SLURM_NTASKS=2 SLURM_NTASKS_PER_NODE=2"},
+  for (const Launcher& l : {Launcher{"slurm", "SLURM_PROCID", "SLURM_NTASKS=2 SLURM_NTASKS_PER_NODE=2 SLURM_STEP_ID=0"},
                             Launcher{"openmpi", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE=2"}}) {
     SCOPED_TRACE(l.name);
     const std::string env = l.common + " MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(dist::free_local_port());

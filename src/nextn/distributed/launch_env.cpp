@@ -57,6 +57,14 @@ LaunchEnv detect_launch_env(const EnvLookup& lookup) {
     env.local_rank = integer_variable(lookup, "OMPI_COMM_WORLD_LOCAL_RANK", 0, env.world_size - 1).value_or(0);
     env.local_world_size =
         integer_variable(lookup, "OMPI_COMM_WORLD_LOCAL_SIZE", 1, env.world_size).value_or(env.world_size);
+  } else if (lookup("SLURM_PROCID") && lookup("SLURM_NTASKS") && !lookup("SLURM_STEP_ID") && !lookup("SLURM_STEPID")) {
+    // The batch script of an sbatch job, or an salloc shell: the allocation's variables, no ranks.
+    const std::optional<int> tasks = integer_variable(lookup, "SLURM_NTASKS", 1, kMaxRanks);
+    if (tasks && *tasks > 1) {
+      env.note = cat("Slurm allocated ", *tasks, " tasks, but this process was not started by srun: it runs alone "
+                     "(start the ranks with `srun nextn train ...`)");
+    }
+    return env;
   } else if (lookup("SLURM_PROCID") && lookup("SLURM_NTASKS")) {
     env.launcher = "slurm";
     env.world_size = required_integer(lookup, "SLURM_NTASKS", "SLURM_PROCID", 1, kMaxRanks);

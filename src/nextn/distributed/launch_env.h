@@ -4,7 +4,10 @@
 //   Open MPI's mpirun: OMPI_COMM_WORLD_RANK, OMPI_COMM_WORLD_SIZE, OMPI_COMM_WORLD_LOCAL_RANK,
 //       OMPI_COMM_WORLD_LOCAL_SIZE (MASTER_ADDR / MASTER_PORT from the job script)
 //   Slurm's srun: SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID, SLURM_NTASKS_PER_NODE; MASTER_ADDR
-//       defaults to SLURM_LAUNCH_NODE_IPADDR (the node that ran srun, the batch host in sbatch)
+//       defaults to SLURM_LAUNCH_NODE_IPADDR (the node that ran srun, the batch host in sbatch).
+//       Only inside a job step (SLURM_STEP_ID, which srun sets): an sbatch script or an salloc
+//       shell has SLURM_PROCID=0 and the allocation's SLURM_NTASKS too, and a process started
+//       there without srun is alone, not rank 0 of ranks that will never come.
 // checked in that order. With none of them the process is a job of one.
 #pragma once
 
@@ -25,6 +28,9 @@ struct LaunchEnv {
   int master_port = kDefaultMasterPort;
   int restart_count = 0;          // torchrun's restarts of the whole job so far
   std::string launcher = "none";  // "torchrun", "nextn" (train --nproc-per-node), "openmpi", "slurm", "none"
+  // A job of one that its environment might have made look like more (Slurm tasks without srun):
+  // why it is alone, for the user to read. Empty otherwise.
+  std::string note;
 
   bool distributed() const { return world_size > 1; }
 };
