@@ -467,6 +467,11 @@ TEST_F(DistributedTraining, BadSetupsAreRefusedBeforeAnyWork) {
                            "; second=$?; wait $first; exit $(( $? | second )))",
                        dir.path()),
                  "runs with --expert-parallel");
+  // A rank that never starts: named, not a socket timeout of the first process group.
+  expect_refusal(shell("RANK=0 WORLD_SIZE=3 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(dist::free_local_port()) +
+                           " " + binary + train_args(config, dir.file("missing"), 4) + " --dist-timeout 2",
+                       dir.path()),
+                 "ranks 1, 2 of 3 did not join the rendezvous");
   // Nobody serves the rendezvous.
   expect_refusal(shell("RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(dist::free_local_port()) +
                            " " + binary + train_args(config, dir.file("alone"), 4) + " --dist-timeout 2",

@@ -7,6 +7,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <thread>
 
 #include "nextn/distributed/backend.h"
 #include "nextn/util/error.h"
@@ -60,6 +61,7 @@ Cluster::Cluster(const LaunchEnv& env, const ClusterOptions& options) : env_(env
   }
   start_heartbeat();
   try {
+    wait_for_every_rank();
     make_groups();
   } catch (...) {
     stop_heartbeat();  // the destructor does not run when the constructor throws
@@ -71,6 +73,28 @@ Cluster::Cluster(const LaunchEnv& env, const ClusterOptions& options) : env_(env
 Cluster::~Cluster() {
   if (g_current == this) g_current = nullptr;
   stop_heartbeat();
+}
+
+void Cluster::wait_for_every_rank() {
+  const std::string joined = "nextn/joined";
+  store_->main->set(joined + "/" + std::to_string(env_.rank), std::vector<uint8_t>{1});
+  store_->main->add(joined, 1);
+  const auto deadline = std::chrono::steady_clock::now() + options_.timeout;
+  while (store_->main->add(joined, 0) < env_.world_size) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      std::vector<int> missing;
+      for (int r = 0; r < env_.world_size; ++r) {
+        if (!store_->main->check({joined + "/" + std::to_string(r)})) missing.push_back(r);
+      }
+      std::string names;
+      for (int r : missing) names += (names.empty() ? "" : ", ") + std::to_string(r);
+      fail(missing.size() == 1 ? "rank " : "ranks ", names, " of ", env_.world_size,
+           " did not join the rendezvous at ", env_.master_addr, ":", env_.master_port, " within ",
+           std::chrono::duration_cast<std::chrono::seconds>(options_.timeout).count(),
+           " s (--dist-timeout): was every rank started, with the same MASTER_ADDR, MASTER_PORT and world size?");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
 }
 
 void Cluster::make_groups() {

@@ -77,6 +77,9 @@ class Cluster {
   void start_heartbeat();
   void stop_heartbeat();
   void make_groups();
+  // Each rank counts itself in on the store and waits until all have: a rank that never starts is
+  // named (by every rank that waits for it) instead of surfacing as a socket timeout in gloo.
+  void wait_for_every_rank();
   std::shared_ptr<Communicator> make_group(const std::string& name, const std::vector<int>& members);
 
   LaunchEnv env_;
