@@ -213,6 +213,39 @@ test('scoring a prompt gives what generating it gave', async () => {
     (e) => e instanceof OpenAI.BadRequestError && e.param === 'max_tokens');
 });
 
+test('a batch of prompts gets a choice each, as each alone', async () => {
+  const prompts = ['def main():', 'import os\n', [7, 300, 41]];
+  const r = await client.completions.create({ model: 'tiny', prompt: prompts, max_tokens: 8, temperature: 0,
+                                              return_token_ids: true });
+  assert.equal(r.choices.length, 3);
+  let completion = 0;
+  for (let i = 0; i < prompts.length; ++i) {
+    const c = r.choices.find((x) => x.index === i);
+    const alone = await greedy(prompts[i], 8);
+    assert.deepEqual(c.token_ids, alone.choices[0].token_ids, `prompt ${i}`);
+    assert.equal(c.text, alone.choices[0].text);
+    completion += alone.usage.completion_tokens;
+  }
+  assert.equal(r.usage.completion_tokens, completion);
+  assert.equal(r.usage.total_tokens, r.usage.prompt_tokens + r.usage.completion_tokens);
+  // lm-evaluation-harness with --batch_size 2: token-id prompts, echo, logprobs, max_tokens 1.
+  const scored = await client.completions.create({ model: 'tiny', prompt: [[7, 300, 41, 100], [5, 6]], max_tokens: 1,
+                                                   temperature: 0, logprobs: 1, echo: true });
+  assert.deepEqual(scored.choices.map((c) => c.logprobs.tokens.length), [5, 3]);
+  // More prompts than places and queue: refused whole (503), and every place is free afterwards.
+  await assert.rejects(client.completions.create({ model: 'tiny', prompt: Array(40).fill('x'), max_tokens: 4 }),
+    (e) => e instanceof OpenAI.InternalServerError && e.status === 503);
+  let m = await metrics(server.url);
+  for (let i = 0; i < 100 && m.nextn_requests_running + m.nextn_requests_queued > 0; ++i) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    m = await metrics(server.url);
+  }
+  assert.equal(m.nextn_requests_running + m.nextn_requests_queued, 0, 'the refused batch\'s accepted part was dropped');
+  assert.deepEqual((await greedy('def main():', 8)).choices[0].token_ids, r.choices[0].token_ids);
+  await assert.rejects(client.completions.create({ model: 'tiny', prompt: ['a', 'b'], stream: true }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === 'stream');
+});
+
 test('penalties and logit_bias: what nextn generate gives with the same options', async () => {
   const prompt = 'def main():';
   const plain = (await greedy(prompt, 24)).choices[0].token_ids;

@@ -57,6 +57,16 @@ TEST(OpenAiProtocol, CompletionFieldsAndDefaults) {
   EXPECT_EQ(*scoring.max_tokens, 0);
   EXPECT_TRUE(scoring.echo);
   EXPECT_EQ(scoring.logprobs, 1);
+  // Batches of prompts: a choice each.
+  auto batch = parse_completion_request(Endpoint::kCompletions, R"({"model":"m","prompt":["ab",[5,6]],"seed":3})");
+  ASSERT_EQ(batch.prompts.size(), 2u);
+  EXPECT_EQ(*batch.prompts[0].text, "ab");
+  EXPECT_EQ(batch.prompts[1].ids, (std::vector<int64_t>{5, 6}));
+  const CompletionRequest second = for_prompt(batch, 1);
+  EXPECT_FALSE(second.prompt_text.has_value());
+  EXPECT_EQ(second.prompt_ids, (std::vector<int64_t>{5, 6}));
+  EXPECT_EQ(second.prompts.size(), 1u);
+  EXPECT_EQ(*second.seed, 3u);
   auto penalised = parse_completion_request(Endpoint::kChatCompletions,
                                             R"({"model":"m","messages":[{"role":"user","content":"x"}],
                                                 "presence_penalty":0.5,"frequency_penalty":-1,
@@ -74,11 +84,14 @@ TEST(OpenAiProtocol, BadFieldsAreNamed) {
   expect_refused(c, R"({"model":"m"})", "prompt");
   expect_refused(c, R"({"model":"m","prompt":""})", "prompt");
   expect_refused(c, R"({"model":"m","prompt":[]})", "prompt");
-  expect_refused(c, R"({"model":"m","prompt":["a","b"]})", "prompt");
+  expect_refused(c, R"({"model":"m","prompt":["a",""]})", "prompt");
+  expect_refused(c, R"({"model":"m","prompt":["a",3]})", "prompt");
+  expect_refused(c, R"({"model":"m","prompt":[["a"]]})", "prompt");
+  expect_refused(c, R"({"model":"m","prompt":[1,"a"]})", "prompt");
+  expect_refused(c, R"({"model":"m","prompt":["a","b"],"stream":true})", "stream");
   expect_refused(c, R"({"model":"m","prompt":[1,-2]})", "prompt");
   expect_refused(c, R"({"model":"m","prompt":"x","max_tokens":0})", "max_tokens");  // 0 only with echo
   expect_refused(c, R"({"model":"m","prompt":"x","max_tokens":-1,"echo":true})", "max_tokens");
-  expect_refused(c, R"({"model":"m","prompt":[[1,2],[3]]})", "prompt");
   expect_refused(c, R"({"model":"m","prompt":[[1,-2]]})", "prompt");
   expect_refused(c, R"({"model":"m","prompt":[[]]})", "prompt");
   expect_refused(c, R"({"model":"m","prompt":"x","max_tokens":1.5})", "max_tokens");

@@ -4,6 +4,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <thread>
 
 #include "nextn/server/client_connection.h"
@@ -36,6 +37,75 @@ const char* status_message(int status) {
 ApiError loading(httplib::Response& res) {
   res.set_header("Retry-After", "1");
   return ApiError(503, "the model is still loading", "", "model_loading");
+}
+
+// A session per prompt of the request (a batch of prompts: one each, errors naming the prompt).
+std::vector<std::shared_ptr<CompletionSession>> open_sessions(const CompletionRequest& request,
+                                                              const ServedModel& model, Metrics* metrics) {
+  std::vector<std::shared_ptr<CompletionSession>> sessions;
+  const size_t count = std::max<size_t>(request.prompts.size(), 1);
+  for (size_t i = 0; i < count; ++i) {
+    try {
+      sessions.push_back(std::make_shared<CompletionSession>(count > 1 ? for_prompt(request, i) : request, model, metrics));
+    } catch (const ApiError& e) {
+      if (count == 1) throw;
+      throw ApiError(e.status(), "prompt[" + std::to_string(i) + "]: " + e.what(), e.param(), e.code());
+    }
+  }
+  return sessions;
+}
+
+// Queues every session's request, or none: when one is refused the ones before are cancelled.
+void submit_all(Engine& engine, const std::vector<std::shared_ptr<CompletionSession>>& sessions,
+                httplib::Response& res) {
+  for (size_t i = 0; i < sessions.size(); ++i) {
+    Engine::Admission admission;
+    try {
+      admission = engine.submit(sessions[i]->make_engine_request());
+    } catch (const Error& e) {
+      for (size_t j = 0; j < i; ++j) sessions[j]->cancel();
+      throw ApiError(400, e.what());
+    }
+    if (admission == Engine::Admission::kAccepted) continue;
+    for (size_t j = 0; j < i; ++j) sessions[j]->cancel();
+    if (admission == Engine::Admission::kStopping) {
+      throw ApiError(503, "the server is shutting down", "", "server_shutting_down");
+    }
+    res.set_header("Retry-After", "1");
+    throw ApiError(503, sessions.size() > 1 ? "the server is busy: the queue has no room for all " +
+                                                  std::to_string(sessions.size()) + " prompts; retry later, or send fewer"
+                                            : std::string("the server is busy: every place and the queue are taken; "
+                                                          "retry later"),
+                   "", "server_busy");
+  }
+}
+
+// The whole response of a batch of prompts: a choice per prompt (index i), usage summed.
+json batch_response(const std::vector<std::shared_ptr<CompletionSession>>& sessions) {
+  json out = sessions.front()->response();
+  json choices = json::array();
+  int64_t prompt_tokens = 0, completion_tokens = 0;
+  std::vector<int64_t> drafted, accepted;
+  auto add_to = [](std::vector<int64_t>& sum, const json& counts) {
+    if (sum.size() < counts.size()) sum.resize(counts.size(), 0);
+    for (size_t k = 0; k < counts.size(); ++k) sum[k] += counts[k].get<int64_t>();
+  };
+  for (size_t i = 0; i < sessions.size(); ++i) {
+    const json one = i == 0 ? out : sessions[i]->response();
+    json choice = one["choices"][0];
+    choice["index"] = i;
+    choices.push_back(choice);
+    prompt_tokens += one["usage"]["prompt_tokens"].get<int64_t>();
+    completion_tokens += one["usage"]["completion_tokens"].get<int64_t>();
+    add_to(drafted, one["usage"]["speculative"]["drafted"]);
+    add_to(accepted, one["usage"]["speculative"]["accepted"]);
+  }
+  out["choices"] = choices;
+  out["usage"] = {{"prompt_tokens", prompt_tokens},
+                  {"completion_tokens", completion_tokens},
+                  {"total_tokens", prompt_tokens + completion_tokens},
+                  {"speculative", {{"drafted", drafted}, {"accepted", accepted}}}};
+  return out;
 }
 
 }  // namespace
@@ -170,35 +240,28 @@ void HttpServer::routes() {
           throw ApiError(404, "The model '" + request.model + "' does not exist; this server has '" + model_.name + "'",
                          "model", "model_not_found");
         }
-        auto session = std::make_shared<CompletionSession>(request, model_, &metrics_);
-        Engine::Admission admission;
-        try {
-          admission = engine->submit(session->make_engine_request());
-        } catch (const Error& e) {
-          throw ApiError(400, e.what());
-        }
-        if (admission == Engine::Admission::kStopping) {
-          throw ApiError(503, "the server is shutting down", "", "server_shutting_down");
-        }
-        if (admission == Engine::Admission::kQueueFull) {
-          res.set_header("Retry-After", "1");
-          throw ApiError(503, "the server is busy: every place and the queue are taken; retry later", "", "server_busy");
-        }
+        const std::vector<std::shared_ptr<CompletionSession>> sessions = open_sessions(request, model_, &metrics_);
+        submit_all(*engine, sessions, res);
+        const std::shared_ptr<CompletionSession>& session = sessions.front();  // a stream has one prompt
         const ClientConnection connection(req.local_addr, req.local_port, req.remote_addr, req.remote_port);
         if (!request.stream) {
-          while (!session->done()) {
-            if (connection.closed()) {
-              session->cancel();  // the engine drops it at its next step
-              metrics_.request(name, 499);
-              return;
+          for (const auto& s : sessions) {
+            while (!s->done()) {
+              if (connection.closed()) {
+                for (const auto& each : sessions) each->cancel();  // the engine drops them at its next step
+                metrics_.request(name, 499);
+                return;
+              }
+              s->wait_done(kPoll);
             }
-            session->wait_done(kPoll);
           }
-          if (session->finish_reason() == FinishReason::kError) throw ApiError(500, session->stats().error);
-          if (session->finish_reason() == FinishReason::kCancelled) {
-            throw ApiError(503, "the server stopped before the request finished", "", "server_shutting_down");
+          for (const auto& s : sessions) {
+            if (s->finish_reason() == FinishReason::kError) throw ApiError(500, s->stats().error);
+            if (s->finish_reason() == FinishReason::kCancelled) {
+              throw ApiError(503, "the server stopped before the request finished", "", "server_shutting_down");
+            }
           }
-          send_json(res, 200, session->response());
+          send_json(res, 200, sessions.size() == 1 ? session->response() : batch_response(sessions));
           metrics_.request(name, 200);
           return;
         }

@@ -61,36 +61,43 @@ bool boolean(const json& body, const char* field, bool fallback) {
   return body[field].get<bool>();
 }
 
+// One prompt: a string, or an array of token ids; `where` names it in errors.
+PromptInput parse_one_prompt(const json& p, const std::string& where) {
+  PromptInput prompt;
+  if (p.is_string()) {
+    if (p.get<std::string>().empty()) bad("prompt", where + " is empty");
+    prompt.text = p.get<std::string>();
+    return prompt;
+  }
+  if (!p.is_array()) bad("prompt", where + " must be a string or an array of token ids, got " + p.type_name());
+  if (p.empty()) bad("prompt", where + " is empty");
+  for (const json& id : p) {
+    if (!id.is_number_integer() || id.get<int64_t>() < 0) {
+      bad("prompt", where + ": a token-id prompt must hold non-negative integers, got " + id.dump());
+    }
+    prompt.ids.push_back(id.get<int64_t>());
+  }
+  return prompt;
+}
+
+// OpenAI's four forms: a string, an array of token ids, and batches of either (an array of
+// strings, an array of token-id arrays; lm-evaluation-harness sends its requests so).
 void parse_prompt(const json& body, CompletionRequest& r) {
   if (!body.contains("prompt") || body["prompt"].is_null()) bad("prompt", "'prompt' is required");
   const json& p = body["prompt"];
-  if (p.is_string()) {
-    if (p.get<std::string>().empty()) bad("prompt", "'prompt' is empty");
-    r.prompt_text = p.get<std::string>();
-    return;
-  }
-  if (p.is_array() && !p.empty() && p[0].is_number()) {
-    for (const json& id : p) {
-      if (!id.is_number_integer() || id.get<int64_t>() < 0) bad("prompt", "a token-id prompt must hold non-negative integers, got " + id.dump());
-      r.prompt_ids.push_back(id.get<int64_t>());
+  if (p.is_array() && !p.empty() && (p[0].is_string() || p[0].is_array())) {
+    for (size_t i = 0; i < p.size(); ++i) {
+      if (!p[i].is_string() && !p[i].is_array()) {
+        bad("prompt", "prompt[" + std::to_string(i) + "] must be a string or an array of token ids, got " +
+                          p[i].type_name());
+      }
+      r.prompts.push_back(parse_one_prompt(p[i], "prompt[" + std::to_string(i) + "]"));
     }
-    return;
+  } else {
+    r.prompts.push_back(parse_one_prompt(p, "'prompt'"));
   }
-  if (p.is_array() && p.size() == 1 && p[0].is_string()) {  // a batch of one prompt
-    if (p[0].get<std::string>().empty()) bad("prompt", "'prompt' is empty");
-    r.prompt_text = p[0].get<std::string>();
-    return;
-  }
-  // A batch of one token-id prompt (lm-evaluation-harness sends its requests so).
-  if (p.is_array() && p.size() == 1 && p[0].is_array() && !p[0].empty() && p[0][0].is_number()) {
-    json inner = body;
-    inner["prompt"] = p[0];
-    parse_prompt(inner, r);
-    return;
-  }
-  if (p.is_array() && p.empty()) bad("prompt", "'prompt' is empty");
-  if (p.is_array()) bad("prompt", "a batch of several prompts is not supported: send one request per prompt");
-  bad("prompt", std::string("'prompt' must be a string or an array of token ids, got ") + p.type_name());
+  r.prompt_text = r.prompts.front().text;
+  r.prompt_ids = r.prompts.front().ids;
 }
 
 // OpenAI's logit_bias: {"<token id>": bias in [-100, 100], ...}.
@@ -221,6 +228,10 @@ CompletionRequest parse_completion_request(Endpoint endpoint, const std::string&
   }
   parse_stop(body, r);
   r.stream = boolean(body, "stream", false);
+  if (r.stream && r.prompts.size() > 1) {
+    bad("stream", "streaming several prompts at once is not supported: send one request per prompt, or set "
+                  "'stream' to false");
+  }
   if (body.contains("stream_options") && !body["stream_options"].is_null()) {
     if (!body["stream_options"].is_object()) bad("stream_options", "'stream_options' must be an object");
     r.include_usage = boolean(body["stream_options"], "include_usage", false);
@@ -241,6 +252,14 @@ CompletionRequest parse_completion_request(Endpoint endpoint, const std::string&
   r.return_token_ids = boolean(body, "return_token_ids", false);
   r.ignore_eos = boolean(body, "ignore_eos", false);
   return r;
+}
+
+CompletionRequest for_prompt(const CompletionRequest& request, size_t i) {
+  CompletionRequest one = request;
+  one.prompts = {request.prompts.at(i)};
+  one.prompt_text = request.prompts[i].text;
+  one.prompt_ids = request.prompts[i].ids;
+  return one;
 }
 
 size_t utf8_characters(const std::string& text) {

@@ -20,6 +20,8 @@ class ApiError : public std::runtime_error {
   ApiError(int status, std::string message, std::string param = "", std::string code = "",
            std::string type = "");
   int status() const { return status_; }
+  const std::string& param() const { return param_; }
+  const std::string& code() const { return code_; }
   nlohmann::json to_json() const;
 
  private:
@@ -34,11 +36,20 @@ struct ChatMessage {
   std::string content;
 };
 
+// A completion's prompt: text, or token ids.
+struct PromptInput {
+  std::optional<std::string> text;
+  std::vector<int64_t> ids;
+};
+
 struct CompletionRequest {
   Endpoint endpoint = Endpoint::kCompletions;
   std::string model;
   std::optional<std::string> prompt_text;  // completions: a string prompt
   std::vector<int64_t> prompt_ids;         // completions: an array of token ids
+  // Completions: every prompt of the request, one choice each (OpenAI's prompt arrays); the first
+  // is also in prompt_text / prompt_ids. for_prompt(i) is the request for the i-th alone.
+  std::vector<PromptInput> prompts;
   std::vector<ChatMessage> messages;       // chat
   std::optional<int64_t> max_tokens;       // absent: 16 (completions), the rest of the context (chat)
   double temperature = 1.0;
@@ -60,6 +71,9 @@ struct CompletionRequest {
 // Throws ApiError (400) naming the field for anything malformed: not JSON, wrong types, values out
 // of range or NaN, n != 1, empty prompts, more than 4 stop strings.
 CompletionRequest parse_completion_request(Endpoint endpoint, const std::string& body);
+
+// The request with only its i-th prompt (a batch runs as one engine request per prompt).
+CompletionRequest for_prompt(const CompletionRequest& request, size_t i);
 
 // One token of the response with its log-probabilities: a generated one, or with echo a prompt's.
 struct TokenLogprob {
