@@ -10,6 +10,7 @@
 #include "command_registry.h"
 #include "draft_head_flags.h"
 #include "nextn/inference/decoding_panels.h"
+#include "nextn/kernels/panel_matmul.h"
 #include "nextn/inference/draft_tree.h"
 #include "nextn/device/device.h"
 #include "nextn/checkpoint/hf_checkpoint.h"
@@ -70,7 +71,10 @@ LoadedModel load(const ModelFlags& f) {
   NEXTN_CHECK(m.tok.vocab_size() <= m.model->config().vocab_size, "tokenizer '", tokenizer_path, "' has ",
               m.tok.vocab_size(), " tokens, more than the model's vocab_size ", m.model->config().vocab_size);
   m.model->eval();
-  if (f.layout == "panels") m.panels = std::make_shared<inference::DecodingPanels>(m.model);
+  if (f.layout == "panels") {
+    m.panels = std::make_shared<inference::DecodingPanels>(m.model);
+    if (!kernels::panel_matmul_vectorised()) std::cerr << "decoding reads the model's rows: no vector path for panels on this CPU\n";
+  }
   return m;
 }
 

@@ -14,6 +14,7 @@
 #include "nextn/inference/decoding_panels.h"
 #include "nextn/inference/draft_tree.h"
 #include "nextn/io/atomic_file.h"
+#include "nextn/kernels/panel_matmul.h"
 #include "nextn/server/engine.h"
 #include "nextn/server/http_server.h"
 #include "nextn/tokenizer/tokenizer.h"
@@ -126,8 +127,10 @@ void run_serve(ServeFlags& f) {
                 : f.engine.adaptive_draft ? ", MTP drafts auto (0.." + std::to_string(f.engine.draft_tokens) + " per step)"
                 : f.engine.draft_tokens > 0 ? ", MTP drafts " + std::to_string(f.engine.draft_tokens) : std::string())
             << (f.http.api_key.empty() ? std::string() : ", API key required") << ", decoding reads "
-            << (panels ? "panels (" + std::to_string(panels->bytes() >> 20) + " MiB of packed weights)"
-                       : std::string("the model's rows"))
+            << (panels && panels->matrices() > 0
+                    ? "panels (" + std::to_string(panels->bytes() >> 20) + " MiB of packed weights)"
+                    : std::string("the model's rows") +
+                          (panels && !kernels::panel_matmul_vectorised() ? " (no vector path for panels on this CPU)" : ""))
             << ")" << std::endl;
 
   while (!stop.requested()) std::this_thread::sleep_for(std::chrono::milliseconds(50));

@@ -12,6 +12,7 @@
 #include "nextn/inference/cached_forward.h"
 #include "nextn/inference/decoding_panels.h"
 #include "nextn/inference/plain_decoder.h"
+#include "nextn/kernels/panel_matmul.h"
 #include "nextn/model/linear.h"
 #include "nextn/util/error.h"
 
@@ -82,7 +83,30 @@ TEST(BatchedForward, EveryRowIsBitForBitItsSequenceAlone) {
 // Decoding on the panels computes the same logits as on the model's rows, to float rounding (the
 // two kernels sum each output in a different order), and the panels take the products: the
 // logits are not the rows' bits.
+// Without a vector path the panels would be the reference's scalar chain, slower than the row
+// kernel's portable path: nothing is packed, decoding reads the rows.
+TEST(BatchedForward, PanelsArePackedOnlyWhereTheyHaveAVectorPath) {
+  DeepSeekV3 model = random_model(testing::tiny_config(), 24, 0.3, torch::kFloat);
+  const kernels::FewRowsPath before = kernels::few_rows_matmul_path();
+  kernels::force_few_rows_matmul_path(kernels::FewRowsPath::kPortable);
+  EXPECT_FALSE(kernels::panel_matmul_vectorised());
+  {
+    const DecodingPanels packed(model);
+    EXPECT_EQ(packed.matrices(), 0);
+    EXPECT_EQ(kernels::registered_panel_count(), 0);
+  }
+  kernels::force_few_rows_matmul_path(before);
+  for (kernels::FewRowsPath path : {kernels::FewRowsPath::kAvx2Fma, kernels::FewRowsPath::kAvx512}) {
+    if (!kernels::few_rows_matmul_path_available(path)) continue;
+    kernels::force_few_rows_matmul_path(path);
+    EXPECT_TRUE(kernels::panel_matmul_vectorised()) << kernels::few_rows_matmul_path_name(path);
+    EXPECT_GT(DecodingPanels(model).matrices(), 0);
+  }
+  kernels::force_few_rows_matmul_path(before);
+}
+
 TEST(BatchedForward, PanelsGiveTheRowKernelsLogitsToRounding) {
+  if (!kernels::panel_matmul_vectorised()) GTEST_SKIP() << "no vector path for panels here: nothing is packed";
   ModelConfig config = testing::tiny_config();
   DeepSeekV3 model = random_model(config, 23, 0.3, torch::kFloat);
   // The same tokens decoded twice, teacher-forced: first on the rows, then on the panels.

@@ -5,6 +5,7 @@
 
 namespace nextn::inference {
 DecodingPanels::DecodingPanels(const DeepSeekV3& model) {
+  if (!kernels::panel_matmul_vectorised()) return;
   try {
     register_all(model);
   } catch (...) {

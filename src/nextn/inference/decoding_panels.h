@@ -7,6 +7,9 @@
 // every decoding path of a process that holds one (plain, speculative, batched) computes the same
 // chain per output, so their outputs stay equal to each other bit for bit.
 //
+// Where the panel kernel has no vector path (kernels::panel_matmul_vectorised(): not x86 with AVX2
+// or AVX-512) it packs nothing: decoding reads the rows, with the row kernel's faster portable path.
+//
 // The weights must not change while it lives (training updates them in place: it never holds one).
 #pragma once
 

@@ -244,6 +244,14 @@ PanelMatrix::PanelMatrix(const MatrixView& w) : rows_(w.rows), cols_(w.cols) {
   }
 }
 
+bool panel_matmul_vectorised() {
+#if NEXTN_PANEL_X86_PATHS
+  return few_rows_matmul_path() != FewRowsPath::kPortable;
+#else
+  return false;
+#endif
+}
+
 void panel_matmul(const MatrixView& x, const PanelMatrix& w, float* out, int64_t out_row_stride) {
   check_shapes(x, w, out);
   if (w.rows() == 0) return;

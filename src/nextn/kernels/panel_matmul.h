@@ -54,6 +54,11 @@ class PanelMatrix {
 // (few_rows_matmul_path()), several threads when the product is large enough.
 void panel_matmul(const MatrixView& x, const PanelMatrix& w, float* out, int64_t out_row_stride);
 
+// Whether panel_matmul runs a vector path here: AVX2+FMA or AVX-512, in this build, on this CPU,
+// and few_rows_matmul_path() one of them. The portable path is the reference's scalar chain, slower
+// than the row kernel's portable path: decoding packs panels only where this holds.
+bool panel_matmul_vectorised();
+
 // The chain above as a plain loop (std::fma, one output at a time): what every path must equal.
 void panel_matmul_reference(const MatrixView& x, const PanelMatrix& w, float* out, int64_t out_row_stride);
 
