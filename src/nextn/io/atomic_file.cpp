@@ -89,4 +89,17 @@ void fsync_directory(const std::string& dir) {
   NEXTN_CHECK(rc == 0, "cannot fsync directory '", dir, "': ", errno_text());
 }
 
+void fsync_files_and_directory(const std::string& dir) {
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    if (!entry.is_regular_file()) continue;
+    const std::string path = entry.path().string();
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    NEXTN_CHECK(fd >= 0, "cannot open '", path, "' to sync it: ", errno_text());
+    int rc = ::fsync(fd);
+    ::close(fd);
+    NEXTN_CHECK(rc == 0, "cannot fsync '", path, "': ", errno_text());
+  }
+  fsync_directory(dir);
+}
+
 }  // namespace nextn::io

@@ -34,5 +34,8 @@ std::string read_file(const std::string& path);
 bool file_exists(const std::string& path);
 // fsync a directory so that renames and creations inside it are durable.
 void fsync_directory(const std::string& dir);
+// fsync every regular file directly inside `dir`, then `dir` itself: before a directory written
+// file by file is renamed into place, so that no file in it can be lost or short after a crash.
+void fsync_files_and_directory(const std::string& dir);
 
 }  // namespace nextn::io

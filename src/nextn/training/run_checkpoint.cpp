@@ -80,19 +80,6 @@ std::vector<std::pair<int64_t, fs::path>> complete_checkpoints(const std::string
   return found;
 }
 
-void fsync_tree(const fs::path& dir) {
-  for (const auto& entry : fs::directory_iterator(dir)) {
-    if (entry.is_regular_file()) {
-      FILE* f = std::fopen(entry.path().c_str(), "rb");
-      NEXTN_CHECK(f != nullptr, "cannot open '", entry.path().string(), "' to sync it");
-      int rc = ::fsync(fileno(f));
-      std::fclose(f);
-      NEXTN_CHECK(rc == 0, "cannot fsync '", entry.path().string(), "'");
-    }
-  }
-  io::fsync_directory(dir.string());
-}
-
 // Files that describe the run's tokens rather than its weights, added to a checkpoint after it was
 // written (`nextn draft-vocab` writes draft_vocab.json into the newest one): each new checkpoint
 // takes them over from the newest existing one, so that a run trained further (--resume) keeps them.
@@ -195,7 +182,7 @@ PreparedCheckpoint prepare_run_checkpoint(const std::string& run_dir, DeepSeekV3
     }
     carry_run_files(run_dir, temp_dir);
     io::write_checksums(temp_dir.string());  // last: it lists every file above
-    fsync_tree(temp_dir);
+    io::fsync_files_and_directory(temp_dir.string());
   } catch (...) {
     discard_run_checkpoint(prepared);
     throw;
