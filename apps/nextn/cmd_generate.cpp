@@ -1,7 +1,7 @@
 // `nextn generate`: text generation from a model directory, plain or with MTP speculative
 // decoding, streaming tokens to the terminal; `nextn inspect`: what each MTP depth predicts at
-// the end of a prompt next to plain decoding; `nextn export`: rewrite a model directory
-// (dtype, sharding, dropping the MTP modules).
+// the end of a prompt next to plain decoding; `nextn export`: write a model directory anew, all or
+// nothing (dtype, sharding, dropping the MTP modules; checkpoint/model_export.h).
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -14,6 +14,7 @@
 #include "nextn/inference/draft_tree.h"
 #include "nextn/device/device.h"
 #include "nextn/checkpoint/hf_checkpoint.h"
+#include "nextn/checkpoint/model_export.h"
 #include "nextn/inference/generator.h"
 #include "nextn/inference/stop_strings.h"
 #include "nextn/io/atomic_file.h"
@@ -353,6 +354,7 @@ void setup_export(CLI::App& app) {
   cmd->callback([f] {
     const std::string dir = resolve_model_dir(f->model_dir);
     NEXTN_CHECK(fs::weakly_canonical(dir) != fs::weakly_canonical(f->out_dir), "--out must differ from the model directory");
+    check_export_target(f->out_dir);  // before the work of loading
     DeepSeekV3 model = load_model(dir, torch::kCPU, !f->no_verify);
     std::string differences;
     for (const auto& difference : reference_code_differences(model->config())) differences += "; " + difference;
@@ -363,19 +365,8 @@ void setup_export(CLI::App& app) {
     options.drop_mtp = f->drop_mtp;
     options.max_shard_bytes = f->max_shard_bytes;
     if (!f->dtype.empty()) options.dtype = dtype_from_name(f->dtype);
-    save_model(*model, f->out_dir, options);
-    // What travels with the weights: the tokenizer, and the drafters' vocabulary (nextn
-    // draft-vocab) unless the drafters are dropped.
-    std::vector<std::string> companions = {"tokenizer.json"};
-    if (!f->drop_mtp) companions.push_back("draft_vocab.json");
-    for (const std::string& name : companions) {
-      const std::string source = (fs::path(dir) / name).string();
-      if (io::file_exists(source)) {
-        io::write_file_atomic((fs::path(f->out_dir) / name).string(), io::read_file(source));
-      } else if (name == "tokenizer.json") {
-        std::cout << "note: '" << dir << "' has no tokenizer.json; the export has none either\n";
-      }
-    }
+    const ExportResult result = export_model(*model, dir, f->out_dir, options);
+    if (!result.has_tokenizer) std::cout << "note: '" << dir << "' has no tokenizer.json; the export has none either\n";
     std::cout << "wrote " << f->out_dir << (f->drop_mtp ? " (main model only)" : "") << "\n";
   });
 }

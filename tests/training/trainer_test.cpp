@@ -2,8 +2,6 @@
 // with SIGKILL or stopped with SIGTERM that resume to exactly the uninterrupted result.
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <fcntl.h>
-#include <spawn.h>
 #include <sys/wait.h>
 
 #include <chrono>
@@ -20,15 +18,16 @@
 #include "nextn/training/trainer.h"
 #include "tiny_corpus.h"
 
-extern char** environ;
-
 namespace nextn {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::spawn_nextn;
 using testing::TempDir;
 using testing::tiny_corpus;
 using testing::tiny_training_config;
+using testing::wait_for_exit;
+using testing::wait_for_path;
 
 std::string write_tiny_config(const TempDir& dir) {
   std::string path = dir.file("tiny384.json");
@@ -213,40 +212,6 @@ TEST(Trainer, BadInputFailsBeforeAnyWork) {
 }
 
 // ---- real processes -------------------------------------------------------------------------
-
-pid_t spawn_nextn(const std::vector<std::string>& args, const std::string& log_path) {
-  std::vector<std::string> all = {NEXTN_BINARY_PATH};
-  all.insert(all.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : all) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  pid_t pid = 0;
-  int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  EXPECT_EQ(rc, 0) << "cannot start " << argv[0];
-  return pid;
-}
-
-int wait_for_exit(pid_t pid) {
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return status;
-}
-
-bool wait_for_path(const std::string& path, pid_t pid, double seconds) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (fs::exists(path)) return true;
-    int status = 0;
-    if (waitpid(pid, &status, WNOHANG) == pid) return fs::exists(path);
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  return false;
-}
 
 std::vector<std::string> train_args(const TrainOptions& o, int64_t steps) {
   return {"train", "--config", o.config_path, "--data", o.data_dir, "--run", o.run_dir, "--steps", std::to_string(steps),

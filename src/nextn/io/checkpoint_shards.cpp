@@ -31,29 +31,12 @@ bool is_safetensors_file_name(const std::string& name) {
   return name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-// "model-<at least 5 digits>-of-<at least 5 digits>.safetensors", the names HF gives shards.
-bool looks_like_shard_file(const std::string& name) {
-  size_t pos = 0;
-  auto literal = [&](std::string_view text) {
-    if (name.compare(pos, text.size(), text) != 0) return false;
-    pos += text.size();
-    return true;
-  };
-  auto digits = [&] {
-    const size_t start = pos;
-    while (pos < name.size() && std::isdigit(static_cast<unsigned char>(name[pos]))) ++pos;
-    return pos - start >= 5;
-  };
-  return literal("model-") && digits() && literal("-of-") && digits() && literal(".safetensors") &&
-         pos == name.size();
-}
-
 std::vector<std::string> shard_files_in(const std::string& dir) {
   std::vector<std::string> found;
   std::error_code ec;
   for (const auto& item : fs::directory_iterator(dir, ec)) {
     const std::string name = item.path().filename().string();
-    if (looks_like_shard_file(name)) found.push_back(name);
+    if (is_checkpoint_shard_file_name(name)) found.push_back(name);
   }
   return found;
 }
@@ -226,6 +209,22 @@ std::string checkpoint_shard_file_name(size_t shard_number, size_t shard_count) 
   char buffer[96];
   std::snprintf(buffer, sizeof(buffer), "model-%05zu-of-%05zu.safetensors", shard_number, shard_count);
   return buffer;
+}
+
+bool is_checkpoint_shard_file_name(const std::string& name) {
+  size_t pos = 0;
+  auto literal = [&](std::string_view text) {
+    if (name.compare(pos, text.size(), text) != 0) return false;
+    pos += text.size();
+    return true;
+  };
+  auto digits = [&] {
+    const size_t start = pos;
+    while (pos < name.size() && std::isdigit(static_cast<unsigned char>(name[pos]))) ++pos;
+    return pos - start >= 5;
+  };
+  return literal("model-") && digits() && literal("-of-") && digits() && literal(".safetensors") &&
+         pos == name.size();
 }
 
 void write_checkpoint_shards(const std::string& dir, const std::vector<NamedTensor>& tensors,

@@ -20,6 +20,8 @@ inline constexpr const char* kCheckpointIndexFile = "model.safetensors.index.jso
 
 // "model-00002-of-00005.safetensors" for shard 2 (counting from 1) of 5.
 std::string checkpoint_shard_file_name(size_t shard_number, size_t shard_count);
+// Whether `name` has the form HF gives shards: "model-<5+ digits>-of-<5+ digits>.safetensors".
+bool is_checkpoint_shard_file_name(const std::string& name);
 
 // Writes `tensors` into `dir` (created if missing). If their bytes sum to at most
 // `max_shard_bytes`, everything goes to dir/model.safetensors; otherwise into shards of at most
