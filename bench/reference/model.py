@@ -24,39 +24,44 @@ import torch.nn.functional as F
 
 
 class Config:
-    """The keys of config.json the model needs, with the HF defaults for the optional ones."""
+    """The keys of config.json the model needs; a key the file lacks (or sets to null) takes the
+    default of Hugging Face's DeepseekV3Config, as in nextn (src/nextn/config/model_config.cpp)."""
 
     def __init__(self, d):
+        def hf(key, default):
+            value = d.get(key)
+            return default if value is None else value
+
         self.raw = dict(d)
         self.vocab_size = d["vocab_size"]
         self.hidden_size = d["hidden_size"]
-        self.intermediate_size = d["intermediate_size"]
-        self.moe_intermediate_size = d["moe_intermediate_size"]
+        self.intermediate_size = hf("intermediate_size", 18432)
+        self.moe_intermediate_size = hf("moe_intermediate_size", 2048)
         self.num_hidden_layers = d["num_hidden_layers"]
-        self.first_k_dense_replace = d.get("first_k_dense_replace", 0)
-        self.moe_layer_freq = d.get("moe_layer_freq", 1)
+        self.first_k_dense_replace = hf("first_k_dense_replace", 3)
+        self.moe_layer_freq = hf("moe_layer_freq", 1)
         self.num_attention_heads = d["num_attention_heads"]
-        self.q_lora_rank = d.get("q_lora_rank")
+        self.q_lora_rank = d.get("q_lora_rank", 1536)  # null: a plain q_proj
         self.kv_lora_rank = d["kv_lora_rank"]
         self.qk_nope_head_dim = d["qk_nope_head_dim"]
         self.qk_rope_head_dim = d["qk_rope_head_dim"]
         self.v_head_dim = d["v_head_dim"]
-        self.n_routed_experts = d.get("n_routed_experts") or 0
-        self.n_shared_experts = d.get("n_shared_experts") or 0
-        self.num_experts_per_tok = d.get("num_experts_per_tok") or 0
-        self.n_group = d.get("n_group") or 1
-        self.topk_group = d.get("topk_group") or 1
+        self.n_routed_experts = hf("n_routed_experts", 256)
+        self.n_shared_experts = hf("n_shared_experts", 1)
+        self.num_experts_per_tok = hf("num_experts_per_tok", 8)
+        self.n_group = hf("n_group", 8)
+        self.topk_group = hf("topk_group", 4)
         self.group_score_topk = d.get("group_score_topk") or 2  # as DeepSeek's and HF's code
-        self.routed_scaling_factor = d.get("routed_scaling_factor", 1.0)
-        self.norm_topk_prob = d.get("norm_topk_prob", True)
-        self.rms_norm_eps = d.get("rms_norm_eps", 1e-6)
-        self.rope_theta = d.get("rope_theta", 10000.0)
+        self.routed_scaling_factor = hf("routed_scaling_factor", 2.5)
+        self.norm_topk_prob = hf("norm_topk_prob", True)
+        self.rms_norm_eps = hf("rms_norm_eps", 1e-6)
+        self.rope_theta = hf("rope_theta", 10000.0)
         self.rope_scaling = d.get("rope_scaling")
         self.max_position_embeddings = d["max_position_embeddings"]
-        self.num_nextn_predict_layers = d.get("num_nextn_predict_layers", 0)
-        self.mtp_kind = d.get("mtp_kind", "sequential")
-        self.tie_word_embeddings = d.get("tie_word_embeddings", False)
-        self.initializer_range = d.get("initializer_range", 0.02)
+        self.num_nextn_predict_layers = hf("num_nextn_predict_layers", 0)
+        self.mtp_kind = hf("mtp_kind", "sequential")
+        self.tie_word_embeddings = hf("tie_word_embeddings", False)
+        self.initializer_range = hf("initializer_range", 0.02)
         if d.get("scoring_func", "sigmoid") != "sigmoid" or d.get("topk_method", "noaux_tc") != "noaux_tc":
             raise ValueError("the reference implements scoring_func 'sigmoid' with topk_method 'noaux_tc' only")
         if self.mtp_kind not in ("sequential", "parallel"):

@@ -2,6 +2,9 @@
 
 #include <cmath>
 #include <filesystem>
+#include <optional>
+#include <utility>
+#include <vector>
 
 #include "nextn/config/model_config.h"
 #include "nextn/io/atomic_file.h"
@@ -48,6 +51,74 @@ TEST(ModelConfig, MissingRequiredKeyIsNamed) {
     j.erase(key);
     expect_config_error(j, {"missing", key});
   }
+}
+
+// Hugging Face's DeepseekV3Config defaults, typed here from transformers'
+// src/transformers/models/deepseek_v3/configuration_deepseek_v3.py: what a key absent from
+// config.json means there, and so must mean here.
+const std::vector<std::pair<std::string, nlohmann::json>>& hugging_face_defaults() {
+  static const std::vector<std::pair<std::string, nlohmann::json>> defaults = {
+      {"intermediate_size", 18432}, {"moe_intermediate_size", 2048}, {"first_k_dense_replace", 3},
+      {"num_key_value_heads", 128}, {"q_lora_rank", 1536}, {"n_routed_experts", 256},
+      {"n_shared_experts", 1}, {"num_experts_per_tok", 8}, {"n_group", 8}, {"topk_group", 4},
+      {"routed_scaling_factor", 2.5}, {"norm_topk_prob", true}, {"rms_norm_eps", 1e-6},
+      {"rope_theta", 10000.0}, {"rope_scaling", nullptr}, {"tie_word_embeddings", false},
+      {"bos_token_id", 0}, {"eos_token_id", 1}, {"initializer_range", 0.02},
+      {"hidden_act", "silu"}, {"attention_bias", false}};
+  return defaults;
+}
+
+// The keys nextn requires (the shapes: HF's defaults there are the 671B model's), and nothing else.
+nlohmann::json minimal_config_json() {
+  return {{"vocab_size", 1000}, {"hidden_size", 64}, {"num_hidden_layers", 4}, {"num_attention_heads", 128},
+          {"kv_lora_rank", 16}, {"qk_nope_head_dim", 8}, {"qk_rope_head_dim", 4}, {"v_head_dim", 8},
+          {"max_position_embeddings", 256}};
+}
+
+TEST(ModelConfig, AbsentKeysTakeHuggingFacesDefaults) {
+  const ModelConfig c = model_config_from_json(minimal_config_json());
+  const nlohmann::ordered_json written = model_config_to_json(c);
+  for (const auto& [key, value] : hugging_face_defaults()) {
+    ASSERT_TRUE(written.contains(key)) << key << " is not written: nextn's own files would depend on the default";
+    EXPECT_EQ(written.at(key).dump(), value.dump()) << key;
+  }
+  EXPECT_EQ(c.q_lora_rank, std::optional<int64_t>(1536));  // a low-rank query, not a plain q_proj
+  EXPECT_EQ(c.routed_scaling_factor, 2.5);
+  EXPECT_EQ(c.n_group, 8);
+  EXPECT_EQ(c.topk_group, 4);
+  // Keys HF's config does not have, read as its modeling code computes: every layer from
+  // first_k_dense_replace on is MoE (moe_layer_freq 1), sigmoid scores with the bias (noaux_tc),
+  // no MTP modules.
+  std::vector<bool> moe;
+  for (int64_t layer = 0; layer < 4; ++layer) moe.push_back(c.is_moe_layer(layer));
+  EXPECT_EQ(moe, (std::vector<bool>{false, false, false, true}));
+  EXPECT_EQ(c.scoring_func, "sigmoid");
+  EXPECT_EQ(c.topk_method, "noaux_tc");
+  EXPECT_EQ(c.num_nextn_predict_layers, 0);
+}
+
+// null is not absence there: num_key_value_heads null means num_attention_heads ("for backward
+// compatibility"), q_lora_rank null a plain q_proj.
+TEST(ModelConfig, NullKeysMeanWhatTheyMeanToHuggingFace) {
+  nlohmann::json j = minimal_config_json();
+  j["num_attention_heads"] = 16;
+  j["num_key_value_heads"] = nullptr;
+  j["q_lora_rank"] = nullptr;
+  const ModelConfig c = model_config_from_json(j);
+  EXPECT_EQ(c.num_key_value_heads, 16);
+  EXPECT_FALSE(c.q_lora_rank.has_value());
+}
+
+// A default the user never wrote that makes the config invalid is named as such.
+TEST(ModelConfig, AnInvalidConfigNamesTheDefaultsItTook) {
+  nlohmann::json j = minimal_config_json();
+  j["num_attention_heads"] = 16;  // MLA needs num_key_value_heads 16, HF's default is 128
+  expect_config_error(j, {"'num_key_value_heads' (128) must equal 'num_attention_heads' (16)",
+                          "keys absent from the file take Hugging Face's DeepseekV3Config defaults",
+                          "num_key_value_heads=128", "routed_scaling_factor=2.5"});
+  j = minimal_config_json();
+  j["num_hidden_layers"] = 2;  // fewer layers than HF's default of 3 dense ones
+  expect_config_error(j, {"first_k_dense_replace", "first_k_dense_replace=3"});
 }
 
 TEST(ModelConfig, WrongTypesAreNamed) {

@@ -27,9 +27,49 @@ const std::set<std::string>& known_keys() {
   return keys;
 }
 
+// What Hugging Face's DeepseekV3Config (transformers, models/deepseek_v3/configuration_deepseek_v3.py)
+// takes for a key that config.json lacks: a config must mean the same here as there. (It has
+// defaults for the shapes too, those of the 671B model; nextn requires those keys instead of
+// reading a file without them as that model.)
+namespace hf_default {
+constexpr int64_t kIntermediateSize = 18432;
+constexpr int64_t kMoeIntermediateSize = 2048;
+constexpr int64_t kFirstKDenseReplace = 3;
+constexpr int64_t kNumKeyValueHeads = 128;  // when absent; null means num_attention_heads there
+constexpr int64_t kQLoraRank = 1536;        // when absent; null means a plain q_proj
+constexpr int64_t kNRoutedExperts = 256;
+constexpr int64_t kNSharedExperts = 1;
+constexpr int64_t kNumExpertsPerTok = 8;
+constexpr int64_t kNGroup = 8;
+constexpr int64_t kTopkGroup = 4;
+constexpr double kRoutedScalingFactor = 2.5;
+constexpr bool kNormTopkProb = true;
+constexpr double kRmsNormEps = 1e-6;
+constexpr double kRopeTheta = 10000.0;
+constexpr bool kTieWordEmbeddings = false;
+constexpr int64_t kBosTokenId = 0;
+constexpr int64_t kEosTokenId = 1;
+constexpr double kInitializerRange = 0.02;
+}  // namespace hf_default
+
+// The keys above, for telling a user which values did not come from the file.
+const std::vector<std::string>& hf_defaulted_keys() {
+  static const std::vector<std::string> keys = {
+      "intermediate_size", "moe_intermediate_size", "first_k_dense_replace", "num_key_value_heads", "q_lora_rank",
+      "n_routed_experts", "n_shared_experts", "num_experts_per_tok", "n_group", "topk_group",
+      "routed_scaling_factor", "norm_topk_prob", "rms_norm_eps", "rope_theta", "tie_word_embeddings",
+      "bos_token_id", "eos_token_id", "initializer_range"};
+  return keys;
+}
+
 const json* find(const json& j, const std::string& key) {
   auto it = j.find(key);
   return it == j.end() ? nullptr : &*it;
+}
+
+bool is_explicit_null(const json& j, const std::string& key) {
+  const json* v = find(j, key);
+  return v != nullptr && v->is_null();
 }
 
 int64_t as_int(const json& value, const std::string& key) {
@@ -106,6 +146,18 @@ std::optional<RopeScaling> parse_rope_scaling(const json& j) {
 
 void check_positive(int64_t value, const char* key) {
   NEXTN_CHECK(value > 0, "config key '", key, "' must be positive, got ", value);
+}
+
+// " (keys absent from the file take Hugging Face's defaults: n_group=8, ...)" for an invalid
+// config, so that a value the user never wrote is explained; "" when every such key was given.
+std::string hf_defaults_taken(const json& j, const ModelConfig& c) {
+  const nlohmann::ordered_json values = model_config_to_json(c);
+  std::string taken;
+  for (const std::string& key : hf_defaulted_keys()) {
+    if (find(j, key) == nullptr) taken += cat(taken.empty() ? "" : ", ", key, "=", values.at(key).dump());
+  }
+  if (taken.empty()) return "";
+  return cat(" (keys absent from the file take Hugging Face's DeepseekV3Config defaults: ", taken, ")");
 }
 
 }  // namespace
@@ -252,45 +304,55 @@ ModelConfig model_config_from_json(const json& j) {
   ModelConfig c;
   c.vocab_size = required_int(j, "vocab_size");
   c.hidden_size = required_int(j, "hidden_size");
-  c.intermediate_size = optional_int(j, "intermediate_size", 0);
-  c.moe_intermediate_size = optional_int(j, "moe_intermediate_size", 0);
+  c.intermediate_size = optional_int(j, "intermediate_size", hf_default::kIntermediateSize);
+  c.moe_intermediate_size = optional_int(j, "moe_intermediate_size", hf_default::kMoeIntermediateSize);
   c.num_hidden_layers = required_int(j, "num_hidden_layers");
-  c.first_k_dense_replace = optional_int(j, "first_k_dense_replace", 0);
+  c.first_k_dense_replace = optional_int(j, "first_k_dense_replace", hf_default::kFirstKDenseReplace);
+  // Not in HF's config: its modeling code makes every layer from first_k_dense_replace on MoE, as 1 does.
   c.moe_layer_freq = optional_int(j, "moe_layer_freq", 1);
   c.num_attention_heads = required_int(j, "num_attention_heads");
-  c.num_key_value_heads = optional_int(j, "num_key_value_heads", c.num_attention_heads);
-  if (const json* q = find(j, "q_lora_rank"); q != nullptr && !q->is_null()) {
+  c.num_key_value_heads = is_explicit_null(j, "num_key_value_heads")
+                              ? c.num_attention_heads
+                              : optional_int(j, "num_key_value_heads", hf_default::kNumKeyValueHeads);
+  if (const json* q = find(j, "q_lora_rank"); q == nullptr) {
+    c.q_lora_rank = hf_default::kQLoraRank;
+  } else if (!q->is_null()) {
     c.q_lora_rank = as_int(*q, "q_lora_rank");
   }
   c.kv_lora_rank = required_int(j, "kv_lora_rank");
   c.qk_nope_head_dim = required_int(j, "qk_nope_head_dim");
   c.qk_rope_head_dim = required_int(j, "qk_rope_head_dim");
   c.v_head_dim = required_int(j, "v_head_dim");
-  c.n_routed_experts = optional_int(j, "n_routed_experts", 0);
-  c.n_shared_experts = optional_int(j, "n_shared_experts", 0);
-  c.num_experts_per_tok = optional_int(j, "num_experts_per_tok", 0);
-  c.n_group = optional_int(j, "n_group", 1);
-  c.topk_group = optional_int(j, "topk_group", 1);
+  c.n_routed_experts = optional_int(j, "n_routed_experts", hf_default::kNRoutedExperts);
+  c.n_shared_experts = optional_int(j, "n_shared_experts", hf_default::kNSharedExperts);
+  c.num_experts_per_tok = optional_int(j, "num_experts_per_tok", hf_default::kNumExpertsPerTok);
+  c.n_group = optional_int(j, "n_group", hf_default::kNGroup);
+  c.topk_group = optional_int(j, "topk_group", hf_default::kTopkGroup);
   c.group_score_topk = optional_int(j, "group_score_topk", 2);  // what HF and DeepSeek's code sum
-  c.routed_scaling_factor = optional_double(j, "routed_scaling_factor", 1.0);
+  c.routed_scaling_factor = optional_double(j, "routed_scaling_factor", hf_default::kRoutedScalingFactor);
+  // Not in HF's config: its modeling code always routes this way.
   c.scoring_func = optional_string(j, "scoring_func", "sigmoid");
   c.topk_method = optional_string(j, "topk_method", "noaux_tc");
-  c.norm_topk_prob = optional_bool(j, "norm_topk_prob", true);
-  c.rms_norm_eps = optional_double(j, "rms_norm_eps", 1e-6);
-  c.rope_theta = optional_double(j, "rope_theta", 10000.0);
+  c.norm_topk_prob = optional_bool(j, "norm_topk_prob", hf_default::kNormTopkProb);
+  c.rms_norm_eps = optional_double(j, "rms_norm_eps", hf_default::kRmsNormEps);
+  c.rope_theta = optional_double(j, "rope_theta", hf_default::kRopeTheta);
   c.rope_scaling = parse_rope_scaling(j);
   c.max_position_embeddings = required_int(j, "max_position_embeddings");
-  c.num_nextn_predict_layers = optional_int(j, "num_nextn_predict_layers", 0);
+  c.num_nextn_predict_layers = optional_int(j, "num_nextn_predict_layers", 0);  // HF's code has no MTP
   c.mtp_kind = mtp_kind_from_string(optional_string(j, "mtp_kind", "sequential"));
-  c.tie_word_embeddings = optional_bool(j, "tie_word_embeddings", false);
-  c.bos_token_id = optional_int(j, "bos_token_id", 0);
-  c.eos_token_id = optional_int(j, "eos_token_id", 1);
-  c.initializer_range = optional_double(j, "initializer_range", 0.02);
+  c.tie_word_embeddings = optional_bool(j, "tie_word_embeddings", hf_default::kTieWordEmbeddings);
+  c.bos_token_id = optional_int(j, "bos_token_id", hf_default::kBosTokenId);
+  c.eos_token_id = optional_int(j, "eos_token_id", hf_default::kEosTokenId);
+  c.initializer_range = optional_double(j, "initializer_range", hf_default::kInitializerRange);
   c.torch_dtype = optional_string(j, "torch_dtype", "float32");
   for (auto it = j.begin(); it != j.end(); ++it) {
     if (known_keys().count(it.key()) == 0) c.extra[it.key()] = it.value();
   }
-  c.validate();
+  try {
+    c.validate();
+  } catch (const Error& e) {
+    fail(e.what(), hf_defaults_taken(j, c));
+  }
   return c;
 }
 
