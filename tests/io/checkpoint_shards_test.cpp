@@ -201,12 +201,21 @@ TEST(CheckpointShards, NoCheckpointInTheDirectory) {
   expect_error([&] { CheckpointShards checkpoint(dir.path()); }, {"no checkpoint in", "interrupted"});
 }
 
-TEST(CheckpointShards, TheIndexWinsOverAStraySingleFile) {
+// transformers' from_pretrained reads model.safetensors when both are there, vLLM and SGLang the
+// index: no choice would agree with every reader, so the directory is refused with both named.
+TEST(CheckpointShards, BothLayoutsInOneDirectoryAreRefusedNamingBoth) {
   ScratchDir dir;
   const auto tensors = model_tensors(4, 3.0f);
   write_checkpoint_shards(dir.path(), tensors, 1000);
   write_safetensors(dir.file(kSingleCheckpointFile), {{"stray", torch::ones({1})}});
-  expect_checkpoint_holds(dir.path(), tensors);
+  expect_error([&] { CheckpointShards checkpoint(dir.path()); },
+               {dir.path(), "holds both model.safetensors and model.safetensors.index.json", "from_pretrained",
+                "vLLM"});
+  // Writing a checkpoint again ends the ambiguity, whichever layout it takes.
+  const auto rewritten = model_tensors(4, 4.0f);
+  write_checkpoint_shards(dir.path(), rewritten, 1u << 20);
+  EXPECT_EQ(files_in(dir.path()), (std::set<std::string>{kSingleCheckpointFile}));
+  expect_checkpoint_holds(dir.path(), rewritten);
 }
 
 TEST(CheckpointShards, RewritingWithADifferentShardingLeavesOneConsistentCheckpoint) {

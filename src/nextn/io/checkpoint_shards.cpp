@@ -203,6 +203,16 @@ void check_shard_matches_index(const SafetensorsReader& shard, const std::string
   }
 }
 
+// With both files, readers disagree on the weights: transformers' from_pretrained loads
+// model.safetensors, vLLM and SGLang the shards the index names. Whichever nextn chose, some other
+// tool would compute with other weights, so the directory is refused until one layout is removed.
+void refuse_two_layouts(const std::string& dir, bool has_single_file) {
+  NEXTN_CHECK(!has_single_file, "checkpoint '", dir, "' holds both ", kSingleCheckpointFile, " and ",
+              kCheckpointIndexFile, ": Hugging Face's from_pretrained would load ", kSingleCheckpointFile,
+              ", vLLM and SGLang the shards the index names. Remove the one that is not the model (a rewrite "
+              "interrupted between its two layouts leaves both; the newer file is the new model)");
+}
+
 }  // namespace
 
 std::string checkpoint_shard_file_name(size_t shard_number, size_t shard_count) {
@@ -241,7 +251,7 @@ void write_checkpoint_shards(const std::string& dir, const std::vector<NamedTens
   if (total_bytes(tensors) <= max_shard_bytes) {
     retire_previous_if_overwritten(dir, {kSingleCheckpointFile}, previous);
     write_safetensors(join_path(dir, kSingleCheckpointFile), tensors, file_metadata);
-    remove_stale_files(dir, {kSingleCheckpointFile}, previous);  // removing the old index is the switch
+    remove_stale_files(dir, {kSingleCheckpointFile}, previous);  // an old index goes: no longer two layouts
     return;
   }
 
@@ -253,7 +263,8 @@ void write_checkpoint_shards(const std::string& dir, const std::vector<NamedTens
   for (size_t s = 0; s < shards.size(); ++s) {
     write_safetensors(join_path(dir, shard_files[s]), select(tensors, shards[s]), file_metadata);
   }
-  write_file_atomic(join_path(dir, kCheckpointIndexFile), index_json(tensors, shards));  // the switch
+  // The switch; an old model.safetensors goes next, ending the instant of two layouts.
+  write_file_atomic(join_path(dir, kCheckpointIndexFile), index_json(tensors, shards));
   in_use.insert(kCheckpointIndexFile);
   remove_stale_files(dir, in_use, previous);
 }
@@ -262,9 +273,11 @@ CheckpointShards::CheckpointShards(const std::string& dir) : dir_(dir) {
   std::error_code ec;
   NEXTN_CHECK(fs::is_directory(dir, ec), "checkpoint directory '", dir, "' does not exist or is not a directory");
   const std::string index_path = join_path(dir, kCheckpointIndexFile);
+  const bool has_single_file = file_exists(join_path(dir, kSingleCheckpointFile));
   if (file_exists(index_path)) {
+    refuse_two_layouts(dir, has_single_file);
     open_indexed(index_path);
-  } else if (file_exists(join_path(dir, kSingleCheckpointFile))) {
+  } else if (has_single_file) {
     open_single_file();
   } else {
     const size_t orphans = shard_files_in(dir).size();

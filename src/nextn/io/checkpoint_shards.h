@@ -29,18 +29,24 @@ bool is_checkpoint_shard_file_name(const std::string& name);
 // given order, plus the index. A tensor larger than the limit gets a shard of its own.
 // Every file carries `metadata` plus "format": "pt" unless `metadata` sets "format": transformers
 // refuses safetensors files whose metadata lacks it.
-// Replacing an earlier checkpoint in `dir`: the index is written last and is the switch from the
-// old checkpoint to the new one; afterwards files of the old checkpoint that the new one does not
-// use (its index, model.safetensors, shard files) are removed. When new shard files would overwrite
-// files the old index names, the old index is removed first, so that a crash in between leaves no
-// readable mixture of old and new shards (CheckpointShards then reports the interrupted write).
+// Replacing an earlier checkpoint in `dir`: the index (or model.safetensors) is written last and is
+// the switch from the old checkpoint to the new one; afterwards files of the old checkpoint that
+// the new one does not use (its index, model.safetensors, shard files) are removed. When new shard
+// files would overwrite files the old index names, the old index is removed first, so that a crash
+// in between leaves no readable mixture of old and new shards (CheckpointShards then reports the
+// interrupted write). Between the switch to the other layout (sharded to one file or back) and the
+// removal of the old one, both model.safetensors and the index exist: a crash there leaves a
+// directory that CheckpointShards refuses as ambiguous, naming both. Whole model directories that
+// must change in one step are written elsewhere and renamed (io/directory_replace.h).
 void write_checkpoint_shards(const std::string& dir, const std::vector<NamedTensor>& tensors,
                              uint64_t max_shard_bytes, const std::map<std::string, std::string>& metadata = {});
 
 // A validated checkpoint directory. With an index, the index must be a JSON object whose
 // "weight_map" maps tensor names to plain file names in `dir`; every file must exist and be a
 // valid safetensors file, every mapped tensor must be in its file, and every tensor in those files
-// must be mapped to that file. Without an index, dir/model.safetensors is the checkpoint.
+// must be mapped to that file. Without an index, dir/model.safetensors is the checkpoint. A
+// directory with both is refused, naming them: Hugging Face's from_pretrained would read
+// model.safetensors there, vLLM and SGLang the index's shards.
 class CheckpointShards {
  public:
   explicit CheckpointShards(const std::string& dir);
