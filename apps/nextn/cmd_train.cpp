@@ -196,8 +196,8 @@ void setup_train(CLI::App& app) {
 
   cmd->callback([f] {
     const dist::LaunchEnv env = dist::detect_launch_env();
-    if (!env.note.empty()) std::cerr << "nextn train: " << env.note << "\n";
     const bool launcher = (f->launch.nproc_per_node > 1 || f->launch.nnodes > 1) && !env.distributed();
+    if (!env.note.empty() && !launcher) std::cerr << "nextn train: " << env.note << "\n";
     if (launcher) {
       const int status = dist::launch_local_ranks(f->launch, own_command_line());
       std::cout.flush();

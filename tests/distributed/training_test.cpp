@@ -472,6 +472,19 @@ TEST_F(DistributedTraining, BadSetupsAreRefusedBeforeAnyWork) {
                            " " + binary + train_args(config, dir.file("missing"), 4) + " --dist-timeout 2",
                        dir.path()),
                  "ranks 1, 2 of 3 did not join the rendezvous");
+  // Ranks 0 and 1 of 3: both name rank 2, and only rank 2 (rank 0 counted itself in at once).
+  const std::string env3 = "WORLD_SIZE=3 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(dist::free_local_port());
+  const CommandRun two_of_three =
+      shell("(RANK=0 " + env3 + " " + binary + train_args(config, dir.file("two"), 4) + " --dist-timeout 3 & first=$!; " +
+                "RANK=1 " + env3 + " " + binary + train_args(config, dir.file("two"), 4) +
+                " --dist-timeout 3; second=$?; wait $first; exit $(( $? | second )))",
+            dir.path());
+  expect_refusal(two_of_three, "rank 0: rank 2 of 3 did not join the rendezvous");
+  // Rank 1 names rank 2 too, or, when rank 0 gave up and left first, says so.
+  EXPECT_TRUE(two_of_three.output.find("rank 1: rank 2 of 3 did not join") != std::string::npos ||
+              two_of_three.output.find("rank 1: lost rank 0") != std::string::npos)
+      << two_of_three.output;
+  EXPECT_EQ(two_of_three.output.find("ranks 0"), std::string::npos) << two_of_three.output;
   // Nobody serves the rendezvous.
   expect_refusal(shell("RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(dist::free_local_port()) +
                            " " + binary + train_args(config, dir.file("alone"), 4) + " --dist-timeout 2",

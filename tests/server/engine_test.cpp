@@ -197,6 +197,9 @@ TEST(Engine, StopTokensTheCallerAndTheContextEndRequests) {
   EXPECT_THROW(engine.submit(make_request({}, 3, no)), Error);
   EXPECT_THROW(engine.submit(make_request({engine.config().vocab_size}, 3, no)), Error);
   EXPECT_THROW(engine.submit(make_request(prompt, -1, no)), Error);
+  // A prompt that fills the context leaves no place for the token the prefill picks, even with
+  // max_tokens 0 (context 20 here).
+  EXPECT_THROW(engine.submit(make_request(random_prompt(20, engine.config().vocab_size, 1), 0, no)), Error);
   auto unscored = make_request(prompt, 3, no);
   unscored->prompt_logprobs = 1;  // no on_prompt to hand the scores to
   EXPECT_THROW(engine.submit(unscored), Error);

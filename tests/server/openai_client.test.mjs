@@ -317,8 +317,9 @@ test('raw HTTP: invalid UTF-8, malformed JSON, wrong types, oversized bodies, un
   r = await rawRequest(server.url, post('/v1/completions', '{"model":"tiny","prompt":"x","max_tokens":"5"}'));
   assert.equal(statusOf(r), 400);
   assert.equal(errorOf(r).param, 'max_tokens');
-  r = await rawRequest(server.url, post('/v1/completions', '{"model":"tiny","prompt":["a","b"]}'));
+  r = await rawRequest(server.url, post('/v1/completions', '{"model":"tiny","prompt":["a",7]}'));
   assert.equal(statusOf(r), 400);
+  assert.equal(errorOf(r).param, 'prompt');
   r = await rawRequest(server.url, post('/v1/chat/completions', '{"model":"tiny","messages":[]}'));
   assert.equal(statusOf(r), 400);
   r = await rawRequest(server.url, post('/v1/completions', `{"model":"tiny","prompt":"${'a'.repeat(2 << 20)}"}`));

@@ -20,16 +20,15 @@ constexpr const char* kHeartbeatKey = "nextn/heartbeat/";
 
 Cluster* g_current = nullptr;
 
-// joining: each rank's first connection counts itself in, and rank 0's (the server) returns once
-// all world_size have; further connections (heartbeats) do not count.
-c10::intrusive_ptr<c10d::TCPStore> connect_store(const LaunchEnv& env, bool server, bool joining,
-                                                 std::chrono::milliseconds timeout) {
+// Rank 0's connection serves the store. None waits for the others here (TCPStore's waitWorkers
+// made rank 0 wait out the whole timeout before it could count itself in, so that the ranks that
+// came blamed it): Cluster::wait_for_every_rank does, and names who is missing.
+c10::intrusive_ptr<c10d::TCPStore> connect_store(const LaunchEnv& env, bool server, std::chrono::milliseconds timeout) {
   c10d::TCPStoreOptions options;
   options.port = static_cast<std::uint16_t>(env.master_port);
   options.isServer = server;
   options.timeout = timeout;
-  options.waitWorkers = joining;
-  if (joining) options.numWorkers = env.world_size;
+  options.waitWorkers = false;
   return c10::make_intrusive<c10d::TCPStore>(env.master_addr, options);
 }
 
@@ -51,7 +50,7 @@ Cluster::Cluster(const LaunchEnv& env, const ClusterOptions& options) : env_(env
   std::signal(SIGPIPE, SIG_IGN);
   store_ = std::make_unique<Store>();
   try {
-    store_->main = connect_store(env_, env_.rank == 0, /*joining=*/true, options_.timeout);
+    store_->main = connect_store(env_, env_.rank == 0, options_.timeout);
   } catch (const std::exception& e) {
     fail("rank ", env_.rank, " could not ", env_.rank == 0 ? "serve" : "reach", " the rendezvous at ", env_.master_addr,
          ":", env_.master_port, " (MASTER_ADDR:MASTER_PORT) within ",
@@ -78,23 +77,31 @@ Cluster::~Cluster() {
 void Cluster::wait_for_every_rank() {
   const std::string joined = "nextn/joined";
   store_->main->set(joined + "/" + std::to_string(env_.rank), std::vector<uint8_t>{1});
-  store_->main->add(joined, 1);
-  const auto deadline = std::chrono::steady_clock::now() + options_.timeout;
-  while (store_->main->add(joined, 0) < env_.world_size) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      std::vector<int> missing;
-      for (int r = 0; r < env_.world_size; ++r) {
-        if (!store_->main->check({joined + "/" + std::to_string(r)})) missing.push_back(r);
-      }
-      std::string names;
-      for (int r : missing) names += (names.empty() ? "" : ", ") + std::to_string(r);
-      fail(missing.size() == 1 ? "rank " : "ranks ", names, " of ", env_.world_size,
-           " did not join the rendezvous at ", env_.master_addr, ":", env_.master_port, " within ",
-           std::chrono::duration_cast<std::chrono::seconds>(options_.timeout).count(),
-           " s (--dist-timeout): was every rank started, with the same MASTER_ADDR, MASTER_PORT and world size?");
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  // The last rank to count itself in says so; everyone waits for that one key (a request each,
+  // not a poll each: the store serves every rank from one thread).
+  if (store_->main->add(joined, 1) == env_.world_size) store_->main->set(joined + "/all", std::vector<uint8_t>{1});
+  try {
+    store_->main->wait({joined + "/all"}, options_.timeout);
+    return;
+  } catch (const std::exception&) {
+    // Timed out: who is missing is listed below (one request per rank, once).
   }
+  std::string missing;
+  int count = 0;
+  try {
+    for (int r = 0; r < env_.world_size; ++r) {
+      if (store_->main->check({joined + "/" + std::to_string(r)})) continue;
+      missing += (count++ == 0 ? "" : ", ") + std::to_string(r);
+    }
+  } catch (const std::exception& e) {  // rank 0 gave up first (its own deadline came earlier) and left
+    fail("lost rank 0 (it serves the rendezvous store at ", env_.master_addr, ":", env_.master_port,
+         ") while waiting for every rank to join: ", error_text(e));
+  }
+  if (count == 0) return;  // the last one came at the deadline
+  fail(count == 1 ? "rank " : "ranks ", missing, " of ", env_.world_size, " did not join the rendezvous at ",
+       env_.master_addr, ":", env_.master_port, " within ",
+       std::chrono::duration_cast<std::chrono::seconds>(options_.timeout).count(),
+       " s (--dist-timeout): was every rank started, with the same MASTER_ADDR, MASTER_PORT and world size?");
 }
 
 void Cluster::make_groups() {
@@ -158,7 +165,7 @@ struct Heartbeat {
 void Cluster::start_heartbeat() {
   auto heartbeat = std::make_shared<Heartbeat>();
   try {
-    heartbeat->store = connect_store(env_, /*server=*/false, /*joining=*/false, options_.timeout);
+    heartbeat->store = connect_store(env_, /*server=*/false, options_.timeout);
   } catch (const std::exception& e) {
     fail("rank ", env_.rank, " could not open its heartbeat connection to ", env_.master_addr, ":", env_.master_port,
          ": ", error_text(e));
@@ -199,7 +206,7 @@ std::string Cluster::diagnose_failure() {
   std::thread([env, timeout, answer] {
     std::string text;
     try {
-      auto store = connect_store(env, /*server=*/false, /*joining=*/false, timeout);
+      auto store = connect_store(env, /*server=*/false, timeout);
       auto read_all = [&] {
         std::vector<int64_t> beats(env.world_size, 0);
         for (int r = 0; r < env.world_size; ++r) beats[r] = store->add(kHeartbeatKey + std::to_string(r), 0);

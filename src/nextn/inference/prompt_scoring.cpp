@@ -6,21 +6,43 @@
 
 namespace nextn::inference {
 
-ScoredToken score_token(const torch::Tensor& logits, int64_t token, int64_t top_k) {
-  NEXTN_CHECK(logits.dim() == 1 && token >= 0 && token < logits.size(0), "token ", token,
-              " outside logits of shape ", logits.sizes());
+std::vector<ScoredToken> score_rows(const torch::Tensor& logits, const std::vector<int64_t>& tokens, int64_t top_k) {
+  torch::NoGradGuard no_grad;
+  NEXTN_CHECK(logits.dim() == 2 && logits.size(0) == static_cast<int64_t>(tokens.size()), "logits [",
+              tokens.size(), ", V] expected, got ", logits.sizes());
   NEXTN_CHECK(top_k >= 0, "top_k must be non-negative, got ", top_k);
-  const torch::Tensor logprobs = torch::log_softmax(logits.to(torch::kCPU, torch::kDouble), -1);
-  ScoredToken scored;
-  scored.token = token;
-  scored.logprob = logprobs[token].item<double>();
+  for (int64_t token : tokens) {
+    NEXTN_CHECK(token >= 0 && token < logits.size(1), "token ", token, " outside logits of shape ", logits.sizes());
+  }
+  // On the logits' device, in double; only the chosen values travel to the host. The token's own
+  // value and the top ones are read from the one tensor, so a token that is its row's most likely
+  // has exactly the top value (evaluation harnesses test greediness by that equality).
+  const torch::Tensor logprobs = torch::log_softmax(logits.to(torch::kDouble), -1);
+  const torch::Tensor ids = torch::tensor(tokens, torch::kLong).to(logits.device()).unsqueeze(1);
+  const torch::Tensor chosen = logprobs.gather(1, ids).squeeze(1).to(torch::kCPU).contiguous();
+  torch::Tensor top_values, top_ids;
   if (top_k > 0) {
-    auto [values, ids] = logprobs.topk(std::min<int64_t>(top_k, logprobs.size(0)));
-    const auto* v = values.data_ptr<double>();
-    const auto* i = ids.data_ptr<int64_t>();
-    for (int64_t k = 0; k < values.size(0); ++k) scored.top.emplace_back(i[k], v[k]);
+    auto [values, indices] = logprobs.topk(std::min<int64_t>(top_k, logprobs.size(1)), -1);
+    top_values = values.to(torch::kCPU).contiguous();
+    top_ids = indices.to(torch::kCPU).contiguous();
+  }
+  std::vector<ScoredToken> scored(tokens.size());
+  for (size_t r = 0; r < tokens.size(); ++r) {
+    scored[r].token = tokens[r];
+    scored[r].logprob = chosen.data_ptr<double>()[r];
+    if (top_k == 0) continue;
+    const int64_t k = top_values.size(1);
+    for (int64_t j = 0; j < k; ++j) {
+      scored[r].top.emplace_back(top_ids.data_ptr<int64_t>()[static_cast<int64_t>(r) * k + j],
+                                 top_values.data_ptr<double>()[static_cast<int64_t>(r) * k + j]);
+    }
   }
   return scored;
+}
+
+ScoredToken score_token(const torch::Tensor& logits, int64_t token, int64_t top_k) {
+  NEXTN_CHECK(logits.dim() == 1, "score_token takes logits [V], got ", logits.sizes());
+  return score_rows(logits.unsqueeze(0), {token}, top_k).front();
 }
 
 std::vector<ScoredToken> score_prompt(DeepSeekV3Impl& model, const torch::Tensor& hidden,
@@ -37,9 +59,8 @@ std::vector<ScoredToken> score_prompt(DeepSeekV3Impl& model, const torch::Tensor
   for (int64_t first = 0; first < length - 1; first += rows_per_chunk) {
     const int64_t rows = std::min(rows_per_chunk, length - 1 - first);
     const torch::Tensor logits = model.output_head(hidden.narrow(1, first, rows), model.norm)[0];
-    for (int64_t r = 0; r < rows; ++r) {
-      scored.push_back(score_token(logits[r], prompt[static_cast<size_t>(first + r + 1)], top_k));
-    }
+    const std::vector<int64_t> targets(prompt.begin() + first + 1, prompt.begin() + first + rows + 1);
+    for (ScoredToken& s : score_rows(logits, targets, top_k)) scored.push_back(std::move(s));
   }
   return scored;
 }

@@ -19,7 +19,10 @@ struct ScoredToken {
   std::vector<std::pair<int64_t, double>> top;  // the top_k most likely tokens there, most likely first
 };
 
-// log-softmax of `logits` [V] in double at `token`, and the `top_k` (>= 0) most likely tokens.
+// For each row r of `logits` [R, V]: the log-softmax in double at tokens[r], and the `top_k` (>= 0)
+// most likely tokens, computed on the logits' device (one copy of the results to the host).
+std::vector<ScoredToken> score_rows(const torch::Tensor& logits, const std::vector<int64_t>& tokens, int64_t top_k);
+// The same for one row of logits [V].
 ScoredToken score_token(const torch::Tensor& logits, int64_t token, int64_t top_k);
 
 // For each position i in [1, P) of `prompt`: how likely the model found prompt[i] after

@@ -9,11 +9,20 @@
 
 namespace nextn::inference {
 
+namespace {
+
+// What sampling_distribution() reads, checked on every sampled step: validate()'s cheap part.
+void check_distribution_options(const SamplingOptions& o) {
+  NEXTN_CHECK(std::isfinite(o.temperature) && o.temperature >= 0.0, "temperature must be >= 0 (0: greedy), got ",
+              o.temperature);
+  NEXTN_CHECK(o.top_k >= 0, "top_k must be >= 0 (0: off), got ", o.top_k);
+  NEXTN_CHECK(o.top_p > 0.0 && o.top_p <= 1.0, "top_p must be in (0, 1] (1: off), got ", o.top_p);
+}
+
+}  // namespace
+
 void SamplingOptions::validate() const {
-  NEXTN_CHECK(std::isfinite(temperature) && temperature >= 0.0, "temperature must be >= 0 (0: greedy), got ",
-              temperature);
-  NEXTN_CHECK(top_k >= 0, "top_k must be >= 0 (0: off), got ", top_k);
-  NEXTN_CHECK(top_p > 0.0 && top_p <= 1.0, "top_p must be in (0, 1] (1: off), got ", top_p);
+  check_distribution_options(*this);
   NEXTN_CHECK(presence_penalty >= -2.0 && presence_penalty <= 2.0, "presence_penalty must be in [-2, 2], got ",
               presence_penalty);
   NEXTN_CHECK(frequency_penalty >= -2.0 && frequency_penalty <= 2.0, "frequency_penalty must be in [-2, 2], got ",
@@ -27,7 +36,7 @@ void SamplingOptions::validate() const {
 }
 
 torch::Tensor sampling_distribution(const torch::Tensor& logits, const SamplingOptions& options) {
-  options.validate();
+  check_distribution_options(options);
   torch::NoGradGuard no_grad;
   const auto dtype = logits.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
   auto x = logits.to(dtype);
@@ -113,7 +122,21 @@ std::vector<int64_t> greedy_tokens(const torch::Tensor& logits) {
   return tokens;
 }
 
-Sampler::Sampler(const SamplingOptions& options) : options_(options), engine_(options.seed) { options_.validate(); }
+Sampler::Sampler(const SamplingOptions& options) : options_(options), engine_(options.seed) {
+  options_.validate();
+  // The bias is the same at every step: its index and values once (a step adds them to a copy).
+  if (!options_.logit_bias.empty()) {
+    std::vector<int64_t> ids;
+    std::vector<double> values;
+    for (const auto& [token, bias] : options_.logit_bias) {
+      ids.push_back(token);
+      values.push_back(bias);
+      largest_biased_token_ = std::max(largest_biased_token_, token);
+    }
+    bias_ids_ = torch::tensor(ids, torch::kLong);
+    bias_values_ = torch::tensor(values, torch::kDouble);
+  }
+}
 
 double Sampler::uniform() { return static_cast<double>(engine_() >> 11) * 0x1.0p-53; }
 
@@ -148,24 +171,23 @@ int64_t Sampler::next_token(const torch::Tensor& logits) {
 torch::Tensor Sampler::adjusted_logits(const torch::Tensor& logits) const {
   torch::NoGradGuard no_grad;
   NEXTN_CHECK(logits.dim() == 1, "adjusted_logits() takes logits [V], got ", logits.sizes());
+  NEXTN_CHECK(largest_biased_token_ < logits.size(0), "logit_bias: token id ", largest_biased_token_,
+              " is outside the vocabulary [0, ", logits.size(0), ")");
+  torch::Tensor adjusted = logits.clone();
+  // index_add_ sums a token's two adjustments (drawn before, and biased).
+  if (bias_ids_.defined()) {
+    adjusted.index_add_(0, bias_ids_.to(logits.device()), bias_values_.to(logits.device(), logits.scalar_type()));
+  }
+  if (drawn_.empty() || (options_.presence_penalty == 0.0 && options_.frequency_penalty == 0.0)) return adjusted;
   std::vector<int64_t> tokens;
-  std::vector<double> deltas;
+  std::vector<double> penalties;
   // OpenAI's formula: logit[j] - count[j] x frequency_penalty - (count[j] > 0) x presence_penalty.
   for (const auto& [token, count] : drawn_) {
     tokens.push_back(token);
-    deltas.push_back(-(static_cast<double>(count) * options_.frequency_penalty + options_.presence_penalty));
+    penalties.push_back(-(static_cast<double>(count) * options_.frequency_penalty + options_.presence_penalty));
   }
-  for (const auto& [token, bias] : options_.logit_bias) {
-    NEXTN_CHECK(token < logits.size(0), "logit_bias: token id ", token, " is outside the vocabulary [0, ",
-                logits.size(0), ")");
-    tokens.push_back(token);
-    deltas.push_back(bias);
-  }
-  torch::Tensor adjusted = logits.clone();
-  if (tokens.empty()) return adjusted;
-  // index_add_ sums a token's two entries (drawn before, and biased).
   adjusted.index_add_(0, torch::tensor(tokens, torch::kLong).to(logits.device()),
-                      torch::tensor(deltas, torch::kDouble).to(logits.device(), logits.scalar_type()));
+                      torch::tensor(penalties, torch::kDouble).to(logits.device(), logits.scalar_type()));
   return adjusted;
 }
 

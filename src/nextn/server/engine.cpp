@@ -74,6 +74,9 @@ Engine::Admission Engine::submit(std::shared_ptr<EngineRequest> request) {
                 config.vocab_size, ")");
   }
   NEXTN_CHECK(request->max_tokens >= 0, "max_tokens must be non-negative, got ", request->max_tokens);
+  // The prefill picks a first token even for max_tokens 0: a prompt must leave it a place.
+  NEXTN_CHECK(length < context_length_, "the prompt (", length, " tokens) fills the context of ", context_length_,
+              " tokens: it must leave room for one more");
   NEXTN_CHECK(request->prompt_logprobs < 0 || request->on_prompt, "prompt_logprobs without on_prompt");
   NEXTN_CHECK(length + request->max_tokens <= context_length_, "the prompt (", length, " tokens) and max_tokens (",
               request->max_tokens, ") exceed the context of ", context_length_, " tokens");
@@ -166,8 +169,8 @@ void Engine::admit(std::vector<std::unique_ptr<Active>>& active) {
     const int64_t capacity = std::min<int64_t>(
         context_length_, static_cast<int64_t>(request->prompt.size()) + std::max<int64_t>(request->max_tokens, 1));
     const bool scores_prompt = request->prompt_logprobs >= 0;
-    const bool draft = options_.draft_tokens > 0 && active.empty() && request->logprobs < 0 && !scores_prompt &&
-                       !request->sampling.adjusts_logits();
+    const bool draft = options_.draft_tokens > 0 && active.empty() && request->max_tokens > 0 &&
+                       request->logprobs < 0 && !scores_prompt && !request->sampling.adjusts_logits();
     try {
       if (draft) {
         inference::SpeculativeOptions speculative;
@@ -189,7 +192,9 @@ void Engine::admit(std::vector<std::unique_ptr<Active>>& active) {
         request->on_prompt(inference::score_prompt(*model_, a->plain->take_prompt_hidden(), request->prompt,
                                                    request->prompt_logprobs));
       }
-      if (request->max_tokens == 0) {
+      if (request->cancelled) {  // the client went away, or the prompt's chunk could not be sent
+        finish(*a, FinishReason::kCancelled);
+      } else if (request->max_tokens == 0) {
         finish(*a, FinishReason::kLength);
       } else {
         emit(*a, first);
