@@ -134,6 +134,14 @@ TEST(ModelConfig, WrongTypesAreNamed) {
   j = preset_json("tiny");
   j["rope_scaling"]["type"] = "linear";
   expect_config_error(j, {"rope_scaling.type"});
+  // HF's DeepseekV3 reads rope_interleave false as another rotary layout: refused, not ignored.
+  j = preset_json("tiny");
+  j["rope_interleave"] = false;
+  expect_config_error(j, {"rope_interleave", "interleaved"});
+  j["rope_interleave"] = "yes";
+  expect_config_error(j, {"rope_interleave"});
+  j["rope_interleave"] = true;
+  EXPECT_NO_THROW(model_config_from_json(j));
 }
 
 // The group score sums each group's 2 largest scores unless the config says otherwise, as

@@ -300,6 +300,12 @@ ModelConfig model_config_from_json(const json& j) {
   NEXTN_CHECK(act == "silu", "config key 'hidden_act' must be \"silu\", got \"", act, "\"");
   NEXTN_CHECK(!optional_bool(j, "attention_bias", false),
               "config key 'attention_bias' must be false: MLA projections have no bias");
+  // HF's DeepseekV3 rotates interleaved pairs (DeepSeek's layout) unless rope_interleave is false;
+  // nextn always interleaves, so a false would compute another model here than there.
+  if (const json* interleave = find(j, "rope_interleave"); interleave != nullptr && !interleave->is_null()) {
+    NEXTN_CHECK(interleave->is_boolean() && interleave->get<bool>(), "config key 'rope_interleave' must be true "
+                "(DeepSeek's interleaved rotary layout, the one nextn implements), got ", interleave->dump());
+  }
 
   ModelConfig c;
   c.vocab_size = required_int(j, "vocab_size");
