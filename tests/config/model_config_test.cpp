@@ -142,6 +142,9 @@ TEST(ModelConfig, WrongTypesAreNamed) {
   expect_config_error(j, {"rope_interleave"});
   j["rope_interleave"] = true;
   EXPECT_NO_THROW(model_config_from_json(j));
+  // transformers v5's rotary object would otherwise be carried along unread, the defaults taken.
+  j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 50000.0}};
+  expect_config_error(j, {"rope_parameters", "rope_theta"});
 }
 
 // The group score sums each group's 2 largest scores unless the config says otherwise, as

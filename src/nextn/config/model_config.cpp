@@ -300,6 +300,12 @@ ModelConfig model_config_from_json(const json& j) {
   NEXTN_CHECK(act == "silu", "config key 'hidden_act' must be \"silu\", got \"", act, "\"");
   NEXTN_CHECK(!optional_bool(j, "attention_bias", false),
               "config key 'attention_bias' must be false: MLA projections have no bias");
+  // transformers v5 writes the rotary settings as one rope_parameters object, in place of rope_theta
+  // and rope_scaling; read as absent they would fall back to defaults and make another model.
+  if (const json* v5 = find(j, "rope_parameters"); v5 != nullptr && !v5->is_null()) {
+    fail("config key 'rope_parameters' (transformers v5's form) is not read: write its values as 'rope_theta' "
+         "and, for YaRN, 'rope_scaling' (transformers v4's keys, as DeepSeek-V3's config.json has them)");
+  }
   // HF's DeepseekV3 rotates interleaved pairs (DeepSeek's layout) unless rope_interleave is false;
   // nextn always interleaves, so a false would compute another model here than there.
   if (const json* interleave = find(j, "rope_interleave"); interleave != nullptr && !interleave->is_null()) {
