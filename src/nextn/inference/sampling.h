@@ -27,7 +27,7 @@ struct SamplingOptions {
   // verification judges several tokens against one history, so speculative decoders refuse them.
   double presence_penalty = 0.0;   // in [-2, 2]
   double frequency_penalty = 0.0;  // in [-2, 2]
-  std::vector<std::pair<int64_t, double>> logit_bias;  // token id, bias in [-100, 100]; ids unique
+  std::vector<std::pair<int64_t, double>> logit_bias = {};  // token id, bias in [-100, 100]; ids unique
 
   bool greedy() const { return temperature == 0.0; }
   bool adjusts_logits() const { return presence_penalty != 0.0 || frequency_penalty != 0.0 || !logit_bias.empty(); }
