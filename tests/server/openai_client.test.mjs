@@ -242,8 +242,29 @@ test('a batch of prompts gets a choice each, as each alone', async () => {
   }
   assert.equal(m.nextn_requests_running + m.nextn_requests_queued, 0, 'the refused batch\'s accepted part was dropped');
   assert.deepEqual((await greedy('def main():', 8)).choices[0].token_ids, r.choices[0].token_ids);
-  await assert.rejects(client.completions.create({ model: 'tiny', prompt: ['a', 'b'], stream: true }),
-    (e) => e instanceof OpenAI.BadRequestError && e.param === 'stream');
+  // Streamed: chunks name their choice; each choice's text and finish_reason are the whole
+  // response's, and the usage chunk sums them.
+  const streamed = new Map();
+  let usage = null;
+  for await (const chunk of await client.completions.create({ model: 'tiny', prompt: prompts, max_tokens: 8,
+                                                             temperature: 0, stream: true, return_token_ids: true,
+                                                             stream_options: { include_usage: true } })) {
+    if (chunk.usage) usage = chunk.usage;
+    for (const c of chunk.choices) {
+      const s = streamed.get(c.index) ?? { text: '', ids: [], finish: null };
+      s.text += c.text;
+      if (c.token_ids) s.ids.push(...c.token_ids);
+      if (c.finish_reason) s.finish = c.finish_reason;
+      streamed.set(c.index, s);
+    }
+  }
+  assert.deepEqual([...streamed.keys()].sort(), [0, 1, 2]);
+  for (const c of r.choices) {
+    assert.equal(streamed.get(c.index).text, c.text, `choice ${c.index}`);
+    assert.deepEqual(streamed.get(c.index).ids, c.token_ids);
+    assert.equal(streamed.get(c.index).finish, c.finish_reason);
+  }
+  assert.equal(usage.completion_tokens, r.usage.completion_tokens);
 });
 
 test('penalties and logit_bias: what nextn generate gives with the same options', async () => {

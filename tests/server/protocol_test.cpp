@@ -67,6 +67,8 @@ TEST(OpenAiProtocol, CompletionFieldsAndDefaults) {
   EXPECT_EQ(second.prompt_ids, (std::vector<int64_t>{5, 6}));
   EXPECT_EQ(second.prompts.size(), 1u);
   EXPECT_EQ(*second.seed, 3u);
+  EXPECT_EQ(second.choice_index, 1u);
+  EXPECT_EQ(for_prompt(batch, 0).choice_index, 0u);
   auto penalised = parse_completion_request(Endpoint::kChatCompletions,
                                             R"({"model":"m","messages":[{"role":"user","content":"x"}],
                                                 "presence_penalty":0.5,"frequency_penalty":-1,
@@ -88,7 +90,6 @@ TEST(OpenAiProtocol, BadFieldsAreNamed) {
   expect_refused(c, R"({"model":"m","prompt":["a",3]})", "prompt");
   expect_refused(c, R"({"model":"m","prompt":[["a"]]})", "prompt");
   expect_refused(c, R"({"model":"m","prompt":[1,"a"]})", "prompt");
-  expect_refused(c, R"({"model":"m","prompt":["a","b"],"stream":true})", "stream");
   expect_refused(c, R"({"model":"m","prompt":[1,-2]})", "prompt");
   expect_refused(c, R"({"model":"m","prompt":"x","max_tokens":0})", "max_tokens");  // 0 only with echo
   expect_refused(c, R"({"model":"m","prompt":"x","max_tokens":-1,"echo":true})", "max_tokens");

@@ -325,7 +325,7 @@ std::string CompletionSession::echo_text() const {
 
 json CompletionSession::response() const {
   std::lock_guard<std::mutex> lock(mutex_);
-  json choice = {{"index", 0}, {"finish_reason", finish_reason_text()}};
+  json choice = {{"index", request_.choice_index}, {"finish_reason", finish_reason_text()}};
   const std::string echo = echo_text();
   if (request_.endpoint == Endpoint::kChatCompletions) {
     choice["message"] = {{"role", "assistant"}, {"content", printable_utf8(text_)}};
@@ -344,7 +344,7 @@ json CompletionSession::response() const {
 }
 
 json CompletionSession::chunk(const Delta& delta) const {
-  json choice = {{"index", 0}, {"finish_reason", nullptr}};
+  json choice = {{"index", request_.choice_index}, {"finish_reason", nullptr}};
   if (request_.endpoint == Endpoint::kChatCompletions) {
     choice["delta"] = {{"content", printable_utf8(delta.text)}};
     choice["logprobs"] = logprobs_json(delta.logprobs);

@@ -80,33 +80,101 @@ void submit_all(Engine& engine, const std::vector<std::shared_ptr<CompletionSess
   }
 }
 
-// The whole response of a batch of prompts: a choice per prompt (index i), usage summed.
-json batch_response(const std::vector<std::shared_ptr<CompletionSession>>& sessions) {
-  json out = sessions.front()->response();
-  json choices = json::array();
+// The usage of a batch of prompts: every session's, summed (drafts per depth too).
+json summed_usage(const std::vector<std::shared_ptr<CompletionSession>>& sessions) {
   int64_t prompt_tokens = 0, completion_tokens = 0;
   std::vector<int64_t> drafted, accepted;
   auto add_to = [](std::vector<int64_t>& sum, const json& counts) {
     if (sum.size() < counts.size()) sum.resize(counts.size(), 0);
     for (size_t k = 0; k < counts.size(); ++k) sum[k] += counts[k].get<int64_t>();
   };
-  for (size_t i = 0; i < sessions.size(); ++i) {
-    const json one = i == 0 ? out : sessions[i]->response();
-    json choice = one["choices"][0];
-    choice["index"] = i;
-    choices.push_back(choice);
-    prompt_tokens += one["usage"]["prompt_tokens"].get<int64_t>();
-    completion_tokens += one["usage"]["completion_tokens"].get<int64_t>();
-    add_to(drafted, one["usage"]["speculative"]["drafted"]);
-    add_to(accepted, one["usage"]["speculative"]["accepted"]);
+  for (const auto& session : sessions) {
+    const json usage = session->usage_chunk()["usage"];
+    prompt_tokens += usage["prompt_tokens"].get<int64_t>();
+    completion_tokens += usage["completion_tokens"].get<int64_t>();
+    add_to(drafted, usage["speculative"]["drafted"]);
+    add_to(accepted, usage["speculative"]["accepted"]);
   }
+  return {{"prompt_tokens", prompt_tokens},
+          {"completion_tokens", completion_tokens},
+          {"total_tokens", prompt_tokens + completion_tokens},
+          {"speculative", {{"drafted", drafted}, {"accepted", accepted}}}};
+}
+
+// The whole response of a batch of prompts: a choice per prompt (its index), usage summed.
+json batch_response(const std::vector<std::shared_ptr<CompletionSession>>& sessions) {
+  json out = sessions.front()->response();
+  json choices = json::array();
+  for (const auto& session : sessions) choices.push_back(session->response()["choices"][0]);
   out["choices"] = choices;
-  out["usage"] = {{"prompt_tokens", prompt_tokens},
-                  {"completion_tokens", completion_tokens},
-                  {"total_tokens", prompt_tokens + completion_tokens},
-                  {"speculative", {{"drafted", drafted}, {"accepted", accepted}}}};
+  out["usage"] = summed_usage(sessions);
   return out;
 }
+
+// The stream of a batch of prompts: each chunk names its choice by index, each choice ends with
+// its own finish_reason chunk, the stream with one [DONE] after the last. The request's thread
+// writes every chunk (the engine's direct writes serve single streams). A choice that errs or is
+// cut short ends the whole stream with an error event, as a single stream does.
+struct BatchStream {
+  std::vector<std::shared_ptr<CompletionSession>> sessions;
+  ClientConnection connection;
+  std::shared_ptr<std::vector<bool>> ended;  // per session: its finish_reason chunk is written
+  std::shared_ptr<bool> started;
+
+  bool operator()(size_t, httplib::DataSink& sink) const {
+    auto write = [&](const std::string& text) { return sink.write(text.data(), text.size()); };
+    auto gone = [&] {
+      for (const auto& session : sessions) session->cancel();
+      return false;
+    };
+    if (!*started) {
+      *started = true;
+      for (const auto& session : sessions) {
+        const std::string echo = session->scores_prompt() ? "" : session->echo_text();
+        if (echo.empty()) continue;  // scored, the engine's prompt event carries it
+        CompletionSession::Delta d;
+        d.text = echo;
+        if (!write(sse_event(session->chunk(d)))) return gone();
+      }
+    }
+    for (size_t i = 0; i < sessions.size(); ++i) {
+      if (!(*ended)[i]) {
+        sessions[i]->wait(kPoll);  // the first running one; the others' output is taken below too
+        break;
+      }
+    }
+    for (size_t i = 0; i < sessions.size(); ++i) {
+      if ((*ended)[i]) continue;
+      const std::shared_ptr<CompletionSession>& session = sessions[i];
+      CompletionSession::Delta delta = session->take();
+      if (session->worth_a_chunk(delta) && !write(sse_event(session->chunk(delta)))) return gone();
+      if (!session->finished()) continue;
+      if (session->finish_reason() == FinishReason::kError || session->finish_reason() == FinishReason::kCancelled) {
+        write(sse_event(session->finish_reason() == FinishReason::kError
+                            ? ApiError(500, session->stats().error).to_json()
+                            : ApiError(503, "the server stopped before the request finished", "",
+                                       "server_shutting_down").to_json()));
+        write("data: [DONE]\n\n");
+        for (const auto& other : sessions) other->cancel();
+        sink.done();
+        return true;
+      }
+      if (!write(sse_event(session->final_chunk()))) return gone();
+      (*ended)[i] = true;
+    }
+    if (connection.closed()) return gone();
+    if (std::all_of(ended->begin(), ended->end(), [](bool e) { return e; })) {
+      if (sessions.front()->request().include_usage) {
+        json usage = sessions.front()->usage_chunk();
+        usage["usage"] = summed_usage(sessions);
+        write(sse_event(usage));
+      }
+      write("data: [DONE]\n\n");
+      sink.done();
+    }
+    return true;
+  }
+};
 
 }  // namespace
 
@@ -267,6 +335,18 @@ void HttpServer::routes() {
         }
         metrics_.request(name, 200);
         res.set_header("Cache-Control", "no-cache");
+        if (sessions.size() > 1) {
+          res.set_chunked_content_provider(
+              "text/event-stream",
+              BatchStream{sessions, connection, std::make_shared<std::vector<bool>>(sessions.size(), false),
+                          std::make_shared<bool>(false)},
+              [sessions](bool success) {
+                if (!success) {
+                  for (const auto& session : sessions) session->cancel();
+                }
+              });
+          return;
+        }
         // With the client's socket known, the engine writes each token's chunk itself and this
         // thread sleeps until the end (chunked_socket_writer.h); else this thread writes them.
         std::shared_ptr<ChunkedSocketWriter> writer;

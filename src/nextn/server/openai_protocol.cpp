@@ -228,10 +228,6 @@ CompletionRequest parse_completion_request(Endpoint endpoint, const std::string&
   }
   parse_stop(body, r);
   r.stream = boolean(body, "stream", false);
-  if (r.stream && r.prompts.size() > 1) {
-    bad("stream", "streaming several prompts at once is not supported: send one request per prompt, or set "
-                  "'stream' to false");
-  }
   if (body.contains("stream_options") && !body["stream_options"].is_null()) {
     if (!body["stream_options"].is_object()) bad("stream_options", "'stream_options' must be an object");
     r.include_usage = boolean(body["stream_options"], "include_usage", false);
@@ -259,6 +255,7 @@ CompletionRequest for_prompt(const CompletionRequest& request, size_t i) {
   one.prompts = {request.prompts.at(i)};
   one.prompt_text = request.prompts[i].text;
   one.prompt_ids = request.prompts[i].ids;
+  one.choice_index = i;
   return one;
 }
 

@@ -50,6 +50,7 @@ struct CompletionRequest {
   // Completions: every prompt of the request, one choice each (OpenAI's prompt arrays); the first
   // is also in prompt_text / prompt_ids. for_prompt(i) is the request for the i-th alone.
   std::vector<PromptInput> prompts;
+  size_t choice_index = 0;  // the choice this request's output is (for_prompt(i): i)
   std::vector<ChatMessage> messages;       // chat
   std::optional<int64_t> max_tokens;       // absent: 16 (completions), the rest of the context (chat)
   double temperature = 1.0;
