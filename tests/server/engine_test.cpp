@@ -186,6 +186,20 @@ TEST(Engine, StopTokensTheCallerAndTheContextEndRequests) {
   wait_for(*by_caller);
   EXPECT_EQ(by_caller->reason, FinishReason::kStoppedByCaller);
   EXPECT_EQ(by_caller->tokens.size(), 2u);
+  // A callback that throws fails its request (an error, not a cancellation), naming why.
+  auto failing = std::make_shared<Outcome>();
+  auto t = make_request(prompt, 15, failing);
+  auto keep = t->on_token;
+  t->on_token = [keep, failing](const TokenEvent& e) -> bool {
+    keep(e);
+    if (failing->tokens.size() == 3) throw std::runtime_error("socket buffer exploded");
+    return true;
+  };
+  engine.submit(t);
+  wait_for(*failing);
+  EXPECT_EQ(failing->reason, FinishReason::kError);
+  EXPECT_EQ(failing->tokens.size(), 3u);
+  EXPECT_NE(failing->stats.error.find("socket buffer exploded"), std::string::npos) << failing->stats.error;
   // What does not fit the context is refused at submit.
   auto no = std::make_shared<Outcome>();
   try {

@@ -359,6 +359,9 @@ test('raw HTTP: invalid UTF-8, malformed JSON, wrong types, oversized bodies, un
   r = await rawRequest(server.url, post('/v1/models', '{}'));
   assert.equal(statusOf(r), 405);
   assert.ok(errorOf(r).message.includes('use GET'));
+  r = await rawRequest(server.url, 'DELETE /v1/models/tiny HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+  assert.equal(statusOf(r), 405);
+  assert.match(r, /\r\nAllow: GET\r\n/);
   // curl -d's default type caps the body at httplib's form limit: the error says what to send.
   const form = `{"model":"tiny","prompt":"x","max_tokens":1,"padding":"${'a'.repeat(10000)}"}`;
   r = await rawRequest(server.url, `POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n` +

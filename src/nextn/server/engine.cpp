@@ -272,9 +272,10 @@ bool Engine::emit(Active& a, const std::vector<int64_t>& tokens) {
     bool continues = true;
     try {
       continues = !r.on_token || r.on_token(event);
-    } catch (const std::exception&) {
-      continues = false;
-      r.cancelled = true;
+    } catch (const std::exception& e) {  // the request's own failure (500), not a cancellation
+      a.stats.error = std::string("delivering a token failed: ") + e.what();
+      finish(a, FinishReason::kError);
+      return false;
     }
     const bool stop_token = std::find(r.stop_token_ids.begin(), r.stop_token_ids.end(), token) != r.stop_token_ids.end();
     if (stop_token) {

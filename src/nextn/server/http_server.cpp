@@ -430,7 +430,7 @@ void HttpServer::routes() {
     http_->Put(path, wrong_method("POST"));
     http_->Delete(path, wrong_method("POST"));
   }
-  for (const char* path : {"/v1/models", "/health", "/metrics"}) {
+  for (const char* path : {"/v1/models", R"(/v1/models/(.+))", "/health", "/metrics"}) {
     http_->Post(path, wrong_method("GET"));
     http_->Put(path, wrong_method("GET"));
     http_->Delete(path, wrong_method("GET"));
