@@ -245,11 +245,13 @@ test('a batch of prompts gets a choice each, as each alone', async () => {
   // Streamed: chunks name their choice; each choice's text and finish_reason are the whole
   // response's, and the usage chunk sums them.
   const streamed = new Map();
+  const ids = new Set();
   let usage = null;
   for await (const chunk of await client.completions.create({ model: 'tiny', prompt: prompts, max_tokens: 8,
                                                              temperature: 0, stream: true, return_token_ids: true,
                                                              stream_options: { include_usage: true } })) {
     if (chunk.usage) usage = chunk.usage;
+    ids.add(chunk.id);
     for (const c of chunk.choices) {
       const s = streamed.get(c.index) ?? { text: '', ids: [], finish: null };
       s.text += c.text;
@@ -265,6 +267,7 @@ test('a batch of prompts gets a choice each, as each alone', async () => {
     assert.equal(streamed.get(c.index).finish, c.finish_reason);
   }
   assert.equal(usage.completion_tokens, r.usage.completion_tokens);
+  assert.equal(ids.size, 1, 'one response, one id');
 });
 
 test('penalties and logit_bias: what nextn generate gives with the same options', async () => {

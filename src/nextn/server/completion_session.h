@@ -78,6 +78,12 @@ class CompletionSession : public std::enable_shared_from_this<CompletionSession>
   // and a stream's echo chunk (with them) comes from the engine, after the prefill.
   bool scores_prompt() const { return request_.echo && request_.logprobs >= 0; }
 
+  // A batch of prompts is one response: every choice's session answers with the first's id and time.
+  void answer_as(const CompletionSession& first) {
+    id_ = first.id_;
+    created_ = first.created_;
+  }
+
   const CompletionRequest& request() const { return request_; }
   int64_t prompt_tokens() const { return static_cast<int64_t>(prompt_.size()); }
 

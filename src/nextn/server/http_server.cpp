@@ -47,6 +47,7 @@ std::vector<std::shared_ptr<CompletionSession>> open_sessions(const CompletionRe
   for (size_t i = 0; i < count; ++i) {
     try {
       sessions.push_back(std::make_shared<CompletionSession>(count > 1 ? for_prompt(request, i) : request, model, metrics));
+      if (i > 0) sessions[i]->answer_as(*sessions.front());
     } catch (const ApiError& e) {
       if (count == 1) throw;
       throw ApiError(e.status(), "prompt[" + std::to_string(i) + "]: " + e.what(), e.param(), e.code());
