@@ -164,7 +164,7 @@ int64_t Sampler::next_token(const torch::Tensor& logits) {
   }
   const torch::Tensor adjusted = adjusted_logits(logits);
   const int64_t token = options_.greedy() ? greedy_tokens(adjusted)[0] : sample(distribution(adjusted)).item<int64_t>();
-  ++drawn_[token];
+  if (options_.presence_penalty != 0.0 || options_.frequency_penalty != 0.0) ++drawn_[token];  // a bias needs no counts
   return token;
 }
 
@@ -178,7 +178,7 @@ torch::Tensor Sampler::adjusted_logits(const torch::Tensor& logits) const {
   if (bias_ids_.defined()) {
     adjusted.index_add_(0, bias_ids_.to(logits.device()), bias_values_.to(logits.device(), logits.scalar_type()));
   }
-  if (drawn_.empty() || (options_.presence_penalty == 0.0 && options_.frequency_penalty == 0.0)) return adjusted;
+  if (drawn_.empty()) return adjusted;
   std::vector<int64_t> tokens;
   std::vector<double> penalties;
   // OpenAI's formula: logit[j] - count[j] x frequency_penalty - (count[j] > 0) x presence_penalty.

@@ -71,7 +71,7 @@ class Sampler {
  private:
   SamplingOptions options_;
   std::mt19937_64 engine_;
-  std::map<int64_t, int64_t> drawn_;  // token -> times next_token() drew it (kept with adjustments only)
+  std::map<int64_t, int64_t> drawn_;  // token -> times next_token() drew it (kept with penalties only)
   torch::Tensor bias_ids_, bias_values_;  // options_.logit_bias as tensors (undefined without one)
   int64_t largest_biased_token_ = -1;
 };

@@ -15,6 +15,16 @@ std::string token_text(const tokenizer::Tokenizer& tok, int64_t id) {
   return tok.decode({static_cast<int32_t>(id)});
 }
 
+// A scored token's response entry: its text, log-probability and most likely tokens, at `offset`.
+TokenLogprob logprob_entry(const tokenizer::Tokenizer& tok, const TokenEvent& event, size_t offset) {
+  TokenLogprob entry;
+  entry.token = token_text(tok, event.token);
+  entry.text_offset = offset;
+  entry.logprob = event.logprob;
+  for (const auto& [id, logprob] : event.top) entry.top.push_back({token_text(tok, id), logprob});
+  return entry;
+}
+
 json bytes_of(const std::string& text) {
   json bytes = json::array();
   for (unsigned char c : text) bytes.push_back(static_cast<int>(c));
@@ -108,19 +118,14 @@ void CompletionSession::on_prompt(const std::vector<TokenEvent>& scored) {
   tokenizer::StreamDecoder decoder(tok);
   size_t characters = 0;  // of the echoed text before the token
   std::vector<TokenLogprob> entries;
-  auto add = [&](int64_t id, const TokenEvent* event) {
-    TokenLogprob entry;
-    entry.token = token_text(tok, id);
-    entry.text_offset = characters;
-    if (id < tok.vocab_size()) characters += utf8_characters(decoder.push(static_cast<int32_t>(id)));
-    if (event != nullptr) {
-      entry.logprob = event->logprob;
-      for (const auto& [top_id, logprob] : event->top) entry.top.push_back({token_text(tok, top_id), logprob});
-    }
+  auto add = [&](const TokenEvent& event, bool scored_token) {
+    TokenLogprob entry = logprob_entry(tok, event, characters);
+    if (!scored_token) entry.logprob.reset();
+    if (event.token < tok.vocab_size()) characters += utf8_characters(decoder.push(static_cast<int32_t>(event.token)));
     entries.push_back(std::move(entry));
   };
-  if (!request_.prompt_ids.empty()) add(prompt_.front(), nullptr);
-  for (const TokenEvent& event : scored) add(event.token, &event);
+  if (!request_.prompt_ids.empty()) add(TokenEvent{prompt_.front(), 0.0, {}}, false);
+  for (const TokenEvent& event : scored) add(event, true);
   std::lock_guard<std::mutex> lock(mutex_);
   logprobs_.insert(logprobs_.begin(), entries.begin(), entries.end());
   Delta delta;
@@ -161,12 +166,7 @@ void CompletionSession::on_token(const TokenEvent& event) {
     text = filter_->push(piece, stopped);
   }
   TokenLogprob entry;
-  if (request_.logprobs >= 0) {
-    entry.token = token_text(*model_.tokenizer, event.token);
-    entry.logprob = event.logprob;
-    for (const auto& [id, logprob] : event.top) entry.top.push_back({token_text(*model_.tokenizer, id), logprob});
-  }
-  entry.text_offset = text_offset;
+  if (request_.logprobs >= 0) entry = logprob_entry(*model_.tokenizer, event, text_offset);
   std::lock_guard<std::mutex> lock(mutex_);
   text_ += text;
   token_ids_.push_back(event.token);

@@ -73,6 +73,7 @@ class CompletionSession : public std::enable_shared_from_this<CompletionSession>
   nlohmann::json role_chunk() const;               // chat streams: the first chunk, {"role": "assistant"}
   nlohmann::json final_chunk() const;              // the chunk with finish_reason
   nlohmann::json usage_chunk() const;              // stream_options.include_usage: choices [] and usage
+  nlohmann::json usage() const;                    // the usage object (tokens, and drafts per depth)
   std::string echo_text() const;                   // completions with echo: the prompt's text
   // Completions with echo and logprobs: the prompt's tokens come first in the log-probabilities,
   // and a stream's echo chunk (with them) comes from the engine, after the prefill.
@@ -91,7 +92,6 @@ class CompletionSession : public std::enable_shared_from_this<CompletionSession>
   void on_prompt(const std::vector<TokenEvent>& scored);  // engine thread, before any token
   void on_token(const TokenEvent& event);                  // engine thread
   void on_finish(FinishReason reason, const RequestStats& stats);
-  nlohmann::json usage() const;
   nlohmann::json logprobs_json(const std::vector<TokenLogprob>& entries) const;
   std::string finish_reason_text() const;
 

@@ -90,7 +90,7 @@ json summed_usage(const std::vector<std::shared_ptr<CompletionSession>>& session
     for (size_t k = 0; k < counts.size(); ++k) sum[k] += counts[k].get<int64_t>();
   };
   for (const auto& session : sessions) {
-    const json usage = session->usage_chunk()["usage"];
+    const json usage = session->usage();
     prompt_tokens += usage["prompt_tokens"].get<int64_t>();
     completion_tokens += usage["completion_tokens"].get<int64_t>();
     add_to(drafted, usage["speculative"]["drafted"]);
@@ -104,9 +104,13 @@ json summed_usage(const std::vector<std::shared_ptr<CompletionSession>>& session
 
 // The whole response of a batch of prompts: a choice per prompt (its index), usage summed.
 json batch_response(const std::vector<std::shared_ptr<CompletionSession>>& sessions) {
-  json out = sessions.front()->response();
+  json out;
   json choices = json::array();
-  for (const auto& session : sessions) choices.push_back(session->response()["choices"][0]);
+  for (const auto& session : sessions) {
+    json one = session->response();
+    choices.push_back(std::move(one["choices"][0]));
+    if (out.is_null()) out = std::move(one);  // id, object, created, model: the first's (all share them)
+  }
   out["choices"] = choices;
   out["usage"] = summed_usage(sessions);
   return out;
