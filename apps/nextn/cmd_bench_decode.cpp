@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "command_registry.h"
+#include "decoding_weights_flags.h"
 #include "draft_head_flags.h"
 #include "nextn/device/device.h"
 #include "nextn/bench/batch_decode_bench.h"
@@ -42,6 +43,7 @@ struct Flags {
   std::vector<int64_t> batch_sizes;
   std::vector<std::string> draft_trees;
   std::vector<std::string> layouts = {"panels"};
+  std::vector<std::string> precisions = {"auto"};  // of the panels
   DecodeBenchOptions options;
 };
 
@@ -108,16 +110,29 @@ void run(Flags f) {
   f.options.draft_vocabulary_source = vocabulary.description;
   f.options.bf16_draft_head = inference::parse_draft_head_dtype(f.draft_head) == inference::DraftHeadDtype::kBFloat16;
   for (const auto& tree : f.draft_trees) f.options.trees.push_back(inference::parse_draft_tree(tree));
+  // The variants: the model's own rows once, the panels in each precision.
+  std::vector<DecodingWeightsFlags> variants;
   for (const std::string& layout : f.layouts) {
     NEXTN_CHECK(layout == "panels" || layout == "rows", "bench decode: --layout '", layout,
                 "': expected panels or rows");
+    if (layout == "rows") {
+      NEXTN_CHECK(f.layouts.size() > 1 || f.precisions != std::vector<std::string>{"bf16"}, "bench decode: "
+                  "--precision bf16 packs panels; --layout rows reads the model's own float32 rows");
+      variants.push_back({"rows", "fp32"});
+      continue;
+    }
+    for (const std::string& precision : f.precisions) variants.push_back({"panels", precision});
   }
-  for (size_t i = 0; i < f.layouts.size(); ++i) {
+  for (size_t i = 0; i < variants.size(); ++i) {
+    inference::parse_decoding_precision(variants[i].precision);  // every variant checked before any work
+  }
+  for (size_t i = 0; i < variants.size(); ++i) {
     // Decoding's weights packed in panels (inference/decoding_panels.h), as generate and serve
     // run, or the model's own rows (the row kernel: less memory).
-    std::optional<inference::DecodingPanels> panels;
-    if (f.layouts[i] == "panels") panels.emplace(model);
-    if (f.layouts.size() > 1) std::cout << (i > 0 ? "\n" : "") << "weights for decoding: " << f.layouts[i] << "\n";
+    const std::unique_ptr<inference::DecodingPanels> panels = variants[i].pack(model);
+    if (variants.size() > 1) {
+      std::cout << (i > 0 ? "\n" : "") << "weights for decoding: " << describe_decoding_weights(panels.get()) << "\n";
+    }
     run_layout(model, prompt, f, source, vocabulary);
   }
 }
@@ -179,6 +194,9 @@ void setup_bench_decode(CLI::App& app) {
   cmd->add_flag("--profile", f->profile, "instead: the operators of a decoding step, with counts and times");
   cmd->add_option("--layout", f->layouts, "the weights decoding reads: 'panels' (packed copies, as generate and "
                   "serve use) or 'rows' (the model's own); repeatable, each measured in turn")
+      ->delimiter(',');
+  cmd->add_option("--precision", f->precisions, "the panels' precision: auto, fp32 or bf16 (as generate's); "
+                  "repeatable, each measured in turn")
       ->delimiter(',');
   cmd->add_option("--batch", f->batch_sizes, "instead: plain decoding of B sequences per batched step (the "
                   "server's continuous batching), for each B given (repeatable; batch 1 is always measured)");

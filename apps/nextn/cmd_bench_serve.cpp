@@ -23,6 +23,8 @@ void setup_bench_serve(CLI::App& app) {
   cmd->add_option("--requests", o->requests_per_client, "requests per stream");
   cmd->add_option("--drafts", o->draft_variants, "server variants: 0 plain, N MTP drafts, auto (repeatable)");
   cmd->add_option("--max-batch", o->max_batch, "the started servers' --max-batch");
+  cmd->add_option("--precision", o->precision, "the started servers' --precision: auto, fp32 or bf16")
+      ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
   cmd->add_option("--rounds", o->rounds, "sweeps over the streams per server (medians, and ratios to the same "
                   "round's 1 stream)")->check(positive());
   cmd->add_flag("--json", *json, "one JSON object per row");
@@ -37,7 +39,7 @@ void setup_bench_serve(CLI::App& app) {
     }
     std::cout << describe(runtime_info()) << "\n"
               << "nextn bench serve --model " << o->model << " --max-tokens " << o->max_tokens << " --requests "
-              << o->requests_per_client << " --max-batch " << o->max_batch << " --rounds " << o->rounds
+              << o->requests_per_client << " --max-batch " << o->max_batch << " --precision " << o->precision << " --rounds " << o->rounds
               << " (greedy, ignore_eos; medians over rounds, 'vs 1': the median of each round's ratio)\n"
               << format_serve_bench(rows);
   });

@@ -8,6 +8,7 @@
 #include <iterator>
 
 #include "command_registry.h"
+#include "decoding_weights_flags.h"
 #include "draft_head_flags.h"
 #include "nextn/inference/decoding_panels.h"
 #include "nextn/kernels/panel_matmul.h"
@@ -37,7 +38,7 @@ struct ModelFlags {
   int threads = 0;
   std::string device = "cpu";
   bool no_verify = false;
-  std::string layout = "panels";
+  DecodingWeightsFlags decoding_weights;
 
   void add(CLI::App* cmd) {
     cmd->add_option("--model", model_dir, "model directory, or a run directory (its newest checkpoint)")->required();
@@ -51,7 +52,7 @@ struct ModelFlags {
     add_threads_option(*cmd, threads);
     cmd->add_option("--device", device, "cpu or cuda[:N]");
     add_no_verify_option(*cmd, no_verify);
-    add_layout_option(*cmd, layout);
+    decoding_weights.add(*cmd);
   }
 };
 
@@ -60,7 +61,7 @@ struct LoadedModel {
   DeepSeekV3 model{nullptr};
   tokenizer::Tokenizer tok;
   // Decoding's weights in panels (--layout panels, as `nextn serve` decodes by default: the same
-  // bits, the same tokens); null with --layout rows.
+  // bits, the same tokens, with the same --precision); null with --layout rows.
   std::shared_ptr<inference::DecodingPanels> panels;
 };
 
@@ -72,9 +73,9 @@ LoadedModel load(const ModelFlags& f) {
   NEXTN_CHECK(m.tok.vocab_size() <= m.model->config().vocab_size, "tokenizer '", tokenizer_path, "' has ",
               m.tok.vocab_size(), " tokens, more than the model's vocab_size ", m.model->config().vocab_size);
   m.model->eval();
-  if (f.layout == "panels") {
-    m.panels = std::make_shared<inference::DecodingPanels>(m.model);
-    if (!kernels::panel_matmul_vectorised()) std::cerr << "decoding reads the model's rows: no vector path for panels on this CPU\n";
+  m.panels = f.decoding_weights.pack(m.model);
+  if (m.panels && !kernels::panel_matmul_vectorised()) {
+    std::cerr << "decoding reads the model's rows: no vector path for panels on this CPU\n";
   }
   return m;
 }

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "command_registry.h"
+#include "decoding_weights_flags.h"
 #include "draft_head_flags.h"
 #include "nextn/checkpoint/hf_checkpoint.h"
 #include "nextn/device/device.h"
@@ -45,7 +46,7 @@ struct ServeFlags {
   CLI::Option* draft_tree_option = nullptr;  // --draft-tree: given empty is an error, not a chain
   std::string draft_tree;                    // --draft-tree: e.g. "2,2"
   bool no_verify = false;
-  std::string layout = "panels";
+  DecodingWeightsFlags decoding_weights;
   int threads = 0;
   double grace_seconds = 30;
 };
@@ -96,9 +97,8 @@ void run_serve(ServeFlags& f) {
   NEXTN_CHECK(tok.vocab_size() <= model->config().vocab_size, "tokenizer '", tokenizer_path, "' has ",
               tok.vocab_size(), " tokens, more than the model's vocab_size ", model->config().vocab_size);
   model->eval();
-  // Decoding's weights, packed (as `nextn generate` decodes with the same --layout).
-  std::optional<inference::DecodingPanels> panels;
-  if (f.layout == "panels") panels.emplace(model);
+  // Decoding's weights, packed (as `nextn generate` decodes with the same --layout and --precision).
+  const std::unique_ptr<inference::DecodingPanels> panels = f.decoding_weights.pack(model);
   if (!f.speculative.empty()) {
     NEXTN_CHECK(model->config().mtp_depth() > 0, "--speculative mtp: the model in '", dir,
                 "' has no MTP modules (num_nextn_predict_layers = 0)");
@@ -127,11 +127,7 @@ void run_serve(ServeFlags& f) {
                 : f.engine.adaptive_draft ? ", MTP drafts auto (0.." + std::to_string(f.engine.draft_tokens) + " per step)"
                 : f.engine.draft_tokens > 0 ? ", MTP drafts " + std::to_string(f.engine.draft_tokens) : std::string())
             << (f.http.api_key.empty() ? std::string() : ", API key required") << ", decoding reads "
-            << (panels && panels->matrices() > 0
-                    ? "panels (" + std::to_string(panels->bytes() >> 20) + " MiB of packed weights)"
-                    : std::string("the model's rows") +
-                          (panels && !kernels::panel_matmul_vectorised() ? " (no vector path for panels on this CPU)" : ""))
-            << ")" << std::endl;
+            << describe_decoding_weights(panels.get()) << ")" << std::endl;
 
   while (!stop.requested()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   // SIGTERM / SIGINT: no new requests; the running ones finish within the grace period.
@@ -159,7 +155,7 @@ void setup_serve(CLI::App& app) {
   auto* cmd = app.add_subcommand("serve", "OpenAI-compatible HTTP server with continuous batching and MTP drafting");
   cmd->add_option("--model", f->model_dir, "model directory, or a run directory (its newest checkpoint)")->required();
   add_no_verify_option(*cmd, f->no_verify);
-  add_layout_option(*cmd, f->layout);
+  f->decoding_weights.add(*cmd);
   cmd->add_option("--host", f->http.host, "address to listen on");
   cmd->add_option("--port", f->http.port, "port (0: any free one, printed at start)")->check(CLI::Range(0, 65535));
   cmd->add_option("--served-model-name", f->name, "the model name clients send (default: the directory's name)");

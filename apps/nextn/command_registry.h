@@ -39,11 +39,6 @@ void add_threads_option(CLI::App& command, int& threads);
 void apply_threads(int threads);  // 0 = all cores
 // --no-verify: load a model without checking its files against checksums.json.
 void add_no_verify_option(CLI::App& command, bool& no_verify);
-// --layout panels|rows of the commands that decode: whether decoding reads packed copies of the
-// weight matrices (inference/decoding_panels.h: faster, the matrices' memory twice) or the model's
-// own rows. The two round differently in last bits: generate and serve give the same tokens when
-// they decode with the same layout.
-void add_layout_option(CLI::App& command, std::string& layout);
 
 }  // namespace nextn::cli
 

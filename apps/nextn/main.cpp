@@ -59,13 +59,6 @@ void add_no_verify_option(CLI::App& command, bool& no_verify) {
                    "load the model without checking its files against checksums.json (SHA-256, ~1 s per GB)");
 }
 
-void add_layout_option(CLI::App& command, std::string& layout) {
-  command.add_option("--layout", layout, "the weights decoding reads: 'panels' (packed copies, the default: faster, "
-                     "the matrices' memory twice) or 'rows' (the model's own); generate and serve give the same "
-                     "tokens with the same layout")
-      ->check(CLI::IsMember({"panels", "rows"}));
-}
-
 }  // namespace nextn::cli
 
 namespace {

@@ -47,12 +47,14 @@ std::vector<Sequence> prefilled(DeepSeekV3Impl& model, int64_t count, uint64_t s
 TEST(BatchedForward, EveryRowIsBitForBitItsSequenceAlone) {
   ModelConfig config = testing::tiny_config();
   DeepSeekV3 model = random_model(config, 21, 0.3, torch::kFloat);
-  // With the model's own weights (the row kernel) and with decoding's panels (generate, serve).
-  for (const bool panels : {false, true}) {
+  // With the model's own weights (the row kernel) and with decoding's panels (generate, serve), in
+  // float32 and in bfloat16.
+  for (const std::string weights : {"rows", "panels fp32", "panels bf16"}) {
   std::optional<DecodingPanels> packed;
-  if (panels) packed.emplace(model);
+  if (weights == "panels fp32") packed.emplace(model, DecodingPrecision::kFloat32);
+  if (weights == "panels bf16" && kernels::panel_matmul_vectorised()) packed.emplace(model, DecodingPrecision::kBfloat16);
   for (int64_t count : {1, 3, 4, 5, 9}) {
-    SCOPED_TRACE(std::string(panels ? "panels" : "rows") + ", sequences " + std::to_string(count));
+    SCOPED_TRACE(weights + ", sequences " + std::to_string(count));
     auto alone = prefilled(*model, count, 100);
     auto together = prefilled(*model, count, 100);
     for (int step = 0; step < 6; ++step) {
@@ -138,6 +140,86 @@ TEST(BatchedForward, PanelsGiveTheRowKernelsLogitsToRounding) {
   // Gone with the object: the rows' bits again.
   const auto after = decode(prefilled(*model, 3, 300));
   for (size_t i = 0; i < on_rows.size(); ++i) EXPECT_TRUE(torch::equal(after[i], on_rows[i])) << i;
+}
+
+// The same tokens decoded teacher-forced, three prompts, four steps each: every step's logits.
+std::vector<torch::Tensor> teacher_forced_logits(DeepSeekV3Impl& model, uint64_t seed) {
+  std::vector<Sequence> sequences = prefilled(model, 3, seed);
+  std::vector<torch::Tensor> logits;
+  for (int step = 0; step < 4; ++step) {
+    for (auto& seq : sequences) {
+      auto out = run_main_model_cached(model, ids_tensor({seq.tokens.back()}, torch::kCPU), seq.cache);
+      logits.push_back(out.logits[0][0].clone());
+      seq.tokens.push_back((seq.tokens.back() * 7 + step) % model.config().vocab_size);
+    }
+  }
+  return logits;
+}
+
+// --precision: auto packs bfloat16 copies exactly where the weights are bfloat16 values (a
+// bfloat16 checkpoint), and changes no bit of decoding; bf16 rounds every matrix but the routers'
+// gates, its logits the fp32 copies' to the weights' rounding.
+TEST(BatchedForward, DecodingPrecisionAutoIsExactAndBf16RoundsAllButTheGates) {
+  if (!kernels::panel_matmul_vectorised()) GTEST_SKIP() << "no vector path for panels here: nothing is packed";
+  ModelConfig config = testing::tiny_config();
+  DeepSeekV3 model = random_model(config, 25, 0.3, torch::kFloat);
+  const int64_t gates = static_cast<int64_t>(model->moe_layers().size());
+  ASSERT_GT(gates, 0);
+  std::vector<torch::Tensor> fp32_logits, bf16_logits;
+  int64_t fp32_bytes = 0;
+  {
+    const DecodingPanels fp32(model, DecodingPrecision::kFloat32);
+    EXPECT_EQ(fp32.bfloat16_matrices(), 0);
+    fp32_bytes = fp32.bytes();
+    fp32_logits = teacher_forced_logits(*model, 500);
+  }
+  {
+    const DecodingPanels automatic(model, DecodingPrecision::kAuto);  // float32 values: nothing in bf16
+    EXPECT_EQ(automatic.bfloat16_matrices(), 0);
+    EXPECT_EQ(automatic.bytes(), fp32_bytes);
+  }
+  {
+    const DecodingPanels bf16(model, DecodingPrecision::kBfloat16);
+    EXPECT_EQ(bf16.bfloat16_matrices(), bf16.matrices() - gates);
+    EXPECT_LT(bf16.bytes(), fp32_bytes * 0.55);
+    EXPECT_NE(bf16.describe().find("in bf16, " + std::to_string(gates) + " in fp32"), std::string::npos) << bf16.describe();
+    bf16_logits = teacher_forced_logits(*model, 500);
+  }
+  bool any_bit_differs = false;
+  for (size_t i = 0; i < fp32_logits.size(); ++i) {
+    const double scale = 1 + fp32_logits[i].abs().max().item<double>();
+    EXPECT_LT(testing::max_abs_diff(bf16_logits[i], fp32_logits[i]), 5e-2 * scale) << i;  // seen: up to 2.1e-2
+    any_bit_differs = any_bit_differs || !torch::equal(bf16_logits[i], fp32_logits[i]);
+  }
+  EXPECT_TRUE(any_bit_differs) << "the bf16 copies were not used";
+
+  // The model as a bfloat16 checkpoint loads: every weight a bfloat16 value.
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : model->parameters()) p.copy_(p.to(torch::kBFloat16).to(torch::kFloat));
+  }
+  std::vector<torch::Tensor> exact_fp32;
+  {
+    const DecodingPanels fp32(model, DecodingPrecision::kFloat32);
+    exact_fp32 = teacher_forced_logits(*model, 500);
+  }
+  const DecodingPanels automatic(model, DecodingPrecision::kAuto);
+  EXPECT_EQ(automatic.bfloat16_matrices(), automatic.matrices());
+  EXPECT_LT(automatic.bytes(), fp32_bytes * 0.55);
+  EXPECT_NE(automatic.describe().find("in bf16"), std::string::npos) << automatic.describe();
+  const auto exact_auto = teacher_forced_logits(*model, 500);
+  for (size_t i = 0; i < exact_fp32.size(); ++i) EXPECT_TRUE(torch::equal(exact_auto[i], exact_fp32[i])) << i;
+}
+
+TEST(BatchedForward, Bf16DecodingNeedsThePanelsVectorPath) {
+  DeepSeekV3 model = random_model(testing::tiny_config(), 26, 0.3, torch::kFloat);
+  const kernels::FewRowsPath before = kernels::few_rows_matmul_path();
+  kernels::force_few_rows_matmul_path(kernels::FewRowsPath::kPortable);
+  EXPECT_THROW(DecodingPanels(model, DecodingPrecision::kBfloat16), Error);
+  EXPECT_EQ(DecodingPanels(model, DecodingPrecision::kAuto).matrices(), 0);
+  kernels::force_few_rows_matmul_path(before);
+  EXPECT_EQ(parse_decoding_precision("bf16"), DecodingPrecision::kBfloat16);
+  EXPECT_THROW(parse_decoding_precision("fp16"), Error);
 }
 
 TEST(BatchedForward, SeveralTokensPerSequenceAndAnyOrder) {

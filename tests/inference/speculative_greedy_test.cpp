@@ -12,6 +12,7 @@
 #include "nextn/inference/generator.h"
 #include "nextn/inference/plain_decoder.h"
 #include "nextn/inference/speculative_decoder.h"
+#include "nextn/kernels/panel_matmul.h"
 #include "nextn/util/error.h"
 
 namespace nextn::inference {
@@ -326,14 +327,17 @@ TEST(SpeculativeTree, GreedyEqualsPlainAndTheTreeHoldsTheChain) {
 // attention included): the path's rows are bit for bit plain decoding's, so greedy output is equal
 // however close two logits are.
 // float32 takes decoding's kernels (double models the libtorch formulas): chains and trees against
-// plain decoding, on the model's rows and on decoding's panels (as generate and serve decode).
+// plain decoding, on the model's rows and on decoding's panels (as generate and serve decode), in
+// float32 and in bfloat16.
 TEST(SpeculativeTree, Float32GreedyEqualsPlain) {
   ModelConfig config = testing::tiny_config();
   DeepSeekV3 model = random_model(config, 88, 0.4, torch::kFloat);
   Generator generator(model);
+  // Prompts 0 and 3 on the rows, 1 on fp32 panels, 2 on bf16 panels (--precision bf16).
   for (int prompt_index = 0; prompt_index < 4; ++prompt_index) {
     std::optional<DecodingPanels> panels;
-    if (prompt_index % 2 == 1) panels.emplace(model);
+    if (prompt_index == 1) panels.emplace(model, DecodingPrecision::kFloat32);
+    if (prompt_index == 2 && kernels::panel_matmul_vectorised()) panels.emplace(model, DecodingPrecision::kBfloat16);
     const auto prompt = random_prompt(3 + prompt_index, config.vocab_size, 89 + prompt_index);
     const auto plain = generator.generate(prompt, greedy_options(40, 0));
     for (int64_t drafts = 1; drafts <= config.mtp_depth(); ++drafts) {

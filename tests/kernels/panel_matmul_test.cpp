@@ -1,7 +1,9 @@
 // The panel kernel (decoding's packed weights): every code path, row count and thread count gives
 // panel_matmul_reference's std::fma chain bit for bit (so a row never depends on the rows beside
 // it); the reference itself matches a double-precision product; the packing holds the matrix; and
-// few_rows_matmul takes the panels exactly while a matrix is registered.
+// few_rows_matmul takes the panels exactly while a matrix is registered. The same for bfloat16
+// copies, whose weights are the matrix rounded as torch rounds to bfloat16.
+#include <c10/util/BFloat16.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -56,7 +58,8 @@ TEST(PanelMatmul, EveryPathRowCountAndThreadCountIsTheReferenceBitForBit) {
   for (auto [outputs, inputs] : kShapes) {
     const Matrix w = random_matrix(outputs, inputs, inputs + 3, rng);
     const Matrix x = random_matrix(kFewRowsMax, inputs, inputs + 1, rng);
-    const PanelMatrix p(w.view());
+    for (PanelType type : {PanelType::kFloat32, PanelType::kBfloat16}) {
+    const PanelMatrix p(w.view(), type);
     for (FewRowsPath path : paths_here()) {
       force_few_rows_matmul_path(path);
       for (int threads : {1, 2, 3}) {
@@ -64,7 +67,7 @@ TEST(PanelMatmul, EveryPathRowCountAndThreadCountIsTheReferenceBitForBit) {
         for (int64_t rows = 1; rows <= kFewRowsMax; ++rows) {
           SCOPED_TRACE(std::string(few_rows_matmul_path_name(path)) + ", " + std::to_string(outputs) + "x" +
                        std::to_string(inputs) + ", rows " + std::to_string(rows) + ", threads " +
-                       std::to_string(threads));
+                       std::to_string(threads) + (type == PanelType::kBfloat16 ? ", bf16" : ", fp32"));
           const MatrixView xs{x.data.data(), rows, inputs, x.stride};
           // Output rows strided, with sentinels around each: nothing outside [0, outputs) is written.
           const int64_t out_stride = outputs + 2;
@@ -80,6 +83,99 @@ TEST(PanelMatmul, EveryPathRowCountAndThreadCountIsTheReferenceBitForBit) {
         }
       }
     }
+    }
+  }
+}
+
+float torch_bfloat16(float value) { return static_cast<float>(c10::BFloat16(value)); }
+
+uint32_t bits_of(float value) {
+  uint32_t bits;
+  std::memcpy(&bits, &value, sizeof(bits));
+  return bits;
+}
+
+float float_of(uint32_t bits) {
+  float value;
+  std::memcpy(&value, &bits, sizeof(value));
+  return value;
+}
+
+TEST(PanelMatmul, RoundingToBfloat16IsTorchs) {
+  // Ties both ways (to even), one past a tie, signed zeros, infinities, NaN, the largest float
+  // (rounds up to infinity), subnormals, and random values over many magnitudes.
+  std::vector<float> values = {float_of(0x3f808000), float_of(0x3f818000), float_of(0x3f808001), 0.0f, -0.0f,
+                               INFINITY, -INFINITY, NAN, 3.4028235e38f, -3.4028235e38f, float_of(0x00008000),
+                               float_of(0x00018000), float_of(0x00000001), 1.17549435e-38f};
+  std::mt19937 rng(6);
+  std::uniform_int_distribution<uint32_t> any_bits;
+  for (int i = 0; i < 20000; ++i) values.push_back(float_of(any_bits(rng)));
+  for (float v : values) {
+    const uint16_t ours = round_to_bfloat16(v);
+    const c10::BFloat16 theirs(v);
+    if (std::isnan(v)) {
+      ASSERT_TRUE(std::isnan(bfloat16_to_float(ours))) << bits_of(v);
+      continue;
+    }
+    ASSERT_EQ(ours, theirs.x) << "float bits " << bits_of(v);
+    ASSERT_EQ(bits_of(bfloat16_to_float(ours)), bits_of(static_cast<float>(theirs))) << bits_of(v);
+  }
+  EXPECT_EQ(bits_of(bfloat16_to_float(round_to_bfloat16(float_of(0x3f808000)))), 0x3f800000u);  // tie, to even: down
+  EXPECT_EQ(bits_of(bfloat16_to_float(round_to_bfloat16(float_of(0x3f818000)))), 0x3f820000u);  // tie, to even: up
+}
+
+TEST(PanelMatmul, Bfloat16PanelsHoldTheRoundedMatrixInHalfTheBytes) {
+  std::mt19937 rng(7);
+  const Matrix w = random_matrix(50, 7, 9, rng);
+  const PanelMatrix p(w.view(), PanelType::kBfloat16);
+  EXPECT_EQ(p.type(), PanelType::kBfloat16);
+  bool any_rounded = false;
+  for (int64_t o = 0; o < 50; ++o) {
+    for (int64_t i = 0; i < 7; ++i) {
+      const float original = w.data[o * 9 + i];
+      ASSERT_EQ(bits_of(p.weight(o, i)), bits_of(torch_bfloat16(original))) << o << "," << i;
+      any_rounded = any_rounded || p.weight(o, i) != original;
+    }
+  }
+  EXPECT_TRUE(any_rounded);
+  for (int64_t o = 50; o < 2 * kPanelWidth; ++o) {
+    for (int64_t i = 0; i < 7; ++i) ASSERT_EQ(p.panel_bf16(1)[i * kPanelWidth + o - kPanelWidth], 0);
+  }
+  EXPECT_EQ(PanelMatrix::bytes_for(50, 7, PanelType::kBfloat16), 2 * 7 * kPanelWidth * 2);
+}
+
+// The bfloat16 kernel's chain against a direct one over the rounded weights, and a matrix of
+// bfloat16 values gives the float32 copy's bits: what `--precision auto` relies on.
+TEST(PanelMatmul, Bfloat16PanelsComputeTheRoundedMatrixsProduct) {
+  KernelSettings restore;
+  std::mt19937 rng(8);
+  for (auto [outputs, inputs] : kShapes) {
+    Matrix w = random_matrix(outputs, inputs, inputs, rng);
+    const Matrix x = random_matrix(kFewRowsMax, inputs, inputs, rng);
+    const PanelMatrix p(w.view(), PanelType::kBfloat16);
+    std::vector<float> got(kFewRowsMax * outputs);
+    panel_matmul(x.view(), p, got.data(), outputs);
+    for (int64_t r = 0; r < kFewRowsMax; ++r) {
+      for (int64_t o = 0; o < outputs; ++o) {
+        float chain = 0.0f;
+        for (int64_t i = 0; i < inputs; ++i) chain = std::fma(x.data[r * inputs + i], torch_bfloat16(w.data[o * inputs + i]), chain);
+        ASSERT_EQ(bits_of(got[r * outputs + o]), bits_of(chain)) << r << "," << o;
+      }
+    }
+    EXPECT_FALSE(holds_bfloat16_exactly(w.view()));
+    for (float& v : w.data) v = torch_bfloat16(v);
+    ASSERT_TRUE(holds_bfloat16_exactly(w.view()));
+    for (FewRowsPath path : paths_here()) {
+      force_few_rows_matmul_path(path);
+      std::vector<float> from_fp32(kFewRowsMax * outputs), from_bf16(kFewRowsMax * outputs);
+      panel_matmul(x.view(), PanelMatrix(w.view(), PanelType::kFloat32), from_fp32.data(), outputs);
+      panel_matmul(x.view(), PanelMatrix(w.view(), PanelType::kBfloat16), from_bf16.data(), outputs);
+      ASSERT_EQ(std::memcmp(from_fp32.data(), from_bf16.data(), from_fp32.size() * sizeof(float)), 0)
+          << few_rows_matmul_path_name(path) << ", " << outputs << "x" << inputs;
+    }
+    // One value off a bfloat16 by its last float32 bit: not exactly bfloat16 any more.
+    w.data[w.data.size() / 2] = float_of(bits_of(w.data[w.data.size() / 2]) | 1u);
+    EXPECT_FALSE(holds_bfloat16_exactly(w.view()));
   }
 }
 
@@ -113,6 +209,16 @@ TEST(PanelMatmul, FewRowsMatmulTakesTheRegisteredPanelsOnly) {
   EXPECT_EQ(registered_panel_count(), before);
   few_rows_matmul(x.view(), w.view(), registered.data(), 100);
   EXPECT_EQ(std::memcmp(registered.data(), rows_kernel.data(), 300 * sizeof(float)), 0);
+  // A bfloat16 copy is taken the same way; one matrix cannot hold copies of both types at once.
+  std::vector<float> bf16_panels(300);
+  panel_matmul(x.view(), PanelMatrix(w.view(), PanelType::kBfloat16), bf16_panels.data(), 100);
+  register_panels(w.view(), PanelType::kBfloat16);
+  EXPECT_THROW(register_panels(w.view(), PanelType::kFloat32), std::invalid_argument);
+  few_rows_matmul(x.view(), w.view(), registered.data(), 100);
+  EXPECT_EQ(std::memcmp(registered.data(), bf16_panels.data(), 300 * sizeof(float)), 0);
+  unregister_panels(w.view());
+  EXPECT_EQ(registered_panels(w.view()), nullptr);
+  EXPECT_EQ(registered_panel_count(), before);
 }
 
 TEST(PanelMatmul, BadShapesAreRefused) {

@@ -489,7 +489,7 @@ test('--layout rows: decoding reads the model\'s own rows, the tokens generate -
   const rows = await startServer(['--layout', 'rows']);
   try {
     assert.match(rows.output(), /decoding reads the model's rows/);
-    assert.match(server.output(), /decoding reads panels \(\d+ MiB of packed weights\)/);
+    assert.match(server.output(), /decoding reads panels \([\d.]+ MiB, \d+ matrices in fp32\)/);
     const c = new OpenAI({ baseURL: `${rows.url}/v1`, apiKey: 'x', maxRetries: 0 });
     for (const prompt of ['class Parser:', 'import os\n']) {
       const r = await c.completions.create({ model: 'tiny', prompt, max_tokens: 20, temperature: 0, logprobs: 1,
@@ -507,6 +507,31 @@ test('--layout rows: decoding reads the model\'s own rows, the tokens generate -
   const bad = spawnSync(nextn, ['serve', '--model', tinyModel(), '--layout', 'columns'], { encoding: 'utf8' });
   assert.notEqual(bad.status, 0);
   assert.match(bad.stderr, /--layout/);
+});
+
+test('--precision bf16: bfloat16 panels (the routers\' gates fp32), the tokens generate --precision bf16 gives', async () => {
+  const bf16 = await startServer(['--precision', 'bf16']);
+  try {
+    assert.match(bf16.output(), /decoding reads panels \([\d.]+ MiB, \d+ matrices: \d+ in bf16, \d+ in fp32\)/);
+    const c = new OpenAI({ baseURL: `${bf16.url}/v1`, apiKey: 'x', maxRetries: 0 });
+    for (const prompt of ['class Parser:', 'import os\n']) {
+      const r = await c.completions.create({ model: 'tiny', prompt, max_tokens: 20, temperature: 0, logprobs: 1,
+                                             return_token_ids: true });
+      assert.deepEqual(r.choices[0].token_ids, generateTokenIds(prompt, 20, ['--greedy', '--precision', 'bf16']), prompt);
+      // The weights' rounding moves log-probabilities by a little, not by nothing.
+      const fp32 = await greedy(prompt, 20, { logprobs: 1 });
+      if (fp32.choices[0].token_ids.join() !== r.choices[0].token_ids.join()) continue;  // a near-tie went the other way
+      const diffs = r.choices[0].logprobs.token_logprobs.map((l, i) => Math.abs(l - fp32.choices[0].logprobs.token_logprobs[i]));
+      assert.ok(Math.max(...diffs) < 0.1, `${prompt}: ${diffs}`);
+      assert.ok(Math.max(...diffs) > 0, `${prompt}: bf16 gave fp32's bits`);
+    }
+  } finally {
+    assert.equal(await bf16.stop(), 0);
+  }
+  const bad = spawnSync(nextn, ['serve', '--model', tinyModel(), '--layout', 'rows', '--precision', 'bf16'],
+                        { encoding: 'utf8' });
+  assert.notEqual(bad.status, 0);
+  assert.match(bad.stderr, /--precision bf16 packs bfloat16 panels; --layout rows/);
 });
 
 test('--speculative mtp drafts auto by default: the same greedy output, every depth tried', async () => {

@@ -35,7 +35,8 @@ Server start_server(const ServeBenchOptions& o, const std::string& drafts) {
   int pipe_fds[2];
   NEXTN_CHECK(::pipe(pipe_fds) == 0, "bench serve: pipe: ", errno_text());
   std::vector<std::string> args = {o.binary, "serve", "--model", o.model, "--port", "0", "--served-model-name", "bench",
-                                   "--max-batch", std::to_string(o.max_batch), "--max-queue", "256"};
+                                   "--max-batch", std::to_string(o.max_batch), "--max-queue", "256",
+                                   "--precision", o.precision};
   if (drafts != "0") args.insert(args.end(), {"--speculative", "mtp", "--draft", drafts});
   const pid_t pid = ::fork();
   NEXTN_CHECK(pid >= 0, "bench serve: fork: ", errno_text());

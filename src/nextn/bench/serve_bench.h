@@ -22,6 +22,7 @@ struct ServeBenchOptions {
   // "0": plain; "N" or "auto": --speculative mtp --draft N / auto
   std::vector<std::string> draft_variants = {"0", "auto"};
   int max_batch = 16;
+  std::string precision = "auto";  // the started servers' --precision (decoding's weights)
   // Sweeps over `concurrency` per server, one after another: medians are reported, and each
   // round's ratio to its own 1-stream figure (this machine's speed drifts between phases).
   int rounds = 1;

@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <string>
 #include <tuple>
+#include <type_traits>
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -53,29 +54,62 @@ inline void broadcast(float x, V& v) {
 }
 #endif
 
+// A panel's weights as float lanes: float32 as stored; bfloat16 widened (its bits are a float32's
+// upper half, so the widening is exact).
+template <typename E>
+inline const E* panel_of(const PanelMatrix& w, int64_t p);
+template <>
+inline const float* panel_of<float>(const PanelMatrix& w, int64_t p) {
+  return w.panel(p);
+}
+template <>
+inline const uint16_t* panel_of<uint16_t>(const PanelMatrix& w, int64_t p) {
+  return w.panel_bf16(p);
+}
+template <typename V>
+inline V load_weights(const float* p) {
+  return load_lanes<V>(p);
+}
+using Halves8 = uint16_t __attribute__((vector_size(16)));
+using Halves16 = uint16_t __attribute__((vector_size(32)));
+using Words8 = uint32_t __attribute__((vector_size(32)));
+using Words16 = uint32_t __attribute__((vector_size(64)));
+template <typename V>
+inline V load_weights(const uint16_t* p) {
+  using Halves = std::conditional_t<kLanesOf<V> == 16, Halves16, Halves8>;
+  using Words = std::conditional_t<kLanesOf<V> == 16, Words16, Words8>;
+  static_assert(kLanesOf<V> == 8 || kLanesOf<V> == 16, "one AVX or AVX-512 register");
+  Halves halves;
+  __builtin_memcpy(&halves, p, sizeof(halves));  // unaligned load
+  const Words words = __builtin_convertvector(halves, Words) << 16;
+  V v;
+  __builtin_memcpy(&v, &words, sizeof(v));
+  return v;
+}
+
 // R rows times C vectors (of V) of P consecutive panels, starting `lane0` outputs into each panel:
 // for each input in order, every accumulator takes one fused multiply-add, the chain that
 // panel_matmul_reference computes with std::fma (the tests hold every path to it bit for bit).
-template <typename V, int R, int C, int P>
+template <typename V, typename E, int R, int C, int P>
 inline void panel_tile(const MatrixView& x, const PanelMatrix& w, int64_t first_panel, int64_t lane0, float* out,
                        int64_t out_stride) {
   constexpr int64_t kLanes = kLanesOf<V>;
   V acc[P][C][R] = {};
-  const float* base[P];
+  const E* base[P];
 #pragma GCC unroll 2
-  for (int p = 0; p < P; ++p) base[p] = w.panel(first_panel + p) + lane0;
+  for (int p = 0; p < P; ++p) base[p] = panel_of<E>(w, first_panel + p) + lane0;
   const int64_t cols = w.cols();
   for (int64_t i = 0; i < cols; ++i) {
     V wv[P][C];
 #pragma GCC unroll 2
     for (int p = 0; p < P; ++p) {
 #pragma GCC unroll 6
-      for (int c = 0; c < C; ++c) wv[p][c] = load_lanes<V>(base[p] + i * kPanelWidth + c * kLanes);
+      for (int c = 0; c < C; ++c) wv[p][c] = load_weights<V>(base[p] + i * kPanelWidth + c * kLanes);
       if (lane0 == 0) {
-        const float* ahead = base[p] + (i + kPrefetchInputs) * kPanelWidth;
+        const char* ahead = reinterpret_cast<const char*>(base[p] + (i + kPrefetchInputs) * kPanelWidth);
         __builtin_prefetch(ahead, 0, 3);
-        __builtin_prefetch(ahead + 16, 0, 3);
-        __builtin_prefetch(ahead + 32, 0, 3);
+        __builtin_prefetch(ahead + 64, 0, 3);
+        if constexpr (sizeof(E) == 4) __builtin_prefetch(ahead + 128, 0, 3);
       }
     }
 #pragma GCC unroll 8
@@ -111,17 +145,21 @@ inline void panel_tile(const MatrixView& x, const PanelMatrix& w, int64_t first_
 
 // Panels [begin, end): C vectors per pass over a panel, passes until its kPanelWidth outputs are
 // done; P panels at once (one row: more independent chains than one panel's vectors give).
-template <typename V, int R, int C, int P>
+template <typename V, typename E, int R, int C, int P>
 inline void panel_span(const MatrixView& x, const PanelMatrix& w, int64_t begin, int64_t end, float* out,
                        int64_t out_stride) {
   constexpr int64_t kPass = C * kLanesOf<V>;
   static_assert(kPanelWidth % kPass == 0, "passes cover a panel exactly");
   int64_t p = begin;
   for (; p + P <= end; p += P) {
-    for (int64_t lane0 = 0; lane0 < kPanelWidth; lane0 += kPass) panel_tile<V, R, C, P>(x, w, p, lane0, out, out_stride);
+    for (int64_t lane0 = 0; lane0 < kPanelWidth; lane0 += kPass) {
+      panel_tile<V, E, R, C, P>(x, w, p, lane0, out, out_stride);
+    }
   }
   for (; p < end; ++p) {
-    for (int64_t lane0 = 0; lane0 < kPanelWidth; lane0 += kPass) panel_tile<V, R, C, 1>(x, w, p, lane0, out, out_stride);
+    for (int64_t lane0 = 0; lane0 < kPanelWidth; lane0 += kPass) {
+      panel_tile<V, E, R, C, 1>(x, w, p, lane0, out, out_stride);
+    }
   }
 }
 
@@ -136,9 +174,8 @@ void reference_span(const MatrixView& x, const PanelMatrix& w, int64_t begin, in
   for (int64_t r = 0; r < x.rows; ++r) {
     const float* x_row = x.data + r * x.row_stride;
     for (int64_t o = begin * kPanelWidth; o < last; ++o) {
-      const float* column = w.panel(o / kPanelWidth) + o % kPanelWidth;
       float acc = 0.0f;
-      for (int64_t i = 0; i < w.cols(); ++i) acc = std::fma(x_row[i], column[i * kPanelWidth], acc);
+      for (int64_t i = 0; i < w.cols(); ++i) acc = std::fma(x_row[i], w.weight(o, i), acc);
       out[r * out_stride + o] = acc;
     }
   }
@@ -148,18 +185,18 @@ void reference_span(const MatrixView& x, const PanelMatrix& w, int64_t begin, in
 #define NEXTN_PANEL_X86_PATHS 1
 // AVX-512: a panel is three vectors; 8 rows keep 24 accumulators, 3 weights and a broadcast in the
 // 32 registers. One row takes two panels at once: six chains hide the multiply-add's latency.
-template <int R>
+template <typename E, int R>
 __attribute__((flatten, target("avx512f,avx2,fma"))) void span_avx512(const MatrixView& x, const PanelMatrix& w,
                                                                       int64_t begin, int64_t end, float* out,
                                                                       int64_t out_stride) {
-  panel_span<Lanes16, R, 3, R == 1 ? 2 : 1>(x, w, begin, end, out, out_stride);
+  panel_span<Lanes16, E, R, 3, R == 1 ? 2 : 1>(x, w, begin, end, out, out_stride);
 }
 
 // AVX2: a panel is six vectors; passes of C of them keep R * C <= 12 accumulators in 16 registers.
-template <int R>
+template <typename E, int R>
 __attribute__((flatten, target("avx2,fma"))) void span_avx2(const MatrixView& x, const PanelMatrix& w, int64_t begin,
                                                             int64_t end, float* out, int64_t out_stride) {
-  panel_span<Lanes8, R, R <= 2 ? 6 : R <= 4 ? 3 : R <= 6 ? 2 : 1, 1>(x, w, begin, end, out, out_stride);
+  panel_span<Lanes8, E, R, R <= 2 ? 6 : R <= 4 ? 3 : R <= 6 ? 2 : 1, 1>(x, w, begin, end, out, out_stride);
 }
 #else
 #define NEXTN_PANEL_X86_PATHS 0
@@ -167,22 +204,33 @@ __attribute__((flatten, target("avx2,fma"))) void span_avx2(const MatrixView& x,
 
 static_assert(kFewRowsMax == 8, "span_for's tables hold one entry per row count");
 
-PanelSpanFn span_for(int64_t rows, FewRowsPath path) {
 #if NEXTN_PANEL_X86_PATHS
+template <typename E>
+PanelSpanFn vector_span_for(int64_t rows, FewRowsPath path) {
   if (path == FewRowsPath::kAvx512) {
-    static constexpr PanelSpanFn avx512[] = {span_avx512<1>, span_avx512<2>, span_avx512<3>, span_avx512<4>,
-                                             span_avx512<5>, span_avx512<6>, span_avx512<7>, span_avx512<8>};
+    static constexpr PanelSpanFn avx512[] = {span_avx512<E, 1>, span_avx512<E, 2>, span_avx512<E, 3>,
+                                             span_avx512<E, 4>, span_avx512<E, 5>, span_avx512<E, 6>,
+                                             span_avx512<E, 7>, span_avx512<E, 8>};
     return avx512[rows - 1];
   }
   if (path == FewRowsPath::kAvx2Fma) {
-    static constexpr PanelSpanFn avx2[] = {span_avx2<1>, span_avx2<2>, span_avx2<3>, span_avx2<4>,
-                                           span_avx2<5>, span_avx2<6>, span_avx2<7>, span_avx2<8>};
+    static constexpr PanelSpanFn avx2[] = {span_avx2<E, 1>, span_avx2<E, 2>, span_avx2<E, 3>, span_avx2<E, 4>,
+                                           span_avx2<E, 5>, span_avx2<E, 6>, span_avx2<E, 7>, span_avx2<E, 8>};
     return avx2[rows - 1];
   }
+  return reference_span;
+}
 #endif
+
+PanelSpanFn span_for(int64_t rows, FewRowsPath path, PanelType type) {
+#if NEXTN_PANEL_X86_PATHS
+  return type == PanelType::kBfloat16 ? vector_span_for<uint16_t>(rows, path) : vector_span_for<float>(rows, path);
+#else
   (void)rows;
   (void)path;
+  (void)type;
   return reference_span;
+#endif
 }
 
 void check_shapes(const MatrixView& x, const PanelMatrix& w, const float* out) {
@@ -222,26 +270,66 @@ Registry& registry() {
 
 }  // namespace
 
-void PanelMatrix::FreeAligned::operator()(float* p) const { std::free(p); }
+void PanelMatrix::FreeAligned::operator()(unsigned char* p) const { std::free(p); }
 
-int64_t PanelMatrix::bytes_for(int64_t rows, int64_t cols) {
-  const int64_t floats = std::max<int64_t>(1, (rows + kPanelWidth - 1) / kPanelWidth * cols * kPanelWidth);
-  return (floats * static_cast<int64_t>(sizeof(float)) + 63) / 64 * 64;
+int64_t PanelMatrix::bytes_for(int64_t rows, int64_t cols, PanelType type) {
+  const int64_t elements = std::max<int64_t>(1, (rows + kPanelWidth - 1) / kPanelWidth * cols * kPanelWidth);
+  const int64_t element_bytes = type == PanelType::kBfloat16 ? 2 : 4;
+  return (elements * element_bytes + 63) / 64 * 64;
 }
 
-PanelMatrix::PanelMatrix(const MatrixView& w) : rows_(w.rows), cols_(w.cols) {
+uint16_t round_to_bfloat16(float value) {
+  uint32_t bits;
+  std::memcpy(&bits, &value, sizeof(bits));
+  if (std::isnan(value)) return 0x7fc0;  // a quiet NaN, as torch's conversion gives
+  bits += 0x7fff + ((bits >> 16) & 1);  // round to nearest, ties to even
+  return static_cast<uint16_t>(bits >> 16);
+}
+
+float bfloat16_to_float(uint16_t bf16) {
+  const uint32_t bits = static_cast<uint32_t>(bf16) << 16;
+  float value;
+  std::memcpy(&value, &bits, sizeof(value));
+  return value;
+}
+
+PanelMatrix::PanelMatrix(const MatrixView& w, PanelType type) : rows_(w.rows), cols_(w.cols), type_(type) {
   if (w.rows < 0 || w.cols < 0 || (w.rows > 0 && (w.data == nullptr || w.row_stride < w.cols))) {
     throw std::invalid_argument("PanelMatrix: null data or a row stride shorter than a row");
   }
-  const size_t bytes = static_cast<size_t>(bytes_for(rows_, cols_));
-  data_.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
+  const size_t bytes = static_cast<size_t>(bytes_for(rows_, cols_, type_));
+  data_.reset(static_cast<unsigned char*>(std::aligned_alloc(64, bytes)));
   if (!data_) throw std::bad_alloc();
   std::memset(data_.get(), 0, bytes);  // padding outputs: zero weights
   for (int64_t o = 0; o < rows_; ++o) {
-    float* column = data_.get() + (o / kPanelWidth) * cols_ * kPanelWidth + o % kPanelWidth;
+    const int64_t first = (o / kPanelWidth) * cols_ * kPanelWidth + o % kPanelWidth;
     const float* row = w.data + o * w.row_stride;
-    for (int64_t i = 0; i < cols_; ++i) column[i * kPanelWidth] = row[i];
+    if (type_ == PanelType::kBfloat16) {
+      uint16_t* column = reinterpret_cast<uint16_t*>(data_.get()) + first;
+      for (int64_t i = 0; i < cols_; ++i) column[i * kPanelWidth] = round_to_bfloat16(row[i]);
+    } else {
+      float* column = reinterpret_cast<float*>(data_.get()) + first;
+      for (int64_t i = 0; i < cols_; ++i) column[i * kPanelWidth] = row[i];
+    }
   }
+}
+
+bool holds_bfloat16_exactly(const MatrixView& w) {
+  for (int64_t o = 0; o < w.rows; ++o) {
+    const float* row = w.data + o * w.row_stride;
+    for (int64_t i = 0; i < w.cols; ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, &row[i], sizeof(bits));
+      if ((bits & 0xffffu) != 0) return false;  // NaN payloads below the upper half included
+    }
+  }
+  return true;
+}
+
+float PanelMatrix::weight(int64_t row, int64_t col) const {
+  const int64_t at = col * kPanelWidth + row % kPanelWidth;
+  if (type_ == PanelType::kBfloat16) return bfloat16_to_float(panel_bf16(row / kPanelWidth)[at]);
+  return panel(row / kPanelWidth)[at];
 }
 
 bool panel_matmul_vectorised() {
@@ -255,7 +343,7 @@ bool panel_matmul_vectorised() {
 void panel_matmul(const MatrixView& x, const PanelMatrix& w, float* out, int64_t out_row_stride) {
   check_shapes(x, w, out);
   if (w.rows() == 0) return;
-  const PanelSpanFn span = span_for(x.rows, few_rows_matmul_path());
+  const PanelSpanFn span = span_for(x.rows, few_rows_matmul_path(), w.type());
   const int64_t panels = w.panels();
   const int threads = static_cast<int>(std::min<int64_t>(few_rows_threads_for(x.rows * w.rows() * w.cols()), panels));
   if (threads <= 1) {
@@ -278,21 +366,24 @@ void panel_matmul_reference(const MatrixView& x, const PanelMatrix& w, float* ou
   reference_span(x, w, 0, w.panels(), out, out_row_stride);
 }
 
-void register_panels(const MatrixView& w) {
+void register_panels(const MatrixView& w, PanelType type) {
   Registry& r = registry();
+  const auto hold = [&](Registration& entry) {
+    if (entry.panels->type() != type) {
+      throw std::invalid_argument("register_panels: the matrix is registered already, as panels of another type");
+    }
+    ++entry.holders;
+  };
   {
     std::unique_lock lock(r.mutex);
     auto found = r.entries.find(key_of(w));
-    if (found != r.entries.end()) {
-      ++found->second.holders;
-      return;
-    }
+    if (found != r.entries.end()) return hold(found->second);
   }
-  auto packed = std::make_shared<const PanelMatrix>(w);  // outside the lock: packing takes a while
+  auto packed = std::make_shared<const PanelMatrix>(w, type);  // outside the lock: packing takes a while
   std::unique_lock lock(r.mutex);
   Registration& entry = r.entries[key_of(w)];
   if (!entry.panels) entry.panels = std::move(packed);
-  ++entry.holders;
+  hold(entry);
   r.count.store(static_cast<int64_t>(r.entries.size()));
 }
 

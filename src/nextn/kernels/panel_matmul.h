@@ -15,6 +15,11 @@
 // whatever the row count, thread count or instruction set: a row's result never depends on the
 // rows computed with it (decoding alone, a speculative verify, a batched server step), and every
 // path equals panel_matmul_reference bit for bit.
+//
+// A copy may hold its weights in bfloat16 (half the bytes: decoding's steps mostly wait on them).
+// The kernel widens each to float32 exactly (a bfloat16 is a float32's upper half) and runs the
+// same chain, so a matrix whose values are all bfloat16 (a bfloat16 checkpoint, loaded into
+// float32) gives the same bits from either copy; other matrices are rounded to nearest when packed.
 #pragma once
 
 #include <cstdint>
@@ -27,26 +32,41 @@ namespace nextn::kernels {
 // Outputs per panel: three AVX-512 vectors, six AVX2 ones.
 constexpr int64_t kPanelWidth = 48;
 
-// A float32 matrix [rows, cols] in panels (see above); owns its memory (64-byte aligned).
+// A float32 matrix [rows, cols] in panels (see above), stored as `type`; owns its memory (64-byte
+// aligned).
+// What a packed copy stores.
+enum class PanelType { kFloat32, kBfloat16 };
+
+// float32 -> bfloat16 bits, rounded to nearest, ties to even (NaN stays NaN): torch's conversion.
+uint16_t round_to_bfloat16(float value);
+float bfloat16_to_float(uint16_t bits);  // exact
+
+// Whether every value of w is a bfloat16 (rounding it changes nothing).
+bool holds_bfloat16_exactly(const MatrixView& w);
+
 class PanelMatrix {
  public:
-  explicit PanelMatrix(const MatrixView& w);  // packs a copy of w
+  explicit PanelMatrix(const MatrixView& w, PanelType type = PanelType::kFloat32);  // packs a copy of w
   int64_t rows() const { return rows_; }
   int64_t cols() const { return cols_; }
+  PanelType type() const { return type_; }
   int64_t panels() const { return (rows_ + kPanelWidth - 1) / kPanelWidth; }
-  static int64_t bytes_for(int64_t rows, int64_t cols);  // the packed copy's size
-  // Panel p: cols() groups of kPanelWidth floats, group i holding W[p * kPanelWidth + j][i] at j.
-  const float* panel(int64_t p) const { return data_.get() + p * cols_ * kPanelWidth; }
-  float weight(int64_t row, int64_t col) const {
-    return panel(row / kPanelWidth)[col * kPanelWidth + row % kPanelWidth];
+  static int64_t bytes_for(int64_t rows, int64_t cols, PanelType type = PanelType::kFloat32);  // the copy's size
+  // Panel p: cols() groups of kPanelWidth weights, group i holding W[p * kPanelWidth + j][i] at j;
+  // panel() for a float32 copy, panel_bf16() for a bfloat16 one (bits).
+  const float* panel(int64_t p) const { return reinterpret_cast<const float*>(data_.get()) + p * cols_ * kPanelWidth; }
+  const uint16_t* panel_bf16(int64_t p) const {
+    return reinterpret_cast<const uint16_t*>(data_.get()) + p * cols_ * kPanelWidth;
   }
+  float weight(int64_t row, int64_t col) const;  // as the kernel reads it (widened from bfloat16)
 
  private:
   struct FreeAligned {
-    void operator()(float* p) const;
+    void operator()(unsigned char* p) const;
   };
   int64_t rows_ = 0, cols_ = 0;
-  std::unique_ptr<float[], FreeAligned> data_;
+  PanelType type_ = PanelType::kFloat32;
+  std::unique_ptr<unsigned char[], FreeAligned> data_;
 };
 
 // out[r * out_row_stride + o] = sum_i x[r][i] * W[o][i] for r < x.rows (1..kFewRowsMax),
@@ -66,8 +86,9 @@ void panel_matmul_reference(const MatrixView& x, const PanelMatrix& w, float* ou
 // registered, few_rows_matmul on exactly that view (data, rows, cols, row stride) runs
 // panel_matmul on its copy. The registrant keeps the matrix's memory alive and unchanged until it
 // unregisters (inference/decoding_panels.h does both for a model). Registrations are counted: a
-// matrix registered twice stays registered until it is unregistered twice.
-void register_panels(const MatrixView& w);
+// matrix registered twice stays registered until it is unregistered twice; registering it again
+// as another type while it is registered is std::invalid_argument (one matrix, one copy).
+void register_panels(const MatrixView& w, PanelType type = PanelType::kFloat32);
 void unregister_panels(const MatrixView& w);
 std::shared_ptr<const PanelMatrix> registered_panels(const MatrixView& w);  // null when not registered
 int64_t registered_panel_count();
