@@ -58,16 +58,21 @@ TEST(PanelMatmul, EveryPathRowCountAndThreadCountIsTheReferenceBitForBit) {
   for (auto [outputs, inputs] : kShapes) {
     const Matrix w = random_matrix(outputs, inputs, inputs + 3, rng);
     const Matrix x = random_matrix(kFewRowsMax, inputs, inputs + 1, rng);
-    for (PanelType type : {PanelType::kFloat32, PanelType::kBfloat16}) {
+    for (PanelType type : {PanelType::kFloat32, PanelType::kBfloat16, PanelType::kBfloat16Dot}) {
     const PanelMatrix p(w.view(), type);
     for (FewRowsPath path : paths_here()) {
       force_few_rows_matmul_path(path);
+      // bf16 products: on vdpbf16ps where this CPU has it, and in fused multiply-adds.
+      for (bool instruction : {true, false}) {
+      if (!instruction && type != PanelType::kBfloat16Dot) continue;
+      allow_bfloat16_dot_instruction(instruction);
       for (int threads : {1, 2, 3}) {
         set_few_rows_matmul_threads(threads);
         for (int64_t rows = 1; rows <= kFewRowsMax; ++rows) {
           SCOPED_TRACE(std::string(few_rows_matmul_path_name(path)) + ", " + std::to_string(outputs) + "x" +
                        std::to_string(inputs) + ", rows " + std::to_string(rows) + ", threads " +
-                       std::to_string(threads) + (type == PanelType::kBfloat16 ? ", bf16" : ", fp32"));
+                       std::to_string(threads) + ", type " + std::to_string(static_cast<int>(type)) +
+                       (bfloat16_dot_instruction() ? ", vdpbf16ps" : ""));
           const MatrixView xs{x.data.data(), rows, inputs, x.stride};
           // Output rows strided, with sentinels around each: nothing outside [0, outputs) is written.
           const int64_t out_stride = outputs + 2;
@@ -82,9 +87,11 @@ TEST(PanelMatmul, EveryPathRowCountAndThreadCountIsTheReferenceBitForBit) {
           ASSERT_EQ(std::memcmp(alone.data(), got.data() + (rows - 1) * out_stride, outputs * sizeof(float)), 0);
         }
       }
+      }
     }
     }
   }
+  allow_bfloat16_dot_instruction(true);
 }
 
 float torch_bfloat16(float value) { return static_cast<float>(c10::BFloat16(value)); }
@@ -177,6 +184,90 @@ TEST(PanelMatmul, Bfloat16PanelsComputeTheRoundedMatrixsProduct) {
     w.data[w.data.size() / 2] = float_of(bits_of(w.data[w.data.size() / 2]) | 1u);
     EXPECT_FALSE(holds_bfloat16_exactly(w.view()));
   }
+}
+
+TEST(PanelMatmul, DotOperandsAreBfloat16WithSubnormalsAsZero) {
+  EXPECT_EQ(bfloat16_dot_operand(1.0f), 0x3f80);
+  EXPECT_EQ(bfloat16_dot_operand(float_of(0x3f818000)), round_to_bfloat16(float_of(0x3f818000)));
+  EXPECT_EQ(bfloat16_dot_operand(float_of(0x00400000)), 0x0000);  // a subnormal: +0
+  EXPECT_EQ(bfloat16_dot_operand(float_of(0x80400000)), 0x8000);  // -0
+  EXPECT_EQ(bfloat16_dot_operand(float_of(0x007fffff)), 0x0080);  // rounds up to the smallest normal: kept
+  EXPECT_EQ(bfloat16_dot_operand(1e-39f * 0), 0x0000);
+  std::mt19937 rng(9);
+  std::uniform_int_distribution<uint32_t> any_bits;
+  for (int i = 0; i < 20000; ++i) {
+    const float v = float_of(any_bits(rng));
+    const uint16_t rounded = round_to_bfloat16(v), operand = bfloat16_dot_operand(v);
+    if ((rounded & 0x7f80) == 0) {
+      ASSERT_EQ(operand, rounded & 0x8000) << bits_of(v);
+    } else {
+      ASSERT_EQ(operand, rounded) << bits_of(v);
+    }
+  }
+}
+
+// bf16 products: the packed pairs hold the rounded matrix (odd input counts padded with a zero);
+// the product is the float32 one to bfloat16's rounding; and the chain, against one written
+// here from the header's formula with torch's rounding, bit for bit.
+TEST(PanelMatmul, Bfloat16DotProductsAreTheHeadersChain) {
+  std::mt19937 rng(10);
+  for (auto [outputs, inputs] : kShapes) {
+    const Matrix w = random_matrix(outputs, inputs, inputs + 2, rng), x = random_matrix(kFewRowsMax, inputs, inputs, rng);
+    const PanelMatrix p(w.view(), PanelType::kBfloat16Dot);
+    EXPECT_EQ(p.pair_count(), (inputs + 1) / 2);
+    EXPECT_EQ(PanelMatrix::bytes_for(outputs, inputs, PanelType::kBfloat16Dot),
+              (p.panels() * p.pair_count() * kPanelWidth * 4 + 63) / 64 * 64);
+    for (int64_t o = 0; o < outputs; ++o) {
+      for (int64_t i = 0; i < inputs; ++i) ASSERT_EQ(p.weight(o, i), torch_bfloat16(w.data[o * w.stride + i]));
+      if (inputs % 2 == 1) ASSERT_EQ(p.panel_pairs(o / kPanelWidth)[(inputs / 2) * kPanelWidth + o % kPanelWidth] >> 16, 0u);
+    }
+    std::vector<float> got(kFewRowsMax * outputs);
+    panel_matmul(x.view(), p, got.data(), outputs);
+    for (int64_t r = 0; r < kFewRowsMax; ++r) {
+      for (int64_t o = 0; o < outputs; ++o) {
+        float chain = 0.0f;
+        double exact = 0.0;
+        for (int64_t k = 0; 2 * k < inputs; ++k) {
+          for (int64_t i : {2 * k + 1, 2 * k}) {  // the high half first
+            if (i >= inputs) continue;
+            chain = std::fma(torch_bfloat16(w.data[o * w.stride + i]), torch_bfloat16(x.data[r * x.stride + i]), chain);
+            exact += double(w.data[o * w.stride + i]) * x.data[r * x.stride + i];
+          }
+        }
+        ASSERT_EQ(bits_of(got[r * outputs + o]), bits_of(chain)) << r << "," << o;
+        ASSERT_NEAR(got[r * outputs + o], exact, 1e-2 * std::sqrt(double(inputs))) << r << "," << o;
+      }
+    }
+  }
+}
+
+// Where products and sums fall below float32's normal range, vdpbf16ps flushes them to zero: the
+// chain in fused multiply-adds and the reference flush them the same way, bit for bit.
+TEST(PanelMatmul, Bfloat16DotProductsFlushSubnormalsOnEveryPath) {
+  KernelSettings restore;
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  Matrix w = random_matrix(100, 37, 37, rng), x = random_matrix(kFewRowsMax, 37, 37, rng);
+  for (float& v : w.data) v *= 3e-20f;  // products near 1e-39 and below: subnormal
+  for (float& v : x.data) v *= 4e-19f;
+  for (size_t i = 0; i < x.data.size(); i += 3) x.data[i] = uniform(rng) * 1e-38f;  // subnormal operands too
+  const PanelMatrix p(w.view(), PanelType::kBfloat16Dot);
+  std::vector<float> want(kFewRowsMax * 100);
+  panel_matmul_reference(x.view(), p, want.data(), 100);
+  int zeros = 0;
+  for (float v : want) zeros += v == 0.0f;
+  EXPECT_GT(zeros, 50);  // flushed
+  for (FewRowsPath path : paths_here()) {
+    force_few_rows_matmul_path(path);
+    for (bool instruction : {true, false}) {
+      allow_bfloat16_dot_instruction(instruction);
+      std::vector<float> got(kFewRowsMax * 100);
+      panel_matmul(x.view(), p, got.data(), 100);
+      ASSERT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0)
+          << few_rows_matmul_path_name(path) << (bfloat16_dot_instruction() ? ", vdpbf16ps" : "");
+    }
+  }
+  allow_bfloat16_dot_instruction(true);
 }
 
 TEST(PanelMatmul, FewRowsMatmulTakesTheRegisteredPanelsOnly) {

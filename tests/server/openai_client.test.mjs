@@ -489,7 +489,7 @@ test('--layout rows: decoding reads the model\'s own rows, the tokens generate -
   const rows = await startServer(['--layout', 'rows']);
   try {
     assert.match(rows.output(), /decoding reads the model's rows/);
-    assert.match(server.output(), /decoding reads panels \([\d.]+ MiB, \d+ matrices in fp32\)/);
+    assert.match(server.output(), /decoding reads panels \([\d.]+ MiB, (\d+) matrices: \1 fp32\)/);
     const c = new OpenAI({ baseURL: `${rows.url}/v1`, apiKey: 'x', maxRetries: 0 });
     for (const prompt of ['class Parser:', 'import os\n']) {
       const r = await c.completions.create({ model: 'tiny', prompt, max_tokens: 20, temperature: 0, logprobs: 1,
@@ -512,7 +512,7 @@ test('--layout rows: decoding reads the model\'s own rows, the tokens generate -
 test('--precision bf16: bfloat16 panels (the routers\' gates fp32), the tokens generate --precision bf16 gives', async () => {
   const bf16 = await startServer(['--precision', 'bf16']);
   try {
-    assert.match(bf16.output(), /decoding reads panels \([\d.]+ MiB, \d+ matrices: \d+ in bf16, \d+ in fp32\)/);
+    assert.match(bf16.output(), /decoding reads panels \([\d.]+ MiB, \d+ matrices: \d+ bf16 products, \d+ fp32\)/);
     const c = new OpenAI({ baseURL: `${bf16.url}/v1`, apiKey: 'x', maxRetries: 0 });
     for (const prompt of ['class Parser:', 'import os\n']) {
       const r = await c.completions.create({ model: 'tiny', prompt, max_tokens: 20, temperature: 0, logprobs: 1,

@@ -25,6 +25,18 @@ std::string decoding_precision_name(DecodingPrecision precision) {
   return "?";
 }
 
+namespace {
+
+// The copy of one matrix (see the header): bf16 products under bf16, a router's gate as under
+// auto; auto: bfloat16 weights exactly where they are bfloat16 values.
+kernels::PanelType type_for(const kernels::MatrixView& w, DecodingPrecision precision, bool router_gate) {
+  if (precision == DecodingPrecision::kBfloat16 && !router_gate) return kernels::PanelType::kBfloat16Dot;
+  if (precision != DecodingPrecision::kFloat32 && kernels::holds_bfloat16_exactly(w)) return kernels::PanelType::kBfloat16;
+  return kernels::PanelType::kFloat32;
+}
+
+}  // namespace
+
 DecodingPanels::DecodingPanels(const DeepSeekV3& model, DecodingPrecision precision) {
   if (!kernels::panel_matmul_vectorised()) {
     NEXTN_CHECK(precision != DecodingPrecision::kBfloat16, "bf16 decoding weights need the panel kernel's vector "
@@ -56,12 +68,10 @@ void DecodingPanels::register_all(const DeepSeekV3& model, DecodingPrecision pre
       // Its memory first: a parameter whose data is swapped later (set_data) keeps this storage,
       // so its address cannot come back with other weights while the copy is registered.
       if (m == 0) weights_.push_back(w.detach());
-      const bool exact = precision == DecodingPrecision::kFloat32 ? false : kernels::holds_bfloat16_exactly(view);
-      const bool rounded = precision == DecodingPrecision::kBfloat16 && router_gates.count(w.data_ptr()) == 0;
-      const auto type = exact || rounded ? kernels::PanelType::kBfloat16 : kernels::PanelType::kFloat32;
+      const kernels::PanelType type = type_for(view, precision, router_gates.count(w.data_ptr()) > 0);
       kernels::register_panels(view, type);
       views_.push_back(view);
-      bfloat16_matrices_ += type == kernels::PanelType::kBfloat16 ? 1 : 0;
+      ++counts_[static_cast<size_t>(type)];
       bytes_ += kernels::PanelMatrix::bytes_for(rows, cols, type);
     }
   }
@@ -74,18 +84,20 @@ void DecodingPanels::unregister_all() {
 
 DecodingPanels::~DecodingPanels() { unregister_all(); }
 
+int64_t DecodingPanels::matrices_of(kernels::PanelType type) const { return counts_[static_cast<size_t>(type)]; }
+
 std::string DecodingPanels::describe() const {
   std::ostringstream out;
   out.precision(1);
   out << std::fixed << static_cast<double>(bytes_) / (1024.0 * 1024.0) << " MiB, " << matrices() << " matrices";
-  const int64_t fp32 = matrices() - bfloat16_matrices_;
-  if (bfloat16_matrices_ == 0) {
-    out << " in fp32";
-  } else if (fp32 == 0) {
-    out << " in bf16";
-  } else {
-    out << ": " << bfloat16_matrices_ << " in bf16, " << fp32 << " in fp32";
+  const std::pair<kernels::PanelType, const char*> kinds[] = {{kernels::PanelType::kBfloat16Dot, "bf16 products"},
+                                                             {kernels::PanelType::kBfloat16, "bf16 weights"},
+                                                             {kernels::PanelType::kFloat32, "fp32"}};
+  std::vector<std::string> parts;
+  for (const auto& [type, name] : kinds) {
+    if (matrices_of(type) > 0) parts.push_back(std::to_string(matrices_of(type)) + " " + name);
   }
+  for (size_t i = 0; i < parts.size(); ++i) out << (i == 0 ? ": " : ", ") << parts[i];
   return out.str();
 }
 

@@ -12,10 +12,13 @@
 //   DeepSeek's and most Hugging Face models ship), float32 for the others. Either copy gives the
 //   same bits for such a matrix: auto changes no output, only the bytes each step reads.
 // - fp32: every copy float32.
-// - bf16: every copy bfloat16, float32 weights rounded to nearest, except the routers' gates,
-//   whose scores decide which experts run (issue 23's rule: routing stays float32). Decoding reads
-//   half the bytes; outputs change by the weights' rounding (to rounding, tested), and equal
-//   each other across decoding paths as before.
+// - bf16: the products in bfloat16 (kernels::PanelType::kBfloat16Dot: weights and inputs rounded
+//   to bfloat16, pairs of products summed in float32, as DeepSeek's bf16 inference and
+//   `train --precision bf16` compute; vdpbf16ps where the CPU has AVX512_BF16), except the routers'
+//   gates, whose scores decide which experts run (issue 23's rule: routing stays float32; they
+//   follow auto's rule). Half the bytes and, with the instruction, twice the multiply-adds per
+//   cycle; outputs change by the rounding (tested to tolerance), and equal each other across
+//   decoding paths as before.
 //
 // Where the panel kernel has no vector path (kernels::panel_matmul_vectorised(): not x86 with AVX2
 // or AVX-512) it packs nothing: decoding reads the rows, with the row kernel's faster portable path
@@ -30,6 +33,7 @@
 #include <vector>
 
 #include "nextn/kernels/few_rows_matmul.h"
+#include "nextn/kernels/panel_matmul.h"
 #include "nextn/model/deepseek_v3.h"
 
 namespace nextn::inference {
@@ -47,9 +51,10 @@ class DecodingPanels {
   DecodingPanels& operator=(const DecodingPanels&) = delete;
 
   int64_t matrices() const { return static_cast<int64_t>(views_.size()); }
-  int64_t bfloat16_matrices() const { return bfloat16_matrices_; }
+  int64_t matrices_of(kernels::PanelType type) const;  // copies of that type
   int64_t bytes() const { return bytes_; }  // the copies' size
-  // "48.2 MiB, 70 matrices in fp32" / "... 68 in bf16, 2 in fp32": what serve and generate print.
+  // "50.5 MiB, 210 matrices: 210 fp32", "25.4 MiB, 210 matrices: 205 bf16 products, 5 fp32": what
+  // serve and bench decode print.
   std::string describe() const;
 
  private:
@@ -58,7 +63,7 @@ class DecodingPanels {
 
   std::vector<torch::Tensor> weights_;  // keeps each registered matrix's memory alive
   std::vector<kernels::MatrixView> views_;
-  int64_t bfloat16_matrices_ = 0;
+  int64_t counts_[3] = {0, 0, 0};  // by kernels::PanelType
   int64_t bytes_ = 0;
 };
 

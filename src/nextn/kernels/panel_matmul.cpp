@@ -12,6 +12,7 @@
 #include <string>
 #include <tuple>
 #include <type_traits>
+#include <vector>
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -25,6 +26,20 @@ namespace {
 
 // Inputs ahead that a panel's stream prefetches (one input is a 192-byte group of the panel).
 constexpr int64_t kPrefetchInputs = 24;
+
+// x's rows as the operands of a kBfloat16Dot copy: word r * pairs + k holds
+// bfloat16_dot_operand(x[r][2k]) in its low half and of x[r][2k+1] (0 past the last input) in its
+// high half, the layout of the copy's weight pairs.
+struct OperandPairs {
+  const uint32_t* data = nullptr;
+  int64_t pairs = 0;
+};
+
+// What a span multiplies: x, and for a kBfloat16Dot copy its operand pairs.
+struct SpanInput {
+  MatrixView x;
+  OperandPairs pairs;
+};
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #if !defined(__clang__)
@@ -87,6 +102,67 @@ inline V load_weights(const uint16_t* p) {
   return v;
 }
 
+template <typename V>
+using WordsOf = std::conditional_t<kLanesOf<V> == 16, Words16, Words8>;
+
+template <typename To, typename From>
+inline To same_bits(From v) {
+  static_assert(sizeof(To) == sizeof(From), "a reinterpretation of one register");
+  To t;
+  __builtin_memcpy(&t, &v, sizeof(t));
+  return t;
+}
+
+// The bfloat16 dot chain's ftz: a lane whose exponent is 0 (subnormal) becomes a zero of its sign.
+template <typename V>
+inline V flush_subnormals(V v) {
+  using Words = WordsOf<V>;
+  const Words bits = same_bits<Words>(v);
+  const Words kept = (Words)((bits & 0x7f800000u) != 0u) | 0x80000000u;  // all bits, or the sign alone
+  return same_bits<V>(bits & kept);
+}
+
+// Writes a tile's accumulators to its outputs (those past the matrix's last row are padding).
+template <typename V, int R, int C, int P>
+inline void store_tile(const V (&acc)[P][C][R], int64_t rows, int64_t first_panel, int64_t lane0, float* out,
+                       int64_t out_stride) {
+  constexpr int64_t kLanes = kLanesOf<V>;
+  for (int p = 0; p < P; ++p) {
+    const int64_t first_output = (first_panel + p) * kPanelWidth + lane0;
+    for (int c = 0; c < C; ++c) {
+      const int64_t o = first_output + c * kLanes;
+      const int64_t valid = std::min<int64_t>(kLanes, rows - o);
+      if (valid <= 0) break;
+      for (int r = 0; r < R; ++r) {
+        float* dst = out + r * out_stride + o;
+        if (valid == kLanes) {
+          store_lanes(dst, acc[p][c][r]);
+        } else {
+          float lanes[kLanes];
+          store_lanes(lanes, acc[p][c][r]);
+          std::memcpy(dst, lanes, static_cast<size_t>(valid) * sizeof(float));
+        }
+      }
+    }
+  }
+}
+
+// Panels [begin, end) as tiles: C vectors per pass over a panel, passes until its kPanelWidth
+// outputs are done; P panels at once (one row: more independent chains than one panel's vectors
+// give), then the panels left one by one. tile(p, lane0, panels_at_once).
+template <typename V, int C, int P, typename Tile>
+inline void for_each_tile(int64_t begin, int64_t end, Tile tile) {
+  constexpr int64_t kPass = C * kLanesOf<V>;
+  static_assert(kPanelWidth % kPass == 0, "passes cover a panel exactly");
+  int64_t p = begin;
+  for (; p + P <= end; p += P) {
+    for (int64_t lane0 = 0; lane0 < kPanelWidth; lane0 += kPass) tile(p, lane0, std::integral_constant<int, P>{});
+  }
+  for (; p < end; ++p) {
+    for (int64_t lane0 = 0; lane0 < kPanelWidth; lane0 += kPass) tile(p, lane0, std::integral_constant<int, 1>{});
+  }
+}
+
 // R rows times C vectors (of V) of P consecutive panels, starting `lane0` outputs into each panel:
 // for each input in order, every accumulator takes one fused multiply-add, the chain that
 // panel_matmul_reference computes with std::fma (the tests hold every path to it bit for bit).
@@ -123,59 +199,119 @@ inline void panel_tile(const MatrixView& x, const PanelMatrix& w, int64_t first_
       }
     }
   }
-  for (int p = 0; p < P; ++p) {
-    const int64_t first_output = (first_panel + p) * kPanelWidth + lane0;
-    for (int c = 0; c < C; ++c) {
-      const int64_t o = first_output + c * kLanes;
-      const int64_t valid = std::min<int64_t>(kLanes, w.rows() - o);
-      if (valid <= 0) break;
-      for (int r = 0; r < R; ++r) {
-        float* dst = out + r * out_stride + o;
-        if (valid == kLanes) {
-          store_lanes(dst, acc[p][c][r]);
-        } else {
-          float lanes[kLanes];
-          store_lanes(lanes, acc[p][c][r]);
-          std::memcpy(dst, lanes, static_cast<size_t>(valid) * sizeof(float));
+  store_tile<V, R, C, P>(acc, w.rows(), first_panel, lane0, out, out_stride);
+}
+
+template <typename V, typename E, int R, int C, int P>
+inline void panel_span(const SpanInput& in, const PanelMatrix& w, int64_t begin, int64_t end, float* out,
+                       int64_t out_stride) {
+  for_each_tile<V, C, P>(begin, end, [&](int64_t p, int64_t lane0, auto panels) {
+    panel_tile<V, E, R, C, decltype(panels)::value>(in.x, w, p, lane0, out, out_stride);
+  });
+}
+
+#if !defined(__clang__)
+// acc + the two products of each lane's bfloat16 pair and x's pair: vdpbf16ps (AVX512_BF16).
+__attribute__((target("avx512f,avx512bf16"))) inline Lanes16 dot_pairs(Lanes16 acc, Words16 w, uint32_t x_pair) {
+  return _mm512_dpbf16_ps(acc, (__m512bh)w, (__m512bh)_mm512_set1_epi32(static_cast<int>(x_pair)));
+}
+#endif
+
+// A kBfloat16Dot tile: for each pair of inputs in order, every accumulator takes the chain of the
+// header (high halves first), on vdpbf16ps (kInstruction) or in fused multiply-adds.
+template <typename V, int R, int C, int P, bool kInstruction>
+inline void dot_tile(const OperandPairs& x, const PanelMatrix& w, int64_t first_panel, int64_t lane0, float* out,
+                     int64_t out_stride) {
+  constexpr int64_t kLanes = kLanesOf<V>;
+  using Words = WordsOf<V>;
+  V acc[P][C][R] = {};
+  const uint32_t* base[P];
+#pragma GCC unroll 2
+  for (int p = 0; p < P; ++p) base[p] = w.panel_pairs(first_panel + p) + lane0;
+  for (int64_t k = 0; k < x.pairs; ++k) {
+    Words words[P][C];
+    V high[P][C], low[P][C];
+#pragma GCC unroll 2
+    for (int p = 0; p < P; ++p) {
+#pragma GCC unroll 6
+      for (int c = 0; c < C; ++c) {
+        __builtin_memcpy(&words[p][c], base[p] + k * kPanelWidth + c * kLanes, sizeof(Words));
+        if constexpr (!kInstruction) {
+          high[p][c] = same_bits<V>(words[p][c] & 0xffff0000u);
+          low[p][c] = same_bits<V>(words[p][c] << 16);
+        }
+      }
+      if (lane0 == 0) {
+        const char* ahead = reinterpret_cast<const char*>(base[p] + (k + kPrefetchInputs) * kPanelWidth);
+        __builtin_prefetch(ahead, 0, 3);
+        __builtin_prefetch(ahead + 64, 0, 3);
+        __builtin_prefetch(ahead + 128, 0, 3);
+      }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const uint32_t pair = x.data[r * x.pairs + k];
+      if constexpr (kInstruction) {
+#if !defined(__clang__)
+#pragma GCC unroll 2
+        for (int p = 0; p < P; ++p) {
+#pragma GCC unroll 6
+          for (int c = 0; c < C; ++c) acc[p][c][r] = dot_pairs(acc[p][c][r], words[p][c], pair);
+        }
+#endif
+      } else {
+        V x_high, x_low;
+        broadcast(same_bits<float>(pair & 0xffff0000u), x_high);
+        broadcast(same_bits<float>(pair << 16), x_low);
+#pragma GCC unroll 2
+        for (int p = 0; p < P; ++p) {
+#pragma GCC unroll 6
+          for (int c = 0; c < C; ++c) {
+            acc[p][c][r] = flush_subnormals(fused_multiply_add(high[p][c], x_high, acc[p][c][r]));
+            acc[p][c][r] = flush_subnormals(fused_multiply_add(low[p][c], x_low, acc[p][c][r]));
+          }
         }
       }
     }
   }
+  store_tile<V, R, C, P>(acc, w.rows(), first_panel, lane0, out, out_stride);
 }
 
-// Panels [begin, end): C vectors per pass over a panel, passes until its kPanelWidth outputs are
-// done; P panels at once (one row: more independent chains than one panel's vectors give).
-template <typename V, typename E, int R, int C, int P>
-inline void panel_span(const MatrixView& x, const PanelMatrix& w, int64_t begin, int64_t end, float* out,
-                       int64_t out_stride) {
-  constexpr int64_t kPass = C * kLanesOf<V>;
-  static_assert(kPanelWidth % kPass == 0, "passes cover a panel exactly");
-  int64_t p = begin;
-  for (; p + P <= end; p += P) {
-    for (int64_t lane0 = 0; lane0 < kPanelWidth; lane0 += kPass) {
-      panel_tile<V, E, R, C, P>(x, w, p, lane0, out, out_stride);
-    }
-  }
-  for (; p < end; ++p) {
-    for (int64_t lane0 = 0; lane0 < kPanelWidth; lane0 += kPass) {
-      panel_tile<V, E, R, C, 1>(x, w, p, lane0, out, out_stride);
-    }
-  }
+template <typename V, int R, int C, int P, bool kInstruction>
+inline void dot_span(const SpanInput& in, const PanelMatrix& w, int64_t begin, int64_t end, float* out,
+                     int64_t out_stride) {
+  for_each_tile<V, C, P>(begin, end, [&](int64_t p, int64_t lane0, auto panels) {
+    dot_tile<V, R, C, decltype(panels)::value, kInstruction>(in.pairs, w, p, lane0, out, out_stride);
+  });
 }
 
 #endif
 
-using PanelSpanFn = void (*)(const MatrixView&, const PanelMatrix&, int64_t, int64_t, float*, int64_t);
+using PanelSpanFn = void (*)(const SpanInput&, const PanelMatrix&, int64_t, int64_t, float*, int64_t);
 
-// The reference's chain, output by output: the portable path.
-void reference_span(const MatrixView& x, const PanelMatrix& w, int64_t begin, int64_t end, float* out,
+float flush_subnormal(float value) {
+  return std::fpclassify(value) == FP_SUBNORMAL ? std::copysign(0.0f, value) : value;
+}
+
+// The reference's chains, output by output: the portable path.
+void reference_span(const SpanInput& in, const PanelMatrix& w, int64_t begin, int64_t end, float* out,
                     int64_t out_stride) {
   const int64_t last = std::min(w.rows(), end * kPanelWidth);
-  for (int64_t r = 0; r < x.rows; ++r) {
-    const float* x_row = x.data + r * x.row_stride;
+  for (int64_t r = 0; r < in.x.rows; ++r) {
+    const float* x_row = in.x.data + r * in.x.row_stride;
     for (int64_t o = begin * kPanelWidth; o < last; ++o) {
       float acc = 0.0f;
-      for (int64_t i = 0; i < w.cols(); ++i) acc = std::fma(x_row[i], w.weight(o, i), acc);
+      if (w.type() == PanelType::kBfloat16Dot) {
+        for (int64_t k = 0; 2 * k < w.cols(); ++k) {  // each pair's high half first, then its low half
+          const bool has_high = 2 * k + 1 < w.cols();
+          const float x_high = has_high ? bfloat16_to_float(bfloat16_dot_operand(x_row[2 * k + 1])) : 0.0f;
+          const float w_high = has_high ? w.weight(o, 2 * k + 1) : 0.0f;
+          acc = flush_subnormal(std::fma(w_high, x_high, acc));
+          acc = flush_subnormal(std::fma(w.weight(o, 2 * k), bfloat16_to_float(bfloat16_dot_operand(x_row[2 * k])), acc));
+        }
+      } else {
+        for (int64_t i = 0; i < w.cols(); ++i) acc = std::fma(x_row[i], w.weight(o, i), acc);
+      }
       out[r * out_stride + o] = acc;
     }
   }
@@ -186,17 +322,40 @@ void reference_span(const MatrixView& x, const PanelMatrix& w, int64_t begin, in
 // AVX-512: a panel is three vectors; 8 rows keep 24 accumulators, 3 weights and a broadcast in the
 // 32 registers. One row takes two panels at once: six chains hide the multiply-add's latency.
 template <typename E, int R>
-__attribute__((flatten, target("avx512f,avx2,fma"))) void span_avx512(const MatrixView& x, const PanelMatrix& w,
+__attribute__((flatten, target("avx512f,avx2,fma"))) void span_avx512(const SpanInput& in, const PanelMatrix& w,
                                                                       int64_t begin, int64_t end, float* out,
                                                                       int64_t out_stride) {
-  panel_span<Lanes16, E, R, 3, R == 1 ? 2 : 1>(x, w, begin, end, out, out_stride);
+  panel_span<Lanes16, E, R, 3, R == 1 ? 2 : 1>(in, w, begin, end, out, out_stride);
 }
 
 // AVX2: a panel is six vectors; passes of C of them keep R * C <= 12 accumulators in 16 registers.
 template <typename E, int R>
-__attribute__((flatten, target("avx2,fma"))) void span_avx2(const MatrixView& x, const PanelMatrix& w, int64_t begin,
+__attribute__((flatten, target("avx2,fma"))) void span_avx2(const SpanInput& in, const PanelMatrix& w, int64_t begin,
                                                             int64_t end, float* out, int64_t out_stride) {
-  panel_span<Lanes8, E, R, R <= 2 ? 6 : R <= 4 ? 3 : R <= 6 ? 2 : 1, 1>(x, w, begin, end, out, out_stride);
+  panel_span<Lanes8, E, R, R <= 2 ? 6 : R <= 4 ? 3 : R <= 6 ? 2 : 1, 1>(in, w, begin, end, out, out_stride);
+}
+
+// kBfloat16Dot on vdpbf16ps: the float32 tiles' shapes, a pair of inputs per instruction.
+#if !defined(__clang__)
+template <int R>
+__attribute__((flatten, target("avx512f,avx512bf16,avx2,fma"))) void dot_span_avx512_bf16(
+    const SpanInput& in, const PanelMatrix& w, int64_t begin, int64_t end, float* out, int64_t out_stride) {
+  dot_span<Lanes16, R, 3, R == 1 ? 2 : 1, true>(in, w, begin, end, out, out_stride);
+}
+#endif
+// kBfloat16Dot in fused multiply-adds: each vector of pairs is two of weights (high and low halves),
+// so passes are narrower than the float32 tiles' to keep them in registers.
+template <int R>
+__attribute__((flatten, target("avx512f,avx2,fma"))) void dot_span_avx512(const SpanInput& in, const PanelMatrix& w,
+                                                                          int64_t begin, int64_t end, float* out,
+                                                                          int64_t out_stride) {
+  dot_span<Lanes16, R, R <= 6 ? 3 : 1, 1, false>(in, w, begin, end, out, out_stride);
+}
+template <int R>
+__attribute__((flatten, target("avx2,fma"))) void dot_span_avx2(const SpanInput& in, const PanelMatrix& w,
+                                                                int64_t begin, int64_t end, float* out,
+                                                                int64_t out_stride) {
+  dot_span<Lanes8, R, R <= 2 ? 3 : R <= 4 ? 2 : 1, 1, false>(in, w, begin, end, out, out_stride);
 }
 #else
 #define NEXTN_PANEL_X86_PATHS 0
@@ -204,19 +363,78 @@ __attribute__((flatten, target("avx2,fma"))) void span_avx2(const MatrixView& x,
 
 static_assert(kFewRowsMax == 8, "span_for's tables hold one entry per row count");
 
+std::atomic<bool>& dot_instruction_allowed() {
+  static std::atomic<bool> allowed{true};
+  return allowed;
+}
+
+bool dot_instruction_available() {
+#if NEXTN_PANEL_X86_PATHS && !defined(__clang__)
+  static const bool available = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16") != 0;
+  }();
+  return available;
+#else
+  return false;
+#endif
+}
+
 #if NEXTN_PANEL_X86_PATHS
+// One entry point per row count (1..8): the tile's row count is a template argument.
+template <template <int> class Entry>
+PanelSpanFn by_rows(int64_t rows) {
+  static constexpr PanelSpanFn table[] = {Entry<1>::fn, Entry<2>::fn, Entry<3>::fn, Entry<4>::fn,
+                                          Entry<5>::fn, Entry<6>::fn, Entry<7>::fn, Entry<8>::fn};
+  return table[rows - 1];
+}
 template <typename E>
-PanelSpanFn vector_span_for(int64_t rows, FewRowsPath path) {
+struct Avx512Of {
+  template <int R>
+  struct At {
+    static constexpr PanelSpanFn fn = span_avx512<E, R>;
+  };
+};
+template <typename E>
+struct Avx2Of {
+  template <int R>
+  struct At {
+    static constexpr PanelSpanFn fn = span_avx2<E, R>;
+  };
+};
+template <int R>
+struct DotAvx512 {
+  static constexpr PanelSpanFn fn = dot_span_avx512<R>;
+};
+template <int R>
+struct DotAvx2 {
+  static constexpr PanelSpanFn fn = dot_span_avx2<R>;
+};
+#if !defined(__clang__)
+template <int R>
+struct DotAvx512Bf16 {
+  static constexpr PanelSpanFn fn = dot_span_avx512_bf16<R>;
+};
+#endif
+
+PanelSpanFn vector_span_for(int64_t rows, FewRowsPath path, PanelType type) {
   if (path == FewRowsPath::kAvx512) {
-    static constexpr PanelSpanFn avx512[] = {span_avx512<E, 1>, span_avx512<E, 2>, span_avx512<E, 3>,
-                                             span_avx512<E, 4>, span_avx512<E, 5>, span_avx512<E, 6>,
-                                             span_avx512<E, 7>, span_avx512<E, 8>};
-    return avx512[rows - 1];
+    switch (type) {
+      case PanelType::kFloat32: return by_rows<Avx512Of<float>::At>(rows);
+      case PanelType::kBfloat16: return by_rows<Avx512Of<uint16_t>::At>(rows);
+      case PanelType::kBfloat16Dot:
+#if !defined(__clang__)
+        if (bfloat16_dot_instruction()) return by_rows<DotAvx512Bf16>(rows);
+#endif
+        return by_rows<DotAvx512>(rows);
+    }
   }
   if (path == FewRowsPath::kAvx2Fma) {
-    static constexpr PanelSpanFn avx2[] = {span_avx2<E, 1>, span_avx2<E, 2>, span_avx2<E, 3>, span_avx2<E, 4>,
-                                           span_avx2<E, 5>, span_avx2<E, 6>, span_avx2<E, 7>, span_avx2<E, 8>};
-    return avx2[rows - 1];
+    switch (type) {
+      case PanelType::kFloat32: return by_rows<Avx2Of<float>::At>(rows);
+      case PanelType::kBfloat16: return by_rows<Avx2Of<uint16_t>::At>(rows);
+      case PanelType::kBfloat16Dot: return by_rows<DotAvx2>(rows);
+    }
   }
   return reference_span;
 }
@@ -224,7 +442,7 @@ PanelSpanFn vector_span_for(int64_t rows, FewRowsPath path) {
 
 PanelSpanFn span_for(int64_t rows, FewRowsPath path, PanelType type) {
 #if NEXTN_PANEL_X86_PATHS
-  return type == PanelType::kBfloat16 ? vector_span_for<uint16_t>(rows, path) : vector_span_for<float>(rows, path);
+  return vector_span_for(rows, path, type);
 #else
   (void)rows;
   (void)path;
@@ -273,8 +491,9 @@ Registry& registry() {
 void PanelMatrix::FreeAligned::operator()(unsigned char* p) const { std::free(p); }
 
 int64_t PanelMatrix::bytes_for(int64_t rows, int64_t cols, PanelType type) {
-  const int64_t elements = std::max<int64_t>(1, (rows + kPanelWidth - 1) / kPanelWidth * cols * kPanelWidth);
-  const int64_t element_bytes = type == PanelType::kBfloat16 ? 2 : 4;
+  const int64_t stored_cols = type == PanelType::kBfloat16Dot ? (cols + 1) / 2 * 2 : cols;  // whole pairs
+  const int64_t elements = std::max<int64_t>(1, (rows + kPanelWidth - 1) / kPanelWidth * stored_cols * kPanelWidth);
+  const int64_t element_bytes = type == PanelType::kFloat32 ? 4 : 2;
   return (elements * element_bytes + 63) / 64 * 64;
 }
 
@@ -284,6 +503,11 @@ uint16_t round_to_bfloat16(float value) {
   if (std::isnan(value)) return 0x7fc0;  // a quiet NaN, as torch's conversion gives
   bits += 0x7fff + ((bits >> 16) & 1);  // round to nearest, ties to even
   return static_cast<uint16_t>(bits >> 16);
+}
+
+uint16_t bfloat16_dot_operand(float value) {
+  const uint16_t bits = round_to_bfloat16(value);
+  return (bits & 0x7f80u) == 0 ? static_cast<uint16_t>(bits & 0x8000u) : bits;  // subnormal: a zero of its sign
 }
 
 float bfloat16_to_float(uint16_t bf16) {
@@ -304,7 +528,14 @@ PanelMatrix::PanelMatrix(const MatrixView& w, PanelType type) : rows_(w.rows), c
   for (int64_t o = 0; o < rows_; ++o) {
     const int64_t first = (o / kPanelWidth) * cols_ * kPanelWidth + o % kPanelWidth;
     const float* row = w.data + o * w.row_stride;
-    if (type_ == PanelType::kBfloat16) {
+    if (type_ == PanelType::kBfloat16Dot) {
+      uint32_t* words = const_cast<uint32_t*>(panel_pairs(o / kPanelWidth)) + o % kPanelWidth;
+      for (int64_t k = 0; k < pair_count(); ++k) {
+        const uint32_t low = bfloat16_dot_operand(row[2 * k]);
+        const uint32_t high = 2 * k + 1 < cols_ ? bfloat16_dot_operand(row[2 * k + 1]) : 0u;
+        words[k * kPanelWidth] = low | high << 16;
+      }
+    } else if (type_ == PanelType::kBfloat16) {
       uint16_t* column = reinterpret_cast<uint16_t*>(data_.get()) + first;
       for (int64_t i = 0; i < cols_; ++i) column[i * kPanelWidth] = round_to_bfloat16(row[i]);
     } else {
@@ -327,6 +558,10 @@ bool holds_bfloat16_exactly(const MatrixView& w) {
 }
 
 float PanelMatrix::weight(int64_t row, int64_t col) const {
+  if (type_ == PanelType::kBfloat16Dot) {
+    const uint32_t word = panel_pairs(row / kPanelWidth)[(col / 2) * kPanelWidth + row % kPanelWidth];
+    return bfloat16_to_float(static_cast<uint16_t>(col % 2 == 1 ? word >> 16 : word & 0xffffu));
+  }
   const int64_t at = col * kPanelWidth + row % kPanelWidth;
   if (type_ == PanelType::kBfloat16) return bfloat16_to_float(panel_bf16(row / kPanelWidth)[at]);
   return panel(row / kPanelWidth)[at];
@@ -340,14 +575,36 @@ bool panel_matmul_vectorised() {
 #endif
 }
 
+namespace {
+
+// x's operand pairs for a kBfloat16Dot copy, in a buffer of the calling thread's (the helpers
+// only read it while the call lasts).
+OperandPairs operand_pairs(const MatrixView& x) {
+  thread_local std::vector<uint32_t> buffer;
+  const int64_t pairs = (x.cols + 1) / 2;
+  buffer.resize(static_cast<size_t>(x.rows * pairs));
+  for (int64_t r = 0; r < x.rows; ++r) {
+    const float* row = x.data + r * x.row_stride;
+    for (int64_t k = 0; k < pairs; ++k) {
+      const uint32_t low = bfloat16_dot_operand(row[2 * k]);
+      const uint32_t high = 2 * k + 1 < x.cols ? bfloat16_dot_operand(row[2 * k + 1]) : 0u;
+      buffer[static_cast<size_t>(r * pairs + k)] = low | high << 16;
+    }
+  }
+  return {buffer.data(), pairs};
+}
+
+}  // namespace
+
 void panel_matmul(const MatrixView& x, const PanelMatrix& w, float* out, int64_t out_row_stride) {
   check_shapes(x, w, out);
   if (w.rows() == 0) return;
   const PanelSpanFn span = span_for(x.rows, few_rows_matmul_path(), w.type());
+  const SpanInput in{x, w.type() == PanelType::kBfloat16Dot ? operand_pairs(x) : OperandPairs{}};
   const int64_t panels = w.panels();
   const int threads = static_cast<int>(std::min<int64_t>(few_rows_threads_for(x.rows * w.rows() * w.cols()), panels));
   if (threads <= 1) {
-    span(x, w, 0, panels, out, out_row_stride);
+    span(in, w, 0, panels, out, out_row_stride);
     return;
   }
   // Blocks of panels from a shared counter, as few_rows_matmul does: a helper that gets its core
@@ -356,15 +613,22 @@ void panel_matmul(const MatrixView& x, const PanelMatrix& w, float* out, int64_t
   std::atomic<int64_t> next{0};
   run_in_parts(threads, [&](int) {
     for (int64_t begin = next.fetch_add(block); begin < panels; begin = next.fetch_add(block)) {
-      span(x, w, begin, std::min(panels, begin + block), out, out_row_stride);
+      span(in, w, begin, std::min(panels, begin + block), out, out_row_stride);
     }
   });
 }
 
 void panel_matmul_reference(const MatrixView& x, const PanelMatrix& w, float* out, int64_t out_row_stride) {
   check_shapes(x, w, out);
-  reference_span(x, w, 0, w.panels(), out, out_row_stride);
+  reference_span({x, {}}, w, 0, w.panels(), out, out_row_stride);
 }
+
+bool bfloat16_dot_instruction() {
+  return dot_instruction_allowed().load(std::memory_order_relaxed) && dot_instruction_available() &&
+         few_rows_matmul_path() == FewRowsPath::kAvx512;
+}
+
+void allow_bfloat16_dot_instruction(bool allowed) { dot_instruction_allowed().store(allowed); }
 
 void register_panels(const MatrixView& w, PanelType type) {
   Registry& r = registry();
