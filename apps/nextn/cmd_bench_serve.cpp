@@ -38,8 +38,11 @@ void setup_bench_serve(CLI::App& app) {
       return;
     }
     std::cout << describe(runtime_info()) << "\n"
-              << "nextn bench serve --model " << o->model << " --max-tokens " << o->max_tokens << " --requests "
-              << o->requests_per_client << " --max-batch " << o->max_batch << " --precision " << o->precision << " --rounds " << o->rounds
+              << "nextn bench serve "
+              << (o->url.empty() ? "--model " + o->model + " --max-batch " + std::to_string(o->max_batch) +
+                                       " --precision " + o->precision
+                                 : "--url " + o->url)
+              << " --max-tokens " << o->max_tokens << " --requests " << o->requests_per_client << " --rounds " << o->rounds
               << " (greedy, ignore_eos; medians over rounds, 'vs 1': the median of each round's ratio)\n"
               << format_serve_bench(rows);
   });

@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "command_registry.h"
+#include "decoding_weights_flags.h"
 #include "nextn/inference/decoding_panels.h"
 #include "nextn/checkpoint/hf_checkpoint.h"
 #include "nextn/device/device.h"
@@ -62,6 +63,7 @@ void setup_eval(CLI::App& app) {
     DraftingEvalOptions drafting;
     int64_t acceptance_prompts = 0;
     std::vector<double> temperatures{0.0};
+    DecodingWeightsFlags decoding_weights;  // --acceptance's decoding
   };
   auto f = std::make_shared<EvalFlags>();
   auto* cmd = app.add_subcommand("eval", "Validation losses, per-depth accuracy and expert load of a model; "
@@ -85,6 +87,7 @@ void setup_eval(CLI::App& app) {
   add_threads_option(*cmd, f->threads);
   cmd->add_option("--device", f->device, "cpu or cuda[:N]");
   add_no_verify_option(*cmd, f->no_verify);
+  f->decoding_weights.add(*cmd);
   cmd->callback([f] {
     apply_threads(f->threads);
     NEXTN_CHECK(f->acceptance_prompts >= 0, "--acceptance must be >= 0, got ", f->acceptance_prompts);
@@ -113,7 +116,7 @@ void setup_eval(CLI::App& app) {
     }
     nlohmann::json out = to_json(m);
     if (f->acceptance_prompts > 0) {
-      const inference::DecodingPanels panels(model);  // decoding as generate and serve decode
+      const auto panels = f->decoding_weights.pack(model);  // decoding as generate and serve decode
       out["acceptance"] = nlohmann::json::array();
       for (const auto& o : drafting) {
         std::cout.flush();

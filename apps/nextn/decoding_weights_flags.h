@@ -24,8 +24,8 @@ struct DecodingWeightsFlags {
         ->check(CLI::IsMember({"panels", "rows"}));
     command.add_option("--precision", precision, "the packed copies: 'auto' (bf16 where the weights are bf16 "
                        "values, e.g. a bf16 checkpoint: the same outputs as fp32, half the bytes; the default), "
-                       "'fp32', or 'bf16' (every matrix but the routers' rounded to bf16: faster, outputs change "
-                       "by the rounding)")
+                       "'fp32', or 'bf16' (the products in bf16, weights and inputs rounded, sums in fp32; the "
+                       "routers' gates as auto: faster, outputs change by the rounding)")
         ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
   }
 
