@@ -38,6 +38,11 @@ kernels::PanelType type_for(const kernels::MatrixView& w, DecodingPrecision prec
 }  // namespace
 
 DecodingPanels::DecodingPanels(const DeepSeekV3& model, DecodingPrecision precision) {
+  if (precision == DecodingPrecision::kBfloat16) {
+    const torch::Device device = model->embed_tokens->weight.device();
+    NEXTN_CHECK(device.is_cpu(), "--precision bf16 packs panels for CPU decoding; the model is on ", device.str(),
+                ", which decodes in the model's own dtype");
+  }
   if (!kernels::panel_matmul_vectorised()) {
     NEXTN_CHECK(precision != DecodingPrecision::kBfloat16, "bf16 decoding weights need the panel kernel's vector "
                 "path (x86 with AVX2 and FMA, or AVX-512), which this CPU or build lacks");

@@ -24,7 +24,8 @@
 namespace nextn::kernels {
 namespace {
 
-// Inputs ahead that a panel's stream prefetches (one input is a 192-byte group of the panel).
+// Groups ahead that a panel's stream prefetches (a group: the panel's weights of one input, 192
+// bytes in float32 and 96 in bfloat16, or of one pair of inputs, 192).
 constexpr int64_t kPrefetchInputs = 24;
 
 // x's rows as the operands of a kBfloat16Dot copy: word r * pairs + k holds
@@ -85,23 +86,13 @@ template <typename V>
 inline V load_weights(const float* p) {
   return load_lanes<V>(p);
 }
+// Lanes of bits: a bfloat16 panel's halves, and a float register's words.
 using Halves8 = uint16_t __attribute__((vector_size(16)));
 using Halves16 = uint16_t __attribute__((vector_size(32)));
 using Words8 = uint32_t __attribute__((vector_size(32)));
 using Words16 = uint32_t __attribute__((vector_size(64)));
 template <typename V>
-inline V load_weights(const uint16_t* p) {
-  using Halves = std::conditional_t<kLanesOf<V> == 16, Halves16, Halves8>;
-  using Words = std::conditional_t<kLanesOf<V> == 16, Words16, Words8>;
-  static_assert(kLanesOf<V> == 8 || kLanesOf<V> == 16, "one AVX or AVX-512 register");
-  Halves halves;
-  __builtin_memcpy(&halves, p, sizeof(halves));  // unaligned load
-  const Words words = __builtin_convertvector(halves, Words) << 16;
-  V v;
-  __builtin_memcpy(&v, &words, sizeof(v));
-  return v;
-}
-
+using HalvesOf = std::conditional_t<kLanesOf<V> == 16, Halves16, Halves8>;
 template <typename V>
 using WordsOf = std::conditional_t<kLanesOf<V> == 16, Words16, Words8>;
 
@@ -111,6 +102,14 @@ inline To same_bits(From v) {
   To t;
   __builtin_memcpy(&t, &v, sizeof(t));
   return t;
+}
+
+template <typename V>
+inline V load_weights(const uint16_t* p) {
+  static_assert(kLanesOf<V> == 8 || kLanesOf<V> == 16, "one AVX or AVX-512 register");
+  HalvesOf<V> halves;
+  __builtin_memcpy(&halves, p, sizeof(halves));  // unaligned load
+  return same_bits<V>(__builtin_convertvector(halves, WordsOf<V>) << 16);
 }
 
 // The bfloat16 dot chain's ftz: a lane whose exponent is 0 (subnormal) becomes a zero of its sign.
