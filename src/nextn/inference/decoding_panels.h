@@ -9,7 +9,7 @@
 //
 // The copies' precision (DecodingPrecision):
 // - auto: bfloat16 for each matrix whose values are all bfloat16 (a bfloat16 checkpoint, as
-//   DeepSeek's and most Hugging Face models ship), float32 for the others. Either copy gives the
+//   most Hugging Face models ship), float32 for the others. Either copy gives the
 //   same bits for such a matrix: auto changes no output, only the bytes each step reads.
 // - fp32: every copy float32.
 // - bf16: the products in bfloat16 (kernels::PanelType::kBfloat16Dot: weights and inputs rounded
