@@ -1,6 +1,9 @@
 // `nextn bench decode`: plain against MTP speculative decoding (N = 1..3), side by side.
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
+
+#include <nlohmann/json.hpp>
 
 #include "command_registry.h"
 #include "decoding_weights_flags.h"
@@ -110,27 +113,35 @@ void run(Flags f) {
   f.options.draft_vocabulary_source = vocabulary.description;
   f.options.bf16_draft_head = inference::parse_draft_head_dtype(f.draft_head) == inference::DraftHeadDtype::kBFloat16;
   for (const auto& tree : f.draft_trees) f.options.trees.push_back(inference::parse_draft_tree(tree));
-  // The variants: the model's own rows once, the panels in each precision.
+  // The variants: the model's own rows once, the panels in each precision (a precision is the
+  // panels'; asked of rows alone it would be dropped without a word).
+  for (const std::string& precision : f.precisions) inference::parse_decoding_precision(precision);
+  const bool any_panels = std::count(f.layouts.begin(), f.layouts.end(), "panels") > 0;
+  const bool asks_bf16 = std::count(f.precisions.begin(), f.precisions.end(), "bf16") > 0;
+  NEXTN_CHECK(any_panels || !asks_bf16, "bench decode: --precision bf16 packs panels; --layout rows reads the "
+              "model's own float32 rows (add --layout panels)");
   std::vector<DecodingWeightsFlags> variants;
   for (const std::string& layout : f.layouts) {
     NEXTN_CHECK(layout == "panels" || layout == "rows", "bench decode: --layout '", layout,
                 "': expected panels or rows");
     if (layout == "rows") {
-      NEXTN_CHECK(f.layouts.size() > 1 || f.precisions != std::vector<std::string>{"bf16"}, "bench decode: "
-                  "--precision bf16 packs panels; --layout rows reads the model's own float32 rows");
       variants.push_back({"rows", "fp32"});
       continue;
     }
     for (const std::string& precision : f.precisions) variants.push_back({"panels", precision});
   }
   for (size_t i = 0; i < variants.size(); ++i) {
-    inference::parse_decoding_precision(variants[i].precision);  // every variant checked before any work
-  }
-  for (size_t i = 0; i < variants.size(); ++i) {
     // Decoding's weights packed in panels (inference/decoding_panels.h), as generate and serve
-    // run, or the model's own rows (the row kernel: less memory).
+    // run, or the model's own rows (the row kernel: less memory). With --json, a line naming
+    // them precedes each variant's rows.
     const std::unique_ptr<inference::DecodingPanels> panels = variants[i].pack(model);
-    if (variants.size() > 1) {
+    if (f.json) {
+      std::cout << nlohmann::json{{"decoding_weights", {{"layout", variants[i].layout},
+                                                        {"precision", variants[i].precision},
+                                                        {"description", describe_decoding_weights(panels.get())}}}}
+                       .dump()
+                << "\n";
+    } else if (variants.size() > 1) {
       std::cout << (i > 0 ? "\n" : "") << "weights for decoding: " << describe_decoding_weights(panels.get()) << "\n";
     }
     run_layout(model, prompt, f, source, vocabulary);
@@ -197,7 +208,8 @@ void setup_bench_decode(CLI::App& app) {
       ->delimiter(',');
   cmd->add_option("--precision", f->precisions, "the panels' precision: auto, fp32 or bf16 (as generate's); "
                   "repeatable, each measured in turn")
-      ->delimiter(',');
+      ->delimiter(',')
+      ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
   cmd->add_option("--batch", f->batch_sizes, "instead: plain decoding of B sequences per batched step (the "
                   "server's continuous batching), for each B given (repeatable; batch 1 is always measured)");
   add_threads_option(*cmd, f->threads);

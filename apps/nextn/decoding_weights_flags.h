@@ -1,5 +1,6 @@
-// The options of the commands that decode (generate, inspect, serve, bench decode) for the weights
-// decoding reads: --layout panels|rows and --precision auto|fp32|bf16 (inference/decoding_panels.h).
+// The options of the commands that decode (generate, inspect, serve, eval --acceptance; bench decode
+// takes lists of both and builds one of these per variant) for the weights decoding reads:
+// --layout panels|rows and --precision auto|fp32|bf16 (inference/decoding_panels.h).
 // generate and serve give the same tokens when they decode with the same two.
 #pragma once
 

@@ -232,6 +232,27 @@ TEST(BatchedForward, DecodingPrecisionAutoIsExactAndBf16RoundsAllButTheGates) {
   for (size_t i = 0; i < exact_fp32.size(); ++i) EXPECT_TRUE(torch::equal(exact_auto[i], exact_fp32[i])) << i;
 }
 
+// One model, two precisions alive at once: the second is refused whole (nothing of it stays
+// registered), and the first keeps decoding as before.
+TEST(BatchedForward, ASecondPrecisionForTheSameModelIsRefused) {
+  if (!kernels::panel_matmul_vectorised()) GTEST_SKIP() << "no vector path for panels here: nothing is packed";
+  DeepSeekV3 model = random_model(testing::tiny_config(), 28, 0.3, torch::kFloat);
+  const int64_t before = kernels::registered_panel_count();
+  const DecodingPanels bf16(model, DecodingPrecision::kBfloat16);
+  const int64_t with_bf16 = kernels::registered_panel_count();
+  EXPECT_GT(with_bf16, before);
+  try {
+    DecodingPanels fp32(model, DecodingPrecision::kFloat32);
+    ADD_FAILURE() << "two precisions packed at once";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("decoding panels in fp32"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("one precision per model at a time"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(kernels::registered_panel_count(), with_bf16);
+  const DecodingPanels again(model, DecodingPrecision::kBfloat16);  // the same precision: shared
+  EXPECT_EQ(kernels::registered_panel_count(), with_bf16);
+}
+
 TEST(BatchedForward, Bf16DecodingNeedsThePanelsVectorPath) {
   DeepSeekV3 model = random_model(testing::tiny_config(), 26, 0.3, torch::kFloat);
   const kernels::FewRowsPath before = kernels::few_rows_matmul_path();

@@ -74,7 +74,12 @@ void DecodingPanels::register_all(const DeepSeekV3& model, DecodingPrecision pre
       // so its address cannot come back with other weights while the copy is registered.
       if (m == 0) weights_.push_back(w.detach());
       const kernels::PanelType type = type_for(view, precision, router_gates.count(w.data_ptr()) > 0);
-      kernels::register_panels(view, type);
+      try {
+        kernels::register_panels(view, type);
+      } catch (const std::invalid_argument&) {
+        fail("decoding panels in ", decoding_precision_name(precision), ": '", item.key(), "' is packed already in ",
+             "another precision by a DecodingPanels still alive (one precision per model at a time)");
+      }
       views_.push_back(view);
       ++counts_[static_cast<size_t>(type)];
       bytes_ += kernels::PanelMatrix::bytes_for(rows, cols, type);

@@ -25,6 +25,8 @@
 // (bf16 is refused there: it needs the panels).
 //
 // The weights must not change while it lives (training updates them in place: it never holds one).
+// Two may live for one model only where they pack each matrix alike (the same precision, or auto
+// and fp32 on float32 values); otherwise the second is refused.
 #pragma once
 
 #include <torch/torch.h>
