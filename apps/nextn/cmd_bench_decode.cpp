@@ -132,10 +132,10 @@ void run(Flags f) {
   }
   for (size_t i = 0; i < variants.size(); ++i) {
     // Decoding's weights packed in panels (inference/decoding_panels.h), as generate and serve
-    // run, or the model's own rows (the row kernel: less memory). With --json, a line naming
-    // them precedes each variant's rows.
+    // run, or the model's own rows (the row kernel: less memory). With several variants, a line
+    // naming them precedes each one's rows (under --json a JSON object of its own).
     const std::unique_ptr<inference::DecodingPanels> panels = variants[i].pack(model);
-    if (f.json) {
+    if (f.json && variants.size() > 1) {
       std::cout << nlohmann::json{{"decoding_weights", {{"layout", variants[i].layout},
                                                         {"precision", variants[i].precision},
                                                         {"description", describe_decoding_weights(panels.get())}}}}
