@@ -4,7 +4,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
-#include <optional>
 #include <thread>
 
 #include "command_registry.h"
@@ -15,7 +14,6 @@
 #include "nextn/inference/decoding_panels.h"
 #include "nextn/inference/draft_tree.h"
 #include "nextn/io/atomic_file.h"
-#include "nextn/kernels/panel_matmul.h"
 #include "nextn/server/engine.h"
 #include "nextn/server/http_server.h"
 #include "nextn/tokenizer/tokenizer.h"
