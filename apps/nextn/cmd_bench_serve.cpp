@@ -25,6 +25,10 @@ void setup_bench_serve(CLI::App& app) {
   cmd->add_option("--max-batch", o->max_batch, "the started servers' --max-batch");
   cmd->add_option("--precision", o->precision, "the started servers' --precision: auto, fp32 or bf16")
       ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
+  cmd->add_option("--prompt-tokens", o->prompt_tokens, "prompts of this many random token ids (0: short texts)")
+      ->check(non_negative());
+  cmd->add_option("--prefill-chunk", o->prefill_chunks, "the started servers' --prefill-chunk, one server per value "
+                  "(repeatable; default: the servers' own)")->check(positive());
   cmd->add_option("--rounds", o->rounds, "sweeps over the streams per server (medians, and ratios to the same "
                   "round's 1 stream)")->check(positive());
   cmd->add_flag("--json", *json, "one JSON object per row");
@@ -43,7 +47,9 @@ void setup_bench_serve(CLI::App& app) {
                                        " --precision " + o->precision
                                  : "--url " + o->url)
               << " --max-tokens " << o->max_tokens << " --requests " << o->requests_per_client << " --rounds " << o->rounds
-              << " (greedy, ignore_eos; medians over rounds, 'vs 1': the median of each round's ratio)\n"
+              << (o->prompt_tokens > 0 ? " --prompt-tokens " + std::to_string(o->prompt_tokens) : std::string())
+              << " (greedy, ignore_eos; medians over rounds, 'vs 1': the median of each round's ratio; ITL: the gaps "
+                 "between a request's tokens)\n"
               << format_serve_bench(rows);
   });
 }

@@ -270,6 +270,8 @@ void setup_generate(CLI::App& app) {
   cmd->add_option("--context", o.context_length, "context length (default: max_position_embeddings)");
   cmd->add_flag("--truncate-prompt", o.truncate_long_prompt, "drop the oldest prompt tokens when the prompt does "
                 "not fit (otherwise an error)");
+  cmd->add_option("--prefill-chunk", o.prefill_chunk, "prompt tokens per forward (as serve's: the same value gives "
+                  "the same tokens)")->check(positive());
   cmd->callback([f] { run_generate(*f); });
 }
 

@@ -168,6 +168,9 @@ void setup_serve(CLI::App& app) {
   cmd->add_option("--max-queue", f->engine.max_queue, "requests waiting beyond those (more get 503)")
       ->check(non_negative());
   cmd->add_option("--context", f->engine.context_length, "context length (default: max_position_embeddings)");
+  cmd->add_option("--prefill-chunk", f->engine.prefill_chunk, "prompt tokens per forward, and the most an engine "
+                  "step runs before the running requests' next token (generate with the same value gives the same "
+                  "tokens)")->check(positive());
   cmd->add_option("--api-key", f->http.api_key, "require 'Authorization: Bearer KEY' (or set NEXTN_API_KEY)");
   cmd->add_option("--max-body-bytes", f->http.max_body_bytes, "largest request body accepted");
   cmd->add_option("--grace", f->grace_seconds, "seconds the running requests get to finish after SIGTERM")

@@ -19,6 +19,19 @@ test('bench serve counts every token of every round and reports ratios to 1 stre
   }
 });
 
+test('bench serve: long random prompts against servers of each --prefill-chunk, with inter-token latencies', () => {
+  const r = run(['bench', 'serve', '--model', tinyModel(), '--streams', '2', '--requests', '2', '--max-tokens', '6',
+                 '--drafts', '0', '--prompt-tokens', '120', '--prefill-chunk', '16', '--prefill-chunk', '200', '--json']);
+  const rows = r.stdout.trim().split('\n').map((line) => JSON.parse(line));
+  assert.deepEqual(rows.map((row) => row.variant), ['plain, chunk 16', 'plain, chunk 200']);
+  for (const row of rows) {
+    assert.equal(row.tokens, 2 * 2 * 6);
+    assert.ok(row.itl_p50 > 0 && row.itl_p99 >= row.itl_p50 && row.itl_max >= row.itl_p99, JSON.stringify(row));
+    assert.ok(row.ttft_p50 > 0);
+  }
+  assert.throws(() => run(['bench', 'serve', '--model', tinyModel(), '--prefill-chunk', '0']), /--prefill-chunk/);
+});
+
 test('bench serve refuses a draft variant it cannot start', () => {
   assert.throws(() => run(['bench', 'serve', '--model', tinyModel(), '--drafts', 'two']),
                 /--drafts 'two': expected 0 \(plain\), a number of drafts or 'auto'/);

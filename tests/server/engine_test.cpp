@@ -52,8 +52,10 @@ void wait_for(Outcome& o) {
 }
 
 inference::GenerationResult alone(DeepSeekV3 model, const std::vector<int64_t>& prompt, int64_t max_tokens,
-                                  double temperature = 0.0, uint64_t seed = 0, int64_t draft = 0) {
+                                  double temperature = 0.0, uint64_t seed = 0, int64_t draft = 0,
+                                  int64_t prefill_chunk = inference::kDefaultPrefillChunk) {
   inference::GenerationOptions o;
+  o.prefill_chunk = prefill_chunk;
   o.max_new_tokens = max_tokens;
   o.sampling.temperature = temperature;
   o.sampling.seed = seed;
@@ -246,15 +248,18 @@ TEST(Engine, LogProbabilitiesAreTheModelsSoftmax) {
 // logits of the whole prompt; the first token and what follows stay what they are unscored.
 TEST(Engine, ScoresThePromptAgainstTheFullForward) {
   DeepSeekV3 model = float_model(37);
-  EngineOptions options;
-  options.draft_tokens = 2;  // a scored request decodes plainly even where it would draft
-  Engine engine(model, options);
-  const auto prompt = random_prompt(9, engine.config().vocab_size, 9);
+  const auto prompt = random_prompt(9, model->config().vocab_size, 9);
   torch::NoGradGuard no_grad;
   auto logprobs = torch::log_softmax(
       model->forward(torch::tensor(prompt).view({1, -1}), ForwardOptions{false, false}).logits[0].to(torch::kDouble), -1);
-  for (int64_t max_tokens : {0, 4}) {
-    SCOPED_TRACE(max_tokens);
+  // The whole prompt in one chunk, or in chunks of 4 scored as they run (4, 4, 1).
+  for (const auto& [chunk, max_tokens] : std::vector<std::pair<int64_t, int64_t>>{
+           {inference::kDefaultPrefillChunk, 0}, {inference::kDefaultPrefillChunk, 4}, {4, 0}, {4, 4}}) {
+    SCOPED_TRACE("max_tokens " + std::to_string(max_tokens) + ", prefill chunk " + std::to_string(chunk));
+    EngineOptions options;
+    options.draft_tokens = 2;  // a scored request decodes plainly even where it would draft
+    options.prefill_chunk = chunk;
+    Engine engine(model, options);
     auto outcome = std::make_shared<Outcome>();
     std::vector<TokenEvent> scored;
     size_t tokens_before_scores = 99;
@@ -283,9 +288,90 @@ TEST(Engine, ScoresThePromptAgainstTheFullForward) {
     if (max_tokens == 0) {
       EXPECT_TRUE(outcome->tokens.empty());
     } else {
-      EXPECT_EQ(outcome->tokens, alone(model, prompt, max_tokens).tokens) << "the tokens of an unscored request";
+      EXPECT_EQ(outcome->tokens, alone(model, prompt, max_tokens, 0.0, 0, 0, chunk).tokens)
+          << "the tokens of an unscored request";
     }
   }
+}
+
+// A long prompt runs one chunk per engine iteration: a request already running gets a token after
+// each of its chunks instead of waiting for its whole prefill, and both give what each gives alone
+// (the generator running the same chunks).
+TEST(Engine, ALongPromptsChunksInterleaveWithTheRunningRequestsSteps) {
+  DeepSeekV3 model = float_model(38);
+  EngineOptions options;
+  options.prefill_chunk = 4;
+  Engine engine(model, options);
+  const int64_t vocab = engine.config().vocab_size;
+  const auto prompt_a = random_prompt(3, vocab, 11), prompt_b = random_prompt(18, vocab, 12);  // B: 5 chunks
+  auto first = std::make_shared<Outcome>(), second = std::make_shared<Outcome>();
+  auto request_a = make_request(prompt_a, 20, first);
+  auto request_b = make_request(prompt_b, 6, second);
+  std::vector<int64_t> chunks_at_a;  // engine.prefill_chunks() as each of A's tokens came
+  int64_t chunks_at_b = -1;          // ... and as B's first came
+  auto record_a = request_a->on_token;
+  request_a->on_token = [&, record_a](const TokenEvent& e) {  // on the engine thread
+    chunks_at_a.push_back(engine.prefill_chunks());
+    if (chunks_at_a.size() == 1) {
+      EXPECT_EQ(engine.submit(request_b), Engine::Admission::kAccepted);
+    }
+    return record_a(e);
+  };
+  auto record_b = request_b->on_token;
+  request_b->on_token = [&, record_b](const TokenEvent& e) {
+    if (chunks_at_b < 0) chunks_at_b = engine.prefill_chunks();
+    return record_b(e);
+  };
+  ASSERT_EQ(engine.submit(request_a), Engine::Admission::kAccepted);
+  wait_for(*first);
+  wait_for(*second);
+  EXPECT_EQ(first->tokens, alone(model, prompt_a, 20, 0.0, 0, 0, 4).tokens);
+  EXPECT_EQ(second->tokens, alone(model, prompt_b, 6, 0.0, 0, 0, 4).tokens);
+  // A's prompt is chunk 1; B's are chunks 2..6, and A took a step after each of them.
+  EXPECT_EQ(chunks_at_b, 6);
+  ASSERT_GE(chunks_at_a.size(), 7u);
+  EXPECT_EQ(std::vector<int64_t>(chunks_at_a.begin(), chunks_at_a.begin() + 7),
+            (std::vector<int64_t>{1, 1, 2, 3, 4, 5, 6}));
+}
+
+// An iteration runs prompt chunks up to prefill_chunk tokens in all, in arrival order: prompts that
+// fit together start in the same iteration, the next waits for the following one.
+TEST(Engine, PromptsShareAnIterationsPrefillBudget) {
+  DeepSeekV3 model = float_model(39);
+  EngineOptions options;
+  options.prefill_chunk = 8;
+  Engine engine(model, options);
+  const int64_t vocab = engine.config().vocab_size;
+  auto runner = std::make_shared<Outcome>();
+  auto request_runner = make_request(random_prompt(2, vocab, 20), 10, runner);
+  const std::vector<int64_t> lengths = {3, 4, 5, 12};  // 3 + 4 fit in 8; 5 next; 12: 8 then 4
+  std::vector<std::shared_ptr<Outcome>> outcomes;
+  std::vector<std::shared_ptr<EngineRequest>> requests;
+  std::vector<int64_t> step_at_first(lengths.size(), -1);
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    outcomes.push_back(std::make_shared<Outcome>());
+    requests.push_back(make_request(random_prompt(lengths[i], vocab, 21 + i), 3, outcomes[i]));
+    auto record = requests[i]->on_token;
+    requests[i]->on_token = [&, record, i](const TokenEvent& e) {
+      if (step_at_first[i] < 0) step_at_first[i] = engine.steps();
+      return record(e);
+    };
+  }
+  auto record_runner = request_runner->on_token;
+  request_runner->on_token = [&, record_runner](const TokenEvent& e) {
+    if (runner->tokens.empty()) {  // all four arrive together, while the runner runs
+      for (auto& r : requests) EXPECT_EQ(engine.submit(r), Engine::Admission::kAccepted);
+    }
+    return record_runner(e);
+  };
+  ASSERT_EQ(engine.submit(request_runner), Engine::Admission::kAccepted);
+  wait_for(*runner);
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    wait_for(*outcomes[i]);
+    EXPECT_EQ(outcomes[i]->tokens, alone(model, requests[i]->prompt, 3, 0.0, 0, 0, 8).tokens) << "request " << i;
+  }
+  const int64_t s = step_at_first[0];
+  EXPECT_EQ(step_at_first, (std::vector<int64_t>{s, s, s + 1, s + 3}));
 }
 
 // Penalties and logit bias adjust each step's logits by the request's own history: such a request

@@ -534,6 +534,32 @@ test('--precision bf16: bfloat16 panels (the routers\' gates fp32), the tokens g
   assert.match(bad.stderr, /--precision bf16 packs bfloat16 panels; --layout rows/);
 });
 
+test('--prefill-chunk: a long prompt runs in chunks beside a running stream, the tokens generate gives', async () => {
+  const chunked = await startServer(['--prefill-chunk', '16']);
+  try {
+    const c = new OpenAI({ baseURL: `${chunked.url}/v1`, apiKey: 'x', maxRetries: 0 });
+    // ~100 tokens of this vocabulary: 6-7 chunks, while a short prompt's stream runs.
+    const long = 'import json\nfrom collections import OrderedDict\n\n' +
+                 'def load(path, *, strict=True):\n    """Read a JSON file into an ordered dict."""\n' +
+                 '    with open(path) as f:\n        return json.load(f, object_pairs_hook=OrderedDict)\n\n' +
+                 'def dump(obj, path):\n';
+    const [running, prefilled] = await Promise.all([
+      streamText(c.completions.create({ model: 'tiny', prompt: 'class Parser:', max_tokens: 40, temperature: 0,
+                                        stream: true, return_token_ids: true, ignore_eos: true })),
+      c.completions.create({ model: 'tiny', prompt: long, max_tokens: 20, temperature: 0, return_token_ids: true }),
+    ]);
+    assert.ok(prefilled.usage.prompt_tokens > 48, `the prompt takes several chunks (${prefilled.usage.prompt_tokens} tokens)`);
+    assert.deepEqual(prefilled.choices[0].token_ids, generateTokenIds(long, 20, ['--greedy', '--prefill-chunk', '16']));
+    assert.equal(running.ids.length, 40);
+    assert.deepEqual(running.ids, generateTokenIds('class Parser:', 40, ['--greedy', '--no-eos-stop']));
+  } finally {
+    assert.equal(await chunked.stop(), 0);
+  }
+  const bad = spawnSync(nextn, ['serve', '--model', tinyModel(), '--prefill-chunk', '0'], { encoding: 'utf8' });
+  assert.notEqual(bad.status, 0);
+  assert.match(bad.stderr, /--prefill-chunk/);
+});
+
 test('--speculative mtp drafts auto by default: the same greedy output, every depth tried', async () => {
   const spec = await startServer(['--speculative', 'mtp']);
   try {

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <random>
 #include <sstream>
 #include <thread>
 
@@ -30,14 +31,16 @@ struct Server {
   std::string url;
 };
 
-// `nextn serve` on a free port; returns once it prints that the model is ready.
-Server start_server(const ServeBenchOptions& o, const std::string& drafts) {
+// `nextn serve` on a free port; returns once it prints that the model is ready. prefill_chunk 0:
+// the server's default.
+Server start_server(const ServeBenchOptions& o, const std::string& drafts, int64_t prefill_chunk) {
   int pipe_fds[2];
   NEXTN_CHECK(::pipe(pipe_fds) == 0, "bench serve: pipe: ", errno_text());
   std::vector<std::string> args = {o.binary, "serve", "--model", o.model, "--port", "0", "--served-model-name", "bench",
                                    "--max-batch", std::to_string(o.max_batch), "--max-queue", "256",
                                    "--precision", o.precision};
   if (drafts != "0") args.insert(args.end(), {"--speculative", "mtp", "--draft", drafts});
+  if (prefill_chunk > 0) args.insert(args.end(), {"--prefill-chunk", std::to_string(prefill_chunk)});
   const pid_t pid = ::fork();
   NEXTN_CHECK(pid >= 0, "bench serve: fork: ", errno_text());
   if (pid == 0) {
@@ -93,10 +96,20 @@ StreamServer server_at(const std::string& url) {
   return resolve_stream_server(host, std::stoi(url.substr(colon + 1)));
 }
 
-std::string request_body(const std::string& model, const std::string& prompt, int64_t max_tokens) {
+std::string request_body(const std::string& model, const nlohmann::json& prompt, int64_t max_tokens) {
   return nlohmann::json{{"model", model},   {"prompt", prompt},    {"max_tokens", max_tokens}, {"temperature", 0},
                         {"stream", true},   {"ignore_eos", true},  {"return_token_ids", true}}
       .dump();
+}
+
+// Request i's prompt: one of the short texts, or `tokens` random ids in [2, 256), ids that every
+// byte-level vocabulary has (0 and 1 left out: the usual BOS / EOS), seeded by i.
+nlohmann::json prompt_for(int64_t i, int64_t tokens) {
+  if (tokens <= 0) return kPrompts[static_cast<size_t>(i) % kPrompts.size()];
+  std::mt19937_64 random(static_cast<uint64_t>(i) + 1);
+  std::vector<int64_t> ids;
+  for (int64_t t = 0; t < tokens; ++t) ids.push_back(2 + static_cast<int64_t>(random() % 254));
+  return ids;
 }
 
 double percentile(std::vector<double> values, double p) {
@@ -111,7 +124,7 @@ double percentile(std::vector<double> values, double p) {
 struct Measurement {
   int64_t requests = 0, tokens = 0;
   double seconds = 0;
-  std::vector<double> ttfts;
+  std::vector<double> ttfts, gaps;
   double tokens_per_second() const { return seconds > 0 ? static_cast<double>(tokens) / seconds : 0.0; }
 };
 
@@ -119,7 +132,7 @@ Measurement measure(const StreamServer& server, const std::string& model, int co
   std::vector<std::vector<std::string>> bodies(concurrency);
   for (int c = 0; c < concurrency; ++c) {
     for (int r = 0; r < o.requests_per_client; ++r) {
-      bodies[c].push_back(request_body(model, kPrompts[(c * o.requests_per_client + r) % kPrompts.size()], o.max_tokens));
+      bodies[c].push_back(request_body(model, prompt_for(c * o.requests_per_client + r, o.prompt_tokens), o.max_tokens));
     }
   }
   const auto started = Clock::now();
@@ -132,6 +145,7 @@ Measurement measure(const StreamServer& server, const std::string& model, int co
       ++m.requests;
       m.tokens += r.tokens;
       m.ttfts.push_back(r.ttft);
+      m.gaps.insert(m.gaps.end(), r.token_gaps.begin(), r.token_gaps.end());
     }
   }
   return m;
@@ -151,7 +165,7 @@ std::vector<ServeBenchRow> sweep(const StreamServer& server, const std::string& 
     ServeBenchRow row;
     row.variant = variant;
     row.concurrency = o.concurrency[i];
-    std::vector<double> rates, ratios, ttfts;
+    std::vector<double> rates, ratios, ttfts, gaps;
     for (size_t round = 0; round < by_point[i].size(); ++round) {
       const Measurement& m = by_point[i][round];
       row.requests += m.requests;
@@ -162,11 +176,15 @@ std::vector<ServeBenchRow> sweep(const StreamServer& server, const std::string& 
         ratios.push_back(m.tokens_per_second() / by_point[one - o.concurrency.begin()][round].tokens_per_second());
       }
       ttfts.insert(ttfts.end(), m.ttfts.begin(), m.ttfts.end());
+      gaps.insert(gaps.end(), m.gaps.begin(), m.gaps.end());
     }
     row.tokens_per_second = median(rates);
     row.vs_one_stream = median(ratios);
     row.ttft_p50 = percentile(ttfts, 0.5);
     row.ttft_p99 = percentile(ttfts, 0.99);
+    row.itl_p50 = percentile(gaps, 0.5);
+    row.itl_p99 = percentile(gaps, 0.99);
+    row.itl_max = gaps.empty() ? 0.0 : *std::max_element(gaps.begin(), gaps.end());
     rows.push_back(row);
   }
   return rows;
@@ -185,20 +203,28 @@ std::vector<ServeBenchRow> benchmark_serving(const ServeBenchOptions& o) {
     const std::string model = nlohmann::json::parse(models->body)["data"][0]["id"];
     return sweep(server, model, "server at " + o.url, o);
   }
+  for (int64_t chunk : o.prefill_chunks) NEXTN_CHECK(chunk >= 1, "bench serve: --prefill-chunk must be >= 1, got ", chunk);
+  std::vector<int64_t> chunks = o.prefill_chunks;
+  if (chunks.empty()) chunks.push_back(0);  // the servers' default
   for (const std::string& drafts : o.draft_variants) {
     NEXTN_CHECK(drafts == "auto" || (!drafts.empty() && drafts.find_first_not_of("0123456789") == std::string::npos),
                 "bench serve: --drafts '", drafts, "': expected 0 (plain), a number of drafts or 'auto'");
-    Server server = start_server(o, drafts);
-    const std::string variant = drafts == "0" ? "plain" : drafts == "auto" ? "MTP, auto" : "MTP, " + drafts + " draft(s)";
-    try {
-      const StreamServer target = server_at(server.url);
-      run_streams(target, "/v1/completions", {{request_body("bench", kPrompts[0], 8)}});  // warm-up
-      for (const ServeBenchRow& row : sweep(target, "bench", variant, o)) rows.push_back(row);
-    } catch (...) {
+  }
+  for (const std::string& drafts : o.draft_variants) {
+    for (int64_t chunk : chunks) {
+      Server server = start_server(o, drafts, chunk);
+      std::string variant = drafts == "0" ? "plain" : drafts == "auto" ? "MTP, auto" : "MTP, " + drafts + " draft(s)";
+      if (chunk > 0) variant += ", chunk " + std::to_string(chunk);
+      try {
+        const StreamServer target = server_at(server.url);
+        run_streams(target, "/v1/completions", {{request_body("bench", prompt_for(0, o.prompt_tokens), 8)}});  // warm-up
+        for (const ServeBenchRow& row : sweep(target, "bench", variant, o)) rows.push_back(row);
+      } catch (...) {
+        stop_server(server);
+        throw;
+      }
       stop_server(server);
-      throw;
     }
-    stop_server(server);
   }
   return rows;
 }
@@ -206,13 +232,14 @@ std::vector<ServeBenchRow> benchmark_serving(const ServeBenchOptions& o) {
 std::string format_serve_bench(const std::vector<ServeBenchRow>& rows) {
   std::ostringstream out;
   char line[256];
-  std::snprintf(line, sizeof line, "%-18s %7s %9s %10s %10s %10s %10s\n", "variant", "streams", "requests",
-                "tokens/s", "vs 1", "TTFT p50", "TTFT p99");
+  std::snprintf(line, sizeof line, "%-24s %7s %9s %10s %10s %10s %10s %9s %9s %9s\n", "variant", "streams", "requests",
+                "tokens/s", "vs 1", "TTFT p50", "TTFT p99", "ITL p50", "ITL p99", "ITL max");
   out << line;
   for (const auto& r : rows) {
-    std::snprintf(line, sizeof line, "%-18s %7d %9lld %10.1f %9.2fx %8.1fms %8.1fms\n", r.variant.c_str(), r.concurrency,
-                  static_cast<long long>(r.requests), r.tokens_per_second, r.vs_one_stream, r.ttft_p50 * 1e3,
-                  r.ttft_p99 * 1e3);
+    std::snprintf(line, sizeof line, "%-24s %7d %9lld %10.1f %9.2fx %8.1fms %8.1fms %7.2fms %7.2fms %7.1fms\n",
+                  r.variant.c_str(), r.concurrency, static_cast<long long>(r.requests), r.tokens_per_second,
+                  r.vs_one_stream, r.ttft_p50 * 1e3, r.ttft_p99 * 1e3, r.itl_p50 * 1e3, r.itl_p99 * 1e3,
+                  r.itl_max * 1e3);
     out << line;
   }
   return out.str();
@@ -224,7 +251,8 @@ std::string serve_bench_json(const std::vector<ServeBenchRow>& rows) {
     out << nlohmann::json{{"variant", r.variant},       {"streams", r.concurrency},     {"requests", r.requests},
                           {"tokens", r.tokens},         {"seconds", r.seconds},         {"tokens_per_second", r.tokens_per_second},
                           {"vs_one_stream", r.vs_one_stream},
-                          {"ttft_p50", r.ttft_p50},     {"ttft_p99", r.ttft_p99}}
+                          {"ttft_p50", r.ttft_p50},     {"ttft_p99", r.ttft_p99},
+                          {"itl_p50", r.itl_p50},       {"itl_p99", r.itl_p99},       {"itl_max", r.itl_max}}
                .dump()
         << "\n";
   }

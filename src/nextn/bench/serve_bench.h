@@ -3,7 +3,11 @@
 // port, then for each concurrency c runs c streams from one client thread (stream_client.h), each
 // streaming `requests_per_client` greedy completions one after another (ignore_eos, so every
 // request makes max_tokens tokens), and measures the aggregate generated
-// tokens per second over the wall time and each request's time to first token (p50, p99).
+// tokens per second over the wall time, each request's time to first token (p50, p99) and the
+// gaps between its tokens (inter-token latency: p50, p99, the longest). --prompt-tokens N sends
+// prompts of N random token ids instead of short texts (vLLM's random dataset), and each
+// --prefill-chunk value starts the servers once more with it: long prompts' prefills, whole or in
+// chunks, against the decoding of the streams already running.
 // With --url it measures a server that is already running instead (one variant).
 #pragma once
 
@@ -23,6 +27,9 @@ struct ServeBenchOptions {
   std::vector<std::string> draft_variants = {"0", "auto"};
   int max_batch = 16;
   std::string precision = "auto";  // the started servers' --precision (decoding's weights)
+  int64_t prompt_tokens = 0;       // > 0: prompts of this many random token ids; 0: short texts
+  // The started servers' --prefill-chunk, one server per value and draft variant (empty: the default).
+  std::vector<int64_t> prefill_chunks;
   // Sweeps over `concurrency` per server, one after another: medians are reported, and each
   // round's ratio to its own 1-stream figure (this machine's speed drifts between phases).
   int rounds = 1;
@@ -37,6 +44,7 @@ struct ServeBenchRow {
   double tokens_per_second = 0;       // median over rounds
   double vs_one_stream = 0;           // median over rounds of tokens/s over that round's 1 stream (0: none measured)
   double ttft_p50 = 0, ttft_p99 = 0;  // seconds, over every request of every round
+  double itl_p50 = 0, itl_p99 = 0, itl_max = 0;  // seconds between a request's tokens, over all of them
 };
 
 std::vector<ServeBenchRow> benchmark_serving(const ServeBenchOptions& options);

@@ -29,6 +29,7 @@ struct Exchange {
   size_t chunk_left = 0;
   std::string events;  // the body's bytes, not yet split into events
   bool saw_done = false;
+  Clock::time_point last_token;
   StreamResult result;
 };
 
@@ -66,7 +67,14 @@ void take_events(Exchange& x) {
       continue;
     }
     const int64_t ids = count_token_ids(event);
-    if (ids > 0 && x.result.tokens == 0) x.result.ttft = std::chrono::duration<double>(Clock::now() - x.started).count();
+    if (ids == 0) continue;
+    const Clock::time_point now = Clock::now();
+    if (x.result.tokens == 0) {
+      x.result.ttft = std::chrono::duration<double>(now - x.started).count();
+    } else {
+      x.result.token_gaps.push_back(std::chrono::duration<double>(now - x.last_token).count());
+    }
+    x.last_token = now;
     x.result.tokens += ids;
   }
 }

@@ -18,6 +18,9 @@ struct StreamResult {
   bool ok = false;    // status 200 and the stream's "data: [DONE]"
   int64_t tokens = 0;  // the token ids its chunks carried
   double ttft = 0;     // seconds from connecting to the first chunk with a token
+  // Seconds between consecutive chunks with tokens (inter-token latency; a chunk of several
+  // tokens, from a speculative step, counts once).
+  std::vector<double> token_gaps;
   std::string error;
 };
 

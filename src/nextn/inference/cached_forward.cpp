@@ -78,6 +78,7 @@ MainModelStep run_main_model_cached(DeepSeekV3Impl& model, const torch::Tensor& 
     h = model.layer(i)->forward_cached(h, angles, slot_for(cache, i, tree), mla_form);
   }
   cache.advance(new_tokens);
+  if (logits_for == LogitsFor::kNone) return {torch::Tensor(), h};
   auto head_input = logits_for == LogitsFor::kLastPosition ? h.narrow(1, new_tokens - 1, 1) : h;
   return {model.output_head(head_input, model.norm), h};
 }

@@ -16,9 +16,10 @@ namespace nextn::inference {
 // (decoding, verifying drafts, catching an MTP module up).
 enum class AttentionForm { kAuto, kNaive, kAbsorbed };
 
-// Whether the output head runs at every new position (verifying drafts needs them all) or only the
-// last one (a prefill needs just the next token's distribution; the head is vocab_size wide).
-enum class LogitsFor { kEveryPosition, kLastPosition };
+// Whether the output head runs at every new position (verifying drafts needs them all), only the
+// last one (a prefill needs just the next token's distribution; the head is vocab_size wide), or
+// nowhere (a prompt's chunks before its last: prompt_prefill.h).
+enum class LogitsFor { kEveryPosition, kLastPosition, kNone };
 
 // RoPE angles for positions [start, start + length): slices of the precomputed tables, with the
 // range checked on the host (no device sync, unlike RotaryEmbeddingImpl::angles(positions)).
@@ -34,7 +35,7 @@ struct TreeSpan {
 };
 
 struct MainModelStep {
-  torch::Tensor logits;  // [B, T, V], or [B, 1, V] with LogitsFor::kLastPosition
+  torch::Tensor logits;  // [B, T, V], or [B, 1, V] with LogitsFor::kLastPosition; undefined with kNone
   torch::Tensor hidden;  // [B, T, hidden]: h^0 of the new tokens (last layer, before the final norm)
 };
 

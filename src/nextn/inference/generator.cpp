@@ -33,6 +33,7 @@ void GenerationOptions::validate(const ModelConfig& config) const {
               context_length, " must be in [0, max_position_embeddings=", config.max_position_embeddings,
               "] (0: the model's)");
   draft_head.validate(config.vocab_size);
+  check_prefill_chunk(prefill_chunk);
   NEXTN_CHECK(draft_tree.empty() || (draft_tokens == static_cast<int64_t>(draft_tree.size()) && !adaptive_draft),
               "a draft tree of ", draft_tree.size(), " levels drafts ", draft_tree.size(), " deep per step (got ",
               draft_tokens, adaptive_draft ? ", auto" : "", ")");
@@ -84,9 +85,10 @@ GenerationResult Generator::generate(const std::vector<int64_t>& prompt_in, cons
     }
     speculative.draft_head = options.draft_head;
     speculative.tree = options.draft_tree;
+    speculative.prefill_chunk = options.prefill_chunk;
     decoder = std::make_unique<SpeculativeDecoder>(model_, speculative, options.sampling, capacity);
   } else {
-    decoder = std::make_unique<PlainDecoder>(model_, options.sampling, capacity);
+    decoder = std::make_unique<PlainDecoder>(model_, options.sampling, capacity, options.prefill_chunk);
   }
 
   // Hands tokens out one by one; false once generation must end.

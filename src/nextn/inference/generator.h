@@ -11,6 +11,7 @@
 
 #include "nextn/inference/decode_stats.h"
 #include "nextn/inference/draft_head.h"
+#include "nextn/inference/prompt_prefill.h"
 #include "nextn/inference/sampling.h"
 #include "nextn/inference/draft_policy.h"
 #include "nextn/model/deepseek_v3.h"
@@ -34,6 +35,9 @@ struct GenerationOptions {
   // A prompt that does not fit (prompt + max_new_tokens > context) is an error unless this is set;
   // then its OLDEST tokens are dropped so that prompt + max_new_tokens fits, at least one kept.
   bool truncate_long_prompt = false;
+  // The prompt runs through the model this many tokens per forward (prompt_prefill.h); a server
+  // with the same value gives the same tokens.
+  int64_t prefill_chunk = kDefaultPrefillChunk;
 
   void validate(const ModelConfig& config) const;  // nextn::Error naming the bad option
 };

@@ -26,36 +26,47 @@ torch::Tensor ids_tensor(const std::vector<int64_t>& ids, const torch::Device& d
   return torch::tensor(ids, torch::kLong).view({1, -1}).to(device);
 }
 
-PlainDecoder::PlainDecoder(DeepSeekV3 model, const SamplingOptions& sampling, int64_t capacity)
-    : model_(std::move(model)), sampler_(sampling), capacity_(capacity) {
+PlainDecoder::PlainDecoder(DeepSeekV3 model, const SamplingOptions& sampling, int64_t capacity, int64_t prefill_chunk)
+    : model_(std::move(model)), sampler_(sampling), capacity_(capacity), prefill_chunk_(prefill_chunk) {
   check_capacity(capacity, model_->config());
+  check_prefill_chunk(prefill_chunk);
   const auto& weight = model_->embed_tokens->weight;
   cache_ = KvCache::for_main_model(model_->config(), 1, capacity,
                                    torch::TensorOptions().dtype(weight.scalar_type()).device(weight.device()));
 }
 
-std::vector<int64_t> PlainDecoder::start(const std::vector<int64_t>& prompt) {
-  torch::NoGradGuard no_grad;
+void PlainDecoder::begin(const std::vector<int64_t>& prompt) {
   check_prompt(prompt, model_->config(), capacity_);
-  const auto started = std::chrono::steady_clock::now();
   cache_.clear();
   stats_ = DecodeStats();
   stats_.prompt_tokens = static_cast<int64_t>(prompt.size());
-  auto out = run_main_model_cached(*model_, ids_tensor(prompt, model_->embed_tokens->weight.device()), cache_,
-                                   LogitsFor::kLastPosition);
+  prefill_ = PromptPrefill(prompt, prefill_chunk_);
+  tokens_ = prompt;  // the first generated token joins them after the last chunk
+  chunk_hidden_ = torch::Tensor();
+}
+
+std::optional<int64_t> PlainDecoder::prefill_chunk() {
+  torch::NoGradGuard no_grad;
+  NEXTN_CHECK(!prefill_.done(), "prefill_chunk() without a prompt left to run (begin() first)");
+  const auto started = std::chrono::steady_clock::now();
+  chunk_hidden_position_ = prefill_.next_position();
+  auto out = prefill_.run_next_chunk(*model_, cache_);
+  if (keep_prompt_hidden_) chunk_hidden_ = out.hidden;
+  if (!prefill_.done()) {
+    stats_.prefill_seconds += seconds_since(started);
+    return std::nullopt;
+  }
   last_logits_ = out.logits[0][0];
-  if (keep_prompt_hidden_) prompt_hidden_ = out.hidden;
   const int64_t first = sampler_.next_token(last_logits_);
-  tokens_ = prompt;
   tokens_.push_back(first);
   stats_.generated_tokens = 1;
-  stats_.prefill_seconds = seconds_since(started);
-  return {first};
+  stats_.prefill_seconds += seconds_since(started);
+  return first;
 }
 
 std::vector<int64_t> PlainDecoder::step(int64_t max_tokens) {
   torch::NoGradGuard no_grad;
-  NEXTN_CHECK(!tokens_.empty(), "step() before start()");
+  NEXTN_CHECK(!tokens_.empty() && prefill_.done(), "step() before the prompt's prefill");
   NEXTN_CHECK(max_tokens >= 1 && room() >= 1, "no room left to decode");
   const auto started = std::chrono::steady_clock::now();
   // The pending token (the last one handed out) goes through the model; its logits give the next.
@@ -65,7 +76,7 @@ std::vector<int64_t> PlainDecoder::step(int64_t max_tokens) {
 }
 
 BatchedSequence PlainDecoder::batched_input() {
-  NEXTN_CHECK(!tokens_.empty(), "batched_input() before start()");
+  NEXTN_CHECK(!tokens_.empty() && prefill_.done(), "batched_input() before the prompt's prefill");
   NEXTN_CHECK(room() >= 1, "no room left to decode");
   return {&cache_, {tokens_.back()}};
 }

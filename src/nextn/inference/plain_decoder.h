@@ -7,6 +7,7 @@
 
 #include "nextn/inference/batched_forward.h"
 #include "nextn/inference/kv_cache.h"
+#include "nextn/inference/prompt_prefill.h"
 #include "nextn/inference/sampling.h"
 #include "nextn/inference/token_decoder.h"
 #include "nextn/model/deepseek_v3.h"
@@ -16,10 +17,14 @@ namespace nextn::inference {
 class PlainDecoder : public TokenDecoder {
  public:
   // capacity: the most tokens (prompt + generated) the sequence may reach; at most
-  // max_position_embeddings. Caches are allocated for it once.
-  PlainDecoder(DeepSeekV3 model, const SamplingOptions& sampling, int64_t capacity);
+  // max_position_embeddings. Caches are allocated for it once. The prompt runs in chunks of
+  // prefill_chunk tokens (prompt_prefill.h).
+  PlainDecoder(DeepSeekV3 model, const SamplingOptions& sampling, int64_t capacity,
+               int64_t prefill_chunk = kDefaultPrefillChunk);
 
-  std::vector<int64_t> start(const std::vector<int64_t>& prompt) override;
+  void begin(const std::vector<int64_t>& prompt) override;
+  std::optional<int64_t> prefill_chunk() override;
+  int64_t next_prefill_tokens() const override { return prefill_.next_chunk_tokens(); }
   std::vector<int64_t> step(int64_t max_tokens) override;
   int64_t room() const override { return capacity_ - static_cast<int64_t>(tokens_.size()); }
   const std::vector<int64_t>& tokens() const override { return tokens_; }
@@ -35,21 +40,26 @@ class PlainDecoder : public TokenDecoder {
   int64_t finish_batched_step(const torch::Tensor& logits_row, double step_seconds);
   // The logits [V] the newest token was chosen from (for log-probabilities).
   const torch::Tensor& last_logits() const { return last_logits_; }
-  // Asked before start(): start() keeps the prompt's h^0 [1, P, hidden] for scoring the prompt
-  // (prompt_scoring.h); take_prompt_hidden() hands it over once.
+  // Asked before the prefill: each prefill_chunk() keeps its chunk's h^0 [1, chunk, hidden], from
+  // prompt position chunk_hidden_position(), for scoring the prompt as it runs (prompt_scoring.h);
+  // take_chunk_hidden() hands it over once.
   void keep_prompt_hidden() { keep_prompt_hidden_ = true; }
-  torch::Tensor take_prompt_hidden() { return std::move(prompt_hidden_); }
+  torch::Tensor take_chunk_hidden() { return std::move(chunk_hidden_); }
+  int64_t chunk_hidden_position() const { return chunk_hidden_position_; }
 
  private:
   DeepSeekV3 model_;
   Sampler sampler_;
   int64_t capacity_;
+  int64_t prefill_chunk_;
+  PromptPrefill prefill_;        // the prompt's chunks still to run
   KvCache cache_;                // holds tokens_[0 .. size - 2]; the last token is pending
   std::vector<int64_t> tokens_;
   DecodeStats stats_;
   torch::Tensor last_logits_;
   bool keep_prompt_hidden_ = false;
-  torch::Tensor prompt_hidden_;
+  torch::Tensor chunk_hidden_;
+  int64_t chunk_hidden_position_ = 0;
 };
 
 // Checks a prompt against a model and a capacity: not empty, ids inside the vocabulary, and room

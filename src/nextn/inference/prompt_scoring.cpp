@@ -47,19 +47,33 @@ ScoredToken score_token(const torch::Tensor& logits, int64_t token, int64_t top_
 
 std::vector<ScoredToken> score_prompt(DeepSeekV3Impl& model, const torch::Tensor& hidden,
                                       const std::vector<int64_t>& prompt, int64_t top_k, int64_t rows_per_chunk) {
-  torch::NoGradGuard no_grad;
   const auto length = static_cast<int64_t>(prompt.size());
   NEXTN_CHECK(hidden.dim() == 3 && hidden.size(0) == 1 && hidden.size(1) == length, "hidden states [1, ", length,
               ", hidden] expected for a prompt of ", length, " tokens, got ", hidden.sizes());
+  return score_prompt_span(model, hidden, prompt, 0, top_k, rows_per_chunk);
+}
+
+std::vector<ScoredToken> score_prompt_span(DeepSeekV3Impl& model, const torch::Tensor& hidden,
+                                           const std::vector<int64_t>& prompt, int64_t first, int64_t top_k,
+                                           int64_t rows_per_chunk) {
+  torch::NoGradGuard no_grad;
+  const auto length = static_cast<int64_t>(prompt.size());
+  NEXTN_CHECK(hidden.dim() == 3 && hidden.size(0) == 1 && hidden.size(1) >= 1, "hidden states [1, S, hidden] "
+              "expected, got ", hidden.sizes());
+  const int64_t span = hidden.size(1);
+  NEXTN_CHECK(first >= 0 && first + span <= length, "positions [", first, ", ", first + span,
+              ") are outside the prompt of ", length, " tokens");
   NEXTN_CHECK(rows_per_chunk >= 1, "rows_per_chunk must be positive, got ", rows_per_chunk);
+  // Position i's logits predict token i + 1: the span's positions score tokens first + 1 .. up to
+  // the prompt's last (the prompt's last position predicts the first generated token: not scored).
+  const int64_t scored_rows = std::min(span, length - 1 - first);
   std::vector<ScoredToken> scored;
-  if (length < 2) return scored;
-  scored.reserve(static_cast<size_t>(length - 1));
-  // Position i's logits predict token i + 1: positions 0 .. P-2 score tokens 1 .. P-1.
-  for (int64_t first = 0; first < length - 1; first += rows_per_chunk) {
-    const int64_t rows = std::min(rows_per_chunk, length - 1 - first);
-    const torch::Tensor logits = model.output_head(hidden.narrow(1, first, rows), model.norm)[0];
-    const std::vector<int64_t> targets(prompt.begin() + first + 1, prompt.begin() + first + rows + 1);
+  if (scored_rows <= 0) return scored;
+  scored.reserve(static_cast<size_t>(scored_rows));
+  for (int64_t row = 0; row < scored_rows; row += rows_per_chunk) {
+    const int64_t rows = std::min(rows_per_chunk, scored_rows - row);
+    const torch::Tensor logits = model.output_head(hidden.narrow(1, row, rows), model.norm)[0];
+    const std::vector<int64_t> targets(prompt.begin() + first + row + 1, prompt.begin() + first + row + rows + 1);
     for (ScoredToken& s : score_rows(logits, targets, top_k)) scored.push_back(std::move(s));
   }
   return scored;

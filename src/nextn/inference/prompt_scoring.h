@@ -32,5 +32,11 @@ ScoredToken score_token(const torch::Tensor& logits, int64_t token, int64_t top_
 std::vector<ScoredToken> score_prompt(DeepSeekV3Impl& model, const torch::Tensor& hidden,
                                       const std::vector<int64_t>& prompt, int64_t top_k,
                                       int64_t rows_per_chunk = 64);
+// The same for the prompt's positions [first, first + S) alone, from their h^0 `hidden` [1, S,
+// hidden] (a chunk of its prefill, prompt_prefill.h): the scores of tokens first + 1 .. first + S,
+// those inside the prompt. A prompt's chunks scored in turn give score_prompt's list.
+std::vector<ScoredToken> score_prompt_span(DeepSeekV3Impl& model, const torch::Tensor& hidden,
+                                           const std::vector<int64_t>& prompt, int64_t first, int64_t top_k,
+                                           int64_t rows_per_chunk = 64);
 
 }  // namespace nextn::inference

@@ -18,6 +18,7 @@ SpeculativeDecoder::SpeculativeDecoder(DeepSeekV3 model, const SpeculativeOption
     options_.draft_tokens = static_cast<int64_t>(options.tree.size());
   }
   check_capacity(capacity, config);
+  check_prefill_chunk(options.prefill_chunk);
   NEXTN_CHECK(!sampling.adjusts_logits(), "presence/frequency penalties and logit_bias need plain decoding: "
               "a speculative step verifies several tokens against one history");
   const int64_t depth_count = config.mtp_depth();
@@ -57,10 +58,8 @@ int64_t SpeculativeDecoder::module_for_depth(int64_t depth) const {
   return depths_[depth - 1].module;
 }
 
-std::vector<int64_t> SpeculativeDecoder::start(const std::vector<int64_t>& prompt) {
-  torch::NoGradGuard no_grad;
+void SpeculativeDecoder::begin(const std::vector<int64_t>& prompt) {
   check_prompt(prompt, model_->config(), capacity_);
-  const auto started = std::chrono::steady_clock::now();
   main_cache_.clear();
   for (auto& depth : depths_) depth.cache.clear();
   stats_ = DecodeStats();
@@ -72,18 +71,28 @@ std::vector<int64_t> SpeculativeDecoder::start(const std::vector<int64_t>& promp
   stats_.prompt_tokens = static_cast<int64_t>(prompt.size());
   stats_.steps_by_draft_count.assign(depth_count + 1, 0);
   if (options_.adaptive) policy_.emplace(options_.draft_tokens, options_.step_costs);  // fresh costs when null
+  prefill_ = PromptPrefill(prompt, options_.prefill_chunk);
+  tokens_ = prompt;  // the first generated token joins them after the last chunk
+}
 
+std::optional<int64_t> SpeculativeDecoder::prefill_chunk() {
+  torch::NoGradGuard no_grad;
+  NEXTN_CHECK(!prefill_.done(), "prefill_chunk() without a prompt left to run (begin() first)");
+  const auto started = std::chrono::steady_clock::now();
   // The MTP caches are not filled here: the first step's draft runs each depth over the whole
   // prompt, which is their prefill.
-  auto out = run_main_model_cached(*model_, ids_tensor(prompt, main_hidden_.device()), main_cache_,
-                                   LogitsFor::kLastPosition);
-  main_hidden_.narrow(1, 0, out.hidden.size(1)).copy_(out.hidden);
+  const int64_t position = prefill_.next_position();
+  auto out = prefill_.run_next_chunk(*model_, main_cache_);
+  main_hidden_.narrow(1, position, out.hidden.size(1)).copy_(out.hidden);
+  if (!prefill_.done()) {
+    stats_.prefill_seconds += seconds_since(started);
+    return std::nullopt;
+  }
   const int64_t first = sampler_.next_token(out.logits[0][0]);
-  tokens_ = prompt;
   tokens_.push_back(first);
   stats_.generated_tokens = 1;
-  stats_.prefill_seconds = seconds_since(started);
-  return {first};
+  stats_.prefill_seconds += seconds_since(started);
+  return first;
 }
 
 torch::Tensor SpeculativeDecoder::input_hidden_history(int64_t depth) const {
@@ -150,7 +159,7 @@ void SpeculativeDecoder::roll_back_draft_caches(int64_t verified_length) {
 
 std::vector<int64_t> SpeculativeDecoder::step(int64_t max_tokens) {
   torch::NoGradGuard no_grad;
-  NEXTN_CHECK(!tokens_.empty(), "step() before start()");
+  NEXTN_CHECK(!tokens_.empty() && prefill_.done(), "step() before the prompt's prefill");
   NEXTN_CHECK(max_tokens >= 1 && room() >= 1, "no room left to decode");
   const int64_t n = main_cache_.length();  // tokens_[n] is pending
   if (!options_.tree.empty()) {
@@ -230,7 +239,7 @@ void SpeculativeDecoder::count_step(int64_t depths, int64_t accepted, int64_t pr
 }
 
 BatchedSequence SpeculativeDecoder::batched_input() {
-  NEXTN_CHECK(!tokens_.empty(), "batched_input() before start()");
+  NEXTN_CHECK(!tokens_.empty() && prefill_.done(), "batched_input() before the prompt's prefill");
   NEXTN_CHECK(room() >= 1, "no room left to decode");
   return {&main_cache_, {tokens_.back()}};
 }

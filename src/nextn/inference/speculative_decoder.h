@@ -34,6 +34,7 @@
 #include "nextn/inference/draft_policy.h"
 #include "nextn/inference/draft_tree.h"
 #include "nextn/inference/kv_cache.h"
+#include "nextn/inference/prompt_prefill.h"
 #include "nextn/inference/sampling.h"
 #include "nextn/inference/speculative_sampling.h"
 #include "nextn/inference/token_decoder.h"
@@ -61,6 +62,9 @@ struct SpeculativeOptions {
   // --draft-tree: a tree of drafts per step instead of a chain (draft_tree.h), the children per
   // node at each level; draft_tokens is then its level count. Empty: a chain of draft_tokens.
   std::vector<int64_t> tree;
+  // The prompt's main-model prefill runs in chunks of this many tokens (prompt_prefill.h), as plain
+  // decoding's: the same bits, so greedy output equals plain decoding's for any prompt length.
+  int64_t prefill_chunk = kDefaultPrefillChunk;
   // Replaces verify_tree_sampled when set (tests: a wrong multi-candidate rule must be caught).
   std::function<TreeVerification(const DraftTree&, const torch::Tensor& target_probs, Sampler&)> tree_verify_override;
 };
@@ -85,7 +89,9 @@ class SpeculativeDecoder : public TokenDecoder {
   SpeculativeDecoder(DeepSeekV3 model, const SpeculativeOptions& options, const SamplingOptions& sampling,
                      int64_t capacity);
 
-  std::vector<int64_t> start(const std::vector<int64_t>& prompt) override;
+  void begin(const std::vector<int64_t>& prompt) override;
+  std::optional<int64_t> prefill_chunk() override;
+  int64_t next_prefill_tokens() const override { return prefill_.next_chunk_tokens(); }
   // Drafts min(N, max_tokens - 1, room() - 1) tokens (N: the policy's choice when adaptive), or
   // a tree of that many levels whose nodes all fit the capacity, verifies them, returns accepted +
   // 1 tokens.
@@ -156,6 +162,7 @@ class SpeculativeDecoder : public TokenDecoder {
   Sampler sampler_;
   int64_t capacity_;
   bool sequential_;
+  PromptPrefill prefill_;       // the prompt's chunks still to run
   KvCache main_cache_;          // holds tokens_[0 .. size - 2]; the last token is pending
   torch::Tensor main_hidden_;   // h^0 [1, capacity, hidden] of the processed tokens
   std::vector<DraftDepth> depths_;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <iostream>
 #include <optional>
+#include <utility>
 
 #include "nextn/inference/batched_forward.h"
 #include "nextn/inference/plain_decoder.h"
@@ -31,7 +32,9 @@ struct Engine::Active {
   std::unique_ptr<inference::SpeculativeDecoder> speculative;
   inference::TokenDecoder* decoder = nullptr;
   int64_t generated = 0;
+  bool prefilling = true;  // until its prompt's last chunk has run
   bool finished = false;
+  std::vector<TokenEvent> prompt_events;  // the prompt's scores so far (prompt_logprobs)
   RequestStats stats;
 };
 
@@ -46,6 +49,7 @@ Engine::Engine(DeepSeekV3 model, EngineOptions options) : model_(std::move(model
   NEXTN_CHECK(options_.draft_tokens <= config.mtp_depth(), "--draft ", options_.draft_tokens, " needs as many MTP "
               "modules; the model has ", config.mtp_depth());
   NEXTN_CHECK(!options_.adaptive_draft || options_.draft_tokens > 0, "adaptive drafting needs draft_tokens > 0");
+  inference::check_prefill_chunk(options_.prefill_chunk);
   NEXTN_CHECK(options_.draft_tree.empty() ||
                   (options_.draft_tokens == static_cast<int64_t>(options_.draft_tree.size()) && !options_.adaptive_draft),
               "a draft tree of ", options_.draft_tree.size(), " levels drafts ", options_.draft_tree.size(),
@@ -126,6 +130,7 @@ void Engine::run() {
       if (shutting_down_) break;
     }
     admit(active);
+    prefill(active);
     step(active);
     std::lock_guard<std::mutex> lock(mutex_);
     running_count_ = static_cast<int64_t>(active.size());
@@ -179,31 +184,69 @@ void Engine::admit(std::vector<std::unique_ptr<Active>>& active) {
         speculative.adaptive = options_.adaptive_draft;
         speculative.step_costs = draft_step_costs_;
         speculative.tree = options_.draft_tree;
+        speculative.prefill_chunk = options_.prefill_chunk;
         a->speculative = std::make_unique<inference::SpeculativeDecoder>(model_, speculative, request->sampling, capacity);
         a->decoder = a->speculative.get();
         a->stats.speculative = true;
       } else {
-        a->plain = std::make_unique<inference::PlainDecoder>(model_, request->sampling, capacity);
+        a->plain = std::make_unique<inference::PlainDecoder>(model_, request->sampling, capacity, options_.prefill_chunk);
         if (scores_prompt) a->plain->keep_prompt_hidden();
         a->decoder = a->plain.get();
       }
-      const std::vector<int64_t> first = a->decoder->start(request->prompt);
-      if (scores_prompt) {
-        request->on_prompt(inference::score_prompt(*model_, a->plain->take_prompt_hidden(), request->prompt,
-                                                   request->prompt_logprobs));
-      }
-      if (request->cancelled) {  // the client went away, or the prompt's chunk could not be sent
-        finish(*a, FinishReason::kCancelled);
-      } else if (request->max_tokens == 0) {
-        finish(*a, FinishReason::kLength);
-      } else {
-        emit(*a, first);
-      }
+      a->decoder->begin(request->prompt);
     } catch (const std::exception& e) {
       a->stats.error = e.what();
       finish(*a, FinishReason::kError);
     }
     if (!a->finished) active.push_back(std::move(a));
+  }
+}
+
+void Engine::prefill(std::vector<std::unique_ptr<Active>>& active) {
+  // Chunks in admission order, up to prefill_chunk tokens in all (at least one chunk): the
+  // running requests' next step waits for no more than that.
+  int64_t budget = options_.prefill_chunk;
+  bool ran = false;
+  for (auto& a : active) {
+    if (!a->prefilling || a->finished) continue;
+    if (a->request->cancelled || cancel_all_) {
+      finish(*a, FinishReason::kCancelled);
+      continue;
+    }
+    const int64_t tokens = a->decoder->next_prefill_tokens();
+    if (ran && tokens > budget) break;
+    budget -= tokens;
+    ran = true;
+    prefill_chunk(*a);
+  }
+  active.erase(std::remove_if(active.begin(), active.end(), [](const auto& a) { return a->finished; }), active.end());
+}
+
+void Engine::prefill_chunk(Active& a) {
+  EngineRequest& request = *a.request;
+  try {
+    const std::optional<int64_t> first = a.decoder->prefill_chunk();
+    ++prefill_chunks_;
+    if (request.prompt_logprobs >= 0) {  // this chunk's positions, scored while its h^0 is at hand
+      for (TokenEvent& event : inference::score_prompt_span(*model_, a.plain->take_chunk_hidden(), request.prompt,
+                                                            a.plain->chunk_hidden_position(),
+                                                            request.prompt_logprobs)) {
+        a.prompt_events.push_back(std::move(event));
+      }
+    }
+    if (!first) return;
+    a.prefilling = false;
+    if (request.prompt_logprobs >= 0) request.on_prompt(std::exchange(a.prompt_events, {}));
+    if (request.cancelled) {  // the client went away, or the prompt's chunk could not be sent
+      finish(a, FinishReason::kCancelled);
+    } else if (request.max_tokens == 0) {
+      finish(a, FinishReason::kLength);
+    } else {
+      emit(a, {*first});
+    }
+  } catch (const std::exception& e) {
+    a.stats.error = e.what();
+    finish(a, FinishReason::kError);
   }
 }
 
@@ -215,7 +258,7 @@ void Engine::step(std::vector<std::unique_ptr<Active>>& active) {
   std::vector<Active*> running;
   const bool cancel_everything = cancel_all_;
   for (auto& a : active) {
-    if (a->finished) continue;
+    if (a->finished || a->prefilling) continue;
     if (a->request->cancelled || cancel_everything) {
       finish(*a, FinishReason::kCancelled);
     } else if (a->decoder->room() == 0) {

@@ -1,10 +1,12 @@
 // The server's decoding engine: continuous batching over one model on one thread.
 //
 // Requests wait in a bounded queue; up to max_batch run at once, each with its own KV cache.
-// Every iteration the engine admits waiting requests into free places (a prefill each), then
-// runs one decoding step for every running request: the plain ones together, in one forward
-// over all their pending tokens (inference/batched_forward.h); the speculative ones each with
-// their own drafts and verify. Finished and cancelled requests leave after the step that ended
+// Every iteration the engine admits waiting requests into free places, runs prompt chunks of the
+// admitted ones up to a budget of prefill_chunk tokens (inference/prompt_prefill.h: a long prompt
+// takes several iterations, so the running requests wait for one chunk per token, not for its
+// whole prefill), then runs one decoding step for every request whose prompt has run: the plain
+// ones together, in one forward over all their pending tokens (inference/batched_forward.h); a
+// speculative one alone with its own drafts and verify. Finished and cancelled requests leave after the step that ended
 // them, so a cancellation (a client that went away) costs at most one more step.
 //
 // Speculative decoding policy (measured, docs/BENCHMARKS.md "Serving"): a request drafts with
@@ -36,6 +38,7 @@
 
 #include "nextn/inference/draft_head.h"
 #include "nextn/inference/draft_policy.h"
+#include "nextn/inference/prompt_prefill.h"
 #include "nextn/inference/prompt_scoring.h"
 #include "nextn/inference/sampling.h"
 #include "nextn/model/deepseek_v3.h"
@@ -55,6 +58,9 @@ struct EngineOptions {
   // inference/draft_tree.h) instead of a chain; draft_tokens is then its level count.
   std::vector<int64_t> draft_tree;
   inference::DraftHeadOptions draft_head;
+  // Prompt tokens per forward, and the most prompt tokens an iteration runs (at least one chunk):
+  // `nextn generate` with the same value gives the same tokens (prompt_prefill.h).
+  int64_t prefill_chunk = inference::kDefaultPrefillChunk;
 };
 
 // A token, and with log-probabilities asked for its log-probability under the model (softmax of
@@ -116,12 +122,15 @@ class Engine {
   int64_t running() const { return running_count_; }
   int64_t queued() const;
   int64_t last_batch_size() const { return last_batch_size_; }  // plain rows of the latest step
+  int64_t prefill_chunks() const { return prefill_chunks_; }     // prompt chunks run so far
   int64_t steps() const { return steps_; }
 
  private:
   struct Active;
   void run();
   void admit(std::vector<std::unique_ptr<Active>>& active);
+  void prefill(std::vector<std::unique_ptr<Active>>& active);
+  void prefill_chunk(Active& a);
   void step(std::vector<std::unique_ptr<Active>>& active);
   bool emit(Active& a, const std::vector<int64_t>& tokens);
   void finish(Active& a, FinishReason reason);
@@ -136,7 +145,7 @@ class Engine {
   bool accepting_ = true;
   bool shutting_down_ = false;
   std::atomic<bool> cancel_all_{false};
-  std::atomic<int64_t> running_count_{0}, last_batch_size_{0}, steps_{0};
+  std::atomic<int64_t> running_count_{0}, last_batch_size_{0}, steps_{0}, prefill_chunks_{0};
   std::thread thread_;
 };
 

@@ -1,0 +1,44 @@
+#include "nextn/inference/prompt_prefill.h"
+
+#include <algorithm>
+
+#include "nextn/inference/plain_decoder.h"
+#include "nextn/kernels/few_rows_matmul.h"
+#include "nextn/util/error.h"
+
+namespace nextn::inference {
+
+void check_prefill_chunk(int64_t chunk) {
+  NEXTN_CHECK(chunk >= 1, "--prefill-chunk must be at least 1 token, got ", chunk);
+}
+
+PromptPrefill::PromptPrefill(const std::vector<int64_t>& prompt, int64_t chunk) : prompt_(prompt), chunk_(chunk) {
+  check_prefill_chunk(chunk);
+}
+
+int64_t PromptPrefill::next_chunk_tokens() const {
+  return std::min<int64_t>(chunk_, static_cast<int64_t>(prompt_.size()) - next_);
+}
+
+int64_t PromptPrefill::chunks() const {
+  return (static_cast<int64_t>(prompt_.size()) + chunk_ - 1) / chunk_;
+}
+
+MainModelStep PromptPrefill::run_next_chunk(DeepSeekV3Impl& model, KvCache& cache) {
+  NEXTN_CHECK(!done(), "the prompt's prefill is already done");
+  NEXTN_CHECK(cache.length() == next_, "the KV cache holds ", cache.length(), " entries where the prompt's chunk at ",
+              next_, " expects as many");
+  const int64_t tokens = next_chunk_tokens();
+  const std::vector<int64_t> ids(prompt_.begin() + next_, prompt_.begin() + next_ + tokens);
+  const bool last = next_ + tokens == static_cast<int64_t>(prompt_.size());
+  // More rows than decoding's kernels take: the naive form, as a whole prompt's prefill (each
+  // chunk expands the cached latents once per head, a small cost beside the chunk's products);
+  // fewer: the absorbed form on decoding's kernels, as a verify of as many tokens.
+  const AttentionForm form = tokens > kernels::kFewRowsMax ? AttentionForm::kNaive : AttentionForm::kAuto;
+  MainModelStep out = run_main_model_cached(model, ids_tensor(ids, model.embed_tokens->weight.device()), cache,
+                                            last ? LogitsFor::kLastPosition : LogitsFor::kNone, form);
+  next_ += tokens;
+  return out;
+}
+
+}  // namespace nextn::inference
