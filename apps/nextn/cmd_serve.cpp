@@ -39,6 +39,7 @@ struct ServeFlags {
   server::HttpOptions http;
   server::EngineOptions engine;
   int64_t draft_vocab = 0;
+  int64_t prefix_cache_mib = 256;        // --prefix-cache-mb
   CLI::Option* draft_option = nullptr;  // --draft, to tell "not given" from a given value
   std::string draft = "auto";            // --draft: N or "auto"
   CLI::Option* draft_tree_option = nullptr;  // --draft-tree: given empty is an error, not a chain
@@ -69,6 +70,7 @@ void run_serve(ServeFlags& f) {
   const std::string dir = resolve_model_dir(f.model_dir);
   const std::string tokenizer_path = (fs::path(dir) / "tokenizer.json").string();
   NEXTN_CHECK(io::file_exists(tokenizer_path), "'", dir, "' has no tokenizer.json: the server needs it");
+  f.engine.prefix_cache_bytes = f.prefix_cache_mib << 20;
   if (f.http.threads == 0) f.http.threads = static_cast<int>(f.engine.max_batch + f.engine.max_queue + 16);
 
   // Listen first: /health says 503 while the model loads.
@@ -120,7 +122,8 @@ void run_serve(ServeFlags& f) {
   served.vocab_size = model->config().vocab_size;
   http.attach(&engine, served);
   std::cout << "nextn serve: model '" << served.name << "' from " << dir << " ready (context " << served.context_length
-            << ", max batch " << f.engine.max_batch << ", queue " << f.engine.max_queue
+            << ", max batch " << f.engine.max_batch << ", queue " << f.engine.max_queue << ", prefill chunk "
+            << f.engine.prefill_chunk << ", prefix cache " << f.prefix_cache_mib << " MiB"
             << (!f.engine.draft_tree.empty() ? ", MTP draft tree " + inference::draft_tree_label(f.engine.draft_tree)
                 : f.engine.adaptive_draft ? ", MTP drafts auto (0.." + std::to_string(f.engine.draft_tokens) + " per step)"
                 : f.engine.draft_tokens > 0 ? ", MTP drafts " + std::to_string(f.engine.draft_tokens) : std::string())
@@ -171,6 +174,9 @@ void setup_serve(CLI::App& app) {
   cmd->add_option("--prefill-chunk", f->engine.prefill_chunk, "prompt tokens per forward, and the most an engine "
                   "step runs before the running requests' next token (generate with the same value gives the same "
                   "tokens)")->check(positive());
+  cmd->add_option("--prefix-cache-mb", f->prefix_cache_mib, "MiB of prompt chunks kept for later prompts that start "
+                  "with the same tokens (the same outputs, a shorter prefill; 0: none)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
   cmd->add_option("--api-key", f->http.api_key, "require 'Authorization: Bearer KEY' (or set NEXTN_API_KEY)");
   cmd->add_option("--max-body-bytes", f->http.max_body_bytes, "largest request body accepted");
   cmd->add_option("--grace", f->grace_seconds, "seconds the running requests get to finish after SIGTERM")

@@ -1,6 +1,6 @@
 // A prompt's prefill in chunks (inference/prompt_prefill.h) against the training forward: the
 // same hidden states and last logits for any chunk size; chunk bounds fixed by the prompt alone;
-// the decoders' begin() / prefill_chunk() against start(); speculative greedy output equal to
+// the decoders' begin() / run_prefill_chunk() against start(); speculative greedy output equal to
 // plain decoding's with chunked prompts; a prompt scored chunk by chunk as scored whole.
 #include <gtest/gtest.h>
 
@@ -121,11 +121,11 @@ TEST(PromptPrefill, ADecoderRunsItsPromptChunkByChunkAsStartDoes) {
   while (!token) {
     EXPECT_THROW(chunked.step(1), Error) << "a step before the prompt has run";
     sizes.push_back(chunked.next_prefill_tokens());
-    token = chunked.prefill_chunk();
+    token = chunked.run_prefill_chunk();
   }
   EXPECT_EQ(sizes, (std::vector<int64_t>{5, 5, 5, 4}));
   EXPECT_EQ(chunked.next_prefill_tokens(), 0);
-  EXPECT_THROW(chunked.prefill_chunk(), Error);
+  EXPECT_THROW(chunked.run_prefill_chunk(), Error);
   std::vector<int64_t> tokens = {*token};
   for (int i = 0; i < 6; ++i) tokens.push_back(chunked.step(1).at(0));
   EXPECT_EQ(tokens, expected);

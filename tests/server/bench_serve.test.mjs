@@ -32,6 +32,17 @@ test('bench serve: long random prompts against servers of each --prefill-chunk, 
   assert.throws(() => run(['bench', 'serve', '--model', tinyModel(), '--prefill-chunk', '0']), /--prefill-chunk/);
 });
 
+test('bench serve: a shared prompt prefix against servers with and without the prefix cache', () => {
+  const r = run(['bench', 'serve', '--model', tinyModel(), '--streams', '1', '--requests', '2', '--max-tokens', '4',
+                 '--drafts', '0', '--prompt-tokens', '100', '--shared-prefix', '90', '--prefill-chunk', '32',
+                 '--prefix-cache-mb', '0', '--prefix-cache-mb', '16', '--json']);
+  const rows = r.stdout.trim().split('\n').map((line) => JSON.parse(line));
+  assert.deepEqual(rows.map((row) => row.variant), ['plain, chunk 32, cache 0 MiB', 'plain, chunk 32, cache 16 MiB']);
+  for (const row of rows) assert.equal(row.tokens, 2 * 4);
+  assert.throws(() => run(['bench', 'serve', '--model', tinyModel(), '--prompt-tokens', '10', '--shared-prefix', '11']),
+                /--shared-prefix 11 must be within --prompt-tokens 10/);
+});
+
 test('bench serve refuses a draft variant it cannot start', () => {
   assert.throws(() => run(['bench', 'serve', '--model', tinyModel(), '--drafts', 'two']),
                 /--drafts 'two': expected 0 \(plain\), a number of drafts or 'auto'/);

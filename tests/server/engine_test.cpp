@@ -334,8 +334,8 @@ TEST(Engine, ALongPromptsChunksInterleaveWithTheRunningRequestsSteps) {
             (std::vector<int64_t>{1, 1, 2, 3, 4, 5, 6}));
 }
 
-// An iteration runs prompt chunks up to prefill_chunk tokens in all, in arrival order: prompts that
-// fit together start in the same iteration, the next waits for the following one.
+// An iteration runs prompt chunks up to prefill_chunk tokens in all, in arrival order: the oldest
+// prompt always runs a chunk, later ones a chunk that fits what is left.
 TEST(Engine, PromptsShareAnIterationsPrefillBudget) {
   DeepSeekV3 model = float_model(39);
   EngineOptions options;
@@ -344,7 +344,8 @@ TEST(Engine, PromptsShareAnIterationsPrefillBudget) {
   const int64_t vocab = engine.config().vocab_size;
   auto runner = std::make_shared<Outcome>();
   auto request_runner = make_request(random_prompt(2, vocab, 20), 10, runner);
-  const std::vector<int64_t> lengths = {3, 4, 5, 12};  // 3 + 4 fit in 8; 5 next; 12: 8 then 4
+  // 3 + 4 fit in 8, and 1 after them (5 and 12's first chunk of 8 do not); then 5; 12: 8, then 4.
+  const std::vector<int64_t> lengths = {3, 4, 5, 12, 1};
   std::vector<std::shared_ptr<Outcome>> outcomes;
   std::vector<std::shared_ptr<EngineRequest>> requests;
   std::vector<int64_t> step_at_first(lengths.size(), -1);
@@ -371,7 +372,92 @@ TEST(Engine, PromptsShareAnIterationsPrefillBudget) {
     EXPECT_EQ(outcomes[i]->tokens, alone(model, requests[i]->prompt, 3, 0.0, 0, 0, 8).tokens) << "request " << i;
   }
   const int64_t s = step_at_first[0];
-  EXPECT_EQ(step_at_first, (std::vector<int64_t>{s, s, s + 1, s + 3}));
+  EXPECT_EQ(step_at_first, (std::vector<int64_t>{s, s, s + 1, s + 3, s}));
+}
+
+// A request whose client goes away while its prompt waits for the budget (another prompt takes
+// every chunk) is dropped at the next iteration, not after that prompt's prefill.
+TEST(Engine, ACancelledRequestLeavesWhileAnotherPromptRuns) {
+  DeepSeekV3 model = float_model(40);
+  EngineOptions options;
+  options.prefill_chunk = 4;
+  Engine engine(model, options);
+  const int64_t vocab = engine.config().vocab_size;
+  auto runner = std::make_shared<Outcome>(), long_one = std::make_shared<Outcome>(), gone = std::make_shared<Outcome>();
+  auto request_runner = make_request(random_prompt(2, vocab, 30), 12, runner);
+  auto request_long = make_request(random_prompt(40, vocab, 31), 2, long_one);  // 10 chunks
+  auto request_gone = make_request(random_prompt(6, vocab, 32), 5, gone);       // its first chunk never fits
+  int64_t chunks_when_gone = -1;
+  auto finish_gone = request_gone->on_finish;
+  request_gone->on_finish = [&, finish_gone](FinishReason reason, const RequestStats& stats) {
+    chunks_when_gone = engine.prefill_chunks();
+    finish_gone(reason, stats);
+  };
+  auto record = request_runner->on_token;
+  request_runner->on_token = [&, record](const TokenEvent& e) {
+    if (runner->tokens.empty()) {
+      EXPECT_EQ(engine.submit(request_long), Engine::Admission::kAccepted);
+      EXPECT_EQ(engine.submit(request_gone), Engine::Admission::kAccepted);
+    }
+    if (runner->tokens.size() == 3) request_gone->cancelled = true;  // the long prompt has run ~3 chunks
+    return record(e);
+  };
+  ASSERT_EQ(engine.submit(request_runner), Engine::Admission::kAccepted);
+  wait_for(*gone);
+  wait_for(*long_one);
+  wait_for(*runner);
+  EXPECT_EQ(gone->reason, FinishReason::kCancelled);
+  EXPECT_TRUE(gone->tokens.empty());
+  EXPECT_GT(chunks_when_gone, 1);
+  EXPECT_LE(chunks_when_gone, 1 + 5) << "dropped within an iteration of its cancellation, the long prompt still running";
+  EXPECT_EQ(long_one->tokens, alone(model, request_long->prompt, 2, 0.0, 0, 0, 4).tokens);
+  EXPECT_EQ(runner->tokens, alone(model, request_runner->prompt, 12, 0.0, 0, 0, 4).tokens);
+}
+
+// With a prefix cache, a prompt that starts with an earlier prompt's full chunks copies them: the
+// same tokens and prompt scores as computing them, the reused tokens counted per request.
+TEST(Engine, APromptReusesAnEarlierPromptsChunks) {
+  DeepSeekV3 model = float_model(41);
+  EngineOptions options;
+  options.prefill_chunk = 4;
+  options.prefix_cache_bytes = 1 << 20;
+  Engine engine(model, options);
+  const int64_t vocab = engine.config().vocab_size;
+  const auto first_prompt = random_prompt(14, vocab, 50);
+  auto second_prompt = first_prompt;  // the same 9 first tokens: chunks [0, 4) and [4, 8) reused
+  for (size_t i = 9; i < second_prompt.size(); ++i) second_prompt[i] = (second_prompt[i] + 3) % vocab;
+  std::vector<TokenEvent> scores_whole, scores_reused;
+  for (auto* prompt_and_scores : {&scores_whole, &scores_reused}) {
+    const auto& prompt = prompt_and_scores == &scores_whole ? first_prompt : second_prompt;
+    auto outcome = std::make_shared<Outcome>();
+    auto r = make_request(prompt, 5, outcome);
+    r->prompt_logprobs = 1;
+    r->on_prompt = [prompt_and_scores](const std::vector<TokenEvent>& events) { *prompt_and_scores = events; };
+    ASSERT_EQ(engine.submit(r), Engine::Admission::kAccepted);
+    wait_for(*outcome);
+    EXPECT_EQ(outcome->tokens, alone(model, prompt, 5, 0.0, 0, 0, 4).tokens);
+    EXPECT_EQ(outcome->stats.cached_prompt_tokens, prompt_and_scores == &scores_whole ? 0 : 8);
+  }
+  EXPECT_GT(engine.prefix_cache_bytes(), 0);
+  // The scores of the shared positions come from the same hidden states (the head's rows grouped
+  // otherwise: equal to rounding).
+  ASSERT_EQ(scores_reused.size(), second_prompt.size() - 1);
+  for (size_t i = 0; i < 8; ++i) {
+    EXPECT_EQ(scores_reused[i].token, scores_whole[i].token);
+    EXPECT_NEAR(scores_reused[i].logprob, scores_whole[i].logprob, 1e-5) << "position " << i;
+  }
+  // Without the cache nothing is reused.
+  EngineOptions without = options;
+  without.prefix_cache_bytes = 0;
+  Engine plain(model, without);
+  auto outcome = std::make_shared<Outcome>();
+  ASSERT_EQ(plain.submit(make_request(first_prompt, 2, outcome)), Engine::Admission::kAccepted);
+  wait_for(*outcome);
+  auto again = std::make_shared<Outcome>();
+  ASSERT_EQ(plain.submit(make_request(first_prompt, 2, again)), Engine::Admission::kAccepted);
+  wait_for(*again);
+  EXPECT_EQ(again->stats.cached_prompt_tokens, 0);
+  EXPECT_EQ(plain.prefix_cache_bytes(), 0);
 }
 
 // Penalties and logit bias adjust each step's logits by the request's own history: such a request
@@ -402,29 +488,34 @@ TEST(Engine, DraftsOnlyForARequestThatStartsAlone) {
   ModelConfig config = testing::small_vocab_config(24);
   DeepSeekV3 model = testing::agreeable_model(config, 36);
   model->to(torch::kFloat);
-  EngineOptions options;
-  options.draft_tokens = 2;
-  Engine engine(model, options);
-  const auto prompt_a = random_prompt(6, config.vocab_size, 6), prompt_b = random_prompt(3, config.vocab_size, 7);
-  auto first = std::make_shared<Outcome>(), second = std::make_shared<Outcome>();
-  auto request_a = make_request(prompt_a, 24, first);
-  auto request_b = make_request(prompt_b, 12, second);
-  auto record = request_a->on_token;
-  request_a->on_token = [&, record](const TokenEvent& e) {
-    if (first->tokens.size() == 1) engine.submit(request_b);
-    return record(e);
-  };
-  engine.submit(request_a);
-  wait_for(*first);
-  wait_for(*second);
-  EXPECT_TRUE(first->stats.speculative);
-  EXPECT_FALSE(second->stats.speculative);  // it joined a running request
-  ASSERT_EQ(first->stats.drafted_per_depth.size(), 2u);
-  EXPECT_GT(first->stats.drafted_per_depth[0], 0);
-  EXPECT_GT(first->stats.accepted_per_depth[0], 0);
-  // Greedy output is plain decoding's either way.
-  EXPECT_EQ(first->tokens, alone(model, prompt_a, 24).tokens);
-  EXPECT_EQ(second->tokens, alone(model, prompt_b, 12).tokens);
+  // A's 14-token prompt whole, and in chunks of 4 (the speculative decoder's prefill as plain's).
+  for (int64_t chunk : {inference::kDefaultPrefillChunk, int64_t{4}}) {
+    SCOPED_TRACE("prefill chunk " + std::to_string(chunk));
+    EngineOptions options;
+    options.draft_tokens = 2;
+    options.prefill_chunk = chunk;
+    Engine engine(model, options);
+    const auto prompt_a = random_prompt(14, config.vocab_size, 6), prompt_b = random_prompt(3, config.vocab_size, 7);
+    auto first = std::make_shared<Outcome>(), second = std::make_shared<Outcome>();
+    auto request_a = make_request(prompt_a, 24, first);
+    auto request_b = make_request(prompt_b, 12, second);
+    auto record = request_a->on_token;
+    request_a->on_token = [&, record](const TokenEvent& e) {
+      if (first->tokens.size() == 1) engine.submit(request_b);
+      return record(e);
+    };
+    engine.submit(request_a);
+    wait_for(*first);
+    wait_for(*second);
+    EXPECT_TRUE(first->stats.speculative);
+    EXPECT_FALSE(second->stats.speculative);  // it joined a running request
+    ASSERT_EQ(first->stats.drafted_per_depth.size(), 2u);
+    EXPECT_GT(first->stats.drafted_per_depth[0], 0);
+    EXPECT_GT(first->stats.accepted_per_depth[0], 0);
+    // Greedy output is plain decoding's either way.
+    EXPECT_EQ(first->tokens, alone(model, prompt_a, 24, 0.0, 0, 0, chunk).tokens);
+    EXPECT_EQ(second->tokens, alone(model, prompt_b, 12, 0.0, 0, 0, chunk).tokens);
+  }
 }
 
 // --draft auto: each step drafts what the policy chooses (every count is tried first, so both

@@ -534,7 +534,7 @@ test('--precision bf16: bfloat16 panels (the routers\' gates fp32), the tokens g
   assert.match(bad.stderr, /--precision bf16 packs bfloat16 panels; --layout rows/);
 });
 
-test('--prefill-chunk: a long prompt runs in chunks beside a running stream, the tokens generate gives', async () => {
+test('--prefill-chunk: a long prompt runs in chunks beside a running stream, the tokens generate gives; the prefix cache reuses them', async () => {
   const chunked = await startServer(['--prefill-chunk', '16']);
   try {
     const c = new OpenAI({ baseURL: `${chunked.url}/v1`, apiKey: 'x', maxRetries: 0 });
@@ -552,12 +552,25 @@ test('--prefill-chunk: a long prompt runs in chunks beside a running stream, the
     assert.deepEqual(prefilled.choices[0].token_ids, generateTokenIds(long, 20, ['--greedy', '--prefill-chunk', '16']));
     assert.equal(running.ids.length, 40);
     assert.deepEqual(running.ids, generateTokenIds('class Parser:', 40, ['--greedy', '--no-eos-stop']));
+    assert.equal(prefilled.usage.prompt_tokens_details.cached_tokens, 0);
+    // The same prompt again: its full chunks but the last come from the prefix cache, the same tokens.
+    const again = await c.completions.create({ model: 'tiny', prompt: long, max_tokens: 20, temperature: 0,
+                                               return_token_ids: true });
+    const chunks = Math.ceil(again.usage.prompt_tokens / 16);
+    assert.equal(again.usage.prompt_tokens_details.cached_tokens, 16 * (chunks - 1));
+    assert.deepEqual(again.choices[0].token_ids, prefilled.choices[0].token_ids);
+    const m = await metrics(chunked.url);
+    assert.equal(m.nextn_prompt_tokens_cached_total, again.usage.prompt_tokens_details.cached_tokens);
+    assert.ok(m.nextn_prefix_cache_bytes > 0);
   } finally {
     assert.equal(await chunked.stop(), 0);
   }
   const bad = spawnSync(nextn, ['serve', '--model', tinyModel(), '--prefill-chunk', '0'], { encoding: 'utf8' });
   assert.notEqual(bad.status, 0);
   assert.match(bad.stderr, /--prefill-chunk/);
+  const negative = spawnSync(nextn, ['serve', '--model', tinyModel(), '--prefix-cache-mb', '-1'], { encoding: 'utf8' });
+  assert.notEqual(negative.status, 0);
+  assert.match(negative.stderr, /--prefix-cache-mb/);
 });
 
 test('--speculative mtp drafts auto by default: the same greedy output, every depth tried', async () => {

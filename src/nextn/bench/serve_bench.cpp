@@ -31,9 +31,10 @@ struct Server {
   std::string url;
 };
 
-// `nextn serve` on a free port; returns once it prints that the model is ready. prefill_chunk 0:
-// the server's default.
-Server start_server(const ServeBenchOptions& o, const std::string& drafts, int64_t prefill_chunk) {
+// `nextn serve` on a free port; returns once it prints that the model is ready. prefill_chunk and
+// prefix_cache_mib < 0: the server's default.
+Server start_server(const ServeBenchOptions& o, const std::string& drafts, int64_t prefill_chunk,
+                    int64_t prefix_cache_mib) {
   int pipe_fds[2];
   NEXTN_CHECK(::pipe(pipe_fds) == 0, "bench serve: pipe: ", errno_text());
   std::vector<std::string> args = {o.binary, "serve", "--model", o.model, "--port", "0", "--served-model-name", "bench",
@@ -41,6 +42,7 @@ Server start_server(const ServeBenchOptions& o, const std::string& drafts, int64
                                    "--precision", o.precision};
   if (drafts != "0") args.insert(args.end(), {"--speculative", "mtp", "--draft", drafts});
   if (prefill_chunk > 0) args.insert(args.end(), {"--prefill-chunk", std::to_string(prefill_chunk)});
+  if (prefix_cache_mib >= 0) args.insert(args.end(), {"--prefix-cache-mb", std::to_string(prefix_cache_mib)});
   const pid_t pid = ::fork();
   NEXTN_CHECK(pid >= 0, "bench serve: fork: ", errno_text());
   if (pid == 0) {
@@ -103,12 +105,13 @@ std::string request_body(const std::string& model, const nlohmann::json& prompt,
 }
 
 // Request i's prompt: one of the short texts, or `tokens` random ids in [2, 256), ids that every
-// byte-level vocabulary has (0 and 1 left out: the usual BOS / EOS), seeded by i.
-nlohmann::json prompt_for(int64_t i, int64_t tokens) {
+// byte-level vocabulary has (0 and 1 left out: the usual BOS / EOS): the first `shared` the same
+// for every request, the rest seeded by i.
+nlohmann::json prompt_for(int64_t i, int64_t tokens, int64_t shared) {
   if (tokens <= 0) return kPrompts[static_cast<size_t>(i) % kPrompts.size()];
-  std::mt19937_64 random(static_cast<uint64_t>(i) + 1);
+  std::mt19937_64 common(0), own(static_cast<uint64_t>(i) + 1);
   std::vector<int64_t> ids;
-  for (int64_t t = 0; t < tokens; ++t) ids.push_back(2 + static_cast<int64_t>(random() % 254));
+  for (int64_t t = 0; t < tokens; ++t) ids.push_back(2 + static_cast<int64_t>((t < shared ? common() : own()) % 254));
   return ids;
 }
 
@@ -128,11 +131,14 @@ struct Measurement {
   double tokens_per_second() const { return seconds > 0 ? static_cast<double>(tokens) / seconds : 0.0; }
 };
 
-Measurement measure(const StreamServer& server, const std::string& model, int concurrency, const ServeBenchOptions& o) {
+// `first_request` numbers the sweep's requests (random prompts differ between sweep points and
+// rounds: only --shared-prefix repeats).
+Measurement measure(const StreamServer& server, const std::string& model, int concurrency, const ServeBenchOptions& o,
+                    int64_t first_request) {
   std::vector<std::vector<std::string>> bodies(concurrency);
   for (int c = 0; c < concurrency; ++c) {
     for (int r = 0; r < o.requests_per_client; ++r) {
-      bodies[c].push_back(request_body(model, prompt_for(c * o.requests_per_client + r, o.prompt_tokens), o.max_tokens));
+      bodies[c].push_back(request_body(model, prompt_for(first_request + c * o.requests_per_client + r, o.prompt_tokens, o.shared_prefix), o.max_tokens));
     }
   }
   const auto started = Clock::now();
@@ -156,8 +162,12 @@ std::vector<ServeBenchRow> sweep(const StreamServer& server, const std::string& 
                                  const ServeBenchOptions& o) {
   const size_t points = o.concurrency.size();
   std::vector<std::vector<Measurement>> by_point(points);
+  int64_t requests = 0;
   for (int round = 0; round < o.rounds; ++round) {
-    for (size_t i = 0; i < points; ++i) by_point[i].push_back(measure(server, model, o.concurrency[i], o));
+    for (size_t i = 0; i < points; ++i) {
+      by_point[i].push_back(measure(server, model, o.concurrency[i], o, requests));
+      requests += o.concurrency[i] * o.requests_per_client;
+    }
   }
   const auto one = std::find(o.concurrency.begin(), o.concurrency.end(), 1);
   std::vector<ServeBenchRow> rows;
@@ -204,26 +214,34 @@ std::vector<ServeBenchRow> benchmark_serving(const ServeBenchOptions& o) {
     return sweep(server, model, "server at " + o.url, o);
   }
   for (int64_t chunk : o.prefill_chunks) NEXTN_CHECK(chunk >= 1, "bench serve: --prefill-chunk must be >= 1, got ", chunk);
-  std::vector<int64_t> chunks = o.prefill_chunks;
-  if (chunks.empty()) chunks.push_back(0);  // the servers' default
+  for (int64_t mib : o.prefix_cache_mib) NEXTN_CHECK(mib >= 0, "bench serve: --prefix-cache-mb must be >= 0, got ", mib);
+  NEXTN_CHECK(o.shared_prefix >= 0 && o.shared_prefix <= o.prompt_tokens, "bench serve: --shared-prefix ",
+              o.shared_prefix, " must be within --prompt-tokens ", o.prompt_tokens);
+  std::vector<int64_t> chunks = o.prefill_chunks, caches = o.prefix_cache_mib;
+  if (chunks.empty()) chunks.push_back(0);  // the servers' defaults
+  if (caches.empty()) caches.push_back(-1);
   for (const std::string& drafts : o.draft_variants) {
     NEXTN_CHECK(drafts == "auto" || (!drafts.empty() && drafts.find_first_not_of("0123456789") == std::string::npos),
                 "bench serve: --drafts '", drafts, "': expected 0 (plain), a number of drafts or 'auto'");
   }
   for (const std::string& drafts : o.draft_variants) {
     for (int64_t chunk : chunks) {
-      Server server = start_server(o, drafts, chunk);
-      std::string variant = drafts == "0" ? "plain" : drafts == "auto" ? "MTP, auto" : "MTP, " + drafts + " draft(s)";
-      if (chunk > 0) variant += ", chunk " + std::to_string(chunk);
-      try {
-        const StreamServer target = server_at(server.url);
-        run_streams(target, "/v1/completions", {{request_body("bench", prompt_for(0, o.prompt_tokens), 8)}});  // warm-up
-        for (const ServeBenchRow& row : sweep(target, "bench", variant, o)) rows.push_back(row);
-      } catch (...) {
+      for (int64_t mib : caches) {
+        Server server = start_server(o, drafts, chunk, mib);
+        std::string variant = drafts == "0" ? "plain" : drafts == "auto" ? "MTP, auto" : "MTP, " + drafts + " draft(s)";
+        if (chunk > 0) variant += ", chunk " + std::to_string(chunk);
+        if (mib >= 0) variant += ", cache " + std::to_string(mib) + " MiB";
+        try {
+          const StreamServer target = server_at(server.url);
+          // Warm-up: a prompt of the requests' kind (sharing their prefix, which a cache then holds).
+          run_streams(target, "/v1/completions", {{request_body("bench", prompt_for(-1, o.prompt_tokens, o.shared_prefix), 8)}});
+          for (const ServeBenchRow& row : sweep(target, "bench", variant, o)) rows.push_back(row);
+        } catch (...) {
+          stop_server(server);
+          throw;
+        }
         stop_server(server);
-        throw;
       }
-      stop_server(server);
     }
   }
   return rows;
@@ -232,11 +250,11 @@ std::vector<ServeBenchRow> benchmark_serving(const ServeBenchOptions& o) {
 std::string format_serve_bench(const std::vector<ServeBenchRow>& rows) {
   std::ostringstream out;
   char line[256];
-  std::snprintf(line, sizeof line, "%-24s %7s %9s %10s %10s %10s %10s %9s %9s %9s\n", "variant", "streams", "requests",
+  std::snprintf(line, sizeof line, "%-34s %7s %9s %10s %10s %10s %10s %9s %9s %9s\n", "variant", "streams", "requests",
                 "tokens/s", "vs 1", "TTFT p50", "TTFT p99", "ITL p50", "ITL p99", "ITL max");
   out << line;
   for (const auto& r : rows) {
-    std::snprintf(line, sizeof line, "%-24s %7d %9lld %10.1f %9.2fx %8.1fms %8.1fms %7.2fms %7.2fms %7.1fms\n",
+    std::snprintf(line, sizeof line, "%-34s %7d %9lld %10.1f %9.2fx %8.1fms %8.1fms %7.2fms %7.2fms %7.1fms\n",
                   r.variant.c_str(), r.concurrency, static_cast<long long>(r.requests), r.tokens_per_second,
                   r.vs_one_stream, r.ttft_p50 * 1e3, r.ttft_p99 * 1e3, r.itl_p50 * 1e3, r.itl_p99 * 1e3,
                   r.itl_max * 1e3);

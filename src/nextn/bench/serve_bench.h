@@ -7,7 +7,8 @@
 // gaps between its tokens (inter-token latency: p50, p99, the longest). --prompt-tokens N sends
 // prompts of N random token ids instead of short texts (vLLM's random dataset), and each
 // --prefill-chunk value starts the servers once more with it: long prompts' prefills, whole or in
-// chunks, against the decoding of the streams already running.
+// chunks, against the decoding of the streams already running; --shared-prefix K makes their
+// first K tokens common to all requests, and each --prefix-cache-mb value a server of its own.
 // With --url it measures a server that is already running instead (one variant).
 #pragma once
 
@@ -28,8 +29,11 @@ struct ServeBenchOptions {
   int max_batch = 16;
   std::string precision = "auto";  // the started servers' --precision (decoding's weights)
   int64_t prompt_tokens = 0;       // > 0: prompts of this many random token ids; 0: short texts
+  int64_t shared_prefix = 0;       // of them, the first this many the same in every request (a system prompt)
   // The started servers' --prefill-chunk, one server per value and draft variant (empty: the default).
   std::vector<int64_t> prefill_chunks;
+  // The started servers' --prefix-cache-mb, one server per value (empty: the default).
+  std::vector<int64_t> prefix_cache_mib;
   // Sweeps over `concurrency` per server, one after another: medians are reported, and each
   // round's ratio to its own 1-stream figure (this machine's speed drifts between phases).
   int rounds = 1;

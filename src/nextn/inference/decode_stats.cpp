@@ -28,6 +28,7 @@ void add_counts(std::vector<int64_t>& sum, const std::vector<int64_t>& more) {
 
 void DecodeStats::accumulate(const DecodeStats& other) {
   prompt_tokens += other.prompt_tokens;
+  cached_prompt_tokens += other.cached_prompt_tokens;
   generated_tokens += other.generated_tokens;
   prefill_seconds += other.prefill_seconds;
   decode_seconds += other.decode_seconds;

@@ -11,6 +11,7 @@ namespace nextn::inference {
 
 struct DecodeStats {
   int64_t prompt_tokens = 0;
+  int64_t cached_prompt_tokens = 0;  // of them, copied from a prefix cache instead of computed
   int64_t generated_tokens = 0;  // tokens handed out, the first one (from the prefill) included
   double prefill_seconds = 0.0;  // the prompt's forward and the first token
   double decode_seconds = 0.0;   // every step after it

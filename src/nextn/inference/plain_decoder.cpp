@@ -40,18 +40,20 @@ void PlainDecoder::begin(const std::vector<int64_t>& prompt) {
   cache_.clear();
   stats_ = DecodeStats();
   stats_.prompt_tokens = static_cast<int64_t>(prompt.size());
-  prefill_ = PromptPrefill(prompt, prefill_chunk_);
+  prefill_ = PromptPrefill(prompt, prefill_chunk_, prefix_cache_);
   tokens_ = prompt;  // the first generated token joins them after the last chunk
+  started_ = false;
   chunk_hidden_ = torch::Tensor();
 }
 
-std::optional<int64_t> PlainDecoder::prefill_chunk() {
+std::optional<int64_t> PlainDecoder::run_prefill_chunk() {
   torch::NoGradGuard no_grad;
-  NEXTN_CHECK(!prefill_.done(), "prefill_chunk() without a prompt left to run (begin() first)");
+  NEXTN_CHECK(!prefill_.done(), "run_prefill_chunk() without a prompt left to run (begin() first)");
   const auto started = std::chrono::steady_clock::now();
   chunk_hidden_position_ = prefill_.next_position();
   auto out = prefill_.run_next_chunk(*model_, cache_);
   if (keep_prompt_hidden_) chunk_hidden_ = out.hidden;
+  stats_.cached_prompt_tokens = prefill_.reused_tokens();
   if (!prefill_.done()) {
     stats_.prefill_seconds += seconds_since(started);
     return std::nullopt;
@@ -59,6 +61,7 @@ std::optional<int64_t> PlainDecoder::prefill_chunk() {
   last_logits_ = out.logits[0][0];
   const int64_t first = sampler_.next_token(last_logits_);
   tokens_.push_back(first);
+  started_ = true;  // only now: a chunk that threw leaves the decoder unable to step
   stats_.generated_tokens = 1;
   stats_.prefill_seconds += seconds_since(started);
   return first;
@@ -66,7 +69,7 @@ std::optional<int64_t> PlainDecoder::prefill_chunk() {
 
 std::vector<int64_t> PlainDecoder::step(int64_t max_tokens) {
   torch::NoGradGuard no_grad;
-  NEXTN_CHECK(!tokens_.empty() && prefill_.done(), "step() before the prompt's prefill");
+  NEXTN_CHECK(started_, "step() before the prompt's prefill");
   NEXTN_CHECK(max_tokens >= 1 && room() >= 1, "no room left to decode");
   const auto started = std::chrono::steady_clock::now();
   // The pending token (the last one handed out) goes through the model; its logits give the next.
@@ -76,7 +79,7 @@ std::vector<int64_t> PlainDecoder::step(int64_t max_tokens) {
 }
 
 BatchedSequence PlainDecoder::batched_input() {
-  NEXTN_CHECK(!tokens_.empty() && prefill_.done(), "batched_input() before the prompt's prefill");
+  NEXTN_CHECK(started_, "batched_input() before the prompt's prefill");
   NEXTN_CHECK(room() >= 1, "no room left to decode");
   return {&cache_, {tokens_.back()}};
 }

@@ -23,8 +23,11 @@ class PlainDecoder : public TokenDecoder {
                int64_t prefill_chunk = kDefaultPrefillChunk);
 
   void begin(const std::vector<int64_t>& prompt) override;
-  std::optional<int64_t> prefill_chunk() override;
+  std::optional<int64_t> run_prefill_chunk() override;
   int64_t next_prefill_tokens() const override { return prefill_.next_chunk_tokens(); }
+  // Asked before begin(): the prompt's full chunks are kept in and reused from `cache` (not owned;
+  // it must outlive the prefill). Null: none.
+  void use_prefix_cache(PrefixCache* cache) { prefix_cache_ = cache; }
   std::vector<int64_t> step(int64_t max_tokens) override;
   int64_t room() const override { return capacity_ - static_cast<int64_t>(tokens_.size()); }
   const std::vector<int64_t>& tokens() const override { return tokens_; }
@@ -40,7 +43,7 @@ class PlainDecoder : public TokenDecoder {
   int64_t finish_batched_step(const torch::Tensor& logits_row, double step_seconds);
   // The logits [V] the newest token was chosen from (for log-probabilities).
   const torch::Tensor& last_logits() const { return last_logits_; }
-  // Asked before the prefill: each prefill_chunk() keeps its chunk's h^0 [1, chunk, hidden], from
+  // Asked before the prefill: each run_prefill_chunk() keeps its chunk's h^0 [1, chunk, hidden], from
   // prompt position chunk_hidden_position(), for scoring the prompt as it runs (prompt_scoring.h);
   // take_chunk_hidden() hands it over once.
   void keep_prompt_hidden() { keep_prompt_hidden_ = true; }
@@ -53,6 +56,8 @@ class PlainDecoder : public TokenDecoder {
   int64_t capacity_;
   int64_t prefill_chunk_;
   PromptPrefill prefill_;        // the prompt's chunks still to run
+  PrefixCache* prefix_cache_ = nullptr;
+  bool started_ = false;  // the prompt has run and its first token is out: steps may follow
   KvCache cache_;                // holds tokens_[0 .. size - 2]; the last token is pending
   std::vector<int64_t> tokens_;
   DecodeStats stats_;

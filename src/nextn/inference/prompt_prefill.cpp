@@ -12,7 +12,8 @@ void check_prefill_chunk(int64_t chunk) {
   NEXTN_CHECK(chunk >= 1, "--prefill-chunk must be at least 1 token, got ", chunk);
 }
 
-PromptPrefill::PromptPrefill(const std::vector<int64_t>& prompt, int64_t chunk) : prompt_(prompt), chunk_(chunk) {
+PromptPrefill::PromptPrefill(const std::vector<int64_t>& prompt, int64_t chunk, PrefixCache* prefix_cache)
+    : prompt_(prompt), chunk_(chunk), prefix_cache_(prefix_cache) {
   check_prefill_chunk(chunk);
 }
 
@@ -28,9 +29,20 @@ MainModelStep PromptPrefill::run_next_chunk(DeepSeekV3Impl& model, KvCache& cach
   NEXTN_CHECK(!done(), "the prompt's prefill is already done");
   NEXTN_CHECK(cache.length() == next_, "the KV cache holds ", cache.length(), " entries where the prompt's chunk at ",
               next_, " expects as many");
-  const int64_t tokens = next_chunk_tokens();
-  const std::vector<int64_t> ids(prompt_.begin() + next_, prompt_.begin() + next_ + tokens);
-  const bool last = next_ + tokens == static_cast<int64_t>(prompt_.size());
+  const auto length = static_cast<int64_t>(prompt_.size());
+  // Full chunks that an earlier prompt with the same tokens up to their end left: their bits are
+  // what computing them gives. The prompt's last chunk is always computed (its logits).
+  std::vector<torch::Tensor> restored;
+  while (prefix_cache_ && next_ + chunk_ < length) {
+    torch::Tensor hidden = prefix_cache_->restore(prompt_, next_, next_ + chunk_, cache);
+    if (!hidden.defined()) break;
+    restored.push_back(std::move(hidden));
+    next_ += chunk_;
+    reused_ += chunk_;
+  }
+  const int64_t start = next_, tokens = next_chunk_tokens();
+  const std::vector<int64_t> ids(prompt_.begin() + start, prompt_.begin() + start + tokens);
+  const bool last = start + tokens == length;
   // More rows than decoding's kernels take: the naive form, as a whole prompt's prefill (each
   // chunk expands the cached latents once per head, a small cost beside the chunk's products);
   // fewer: the absorbed form on decoding's kernels, as a verify of as many tokens.
@@ -38,6 +50,12 @@ MainModelStep PromptPrefill::run_next_chunk(DeepSeekV3Impl& model, KvCache& cach
   MainModelStep out = run_main_model_cached(model, ids_tensor(ids, model.embed_tokens->weight.device()), cache,
                                             last ? LogitsFor::kLastPosition : LogitsFor::kNone, form);
   next_ += tokens;
+  // Every full chunk is kept, the last one too: a longer prompt that starts with this one reuses it.
+  if (prefix_cache_ && tokens == chunk_) prefix_cache_->keep(prompt_, start, next_, cache, out.hidden);
+  if (!restored.empty()) {
+    restored.push_back(out.hidden);
+    out.hidden = torch::cat(restored, 1);
+  }
   return out;
 }
 

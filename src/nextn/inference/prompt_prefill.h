@@ -12,6 +12,7 @@
 
 #include "nextn/inference/cached_forward.h"
 #include "nextn/inference/kv_cache.h"
+#include "nextn/inference/prefix_cache.h"
 #include "nextn/model/deepseek_v3.h"
 
 namespace nextn::inference {
@@ -26,23 +27,29 @@ void check_prefill_chunk(int64_t chunk);
 class PromptPrefill {
  public:
   PromptPrefill() = default;
-  // The prompt is copied; chunk >= 1.
-  PromptPrefill(const std::vector<int64_t>& prompt, int64_t chunk);
+  // The prompt is copied; chunk >= 1. With a prefix cache (kept by the caller, outliving this), the
+  // prompt's full chunks are kept there, and those an earlier prompt left are copied in.
+  PromptPrefill(const std::vector<int64_t>& prompt, int64_t chunk, PrefixCache* prefix_cache = nullptr);
 
   bool done() const { return next_ == static_cast<int64_t>(prompt_.size()); }
   int64_t next_position() const { return next_; }          // the first position of the next chunk
   int64_t next_chunk_tokens() const;                         // 0 once done
   int64_t chunks() const;                                    // in all
+  int64_t reused_tokens() const { return reused_; }          // copied from the prefix cache so far
 
   // Runs the next chunk through the main model, appending its entries to `cache` (which holds the
   // chunks before it): its hidden states h^0 [1, chunk, hidden], and, for the prompt's last chunk,
-  // the logits [1, 1, V] at the last position (undefined before).
+  // the logits [1, 1, V] at the last position (undefined before). With a prefix cache, the kept
+  // chunks from here on come first (copied, never the prompt's last: its logits are computed), then
+  // one computed chunk: the hidden states span them all, from the next_position() of the call.
   MainModelStep run_next_chunk(DeepSeekV3Impl& model, KvCache& cache);
 
  private:
   std::vector<int64_t> prompt_;
   int64_t chunk_ = 1;
   int64_t next_ = 0;
+  PrefixCache* prefix_cache_ = nullptr;
+  int64_t reused_ = 0;
 };
 
 }  // namespace nextn::inference

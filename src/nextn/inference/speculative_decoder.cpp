@@ -71,25 +71,28 @@ void SpeculativeDecoder::begin(const std::vector<int64_t>& prompt) {
   stats_.prompt_tokens = static_cast<int64_t>(prompt.size());
   stats_.steps_by_draft_count.assign(depth_count + 1, 0);
   if (options_.adaptive) policy_.emplace(options_.draft_tokens, options_.step_costs);  // fresh costs when null
-  prefill_ = PromptPrefill(prompt, options_.prefill_chunk);
+  prefill_ = PromptPrefill(prompt, options_.prefill_chunk, prefix_cache_);
   tokens_ = prompt;  // the first generated token joins them after the last chunk
+  started_ = false;
 }
 
-std::optional<int64_t> SpeculativeDecoder::prefill_chunk() {
+std::optional<int64_t> SpeculativeDecoder::run_prefill_chunk() {
   torch::NoGradGuard no_grad;
-  NEXTN_CHECK(!prefill_.done(), "prefill_chunk() without a prompt left to run (begin() first)");
+  NEXTN_CHECK(!prefill_.done(), "run_prefill_chunk() without a prompt left to run (begin() first)");
   const auto started = std::chrono::steady_clock::now();
   // The MTP caches are not filled here: the first step's draft runs each depth over the whole
   // prompt, which is their prefill.
   const int64_t position = prefill_.next_position();
   auto out = prefill_.run_next_chunk(*model_, main_cache_);
   main_hidden_.narrow(1, position, out.hidden.size(1)).copy_(out.hidden);
+  stats_.cached_prompt_tokens = prefill_.reused_tokens();
   if (!prefill_.done()) {
     stats_.prefill_seconds += seconds_since(started);
     return std::nullopt;
   }
   const int64_t first = sampler_.next_token(out.logits[0][0]);
   tokens_.push_back(first);
+  started_ = true;  // only now: a chunk that threw leaves the decoder unable to step
   stats_.generated_tokens = 1;
   stats_.prefill_seconds += seconds_since(started);
   return first;
@@ -159,7 +162,7 @@ void SpeculativeDecoder::roll_back_draft_caches(int64_t verified_length) {
 
 std::vector<int64_t> SpeculativeDecoder::step(int64_t max_tokens) {
   torch::NoGradGuard no_grad;
-  NEXTN_CHECK(!tokens_.empty() && prefill_.done(), "step() before the prompt's prefill");
+  NEXTN_CHECK(started_, "step() before the prompt's prefill");
   NEXTN_CHECK(max_tokens >= 1 && room() >= 1, "no room left to decode");
   const int64_t n = main_cache_.length();  // tokens_[n] is pending
   if (!options_.tree.empty()) {
@@ -239,7 +242,7 @@ void SpeculativeDecoder::count_step(int64_t depths, int64_t accepted, int64_t pr
 }
 
 BatchedSequence SpeculativeDecoder::batched_input() {
-  NEXTN_CHECK(!tokens_.empty() && prefill_.done(), "batched_input() before the prompt's prefill");
+  NEXTN_CHECK(started_, "batched_input() before the prompt's prefill");
   NEXTN_CHECK(room() >= 1, "no room left to decode");
   return {&main_cache_, {tokens_.back()}};
 }

@@ -90,8 +90,11 @@ class SpeculativeDecoder : public TokenDecoder {
                      int64_t capacity);
 
   void begin(const std::vector<int64_t>& prompt) override;
-  std::optional<int64_t> prefill_chunk() override;
+  std::optional<int64_t> run_prefill_chunk() override;
   int64_t next_prefill_tokens() const override { return prefill_.next_chunk_tokens(); }
+  // Asked before begin(): the prompt's full chunks are kept in and reused from `cache` (not owned;
+  // it must outlive the prefill). Null: none.
+  void use_prefix_cache(PrefixCache* cache) { prefix_cache_ = cache; }
   // Drafts min(N, max_tokens - 1, room() - 1) tokens (N: the policy's choice when adaptive), or
   // a tree of that many levels whose nodes all fit the capacity, verifies them, returns accepted +
   // 1 tokens.
@@ -163,6 +166,8 @@ class SpeculativeDecoder : public TokenDecoder {
   int64_t capacity_;
   bool sequential_;
   PromptPrefill prefill_;       // the prompt's chunks still to run
+  PrefixCache* prefix_cache_ = nullptr;
+  bool started_ = false;  // the prompt has run and its first token is out: steps may follow
   KvCache main_cache_;          // holds tokens_[0 .. size - 2]; the last token is pending
   torch::Tensor main_hidden_;   // h^0 [1, capacity, hidden] of the processed tokens
   std::vector<DraftDepth> depths_;

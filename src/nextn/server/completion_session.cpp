@@ -220,7 +220,7 @@ void CompletionSession::on_finish(FinishReason reason, const RequestStats& stats
   }
   if (metrics_ != nullptr) {
     if (reason == FinishReason::kCancelled) metrics_->cancelled();
-    metrics_->tokens(stats.prompt_tokens, stats.completion_tokens);
+    metrics_->tokens(stats.prompt_tokens, stats.completion_tokens, stats.cached_prompt_tokens);
     if (stats.speculative) metrics_->speculative(stats.drafted_per_depth, stats.accepted_per_depth);
   }
   std::lock_guard<std::mutex> lock(mutex_);
@@ -280,7 +280,9 @@ std::string CompletionSession::finish_reason_text() const {
 json CompletionSession::usage() const {
   json u = {{"prompt_tokens", stats_.prompt_tokens},
             {"completion_tokens", stats_.completion_tokens},
-            {"total_tokens", stats_.prompt_tokens + stats_.completion_tokens}};
+            {"total_tokens", stats_.prompt_tokens + stats_.completion_tokens},
+            // OpenAI's field for prompt caching: the tokens the prefix cache gave.
+            {"prompt_tokens_details", {{"cached_tokens", stats_.cached_prompt_tokens}}}};
   // Extension: this request's MTP drafting, per depth (empty lists for plain decoding).
   u["speculative"] = {{"drafted", stats_.drafted_per_depth}, {"accepted", stats_.accepted_per_depth}};
   return u;

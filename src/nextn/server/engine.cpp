@@ -50,6 +50,8 @@ Engine::Engine(DeepSeekV3 model, EngineOptions options) : model_(std::move(model
               "modules; the model has ", config.mtp_depth());
   NEXTN_CHECK(!options_.adaptive_draft || options_.draft_tokens > 0, "adaptive drafting needs draft_tokens > 0");
   inference::check_prefill_chunk(options_.prefill_chunk);
+  NEXTN_CHECK(options_.prefix_cache_bytes >= 0, "the prefix cache's size must be >= 0, got ", options_.prefix_cache_bytes);
+  if (options_.prefix_cache_bytes > 0) prefix_cache_ = std::make_unique<inference::PrefixCache>(options_.prefix_cache_bytes);
   NEXTN_CHECK(options_.draft_tree.empty() ||
                   (options_.draft_tokens == static_cast<int64_t>(options_.draft_tree.size()) && !options_.adaptive_draft),
               "a draft tree of ", options_.draft_tree.size(), " levels drafts ", options_.draft_tree.size(),
@@ -186,11 +188,13 @@ void Engine::admit(std::vector<std::unique_ptr<Active>>& active) {
         speculative.tree = options_.draft_tree;
         speculative.prefill_chunk = options_.prefill_chunk;
         a->speculative = std::make_unique<inference::SpeculativeDecoder>(model_, speculative, request->sampling, capacity);
+        a->speculative->use_prefix_cache(prefix_cache_.get());
         a->decoder = a->speculative.get();
         a->stats.speculative = true;
       } else {
         a->plain = std::make_unique<inference::PlainDecoder>(model_, request->sampling, capacity, options_.prefill_chunk);
         if (scores_prompt) a->plain->keep_prompt_hidden();
+        a->plain->use_prefix_cache(prefix_cache_.get());
         a->decoder = a->plain.get();
       }
       a->decoder->begin(request->prompt);
@@ -203,8 +207,9 @@ void Engine::admit(std::vector<std::unique_ptr<Active>>& active) {
 }
 
 void Engine::prefill(std::vector<std::unique_ptr<Active>>& active) {
-  // Chunks in admission order, up to prefill_chunk tokens in all (at least one chunk): the
-  // running requests' next step waits for no more than that.
+  // Chunks in admission order up to prefill_chunk tokens in all: the oldest prompt always runs
+  // one, later ones a chunk that fits what is left. The running requests' next step waits for no
+  // more than that. Every prompt still running is checked for cancellation, run or not.
   int64_t budget = options_.prefill_chunk;
   bool ran = false;
   for (auto& a : active) {
@@ -214,20 +219,22 @@ void Engine::prefill(std::vector<std::unique_ptr<Active>>& active) {
       continue;
     }
     const int64_t tokens = a->decoder->next_prefill_tokens();
-    if (ran && tokens > budget) break;
+    if (ran && tokens > budget) continue;
     budget -= tokens;
     ran = true;
-    prefill_chunk(*a);
+    run_prefill_chunk(*a);
   }
   active.erase(std::remove_if(active.begin(), active.end(), [](const auto& a) { return a->finished; }), active.end());
 }
 
-void Engine::prefill_chunk(Active& a) {
+void Engine::run_prefill_chunk(Active& a) {
   EngineRequest& request = *a.request;
   try {
-    const std::optional<int64_t> first = a.decoder->prefill_chunk();
+    const std::optional<int64_t> first = a.decoder->run_prefill_chunk();
     ++prefill_chunks_;
+    if (prefix_cache_) prefix_cache_bytes_ = prefix_cache_->bytes();
     if (request.prompt_logprobs >= 0) {  // this chunk's positions, scored while its h^0 is at hand
+      NEXTN_CHECK(a.plain, "a request that scores its prompt decodes plainly");
       for (TokenEvent& event : inference::score_prompt_span(*model_, a.plain->take_chunk_hidden(), request.prompt,
                                                             a.plain->chunk_hidden_position(),
                                                             request.prompt_logprobs)) {
@@ -338,6 +345,7 @@ void Engine::finish(Active& a, FinishReason reason) {
   if (a.finished) return;
   a.finished = true;
   a.stats.completion_tokens = a.generated;
+  if (a.decoder) a.stats.cached_prompt_tokens = a.decoder->stats().cached_prompt_tokens;
   if (a.speculative) {
     const inference::DecodeStats& s = a.speculative->stats();
     a.stats.drafted_per_depth = s.drafted_per_depth;

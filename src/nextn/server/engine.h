@@ -61,6 +61,9 @@ struct EngineOptions {
   // Prompt tokens per forward, and the most prompt tokens an iteration runs (at least one chunk):
   // `nextn generate` with the same value gives the same tokens (prompt_prefill.h).
   int64_t prefill_chunk = inference::kDefaultPrefillChunk;
+  // Bytes of prompt chunks kept for reuse by later prompts that start with the same tokens
+  // (inference/prefix_cache.h: the same outputs, a shorter prefill); 0: none kept.
+  int64_t prefix_cache_bytes = 0;
 };
 
 // A token, and with log-probabilities asked for its log-probability under the model (softmax of
@@ -72,10 +75,11 @@ const char* to_string(FinishReason reason);
 
 struct RequestStats {
   int64_t prompt_tokens = 0;
+  int64_t cached_prompt_tokens = 0;  // of them, copied from the prefix cache instead of computed
   int64_t completion_tokens = 0;
   bool speculative = false;
   std::vector<int64_t> drafted_per_depth, accepted_per_depth;
-  double queue_seconds = 0;  // from submit() to the start of its prefill
+  double queue_seconds = 0;  // from submit() to its admission (a place; its prompt's chunks run from then)
   std::string error;         // kError: what went wrong
 };
 
@@ -123,14 +127,15 @@ class Engine {
   int64_t queued() const;
   int64_t last_batch_size() const { return last_batch_size_; }  // plain rows of the latest step
   int64_t prefill_chunks() const { return prefill_chunks_; }     // prompt chunks run so far
-  int64_t steps() const { return steps_; }
+  int64_t prefix_cache_bytes() const { return prefix_cache_bytes_; }  // held by kept prompt chunks
+  int64_t steps() const { return steps_; }  // engine iterations (prompt chunks and a decoding step each)
 
  private:
   struct Active;
   void run();
   void admit(std::vector<std::unique_ptr<Active>>& active);
   void prefill(std::vector<std::unique_ptr<Active>>& active);
-  void prefill_chunk(Active& a);
+  void run_prefill_chunk(Active& a);
   void step(std::vector<std::unique_ptr<Active>>& active);
   bool emit(Active& a, const std::vector<int64_t>& tokens);
   void finish(Active& a, FinishReason reason);
@@ -145,7 +150,8 @@ class Engine {
   bool accepting_ = true;
   bool shutting_down_ = false;
   std::atomic<bool> cancel_all_{false};
-  std::atomic<int64_t> running_count_{0}, last_batch_size_{0}, steps_{0}, prefill_chunks_{0};
+  std::atomic<int64_t> running_count_{0}, last_batch_size_{0}, steps_{0}, prefill_chunks_{0}, prefix_cache_bytes_{0};
+  std::unique_ptr<inference::PrefixCache> prefix_cache_;  // null without prefix_cache_bytes; engine thread only
   std::thread thread_;
 };
 

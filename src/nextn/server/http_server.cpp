@@ -83,7 +83,7 @@ void submit_all(Engine& engine, const std::vector<std::shared_ptr<CompletionSess
 
 // The usage of a batch of prompts: every session's, summed (drafts per depth too).
 json summed_usage(const std::vector<std::shared_ptr<CompletionSession>>& sessions) {
-  int64_t prompt_tokens = 0, completion_tokens = 0;
+  int64_t prompt_tokens = 0, cached_tokens = 0, completion_tokens = 0;
   std::vector<int64_t> drafted, accepted;
   auto add_to = [](std::vector<int64_t>& sum, const json& counts) {
     if (sum.size() < counts.size()) sum.resize(counts.size(), 0);
@@ -92,6 +92,7 @@ json summed_usage(const std::vector<std::shared_ptr<CompletionSession>>& session
   for (const auto& session : sessions) {
     const json usage = session->usage();
     prompt_tokens += usage["prompt_tokens"].get<int64_t>();
+    cached_tokens += usage["prompt_tokens_details"]["cached_tokens"].get<int64_t>();
     completion_tokens += usage["completion_tokens"].get<int64_t>();
     add_to(drafted, usage["speculative"]["drafted"]);
     add_to(accepted, usage["speculative"]["accepted"]);
@@ -99,6 +100,7 @@ json summed_usage(const std::vector<std::shared_ptr<CompletionSession>>& session
   return {{"prompt_tokens", prompt_tokens},
           {"completion_tokens", completion_tokens},
           {"total_tokens", prompt_tokens + completion_tokens},
+          {"prompt_tokens_details", {{"cached_tokens", cached_tokens}}},
           {"speculative", {{"drafted", drafted}, {"accepted", accepted}}}};
 }
 
@@ -269,7 +271,8 @@ void HttpServer::routes() {
   http_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     EngineGauges gauges;
     if (Engine* engine = engine_) {
-      gauges = {engine->running(), engine->queued(), engine->last_batch_size(), engine->steps()};
+      gauges = {engine->running(), engine->queued(), engine->last_batch_size(), engine->steps(),
+                engine->prefix_cache_bytes()};
     }
     res.set_content(metrics_.render(gauges), "text/plain; version=0.0.4; charset=utf-8");
   });

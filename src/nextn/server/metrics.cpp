@@ -46,9 +46,10 @@ void Metrics::request(const std::string& endpoint, int status) {
   ++requests_[{endpoint, status}];
 }
 
-void Metrics::tokens(int64_t prompt, int64_t generated) {
+void Metrics::tokens(int64_t prompt, int64_t generated, int64_t cached_prompt) {
   std::lock_guard<std::mutex> lock(mutex_);
   prompt_tokens_ += prompt;
+  cached_prompt_tokens_ += cached_prompt;
   generated_tokens_ += generated;
 }
 
@@ -85,6 +86,11 @@ std::string Metrics::render(const EngineGauges& engine) const {
   }
   out << "# HELP nextn_prompt_tokens_total Prompt tokens of finished requests.\n"
       << "# TYPE nextn_prompt_tokens_total counter\nnextn_prompt_tokens_total " << prompt_tokens_ << "\n"
+      << "# HELP nextn_prompt_tokens_cached_total Prompt tokens of finished requests copied from the prefix cache.\n"
+      << "# TYPE nextn_prompt_tokens_cached_total counter\nnextn_prompt_tokens_cached_total " << cached_prompt_tokens_
+      << "\n"
+      << "# HELP nextn_prefix_cache_bytes Bytes held by prompt chunks kept for reuse.\n"
+      << "# TYPE nextn_prefix_cache_bytes gauge\nnextn_prefix_cache_bytes " << engine.prefix_cache_bytes << "\n"
       << "# HELP nextn_generation_tokens_total Tokens generated.\n"
       << "# TYPE nextn_generation_tokens_total counter\nnextn_generation_tokens_total " << generated_tokens_ << "\n"
       << "# HELP nextn_requests_cancelled_total Requests stopped because their client went away.\n"

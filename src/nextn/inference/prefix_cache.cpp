@@ -1,0 +1,103 @@
+#include "nextn/inference/prefix_cache.h"
+
+#include <algorithm>
+
+#include "nextn/util/error.h"
+
+namespace nextn::inference {
+
+uint64_t prefix_key(const std::vector<int64_t>& prompt, int64_t end) {
+  uint64_t hash = 14695981039346656037ull;
+  for (int64_t i = 0; i < end; ++i) {
+    auto id = static_cast<uint64_t>(prompt[static_cast<size_t>(i)]);
+    for (int byte = 0; byte < 8; ++byte, id >>= 8) {
+      hash ^= id & 0xff;
+      hash *= 1099511628211ull;
+    }
+  }
+  return hash;
+}
+
+PrefixCache::PrefixCache(int64_t max_bytes) : max_bytes_(max_bytes) {
+  NEXTN_CHECK(max_bytes >= 0, "the prefix cache's size must be >= 0 bytes, got ", max_bytes);
+}
+
+PrefixCache::Order::iterator PrefixCache::find(const std::vector<int64_t>& prompt, int64_t start, int64_t end) {
+  const uint64_t key = prefix_key(prompt, end);
+  auto [first, last] = entries_.equal_range(key);
+  for (auto it = first; it != last; ++it) {
+    const Chunk& chunk = *it->second;
+    if (chunk.start == start && static_cast<int64_t>(chunk.tokens.size()) == end &&
+        std::equal(chunk.tokens.begin(), chunk.tokens.end(), prompt.begin())) {
+      return it->second;
+    }
+  }
+  return order_.end();
+}
+
+torch::Tensor PrefixCache::restore(const std::vector<int64_t>& prompt, int64_t start, int64_t end, KvCache& cache) {
+  NEXTN_CHECK(0 <= start && start < end && end <= static_cast<int64_t>(prompt.size()), "prompt positions [", start,
+              ", ", end, ") are outside a prompt of ", prompt.size(), " tokens");
+  NEXTN_CHECK(cache.length() == start && cache.batch() == 1, "a prefix chunk from ", start,
+              " needs a one-sequence cache holding ", start, " entries, it holds ", cache.length());
+  auto it = find(prompt, start, end);
+  if (it == order_.end()) {
+    ++misses_;
+    return {};
+  }
+  NEXTN_CHECK(cache.num_layers() == static_cast<int64_t>(it->c_kv.size()) && cache.free_slots() >= end - start,
+              "the kept prefix chunk does not fit this KV cache");
+  for (int64_t layer = 0; layer < cache.num_layers(); ++layer) {
+    const LatentKvSlot slot = cache.slot(layer);
+    slot.c_kv[0].narrow(0, start, end - start).copy_(it->c_kv[static_cast<size_t>(layer)]);
+    slot.k_pe[0].narrow(0, start, end - start).copy_(it->k_pe[static_cast<size_t>(layer)]);
+  }
+  cache.advance(end - start);
+  order_.splice(order_.begin(), order_, it);  // the most recently used now
+  ++hits_;
+  return it->hidden.clone();
+}
+
+void PrefixCache::keep(const std::vector<int64_t>& prompt, int64_t start, int64_t end, const KvCache& cache,
+                       const torch::Tensor& hidden) {
+  NEXTN_CHECK(0 <= start && start < end && end <= static_cast<int64_t>(prompt.size()), "prompt positions [", start,
+              ", ", end, ") are outside a prompt of ", prompt.size(), " tokens");
+  NEXTN_CHECK(cache.length() == end && cache.batch() == 1, "keeping a prefix chunk up to ", end,
+              " needs a one-sequence cache holding ", end, " entries, it holds ", cache.length());
+  NEXTN_CHECK(hidden.dim() == 3 && hidden.size(0) == 1 && hidden.size(1) == end - start, "hidden states [1, ",
+              end - start, ", hidden] expected, got ", hidden.sizes());
+  if (find(prompt, start, end) != order_.end()) return;
+  Chunk chunk;
+  chunk.key = prefix_key(prompt, end);
+  chunk.tokens.assign(prompt.begin(), prompt.begin() + end);
+  chunk.start = start;
+  chunk.bytes = static_cast<int64_t>(chunk.tokens.size() * sizeof(int64_t)) + hidden.numel() * hidden.element_size();
+  for (int64_t layer = 0; layer < cache.num_layers(); ++layer) {
+    chunk.c_kv.push_back(cache.c_kv(layer)[0].narrow(0, start, end - start).clone());
+    chunk.k_pe.push_back(cache.k_pe(layer)[0].narrow(0, start, end - start).clone());
+    chunk.bytes += (chunk.c_kv.back().numel() + chunk.k_pe.back().numel()) * chunk.c_kv.back().element_size();
+  }
+  if (chunk.bytes > max_bytes_) return;
+  evict_to(max_bytes_ - chunk.bytes);
+  chunk.hidden = hidden.clone();
+  bytes_ += chunk.bytes;
+  order_.push_front(std::move(chunk));
+  entries_.emplace(order_.front().key, order_.begin());
+}
+
+void PrefixCache::evict_to(int64_t limit) {
+  while (bytes_ > limit && !order_.empty()) {
+    const Chunk& oldest = order_.back();
+    auto [first, last] = entries_.equal_range(oldest.key);
+    for (auto it = first; it != last; ++it) {
+      if (it->second == std::prev(order_.end())) {
+        entries_.erase(it);
+        break;
+      }
+    }
+    bytes_ -= oldest.bytes;
+    order_.pop_back();
+  }
+}
+
+}  // namespace nextn::inference

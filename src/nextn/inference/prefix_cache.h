@@ -1,0 +1,68 @@
+// Prompt chunks kept for reuse (vLLM's automatic prefix caching, SGLang's RadixAttention): the
+// main model's KV cache entries and hidden states h^0 of a prompt's full chunks
+// (prompt_prefill.h), keyed by every token up to the chunk's end. A chunk's entries depend on
+// those tokens alone (causal attention), and a prompt's chunks have bounds fixed by the prompt, so
+// a later prompt that starts with the same tokens copies them in instead of computing them and
+// gets exactly the bits it would have computed: outputs do not change, only the time to the
+// first token. Least recently used chunks leave first once the cache holds max_bytes.
+// Not thread-safe: one engine thread uses it.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "nextn/inference/kv_cache.h"
+
+namespace nextn::inference {
+
+class PrefixCache {
+ public:
+  // max_bytes >= 0 (0 keeps nothing).
+  explicit PrefixCache(int64_t max_bytes);
+
+  // Copies the entries of prompt positions [start, end) into `cache` (which holds exactly `start`
+  // entries) and returns their h^0 [1, end - start, hidden], if a chunk for prompt[0, end) starting
+  // at `start` is kept; an undefined tensor otherwise.
+  torch::Tensor restore(const std::vector<int64_t>& prompt, int64_t start, int64_t end, KvCache& cache);
+  // Keeps the entries [start, end) that `cache` holds (its length is end) and their h^0 `hidden`
+  // [1, end - start, hidden] for prompt[0, end). Evicts the least recently used chunks to fit;
+  // a chunk larger than max_bytes is not kept.
+  void keep(const std::vector<int64_t>& prompt, int64_t start, int64_t end, const KvCache& cache,
+            const torch::Tensor& hidden);
+
+  int64_t max_bytes() const { return max_bytes_; }
+  int64_t bytes() const { return bytes_; }
+  int64_t chunks() const { return static_cast<int64_t>(entries_.size()); }
+  int64_t hits() const { return hits_; }
+  int64_t misses() const { return misses_; }
+
+ private:
+  struct Chunk {
+    uint64_t key = 0;
+    std::vector<int64_t> tokens;  // prompt[0, end): compared on a hit, so a hash collision cannot match
+    int64_t start = 0;
+    std::vector<torch::Tensor> c_kv, k_pe;  // per layer [end - start, width], copies
+    torch::Tensor hidden;                   // [1, end - start, hidden], a copy
+    int64_t bytes = 0;
+  };
+  using Order = std::list<Chunk>;  // most recently used first
+
+  Order::iterator find(const std::vector<int64_t>& prompt, int64_t start, int64_t end);
+  void evict_to(int64_t limit);
+
+  int64_t max_bytes_;
+  int64_t bytes_ = 0;
+  int64_t hits_ = 0, misses_ = 0;
+  Order order_;
+  std::unordered_multimap<uint64_t, Order::iterator> entries_;
+};
+
+// FNV-1a over the token ids of prompt[0, end).
+uint64_t prefix_key(const std::vector<int64_t>& prompt, int64_t end);
+
+}  // namespace nextn::inference
