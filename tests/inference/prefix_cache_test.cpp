@@ -106,6 +106,22 @@ TEST(PrefixCache, TheLeastRecentlyUsedChunksLeaveFirstWithinTheBudget) {
   EXPECT_THROW(PrefixCache(-1), Error);
 }
 
+// Under pressure a prefix loses its last chunks first: its first is what every prompt sharing it
+// needs (an LRU in touch order would drop the first chunk, making the rest useless).
+TEST(PrefixCache, APrefixLosesItsLastChunksFirst) {
+  DeepSeekV3 model = testing::random_model(testing::tiny_config(), 74, 0.3, torch::kFloat);
+  const int64_t vocab = model->config().vocab_size;
+  const auto a = testing::random_prompt(19, vocab, 6), c = testing::random_prompt(9, vocab, 7);
+  PrefixCache probe(1 << 20);
+  prefill(model, c, 8, &probe);
+  PrefixCache cache(2 * probe.bytes() + probe.bytes() / 2);  // two chunks of 8 (a's are as large)
+  prefill(model, a, 8, &cache);  // keeps a[0, 8) and a[8, 16)
+  ASSERT_EQ(cache.chunks(), 2);
+  prefill(model, c, 8, &cache);  // one must go: a[8, 16)
+  EXPECT_EQ(cache.chunks(), 2);
+  EXPECT_EQ(prefill(model, a, 8, &cache).reused, 8) << "a's first chunk stayed";
+}
+
 TEST(PrefixCache, RefusesACacheThatDoesNotHoldThePositionsBefore) {
   DeepSeekV3 model = testing::random_model(testing::tiny_config(), 73, 0.3, torch::kFloat);
   const auto prompt = testing::random_prompt(12, model->config().vocab_size, 5);

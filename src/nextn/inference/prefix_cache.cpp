@@ -45,17 +45,29 @@ torch::Tensor PrefixCache::restore(const std::vector<int64_t>& prompt, int64_t s
     ++misses_;
     return {};
   }
-  NEXTN_CHECK(cache.num_layers() == static_cast<int64_t>(it->c_kv.size()) && cache.free_slots() >= end - start,
-              "the kept prefix chunk does not fit this KV cache");
+  NEXTN_CHECK(cache.num_layers() == static_cast<int64_t>(it->c_kv.size()) && cache.free_slots() >= end - start &&
+                  cache.slot(0).c_kv.scalar_type() == it->c_kv.front().scalar_type() &&
+                  cache.slot(0).c_kv.device() == it->c_kv.front().device(),
+              "the kept prefix chunk does not fit this KV cache (layers, room, dtype or device)");
   for (int64_t layer = 0; layer < cache.num_layers(); ++layer) {
     const LatentKvSlot slot = cache.slot(layer);
     slot.c_kv[0].narrow(0, start, end - start).copy_(it->c_kv[static_cast<size_t>(layer)]);
     slot.k_pe[0].narrow(0, start, end - start).copy_(it->k_pe[static_cast<size_t>(layer)]);
   }
   cache.advance(end - start);
-  order_.splice(order_.begin(), order_, it);  // the most recently used now
+  touch(it, prompt);
   ++hits_;
-  return it->hidden.clone();
+  return it->hidden;
+}
+
+void PrefixCache::touch(Order::iterator chunk, const std::vector<int64_t>& prompt) {
+  const int64_t size = static_cast<int64_t>(chunk->tokens.size()) - chunk->start;
+  auto parent = chunk->start >= size ? find(prompt, chunk->start - size, chunk->start) : order_.end();
+  if (parent == order_.end()) {
+    order_.splice(order_.begin(), order_, chunk);
+  } else if (std::next(parent) != chunk) {
+    order_.splice(std::next(parent), order_, chunk);
+  }
 }
 
 void PrefixCache::keep(const std::vector<int64_t>& prompt, int64_t start, int64_t end, const KvCache& cache,
@@ -66,23 +78,32 @@ void PrefixCache::keep(const std::vector<int64_t>& prompt, int64_t start, int64_
               " needs a one-sequence cache holding ", end, " entries, it holds ", cache.length());
   NEXTN_CHECK(hidden.dim() == 3 && hidden.size(0) == 1 && hidden.size(1) == end - start, "hidden states [1, ",
               end - start, ", hidden] expected, got ", hidden.sizes());
-  if (find(prompt, start, end) != order_.end()) return;
+  if (auto kept = find(prompt, start, end); kept != order_.end()) {
+    touch(kept, prompt);
+    return;
+  }
+  // The chunk's size before copying anything: one larger than the budget is not kept.
+  int64_t bytes = end * static_cast<int64_t>(sizeof(int64_t)) + hidden.numel() * hidden.element_size();
+  for (int64_t layer = 0; layer < cache.num_layers(); ++layer) {
+    const LatentKvSlot slot = cache.slot(layer);
+    bytes += (end - start) * (slot.c_kv.size(2) + slot.k_pe.size(2)) * slot.c_kv.element_size();
+  }
+  if (bytes > max_bytes_) return;
+  evict_to(max_bytes_ - bytes);
   Chunk chunk;
   chunk.key = prefix_key(prompt, end);
   chunk.tokens.assign(prompt.begin(), prompt.begin() + end);
   chunk.start = start;
-  chunk.bytes = static_cast<int64_t>(chunk.tokens.size() * sizeof(int64_t)) + hidden.numel() * hidden.element_size();
+  chunk.bytes = bytes;
   for (int64_t layer = 0; layer < cache.num_layers(); ++layer) {
     chunk.c_kv.push_back(cache.c_kv(layer)[0].narrow(0, start, end - start).clone());
     chunk.k_pe.push_back(cache.k_pe(layer)[0].narrow(0, start, end - start).clone());
-    chunk.bytes += (chunk.c_kv.back().numel() + chunk.k_pe.back().numel()) * chunk.c_kv.back().element_size();
   }
-  if (chunk.bytes > max_bytes_) return;
-  evict_to(max_bytes_ - chunk.bytes);
   chunk.hidden = hidden.clone();
   bytes_ += chunk.bytes;
   order_.push_front(std::move(chunk));
   entries_.emplace(order_.front().key, order_.begin());
+  touch(order_.begin(), prompt);
 }
 
 void PrefixCache::evict_to(int64_t limit) {

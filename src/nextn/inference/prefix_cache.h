@@ -4,8 +4,10 @@
 // those tokens alone (causal attention), and a prompt's chunks have bounds fixed by the prompt, so
 // a later prompt that starts with the same tokens copies them in instead of computing them and
 // gets exactly the bits it would have computed: outputs do not change, only the time to the
-// first token. Least recently used chunks leave first once the cache holds max_bytes.
-// Not thread-safe: one engine thread uses it.
+// first token. Least recently used chunks leave first once the cache holds max_bytes, a chunk
+// always after the chunk before it in its prompt (a prefix's later chunks go before its first,
+// which every prompt sharing it needs). Not thread-safe: one engine thread uses it. The kept
+// tensors live on the model's device (GPU memory on CUDA).
 #pragma once
 
 #include <torch/torch.h>
@@ -26,8 +28,9 @@ class PrefixCache {
   explicit PrefixCache(int64_t max_bytes);
 
   // Copies the entries of prompt positions [start, end) into `cache` (which holds exactly `start`
-  // entries) and returns their h^0 [1, end - start, hidden], if a chunk for prompt[0, end) starting
-  // at `start` is kept; an undefined tensor otherwise.
+  // entries) and returns their h^0 [1, end - start, hidden] (the kept tensor: read, do not
+  // modify), if a chunk for prompt[0, end) starting at `start` is kept; an undefined tensor
+  // otherwise.
   torch::Tensor restore(const std::vector<int64_t>& prompt, int64_t start, int64_t end, KvCache& cache);
   // Keeps the entries [start, end) that `cache` holds (its length is end) and their h^0 `hidden`
   // [1, end - start, hidden] for prompt[0, end). Evicts the least recently used chunks to fit;
@@ -53,6 +56,9 @@ class PrefixCache {
   using Order = std::list<Chunk>;  // most recently used first
 
   Order::iterator find(const std::vector<int64_t>& prompt, int64_t start, int64_t end);
+  // Marks a chunk used: right after the chunk before it in its prompt where that one is kept (so
+  // that eviction, from the back, takes a prefix's last chunks first), at the front otherwise.
+  void touch(Order::iterator chunk, const std::vector<int64_t>& prompt);
   void evict_to(int64_t limit);
 
   int64_t max_bytes_;

@@ -233,12 +233,18 @@ void Engine::run_prefill_chunk(Active& a) {
     const std::optional<int64_t> first = a.decoder->run_prefill_chunk();
     ++prefill_chunks_;
     if (prefix_cache_) prefix_cache_bytes_ = prefix_cache_->bytes();
-    if (request.prompt_logprobs >= 0) {  // this chunk's positions, scored while its h^0 is at hand
+    if (request.prompt_logprobs >= 0) {  // the chunks' positions, scored while their h^0 is at hand
       NEXTN_CHECK(a.plain, "a request that scores its prompt decodes plainly");
-      for (TokenEvent& event : inference::score_prompt_span(*model_, a.plain->take_chunk_hidden(), request.prompt,
-                                                            a.plain->chunk_hidden_position(),
-                                                            request.prompt_logprobs)) {
-        a.prompt_events.push_back(std::move(event));
+      const torch::Tensor hidden = a.plain->take_chunk_hidden();
+      const int64_t from = a.plain->chunk_hidden_position();
+      // One chunk per call (the prefix cache's copied ones come with the computed one): the head's
+      // rows grouped as without the cache, so the scores are the same bits.
+      for (int64_t at = 0; at < hidden.size(1); at += options_.prefill_chunk) {
+        const int64_t rows = std::min<int64_t>(options_.prefill_chunk, hidden.size(1) - at);
+        for (TokenEvent& event : inference::score_prompt_span(*model_, hidden.narrow(1, at, rows), request.prompt,
+                                                              from + at, request.prompt_logprobs)) {
+          a.prompt_events.push_back(std::move(event));
+        }
       }
     }
     if (!first) return;
