@@ -4,10 +4,12 @@
 // Every iteration the engine admits waiting requests into free places, runs prompt chunks of the
 // admitted ones up to a budget of prefill_chunk tokens (inference/prompt_prefill.h: a long prompt
 // takes several iterations, so the running requests wait for one chunk per token, not for its
-// whole prefill), then runs one decoding step for every request whose prompt has run: the plain
-// ones together, in one forward over all their pending tokens (inference/batched_forward.h); a
-// speculative one alone with its own drafts and verify. Finished and cancelled requests leave after the step that ended
-// them, so a cancellation (a client that went away) costs at most one more step.
+// whole prefill; with a prefix cache, chunks an earlier prompt left are copied, not computed:
+// inference/prefix_cache.h), then runs one decoding step for every request whose prompt has run:
+// the plain ones together, in one forward over all their pending tokens
+// (inference/batched_forward.h); a speculative one alone with its own drafts and verify. Finished
+// and cancelled requests leave after the iteration that ended them, so a cancellation (a client
+// that went away) costs at most one more iteration.
 //
 // Speculative decoding policy (measured, docs/BENCHMARKS.md "Serving"): a request drafts with
 // the MTP modules when it is admitted into an empty engine and asked for no log-probabilities
