@@ -218,7 +218,7 @@ std::vector<ServeBenchRow> benchmark_serving(const ServeBenchOptions& o) {
   NEXTN_CHECK(o.shared_prefix >= 0 && o.shared_prefix <= o.prompt_tokens, "bench serve: --shared-prefix ",
               o.shared_prefix, " must be within --prompt-tokens ", o.prompt_tokens);
   std::vector<int64_t> chunks = o.prefill_chunks, caches = o.prefix_cache_mib;
-  if (chunks.empty()) chunks.push_back(0);  // the servers' defaults
+  if (chunks.empty()) chunks.push_back(-1);  // the servers' defaults
   if (caches.empty()) caches.push_back(-1);
   for (const std::string& drafts : o.draft_variants) {
     NEXTN_CHECK(drafts == "auto" || (!drafts.empty() && drafts.find_first_not_of("0123456789") == std::string::npos),

@@ -22,8 +22,8 @@ PrefixCache::PrefixCache(int64_t max_bytes) : max_bytes_(max_bytes) {
   NEXTN_CHECK(max_bytes >= 0, "the prefix cache's size must be >= 0 bytes, got ", max_bytes);
 }
 
-PrefixCache::Order::iterator PrefixCache::find(const std::vector<int64_t>& prompt, int64_t start, int64_t end) {
-  const uint64_t key = prefix_key(prompt, end);
+PrefixCache::Order::iterator PrefixCache::find(uint64_t key, const std::vector<int64_t>& prompt, int64_t start,
+                                               int64_t end) {
   auto [first, last] = entries_.equal_range(key);
   for (auto it = first; it != last; ++it) {
     const Chunk& chunk = *it->second;
@@ -40,7 +40,7 @@ torch::Tensor PrefixCache::restore(const std::vector<int64_t>& prompt, int64_t s
               ", ", end, ") are outside a prompt of ", prompt.size(), " tokens");
   NEXTN_CHECK(cache.length() == start && cache.batch() == 1, "a prefix chunk from ", start,
               " needs a one-sequence cache holding ", start, " entries, it holds ", cache.length());
-  auto it = find(prompt, start, end);
+  auto it = find(prefix_key(prompt, end), prompt, start, end);
   if (it == order_.end()) {
     ++misses_;
     return {};
@@ -62,7 +62,8 @@ torch::Tensor PrefixCache::restore(const std::vector<int64_t>& prompt, int64_t s
 
 void PrefixCache::touch(Order::iterator chunk, const std::vector<int64_t>& prompt) {
   const int64_t size = static_cast<int64_t>(chunk->tokens.size()) - chunk->start;
-  auto parent = chunk->start >= size ? find(prompt, chunk->start - size, chunk->start) : order_.end();
+  auto parent = chunk->start >= size ? find(prefix_key(prompt, chunk->start), prompt, chunk->start - size, chunk->start)
+                                     : order_.end();
   if (parent == order_.end()) {
     order_.splice(order_.begin(), order_, chunk);
   } else if (std::next(parent) != chunk) {
@@ -78,7 +79,8 @@ void PrefixCache::keep(const std::vector<int64_t>& prompt, int64_t start, int64_
               " needs a one-sequence cache holding ", end, " entries, it holds ", cache.length());
   NEXTN_CHECK(hidden.dim() == 3 && hidden.size(0) == 1 && hidden.size(1) == end - start, "hidden states [1, ",
               end - start, ", hidden] expected, got ", hidden.sizes());
-  if (auto kept = find(prompt, start, end); kept != order_.end()) {
+  const uint64_t key = prefix_key(prompt, end);
+  if (auto kept = find(key, prompt, start, end); kept != order_.end()) {
     touch(kept, prompt);
     return;
   }
@@ -91,7 +93,7 @@ void PrefixCache::keep(const std::vector<int64_t>& prompt, int64_t start, int64_
   if (bytes > max_bytes_) return;
   evict_to(max_bytes_ - bytes);
   Chunk chunk;
-  chunk.key = prefix_key(prompt, end);
+  chunk.key = key;
   chunk.tokens.assign(prompt.begin(), prompt.begin() + end);
   chunk.start = start;
   chunk.bytes = bytes;

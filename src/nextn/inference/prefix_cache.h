@@ -55,7 +55,8 @@ class PrefixCache {
   };
   using Order = std::list<Chunk>;  // most recently used first
 
-  Order::iterator find(const std::vector<int64_t>& prompt, int64_t start, int64_t end);
+  // The chunk of prompt[0, end) from `start` whose prefix_key is `key`, or order_.end().
+  Order::iterator find(uint64_t key, const std::vector<int64_t>& prompt, int64_t start, int64_t end);
   // Marks a chunk used: right after the chunk before it in its prompt where that one is kept (so
   // that eviction, from the back, takes a prefix's last chunks first), at the front otherwise.
   void touch(Order::iterator chunk, const std::vector<int64_t>& prompt);
