@@ -9,6 +9,7 @@
 #include <map>
 #include <set>
 
+#include "data/data_fixtures.h"
 #include "nextn/checkpoint/model_export.h"
 #include "nextn/io/checkpoint_shards.h"
 #include "nextn/io/directory_replace.h"
@@ -221,6 +222,69 @@ TEST(ModelExport, AKilledExportLeavesTheEarlierExportWhole) {
 
   run_export(out, true);
   EXPECT_EQ(files_of(out), newer);
+  EXPECT_EQ(hidden_entries(dir.path()), std::vector<std::string>{});
+}
+
+// `nextn model init`: the weights are those of the seeded initialization (what a training run with
+// that --seed starts from), the tokenizer is copied byte for byte, and the command writes the same
+// files as the library call.
+TEST(ModelInit, WritesTheSeededInitializationAndTheTokenizer) {
+  TempDir dir("model_init");
+  ModelConfig config = testing::tiny_config();
+  config.vocab_size = 400;  // room for the test tokenizer's ids (at most 362)
+  const std::string config_path = dir.file("config.json"), tokenizer_path = dir.file("tokenizer.json");
+  io::write_file_atomic(config_path, model_config_to_json(config).dump(2));
+  data::testing::corpus_tokenizer().save(tokenizer_path);
+
+  const std::string out = dir.file("out");
+  EXPECT_TRUE(init_model_directory(config, 7, tokenizer_path, out, SaveModelOptions{}).has_tokenizer);
+  EXPECT_EQ(names_of(files_of(out)), (std::set<std::string>{"config.json", "model.safetensors", "tokenizer.json"}));
+  EXPECT_EQ(io::read_file(out + "/tokenizer.json"), io::read_file(tokenizer_path));
+  DeepSeekV3 loaded = load_model(out);
+  DeepSeekV3 expected = seeded_model(config, 7);
+  size_t compared = 0;
+  for (const auto& item : expected->named_parameters()) {
+    EXPECT_TRUE(torch::equal(loaded->named_parameters()[item.key()], item.value())) << item.key();
+    ++compared;
+  }
+  EXPECT_GT(compared, 20u);
+  EXPECT_FALSE(torch::equal(loaded->lm_head->weight, seeded_model(config, 8)->lm_head->weight));
+
+  const std::string by_command = dir.file("by_command");
+  const int status = testing::wait_for_exit(testing::spawn_nextn(
+      {"model", "init", "--config", config_path, "--tokenizer", tokenizer_path, "--seed", "7", "--out", by_command},
+      dir.file("init.log")));
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << io::read_file(dir.file("init.log"));
+  EXPECT_EQ(files_of(by_command), files_of(out));
+
+  // Without a tokenizer, the weights alone; in bfloat16 when asked.
+  SaveModelOptions bfloat16;
+  bfloat16.dtype = torch::kBFloat16;
+  const std::string bare = dir.file("bare");
+  EXPECT_FALSE(init_model_directory(config, 7, "", bare, bfloat16).has_tokenizer);
+  EXPECT_EQ(names_of(files_of(bare)), (std::set<std::string>{"config.json", "model.safetensors"}));
+  EXPECT_TRUE(torch::equal(io::CheckpointShards(bare).read("lm_head.weight"),
+                           expected->lm_head->weight.to(torch::kBFloat16)));
+}
+
+TEST(ModelInit, RefusesATokenizerTooLargeOrUnreadableAndWritesNothing) {
+  TempDir dir("model_init_refused");
+  const ModelConfig config = testing::tiny_config();  // vocab_size 128
+  const std::string tokenizer_path = dir.file("tokenizer.json"), out = dir.file("out");
+  const tokenizer::Tokenizer tokenizer = data::testing::corpus_tokenizer();
+  tokenizer.save(tokenizer_path);
+  ASSERT_GT(tokenizer.vocab_size(), 128);
+  data::testing::expect_error([&] { init_model_directory(config, 0, tokenizer_path, out, SaveModelOptions{}); },
+                              cat(tokenizer.vocab_size(), " ids, more than the model's vocab_size of 128"));
+  EXPECT_FALSE(fs::exists(out));
+  io::write_file_atomic(dir.file("broken.json"), "{\"model\": ");
+  EXPECT_THROW(init_model_directory(config, 0, dir.file("broken.json"), out, SaveModelOptions{}), Error);
+  EXPECT_FALSE(fs::exists(out));
+  // An --out holding other files is refused and kept, as export's.
+  fs::create_directories(out);
+  io::write_file_atomic(out + "/notes.txt", "mine");
+  data::testing::expect_error([&] { init_model_directory(config, 0, "", out, SaveModelOptions{}); }, "'notes.txt'");
+  EXPECT_EQ(names_of(files_of(out)), std::set<std::string>{"notes.txt"});
   EXPECT_EQ(hidden_entries(dir.path()), std::vector<std::string>{});
 }
 

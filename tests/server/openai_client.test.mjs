@@ -232,9 +232,19 @@ test('a batch of prompts gets a choice each, as each alone', async () => {
   const scored = await client.completions.create({ model: 'tiny', prompt: [[7, 300, 41, 100], [5, 6]], max_tokens: 1,
                                                    temperature: 0, logprobs: 1, echo: true });
   assert.deepEqual(scored.choices.map((c) => c.logprobs.tokens.length), [5, 3]);
-  // More prompts than places and queue: refused whole (503), and every place is free afterwards.
+  // More prompts than places and queue together: never servable, so a 400 that says so, not a
+  // 503 to retry. Two batches that each fit, sent together: the one that finds the places taken is
+  // refused whole (503), and every place is free afterwards.
   await assert.rejects(client.completions.create({ model: 'tiny', prompt: Array(40).fill('x'), max_tokens: 4 }),
-    (e) => e instanceof OpenAI.InternalServerError && e.status === 503);
+    (e) => e instanceof OpenAI.BadRequestError && e.code === 'too_many_choices' && /40 choices/.test(e.message));
+  const full = () => client.completions.create({ model: 'tiny', prompt: Array(20).fill('x'), max_tokens: 64,
+                                                 temperature: 0, ignore_eos: true });
+  const outcomes = await Promise.allSettled([full(), full()]);
+  assert.ok(outcomes.some((o) => o.status === 'rejected'), 'both batches of 20 were served at once');
+  for (const o of outcomes) {
+    assert.ok(o.status === 'fulfilled' || (o.reason instanceof OpenAI.InternalServerError && o.reason.status === 503),
+      String(o.reason));
+  }
   let m = await metrics(server.url);
   for (let i = 0; i < 100 && m.nextn_requests_running + m.nextn_requests_queued > 0; ++i) {
     await new Promise((resolve) => setTimeout(resolve, 50));
@@ -270,6 +280,57 @@ test('a batch of prompts gets a choice each, as each alone', async () => {
   assert.equal(ids.size, 1, 'one response, one id');
 });
 
+test('n choices: each what n = 1 gives with its seed (seed + j), chat and completions, whole and streamed', async () => {
+  const request = { model: 'tiny', prompt: 'def main():', max_tokens: 10, temperature: 1.5, seed: 21,
+                    return_token_ids: true };
+  const r = await client.completions.create({ ...request, n: 3 });
+  assert.deepEqual(r.choices.map((c) => c.index), [0, 1, 2]);
+  for (const c of r.choices) {
+    const alone = await client.completions.create({ ...request, seed: 21 + c.index });
+    assert.deepEqual(c.token_ids, alone.choices[0].token_ids, `choice ${c.index}`);
+    assert.equal(c.text, alone.choices[0].text);
+  }
+  assert.ok(new Set(r.choices.map((c) => c.token_ids.join(','))).size > 1, 'three samples at 1.5 all equal');
+  const promptTokens = (await client.completions.create({ ...request })).usage.prompt_tokens;
+  assert.equal(r.usage.prompt_tokens, promptTokens, 'the prompt counts once for its n choices');
+  assert.equal(r.usage.completion_tokens, r.choices.reduce((sum, c) => sum + c.token_ids.length, 0));
+  // Two prompts, n = 2: choices numbered prompt by prompt.
+  const batch = await client.completions.create({ ...request, prompt: ['def main():', [7, 300, 41]], n: 2 });
+  assert.deepEqual(batch.choices.map((c) => c.index).sort(), [0, 1, 2, 3]);
+  const third = batch.choices.find((c) => c.index === 2);
+  assert.deepEqual(third.token_ids, (await client.completions.create({ ...request, prompt: [7, 300, 41] }))
+    .choices[0].token_ids);
+  assert.equal(batch.usage.prompt_tokens, promptTokens + 3);
+  // Chat, streamed: each choice starts with its role and ends with its finish_reason; the texts are
+  // the whole response's.
+  const chat = { model: 'tiny', messages: [{ role: 'user', content: 'def' }], max_tokens: 8, temperature: 1.2, seed: 4,
+                 n: 2 };
+  const whole = await client.chat.completions.create(chat);
+  assert.equal(whole.choices.length, 2);
+  const streamed = new Map();
+  for await (const chunk of await client.chat.completions.create({ ...chat, stream: true })) {
+    for (const c of chunk.choices) {
+      const s = streamed.get(c.index) ?? { roles: 0, text: '', finish: null };
+      if (c.delta.role) s.roles += 1;
+      s.text += c.delta.content ?? '';
+      if (c.finish_reason) s.finish = c.finish_reason;
+      streamed.set(c.index, s);
+    }
+  }
+  for (const c of whole.choices) {
+    const s = streamed.get(c.index);
+    assert.equal(s.roles, 1, `choice ${c.index}`);
+    assert.equal(s.text, c.message.content);
+    assert.equal(s.finish, c.finish_reason);
+  }
+  // Greedy: n copies of the one greedy answer.
+  const greedyTwice = await greedy('import os\n', 8, { n: 2 });
+  assert.deepEqual(greedyTwice.choices[1].token_ids, greedyTwice.choices[0].token_ids);
+  await assert.rejects(greedy('x', 4, { n: 129 }), (e) => e instanceof OpenAI.BadRequestError && e.param === 'n');
+  await assert.rejects(greedy('x', 4, { n: 2, best_of: 3 }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === 'best_of');
+});
+
 test('penalties and logit_bias: what nextn generate gives with the same options', async () => {
   const prompt = 'def main():';
   const plain = (await greedy(prompt, 24)).choices[0].token_ids;
@@ -291,7 +352,7 @@ test('penalties and logit_bias: what nextn generate gives with the same options'
 test('errors come back as the client\'s exception types', async () => {
   await assert.rejects(greedy('x', 4, { temperature: 5 }), (e) => e instanceof OpenAI.BadRequestError &&
     e.status === 400 && e.error?.param === 'temperature');
-  await assert.rejects(greedy('x', 4, { n: 2 }), OpenAI.BadRequestError);
+  await assert.rejects(greedy('x', 4, { n: 0 }), OpenAI.BadRequestError);
   await assert.rejects(greedy('x', 0), OpenAI.BadRequestError);
   await assert.rejects(greedy('x', 100000), (e) => e instanceof OpenAI.BadRequestError &&
     e.code === 'context_length_exceeded');

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "nextn/server/openai_protocol.h"
+#include "nextn/util/error.h"
 
 namespace nextn::server {
 namespace {
@@ -62,13 +63,34 @@ TEST(OpenAiProtocol, CompletionFieldsAndDefaults) {
   ASSERT_EQ(batch.prompts.size(), 2u);
   EXPECT_EQ(*batch.prompts[0].text, "ab");
   EXPECT_EQ(batch.prompts[1].ids, (std::vector<int64_t>{5, 6}));
-  const CompletionRequest second = for_prompt(batch, 1);
+  ASSERT_EQ(choice_count(batch), 2u);
+  const CompletionRequest second = for_choice(batch, 1);
   EXPECT_FALSE(second.prompt_text.has_value());
   EXPECT_EQ(second.prompt_ids, (std::vector<int64_t>{5, 6}));
   EXPECT_EQ(second.prompts.size(), 1u);
   EXPECT_EQ(*second.seed, 3u);
   EXPECT_EQ(second.choice_index, 1u);
-  EXPECT_EQ(for_prompt(batch, 0).choice_index, 0u);
+  EXPECT_EQ(for_choice(batch, 0).choice_index, 0u);
+  // n choices per prompt, numbered prompt by prompt; choice j of a prompt samples with seed + j.
+  auto several = parse_completion_request(Endpoint::kCompletions,
+                                          R"({"model":"m","prompt":["ab",[5,6]],"seed":3,"n":3,"best_of":3})");
+  ASSERT_EQ(choice_count(several), 6u);
+  for (size_t c = 0; c < 6; ++c) {
+    const CompletionRequest one = for_choice(several, c);
+    EXPECT_EQ(one.choice_index, c);
+    EXPECT_EQ(*one.seed, 3u + c % 3) << c;
+    EXPECT_EQ(one.prompt_text.has_value(), c < 3) << c;
+    const std::vector<int64_t> ids = c < 3 ? std::vector<int64_t>{} : std::vector<int64_t>{5, 6};
+    EXPECT_EQ(one.prompt_ids, ids) << c;
+  }
+  EXPECT_THROW(for_choice(several, 6), Error);
+  auto unseeded = parse_completion_request(Endpoint::kChatCompletions,
+                                           R"({"model":"m","messages":[{"role":"user","content":"x"}],"n":2})");
+  ASSERT_EQ(choice_count(unseeded), 2u);
+  EXPECT_FALSE(for_choice(unseeded, 1).seed.has_value());  // each choice draws a fresh seed
+  EXPECT_EQ(for_choice(unseeded, 1).messages.size(), 1u);
+  auto wrapping = parse_completion_request(Endpoint::kCompletions, R"({"model":"m","prompt":"x","seed":-1,"n":2})");
+  EXPECT_EQ(*for_choice(wrapping, 1).seed, 0u);  // -1 is 2^64 - 1; one more wraps
   auto penalised = parse_completion_request(Endpoint::kChatCompletions,
                                             R"({"model":"m","messages":[{"role":"user","content":"x"}],
                                                 "presence_penalty":0.5,"frequency_penalty":-1,
@@ -100,7 +122,11 @@ TEST(OpenAiProtocol, BadFieldsAreNamed) {
   expect_refused(c, R"({"model":"m","prompt":"x","temperature":"hot"})", "temperature");
   expect_refused(c, R"({"model":"m","prompt":"x","top_p":0})", "top_p");
   expect_refused(c, R"({"model":"m","prompt":"x","top_p":1e999})", "");  // not valid JSON for nlohmann: an overflow
-  expect_refused(c, R"({"model":"m","prompt":"x","n":3})", "n");
+  expect_refused(c, R"({"model":"m","prompt":"x","n":0})", "n");
+  expect_refused(c, R"({"model":"m","prompt":"x","n":129})", "n");
+  expect_refused(c, R"({"model":"m","prompt":"x","n":2.5})", "n");
+  expect_refused(c, R"({"model":"m","prompt":"x","n":2,"best_of":3})", "best_of");
+  expect_refused(c, R"({"model":"m","prompt":"x","best_of":2})", "best_of");
   expect_refused(c, R"({"model":"m","prompt":"x","stop":["1","2","3","4","5"]})", "stop");
   expect_refused(c, R"({"model":"m","prompt":"x","stop":[1]})", "stop");
   expect_refused(c, R"({"model":"m","prompt":"x","stream":"yes"})", "stream");

@@ -10,6 +10,7 @@
 #include "nextn/io/atomic_file.h"
 #include "nextn/io/checkpoint_shards.h"
 #include "nextn/io/directory_replace.h"
+#include "nextn/tokenizer/tokenizer.h"
 #include "nextn/util/error.h"
 
 namespace nextn {
@@ -94,6 +95,28 @@ ExportResult export_model(DeepSeekV3Impl& model, const std::string& source_dir, 
   ExportResult result;
   io::replace_directory(out_dir, [&](const std::string& staging) {
     result = write_export_files(model, source_dir, staging, options);
+  });
+  return result;
+}
+
+ExportResult init_model_directory(const ModelConfig& config, uint64_t seed, const std::string& tokenizer_path,
+                                  const std::string& out_dir, const SaveModelOptions& options) {
+  check_export_target(out_dir);
+  std::string tokenizer_bytes;
+  if (!tokenizer_path.empty()) {
+    const int32_t ids = tokenizer::Tokenizer::load(tokenizer_path).vocab_size();
+    NEXTN_CHECK(ids <= config.vocab_size, "tokenizer '", tokenizer_path, "' has ", ids,
+                " ids, more than the model's vocab_size of ", config.vocab_size);
+    tokenizer_bytes = io::read_file(tokenizer_path);
+  }
+  torch::manual_seed(seed);  // as TrainingRun seeds its model's initialization
+  DeepSeekV3 model(config);
+  ExportResult result;
+  io::replace_directory(out_dir, [&](const std::string& staging) {
+    save_model(*model, staging, options);
+    if (tokenizer_path.empty()) return;
+    io::write_file_atomic((fs::path(staging) / kTokenizerFile).string(), tokenizer_bytes);
+    result.has_tokenizer = true;
   });
   return result;
 }

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "nextn/checkpoint/hf_checkpoint.h"
+#include "nextn/config/model_config.h"
 
 namespace nextn {
 
@@ -38,5 +39,14 @@ ExportResult write_export_files(DeepSeekV3Impl& model, const std::string& source
 // check_export_target, then write_export_files into a temporary directory that replaces `out_dir`.
 ExportResult export_model(DeepSeekV3Impl& model, const std::string& source_dir, const std::string& out_dir,
                           const SaveModelOptions& options);
+
+// `nextn model init`: a model directory of freshly initialized weights, the ones a training run
+// with the same --seed starts from (torch::manual_seed, then the model's own initialization), and
+// `tokenizer_path`'s file as its tokenizer.json unless that is empty. It measures what a model's
+// size costs (serving, decoding) without training it first, as vLLM's dummy weights do. The
+// tokenizer is loaded first and refused when it has more ids than the model's vocabulary; --out
+// follows export_model's rules (written whole or not at all).
+ExportResult init_model_directory(const ModelConfig& config, uint64_t seed, const std::string& tokenizer_path,
+                                  const std::string& out_dir, const SaveModelOptions& options);
 
 }  // namespace nextn

@@ -39,26 +39,37 @@ ApiError loading(httplib::Response& res) {
   return ApiError(503, "the model is still loading", "", "model_loading");
 }
 
-// A session per prompt of the request (a batch of prompts: one each, errors naming the prompt).
+// A session per choice of the request (n per prompt of a batch; errors naming the prompt).
 std::vector<std::shared_ptr<CompletionSession>> open_sessions(const CompletionRequest& request,
                                                               const ServedModel& model, Metrics* metrics) {
   std::vector<std::shared_ptr<CompletionSession>> sessions;
-  const size_t count = std::max<size_t>(request.prompts.size(), 1);
-  for (size_t i = 0; i < count; ++i) {
+  const size_t count = choice_count(request);
+  for (size_t c = 0; c < count; ++c) {
     try {
-      sessions.push_back(std::make_shared<CompletionSession>(count > 1 ? for_prompt(request, i) : request, model, metrics));
-      if (i > 0) sessions[i]->answer_as(*sessions.front());
+      sessions.push_back(std::make_shared<CompletionSession>(count > 1 ? for_choice(request, c) : request, model, metrics));
+      if (c > 0) sessions[c]->answer_as(*sessions.front());
     } catch (const ApiError& e) {
-      if (count == 1) throw;
-      throw ApiError(e.status(), "prompt[" + std::to_string(i) + "]: " + e.what(), e.param(), e.code());
+      if (request.prompts.size() <= 1) throw;
+      throw ApiError(e.status(), "prompt[" + std::to_string(c / static_cast<size_t>(request.n)) + "]: " + e.what(), e.param(), e.code());
     }
   }
   return sessions;
 }
 
 // Queues every session's request, or none: when one is refused the ones before are cancelled.
+// More choices than the server ever holds at once (--max-batch running + --max-queue waiting)
+// would be refused however long the client waited: 400, not a 503 to retry.
 void submit_all(Engine& engine, const std::vector<std::shared_ptr<CompletionSession>>& sessions,
                 httplib::Response& res) {
+  const EngineOptions& limits = engine.options();
+  if (static_cast<int64_t>(sessions.size()) > limits.max_batch + limits.max_queue) {
+    const CompletionRequest& request = sessions.front()->request();
+    throw ApiError(400, std::to_string(sessions.size()) + " choices (" +
+                            std::to_string(std::max<size_t>(request.prompts.size(), 1)) + " prompts x n) exceed the " +
+                            std::to_string(limits.max_batch + limits.max_queue) +
+                            " requests this server holds at once (--max-batch + --max-queue)",
+                   "n", "too_many_choices");
+  }
   for (size_t i = 0; i < sessions.size(); ++i) {
     Engine::Admission admission;
     try {
@@ -81,7 +92,8 @@ void submit_all(Engine& engine, const std::vector<std::shared_ptr<CompletionSess
   }
 }
 
-// The usage of a batch of prompts: every session's, summed (drafts per depth too).
+// The usage of a batch of choices: every session's, summed (drafts per depth too), with each
+// prompt's tokens counted once for its n choices, as OpenAI counts them.
 json summed_usage(const std::vector<std::shared_ptr<CompletionSession>>& sessions) {
   int64_t prompt_tokens = 0, cached_tokens = 0, completion_tokens = 0;
   std::vector<int64_t> drafted, accepted;
@@ -91,8 +103,10 @@ json summed_usage(const std::vector<std::shared_ptr<CompletionSession>>& session
   };
   for (const auto& session : sessions) {
     const json usage = session->usage();
-    prompt_tokens += usage["prompt_tokens"].get<int64_t>();
-    cached_tokens += usage["prompt_tokens_details"]["cached_tokens"].get<int64_t>();
+    if (session->request().choice_index % static_cast<size_t>(sessions.front()->request().n) == 0) {
+      prompt_tokens += usage["prompt_tokens"].get<int64_t>();
+      cached_tokens += usage["prompt_tokens_details"]["cached_tokens"].get<int64_t>();
+    }
     completion_tokens += usage["completion_tokens"].get<int64_t>();
     add_to(drafted, usage["speculative"]["drafted"]);
     add_to(accepted, usage["speculative"]["accepted"]);
@@ -104,7 +118,7 @@ json summed_usage(const std::vector<std::shared_ptr<CompletionSession>>& session
           {"speculative", {{"drafted", drafted}, {"accepted", accepted}}}};
 }
 
-// The whole response of a batch of prompts: a choice per prompt (its index), usage summed.
+// The whole response of a batch of choices: each with its index, usage summed.
 json batch_response(const std::vector<std::shared_ptr<CompletionSession>>& sessions) {
   json out;
   json choices = json::array();
@@ -118,10 +132,11 @@ json batch_response(const std::vector<std::shared_ptr<CompletionSession>>& sessi
   return out;
 }
 
-// The stream of a batch of prompts: each chunk names its choice by index, each choice ends with
-// its own finish_reason chunk, the stream with one [DONE] after the last. The request's thread
-// writes every chunk (the engine's direct writes serve single streams). A choice that errs or is
-// cut short ends the whole stream with an error event, as a single stream does.
+// The stream of a batch of choices: each chunk names its choice by index (a chat's choices each
+// start with their role chunk), each choice ends with its own finish_reason chunk, the stream with
+// one [DONE] after the last. The request's thread writes every chunk (the engine's direct writes
+// serve single streams). A choice that errs or is cut short ends the whole stream with an error
+// event, as a single stream does.
 struct BatchStream {
   std::vector<std::shared_ptr<CompletionSession>> sessions;
   ClientConnection connection;
@@ -137,6 +152,9 @@ struct BatchStream {
     if (!*started) {
       *started = true;
       for (const auto& session : sessions) {
+        if (session->request().endpoint == Endpoint::kChatCompletions && !write(sse_event(session->role_chunk()))) {
+          return gone();
+        }
         const std::string echo = session->scores_prompt() ? "" : session->echo_text();
         if (echo.empty()) continue;  // scored, the engine's prompt event carries it
         CompletionSession::Delta d;
@@ -318,7 +336,7 @@ void HttpServer::routes() {
         }
         const std::vector<std::shared_ptr<CompletionSession>> sessions = open_sessions(request, model_, &metrics_);
         submit_all(*engine, sessions, res);
-        const std::shared_ptr<CompletionSession>& session = sessions.front();  // a stream has one prompt
+        const std::shared_ptr<CompletionSession>& session = sessions.front();  // the one of a single choice
         const ClientConnection connection(req.local_addr, req.local_port, req.remote_addr, req.remote_port);
         if (!request.stream) {
           for (const auto& s : sessions) {

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "nextn/tokenizer/unicode.h"
+#include "nextn/util/error.h"
 
 namespace nextn::server {
 namespace {
@@ -219,12 +220,13 @@ CompletionRequest parse_completion_request(Endpoint endpoint, const std::string&
   r.presence_penalty = number_in(body, "presence_penalty", -2.0, 2.0, 0.0);
   r.frequency_penalty = number_in(body, "frequency_penalty", -2.0, 2.0, 0.0);
   parse_logit_bias(body, r);
-  if (auto n = integer_in(body, "n", 1, INT64_MAX); n && *n != 1) {
-    throw ApiError(400, "only n = 1 is supported, got " + std::to_string(*n) + ": send one request per completion", "n",
-                   "unsupported_value");
-  }
-  if (auto best_of = integer_in(body, "best_of", 1, INT64_MAX); best_of && *best_of != 1) {
-    throw ApiError(400, "only best_of = 1 is supported", "best_of", "unsupported_value");
+  r.n = integer_in(body, "n", 1, kMaxChoicesPerPrompt).value_or(1);
+  // best_of (completions: sample that many, return the n likeliest) is not implemented; the value
+  // that asks for nothing beyond n is accepted.
+  if (auto best_of = integer_in(body, "best_of", 1, INT64_MAX); best_of && *best_of != r.n) {
+    throw ApiError(400, "best_of other than n is not supported (got best_of " + std::to_string(*best_of) + ", n " +
+                            std::to_string(r.n) + "): ask for n choices and rank them by their logprobs",
+                   "best_of", "unsupported_value");
   }
   parse_stop(body, r);
   r.stream = boolean(body, "stream", false);
@@ -250,12 +252,21 @@ CompletionRequest parse_completion_request(Endpoint endpoint, const std::string&
   return r;
 }
 
-CompletionRequest for_prompt(const CompletionRequest& request, size_t i) {
+size_t choice_count(const CompletionRequest& request) {
+  return std::max<size_t>(request.prompts.size(), 1) * static_cast<size_t>(request.n);
+}
+
+CompletionRequest for_choice(const CompletionRequest& request, size_t c) {
+  NEXTN_CHECK(c < choice_count(request), "choice ", c, " of a request with ", choice_count(request));
+  const size_t per_prompt = static_cast<size_t>(request.n), i = c / per_prompt;
   CompletionRequest one = request;
-  one.prompts = {request.prompts.at(i)};
-  one.prompt_text = request.prompts[i].text;
-  one.prompt_ids = request.prompts[i].ids;
-  one.choice_index = i;
+  if (!request.prompts.empty()) {
+    one.prompts = {request.prompts[i]};
+    one.prompt_text = request.prompts[i].text;
+    one.prompt_ids = request.prompts[i].ids;
+  }
+  one.choice_index = c;
+  if (request.seed) one.seed = *request.seed + (c % per_prompt);  // wraps modulo 2^64 as seeds do
   return one;
 }
 

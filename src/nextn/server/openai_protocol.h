@@ -47,10 +47,11 @@ struct CompletionRequest {
   std::string model;
   std::optional<std::string> prompt_text;  // completions: a string prompt
   std::vector<int64_t> prompt_ids;         // completions: an array of token ids
-  // Completions: every prompt of the request, one choice each (OpenAI's prompt arrays); the first
-  // is also in prompt_text / prompt_ids. for_prompt(i) is the request for the i-th alone.
+  // Completions: every prompt of the request, n choices each (OpenAI's prompt arrays); the first
+  // is also in prompt_text / prompt_ids. for_choice(request, c) is the request for one choice alone.
   std::vector<PromptInput> prompts;
-  size_t choice_index = 0;  // the choice this request's output is (for_prompt(i): i)
+  int64_t n = 1;            // choices per prompt (OpenAI's n)
+  size_t choice_index = 0;  // the choice this request's output is (for_choice(request, c): c)
   std::vector<ChatMessage> messages;       // chat
   std::optional<int64_t> max_tokens;       // absent: 16 (completions), the rest of the context (chat)
   double temperature = 1.0;
@@ -69,12 +70,19 @@ struct CompletionRequest {
   bool ignore_eos = false;        // extension (as vLLM's): generate past the end-of-document token
 };
 
+// OpenAI's most choices per prompt.
+constexpr int64_t kMaxChoicesPerPrompt = 128;
+
 // Throws ApiError (400) naming the field for anything malformed: not JSON, wrong types, values out
-// of range or NaN, n != 1, empty prompts, more than 4 stop strings.
+// of range or NaN, n outside [1, 128], empty prompts, more than 4 stop strings.
 CompletionRequest parse_completion_request(Endpoint endpoint, const std::string& body);
 
-// The request with only its i-th prompt (a batch runs as one engine request per prompt).
-CompletionRequest for_prompt(const CompletionRequest& request, size_t i);
+// The choices of a request: n per prompt (a chat has one prompt), each its own engine request.
+size_t choice_count(const CompletionRequest& request);
+// The request for choice c alone: prompt c / n, choice_index c (OpenAI numbers a batch's choices
+// prompt by prompt; n stays the whole request's). With a seed S, choice c samples with S + (c mod n): the choices of one
+// prompt differ, and each is what n = 1 with its seed gives.
+CompletionRequest for_choice(const CompletionRequest& request, size_t c);
 
 // One token of the response with its log-probabilities: a generated one, or with echo a prompt's.
 struct TokenLogprob {
