@@ -118,12 +118,15 @@ void run_serve(ServeFlags& f) {
   served.name = f.name.empty() ? directory_name(f.model_dir) : f.name;
   if (served.name.empty()) served.name = "nextn";
   served.tokenizer = &tok;
+  const server::ChatFormatChoice chat = server::choose_chat_format(tok);
+  served.chat_format = chat.format;
   served.context_length = engine.context_length();
   served.vocab_size = model->config().vocab_size;
   http.attach(&engine, served);
   std::cout << "nextn serve: model '" << served.name << "' from " << dir << " ready (context " << served.context_length
             << ", max batch " << f.engine.max_batch << ", queue " << f.engine.max_queue << ", prefill chunk "
-            << f.engine.prefill_chunk << ", prefix cache " << f.prefix_cache_mib << " MiB"
+            << f.engine.prefill_chunk << ", prefix cache " << f.prefix_cache_mib << " MiB, chat format "
+            << server::chat_format_name(chat.format) << ": " << chat.reason
             << (!f.engine.draft_tree.empty() ? ", MTP draft tree " + inference::draft_tree_label(f.engine.draft_tree)
                 : f.engine.adaptive_draft ? ", MTP drafts auto (0.." + std::to_string(f.engine.draft_tokens) + " per step)"
                 : f.engine.draft_tokens > 0 ? ", MTP drafts " + std::to_string(f.engine.draft_tokens) : std::string())

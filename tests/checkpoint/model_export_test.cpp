@@ -63,6 +63,7 @@ std::string source_model(const TempDir& dir, DeepSeekV3Impl& model) {
   const std::string source = dir.file("source");
   save_model(model, source);
   io::write_file_atomic(source + "/tokenizer.json", "{\"tokenizer\": \"bytes copied as they are\"}");
+  io::write_file_atomic(source + "/tokenizer_config.json", "{\"chat_template\": \"copied too\"}");
   io::write_file_atomic(source + "/draft_vocab.json", "{\"ranked by\": \"a test\"}");
   return source;
 }
@@ -98,7 +99,9 @@ TEST(ModelExport, AnExportOverAnEarlierOneReplacesItCompletely) {
   SaveModelOptions main_only;
   main_only.drop_mtp = true;
   export_model(*second, source, out, main_only);
-  EXPECT_EQ(names_of(files_of(out)), (std::set<std::string>{"config.json", "model.safetensors", "tokenizer.json"}));
+  EXPECT_EQ(names_of(files_of(out)),
+            (std::set<std::string>{"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"}));
+  EXPECT_EQ(files_of(out).at("tokenizer_config.json"), io::read_file(source + "/tokenizer_config.json"));
   expect_weights_of(out, *second, 0);
   EXPECT_EQ(hidden_entries(dir.path()), std::vector<std::string>{});
 }
@@ -173,13 +176,14 @@ TEST(ModelExport, EmptyDirectoriesAndLeftoversOfAnOlderNextnAreReplaced) {
   io::write_file_atomic(old + "/model.safetensors.tmp.4242", "half");
   export_model(*model, source, old, SaveModelOptions{});
   EXPECT_EQ(names_of(files_of(old)),
-            (std::set<std::string>{"config.json", "model.safetensors", "tokenizer.json", "draft_vocab.json"}));
+            (std::set<std::string>{"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                                   "draft_vocab.json"}));
 }
 
 TEST(ModelExport, ExportFileNames) {
   for (const char* name : {"config.json", "model.safetensors", "model.safetensors.index.json",
-                           "model-00002-of-00003.safetensors", "tokenizer.json", "draft_vocab.json",
-                           "model.safetensors.tmp.123", "config.json.tmp.9"}) {
+                           "model-00002-of-00003.safetensors", "tokenizer.json", "tokenizer_config.json",
+                           "draft_vocab.json", "model.safetensors.tmp.123", "config.json.tmp.9"}) {
     EXPECT_TRUE(is_export_file_name(name)) << name;
   }
   for (const char* name : {"README.md", "checksums.json", "optimizer.safetensors", "trainer_state.json",
@@ -235,11 +239,14 @@ TEST(ModelInit, WritesTheSeededInitializationAndTheTokenizer) {
   const std::string config_path = dir.file("config.json"), tokenizer_path = dir.file("tokenizer.json");
   io::write_file_atomic(config_path, model_config_to_json(config).dump(2));
   data::testing::corpus_tokenizer().save(tokenizer_path);
+  io::write_file_atomic(dir.file("tokenizer_config.json"), "{\"chat_template\": \"{{ messages }}\"}");
 
   const std::string out = dir.file("out");
   EXPECT_TRUE(init_model_directory(config, 7, tokenizer_path, out, SaveModelOptions{}).has_tokenizer);
-  EXPECT_EQ(names_of(files_of(out)), (std::set<std::string>{"config.json", "model.safetensors", "tokenizer.json"}));
+  EXPECT_EQ(names_of(files_of(out)),
+            (std::set<std::string>{"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"}));
   EXPECT_EQ(io::read_file(out + "/tokenizer.json"), io::read_file(tokenizer_path));
+  EXPECT_EQ(io::read_file(out + "/tokenizer_config.json"), io::read_file(dir.file("tokenizer_config.json")));
   DeepSeekV3 loaded = load_model(out);
   DeepSeekV3 expected = seeded_model(config, 7);
   size_t compared = 0;

@@ -20,6 +20,8 @@ namespace fs = std::filesystem;
 
 constexpr const char* kConfigFile = "config.json";
 constexpr const char* kTokenizerFile = "tokenizer.json";
+// Read beside tokenizer.json: special tokens and the chat template (tokenizer/tokenizer_config.h).
+constexpr const char* kTokenizerConfigFile = "tokenizer_config.json";
 
 // "model.safetensors.tmp.1234" -> "model.safetensors": what AtomicFileWriter was writing when its
 // process died. Other names come back unchanged.
@@ -50,10 +52,10 @@ std::vector<std::string> foreign_entries(const std::string& dir) {
   return foreign;
 }
 
-// The files that travel with the weights: the tokenizer, and the drafters' vocabulary (nextn
-// draft-vocab) unless the drafters are dropped.
+// The files that travel with the weights: the tokenizer and its config, and the drafters'
+// vocabulary (nextn draft-vocab) unless the drafters are dropped.
 std::vector<std::string> companion_files(bool drop_mtp) {
-  std::vector<std::string> companions = {kTokenizerFile};
+  std::vector<std::string> companions = {kTokenizerFile, kTokenizerConfigFile};
   if (!drop_mtp) companions.push_back(inference::kTokenRankingFile);
   return companions;
 }
@@ -63,7 +65,8 @@ std::vector<std::string> companion_files(bool drop_mtp) {
 bool is_export_file_name(const std::string& written_name) {
   const std::string name = without_writer_temporary_suffix(written_name);
   return name == kConfigFile || name == io::kSingleCheckpointFile || name == io::kCheckpointIndexFile ||
-         io::is_checkpoint_shard_file_name(name) || name == kTokenizerFile || name == inference::kTokenRankingFile;
+         io::is_checkpoint_shard_file_name(name) || name == kTokenizerFile || name == kTokenizerConfigFile ||
+         name == inference::kTokenRankingFile;
 }
 
 void check_export_target(const std::string& out_dir) {
@@ -102,12 +105,14 @@ ExportResult export_model(DeepSeekV3Impl& model, const std::string& source_dir, 
 ExportResult init_model_directory(const ModelConfig& config, uint64_t seed, const std::string& tokenizer_path,
                                   const std::string& out_dir, const SaveModelOptions& options) {
   check_export_target(out_dir);
-  std::string tokenizer_bytes;
+  std::string tokenizer_bytes, tokenizer_config_bytes;
   if (!tokenizer_path.empty()) {
-    const int32_t ids = tokenizer::Tokenizer::load(tokenizer_path).vocab_size();
+    const int32_t ids = tokenizer::Tokenizer::load(tokenizer_path).vocab_size();  // reads the config beside it too
     NEXTN_CHECK(ids <= config.vocab_size, "tokenizer '", tokenizer_path, "' has ", ids,
                 " ids, more than the model's vocab_size of ", config.vocab_size);
     tokenizer_bytes = io::read_file(tokenizer_path);
+    const std::string beside = (fs::path(tokenizer_path).parent_path() / kTokenizerConfigFile).string();
+    if (io::file_exists(beside)) tokenizer_config_bytes = io::read_file(beside);
   }
   torch::manual_seed(seed);  // as TrainingRun seeds its model's initialization
   DeepSeekV3 model(config);
@@ -116,6 +121,9 @@ ExportResult init_model_directory(const ModelConfig& config, uint64_t seed, cons
     save_model(*model, staging, options);
     if (tokenizer_path.empty()) return;
     io::write_file_atomic((fs::path(staging) / kTokenizerFile).string(), tokenizer_bytes);
+    if (!tokenizer_config_bytes.empty()) {
+      io::write_file_atomic((fs::path(staging) / kTokenizerConfigFile).string(), tokenizer_config_bytes);
+    }
     result.has_tokenizer = true;
   });
   return result;

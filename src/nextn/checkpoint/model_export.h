@@ -1,6 +1,6 @@
 // `nextn export`: a model directory written anew (another dtype or shard size, or without the MTP
-// modules) together with the files that travel with the weights (tokenizer.json, and
-// draft_vocab.json unless the drafters are dropped).
+// modules) together with the files that travel with the weights (tokenizer.json and
+// tokenizer_config.json, and draft_vocab.json unless the drafters are dropped).
 //
 // All or nothing: the export is written into a temporary directory beside --out and then put in
 // its place in one step (io/directory_replace.h), so that --out holds the complete earlier export
@@ -23,7 +23,7 @@ struct ExportResult {
 };
 
 // Whether `name` is a file an export may consist of: config.json, model.safetensors, the index and
-// shard files, tokenizer.json, draft_vocab.json, and the temporary files of an earlier nextn
+// shard files, tokenizer.json, tokenizer_config.json, draft_vocab.json, and the temporary files of an earlier nextn
 // killed while writing one of those in place ("<name>.tmp.<pid>").
 bool is_export_file_name(const std::string& name);
 
@@ -42,10 +42,10 @@ ExportResult export_model(DeepSeekV3Impl& model, const std::string& source_dir, 
 
 // `nextn model init`: a model directory of freshly initialized weights, the ones a training run
 // with the same --seed starts from (torch::manual_seed, then the model's own initialization), and
-// `tokenizer_path`'s file as its tokenizer.json unless that is empty. It measures what a model's
-// size costs (serving, decoding) without training it first, as vLLM's dummy weights do. The
-// tokenizer is loaded first and refused when it has more ids than the model's vocabulary; --out
-// follows export_model's rules (written whole or not at all).
+// `tokenizer_path`'s file as its tokenizer.json unless that is empty (with the tokenizer_config.json
+// beside it, if any). It measures what a model's size costs (serving, decoding) without training it
+// first, as vLLM's dummy weights do. The tokenizer is loaded first and refused when it has more ids
+// than the model's vocabulary; --out follows export_model's rules (written whole or not at all).
 ExportResult init_model_directory(const ModelConfig& config, uint64_t seed, const std::string& tokenizer_path,
                                   const std::string& out_dir, const SaveModelOptions& options);
 

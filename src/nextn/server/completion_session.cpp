@@ -33,28 +33,33 @@ json bytes_of(const std::string& text) {
 
 }  // namespace
 
+std::vector<int64_t> request_prompt_ids(const CompletionRequest& request, const ServedModel& model) {
+  if (request.endpoint == Endpoint::kChatCompletions) {
+    return chat_prompt_ids(model.chat_format, request.messages, *model.tokenizer);
+  }
+  if (!request.prompt_ids.empty()) {
+    for (int64_t id : request.prompt_ids) {
+      if (id >= model.vocab_size) {
+        throw ApiError(400, "prompt token id " + std::to_string(id) + " is outside the vocabulary [0, " +
+                                std::to_string(model.vocab_size) + ")", "prompt", "invalid_value");
+      }
+    }
+    return request.prompt_ids;
+  }
+  std::vector<int64_t> ids = {model.tokenizer->eos_id()};  // a text prompt starts a document
+  for (int32_t id : model.tokenizer->encode(*request.prompt_text)) ids.push_back(id);
+  return ids;
+}
+
 CompletionSession::CompletionSession(const CompletionRequest& request, const ServedModel& model, Metrics* metrics)
     : request_(request), model_(model), metrics_(metrics), id_(new_response_id(request.endpoint)),
       created_(unix_time()), arrived_(Clock::now()) {
   const tokenizer::Tokenizer& tok = *model_.tokenizer;
   std::vector<std::string> stops = request_.stop;
   if (request_.endpoint == Endpoint::kChatCompletions) {
-    for (const std::string& s : plain_chat_stop_strings()) stops.push_back(s);
+    for (const std::string& s : chat_stop_strings(model_.chat_format)) stops.push_back(s);
   }
-  if (!request_.prompt_ids.empty()) {
-    prompt_ = request_.prompt_ids;
-    for (int64_t id : prompt_) {
-      if (id >= model_.vocab_size) {
-        throw ApiError(400, "prompt token id " + std::to_string(id) + " is outside the vocabulary [0, " +
-                                std::to_string(model_.vocab_size) + ")", "prompt", "invalid_value");
-      }
-    }
-  } else {
-    const std::string text =
-        request_.endpoint == Endpoint::kChatCompletions ? render_plain_chat(request_.messages) : *request_.prompt_text;
-    prompt_.push_back(tok.eos_id());
-    for (int32_t id : tok.encode(text)) prompt_.push_back(id);
-  }
+  prompt_ = request_prompt_ids(request_, model_);
   const int64_t length = prompt_tokens();
   if (length >= model_.context_length) {
     throw ApiError(400, "the prompt has " + std::to_string(length) + " tokens, more than the model's context of " +

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "nextn/inference/stop_strings.h"
+#include "nextn/server/chat_template.h"
 #include "nextn/server/chunked_socket_writer.h"
 #include "nextn/server/engine.h"
 #include "nextn/server/metrics.h"
@@ -30,9 +31,15 @@ namespace nextn::server {
 struct ServedModel {
   std::string name;  // what clients pass as "model"
   const tokenizer::Tokenizer* tokenizer = nullptr;
+  ChatFormat chat_format = ChatFormat::kPlain;  // choose_chat_format's
   int64_t context_length = 0;
   int64_t vocab_size = 0;
 };
+
+// The token ids a request feeds the model: a token-id prompt as given (ApiError 400 for an id
+// outside the vocabulary), a text prompt after the EOS that starts a document, chat messages in the
+// model's chat format (chat_template.h).
+std::vector<int64_t> request_prompt_ids(const CompletionRequest& request, const ServedModel& model);
 
 class CompletionSession : public std::enable_shared_from_this<CompletionSession> {
  public:

@@ -444,6 +444,58 @@ void HttpServer::routes() {
   http_->Post("/v1/completions", completions(Endpoint::kCompletions));
   http_->Post("/v1/chat/completions", completions(Endpoint::kChatCompletions));
 
+  // vLLM's /tokenize and /detokenize: the token ids a completion's "prompt" or a chat's "messages"
+  // feed the model (the chat format applied, the document's first token included), and the text
+  // of token ids. Fields are checked as the completions endpoints check them; "model" may be left out.
+  auto tokens = [this, authorized](bool tokenize) {
+    return [this, authorized, tokenize](const httplib::Request& req, httplib::Response& res) {
+      const char* name = tokenize ? "tokenize" : "detokenize";
+      try {
+        authorized(req);
+        if (engine_ == nullptr) throw loading(res);
+        json body = json::parse(req.body, nullptr, false);
+        if (body.is_discarded() || !body.is_object()) throw ApiError(400, "the body must be a JSON object");
+        if (!body.contains("model")) body["model"] = model_.name;
+        if (!body["model"].is_string() || body["model"] != model_.name) {
+          throw ApiError(404, "The model '" + body["model"].dump() + "' does not exist; this server has '" +
+                                  model_.name + "'", "model", "model_not_found");
+        }
+        if (tokenize) {
+          const bool chat = body.contains("messages");
+          if (chat && body.contains("add_generation_prompt") && body["add_generation_prompt"] != true) {
+            throw ApiError(400, "'add_generation_prompt' can only be true: chat prompts end where the reply starts",
+                           "add_generation_prompt", "unsupported_value");
+          }
+          const CompletionRequest request =
+              parse_completion_request(chat ? Endpoint::kChatCompletions : Endpoint::kCompletions, body.dump());
+          if (request.prompts.size() > 1) throw ApiError(400, "/tokenize takes one prompt", "prompt");
+          const std::vector<int64_t> ids = request_prompt_ids(request, model_);
+          send_json(res, 200, {{"count", ids.size()}, {"max_model_len", model_.context_length}, {"tokens", ids}});
+        } else {
+          if (!body.contains("tokens") || !body["tokens"].is_array()) {
+            throw ApiError(400, "'tokens' must be an array of token ids", "tokens");
+          }
+          std::vector<int32_t> ids;
+          for (const json& id : body["tokens"]) {
+            const int64_t vocab = model_.tokenizer->vocab_size();
+            if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= vocab) {
+              throw ApiError(400, "'tokens' holds " + id.dump() + ", not a token id of the tokenizer's [0, " +
+                                      std::to_string(vocab) + ")", "tokens", "invalid_value");
+            }
+            ids.push_back(static_cast<int32_t>(id.get<int64_t>()));
+          }
+          send_json(res, 200, {{"prompt", printable_utf8(model_.tokenizer->decode(ids))}});
+        }
+        metrics_.request(name, 200);
+      } catch (const ApiError& e) {
+        send_json(res, e.status(), e.to_json());
+        metrics_.request(name, e.status());
+      }
+    };
+  };
+  http_->Post("/tokenize", tokens(true));
+  http_->Post("/detokenize", tokens(false));
+
   // A known path with the wrong method: 405 with Allow, not the 404 of an unknown path.
   auto wrong_method = [](const char* allowed) {
     return [allowed](const httplib::Request& req, httplib::Response& res) {
@@ -451,7 +503,7 @@ void HttpServer::routes() {
       send_json(res, 405, ApiError(405, req.method + " " + req.path + " is not supported; use " + allowed).to_json());
     };
   };
-  for (const char* path : {"/v1/completions", "/v1/chat/completions"}) {
+  for (const char* path : {"/v1/completions", "/v1/chat/completions", "/tokenize", "/detokenize"}) {
     http_->Get(path, wrong_method("POST"));
     http_->Put(path, wrong_method("POST"));
     http_->Delete(path, wrong_method("POST"));
