@@ -93,6 +93,7 @@ void run_serve(ServeFlags& f) {
     }
   } stop_listener{http, listener};
   tokenizer::Tokenizer tok = tokenizer::Tokenizer::load(tokenizer_path);
+  const server::ChatFormatChoice chat = server::choose_chat_format(tok);
   DeepSeekV3 model = load_model(dir, resolve_device(f.device), !f.no_verify);
   NEXTN_CHECK(tok.vocab_size() <= model->config().vocab_size, "tokenizer '", tokenizer_path, "' has ",
               tok.vocab_size(), " tokens, more than the model's vocab_size ", model->config().vocab_size);
@@ -118,7 +119,6 @@ void run_serve(ServeFlags& f) {
   served.name = f.name.empty() ? directory_name(f.model_dir) : f.name;
   if (served.name.empty()) served.name = "nextn";
   served.tokenizer = &tok;
-  const server::ChatFormatChoice chat = server::choose_chat_format(tok);
   served.chat_format = chat.format;
   served.context_length = engine.context_length();
   served.vocab_size = model->config().vocab_size;

@@ -1,5 +1,5 @@
 // Chat formats: DeepSeek-V3's template rendered for messages without tool calls, the plain one,
-// and which a model gets. (tests/server/openai_client.test.mjs checks the DeepSeek-V3 rendering
+// and which a model gets. (tests/server/chat_template.test.mjs checks the DeepSeek-V3 rendering
 // against the real template run by a Jinja engine, through /tokenize.)
 #include <gtest/gtest.h>
 
@@ -20,15 +20,16 @@ constexpr int32_t kBos = 263, kEos = 264, kUser = 265, kAssistant = 266;
 // A byte-level tokenizer with DeepSeek-V3's special tokens as added tokens (ids above), and a
 // tokenizer_config.json holding `chat_template` unless it is empty.
 tokenizer::Tokenizer tokenizer_with(const testing::TempDir& dir, const std::string& chat_template,
-                                    bool with_user_token = true) {
+                                    bool with_user_token = true, bool with_bos = true) {
   using tokenizer::testing::added_token;
   json j = tokenizer::testing::tiny_tokenizer_json(tokenizer::testing::hello_world_merges());
-  j["added_tokens"] = json::array({added_token(kBos, "<｜begin▁of▁sentence｜>", true, false),
-                                   added_token(kEos, "<｜end▁of▁sentence｜>", true, false),
+  j["added_tokens"] = json::array({added_token(kEos, "<｜end▁of▁sentence｜>", true, false),
                                    added_token(kAssistant, "<｜Assistant｜>", false, true)});
+  if (with_bos) j["added_tokens"].push_back(added_token(kBos, "<｜begin▁of▁sentence｜>", true, false));
   if (with_user_token) j["added_tokens"].push_back(added_token(kUser, "<｜User｜>", false, true));
   io::write_file_atomic(dir.file("tokenizer.json"), j.dump());
-  json config = {{"bos_token", "<｜begin▁of▁sentence｜>"}, {"eos_token", "<｜end▁of▁sentence｜>"}};
+  json config = {{"eos_token", "<｜end▁of▁sentence｜>"}};
+  if (with_bos) config["bos_token"] = "<｜begin▁of▁sentence｜>";
   if (!chat_template.empty()) config["chat_template"] = chat_template;
   io::write_file_atomic(dir.file("tokenizer_config.json"), config.dump());
   return tokenizer::Tokenizer::load(dir.file("tokenizer.json"));
@@ -84,8 +85,8 @@ TEST(ChatFormat, PlainRendersTheDocumentedTemplateAfterEos) {
 
 TEST(ChatFormat, AModelGetsDeepSeekV3sOnlyWithItsTemplateAndTokens) {
   testing::TempDir dir("chat_choice");
-  auto choice = [&](const std::string& chat_template, bool with_user_token = true) {
-    return choose_chat_format(tokenizer_with(dir, chat_template, with_user_token));
+  auto choice = [&](const std::string& chat_template, bool with_user_token = true, bool with_bos = true) {
+    return choose_chat_format(tokenizer_with(dir, chat_template, with_user_token, with_bos));
   };
   EXPECT_EQ(choice(kDeepSeekTemplate).format, ChatFormat::kDeepSeekV3);
   const ChatFormatChoice none = choice("");
@@ -102,6 +103,14 @@ TEST(ChatFormat, AModelGetsDeepSeekV3sOnlyWithItsTemplateAndTokens) {
   const ChatFormatChoice untokenized = choice(kDeepSeekTemplate, false);
   EXPECT_EQ(untokenized.format, ChatFormat::kPlain);
   EXPECT_NE(untokenized.reason.find("no added token <｜User｜>"), std::string::npos) << untokenized.reason;
+  // The markers, but system text placed inline (DeepSeek-V2.5's form): not V3's.
+  const ChatFormatChoice inline_system = choice("{{ bos_token }}{% for message in messages %}{{ message['content'] }}"
+                                                "{{'<｜User｜>'}}{{'<｜Assistant｜>'}}{{'<｜end▁of▁sentence｜>'}}{% endfor %}");
+  EXPECT_EQ(inline_system.format, ChatFormat::kPlain);
+  // No BOS to start the prompt with: the plain template, said, rather than a server that fails.
+  const ChatFormatChoice no_bos = choice(kDeepSeekTemplate, true, false);
+  EXPECT_EQ(no_bos.format, ChatFormat::kPlain);
+  EXPECT_NE(no_bos.reason.find("names none"), std::string::npos) << no_bos.reason;
 }
 
 }  // namespace

@@ -232,19 +232,25 @@ test('a batch of prompts gets a choice each, as each alone', async () => {
   const scored = await client.completions.create({ model: 'tiny', prompt: [[7, 300, 41, 100], [5, 6]], max_tokens: 1,
                                                    temperature: 0, logprobs: 1, echo: true });
   assert.deepEqual(scored.choices.map((c) => c.logprobs.tokens.length), [5, 3]);
-  // More prompts than places and queue together: never servable, so a 400 that says so, not a
-  // 503 to retry. Two batches that each fit, sent together: the one that finds the places taken is
-  // refused whole (503), and every place is free afterwards.
+  // More prompts than places and queue together (4 + 16): never servable, so a 400 that says so,
+  // not a 503 to retry.
   await assert.rejects(client.completions.create({ model: 'tiny', prompt: Array(40).fill('x'), max_tokens: 4 }),
-    (e) => e instanceof OpenAI.BadRequestError && e.code === 'too_many_choices' && /40 choices/.test(e.message));
-  const full = () => client.completions.create({ model: 'tiny', prompt: Array(20).fill('x'), max_tokens: 64,
-                                                 temperature: 0, ignore_eos: true });
-  const outcomes = await Promise.allSettled([full(), full()]);
-  assert.ok(outcomes.some((o) => o.status === 'rejected'), 'both batches of 20 were served at once');
-  for (const o of outcomes) {
-    assert.ok(o.status === 'fulfilled' || (o.reason instanceof OpenAI.InternalServerError && o.reason.status === 503),
-      String(o.reason));
-  }
+    (e) => e instanceof OpenAI.BadRequestError && e.code === 'too_many_choices' && e.param === 'prompt' &&
+           /40 choices \(40 prompts x n = 1\) exceed the 20 requests/.test(e.message));
+  // A batch that fits an idle server but not beside two running streams (240 tokens each, held
+  // open): 18 of its 20 are queued, the 19th is refused, so the whole batch is refused (503) and
+  // the 18 leave; every place is free once the streams go.
+  const { port } = new URL(server.url);
+  const holders = await Promise.all([0, 1].map(() => new Promise((resolve, reject) => {
+    const socket = net.connect(Number(port), '127.0.0.1', () => socket.write(post('/v1/completions',
+      JSON.stringify({ model: 'tiny', prompt: 'def main():', max_tokens: 240, temperature: 0, stream: true,
+                      ignore_eos: true }))));
+    socket.on('data', (d) => { if (d.toString().includes('data: ')) resolve(socket); });
+    socket.on('error', reject);
+  })));
+  await assert.rejects(client.completions.create({ model: 'tiny', prompt: Array(20).fill('x'), max_tokens: 4 }),
+    (e) => e instanceof OpenAI.InternalServerError && e.status === 503 && e.code === 'server_busy');
+  for (const socket of holders) socket.destroy();
   let m = await metrics(server.url);
   for (let i = 0; i < 100 && m.nextn_requests_running + m.nextn_requests_queued > 0; ++i) {
     await new Promise((resolve) => setTimeout(resolve, 50));
@@ -297,10 +303,12 @@ test('n choices: each what n = 1 gives with its seed (seed + j), chat and comple
   // Two prompts, n = 2: choices numbered prompt by prompt.
   const batch = await client.completions.create({ ...request, prompt: ['def main():', [7, 300, 41]], n: 2 });
   assert.deepEqual(batch.choices.map((c) => c.index).sort(), [0, 1, 2, 3]);
-  const third = batch.choices.find((c) => c.index === 2);
-  assert.deepEqual(third.token_ids, (await client.completions.create({ ...request, prompt: [7, 300, 41] }))
-    .choices[0].token_ids);
+  for (const [index, seed] of [[2, 21], [3, 22]]) {  // the second prompt's choices j = 0, 1: seeds 21 + j
+    const alone = await client.completions.create({ ...request, prompt: [7, 300, 41], seed });
+    assert.deepEqual(batch.choices.find((c) => c.index === index).token_ids, alone.choices[0].token_ids, `choice ${index}`);
+  }
   assert.equal(batch.usage.prompt_tokens, promptTokens + 3);
+  assert.equal(batch.usage.completion_tokens, batch.choices.reduce((sum, c) => sum + c.token_ids.length, 0));
   // Chat, streamed: each choice starts with its role and ends with its finish_reason; the texts are
   // the whole response's.
   const chat = { model: 'tiny', messages: [{ role: 'user', content: 'def' }], max_tokens: 8, temperature: 1.2, seed: 4,
@@ -312,6 +320,7 @@ test('n choices: each what n = 1 gives with its seed (seed + j), chat and comple
     for (const c of chunk.choices) {
       const s = streamed.get(c.index) ?? { roles: 0, text: '', finish: null };
       if (c.delta.role) s.roles += 1;
+      assert.ok(s.roles === 1, `choice ${c.index}: a chunk before its role chunk`);
       s.text += c.delta.content ?? '';
       if (c.finish_reason) s.finish = c.finish_reason;
       streamed.set(c.index, s);

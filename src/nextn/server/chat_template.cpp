@@ -1,7 +1,5 @@
 #include "nextn/server/chat_template.h"
 
-#include "nextn/util/error.h"
-
 namespace nextn::server {
 namespace {
 
@@ -42,8 +40,10 @@ std::string render_deepseek_v3(const std::vector<ChatMessage>& messages) {
 ChatFormatChoice choose_chat_format(const tokenizer::Tokenizer& tok) {
   const auto& template_text = tok.config().chat_template;
   if (!template_text) return {ChatFormat::kPlain, "the model has no chat template"};
+  // Its markers, and the system prompt gathered up front (DeepSeek-V3's "ns.system_prompt"; V2.5's
+  // template places system text inline).
   const bool deepseek = contains(*template_text, kUser) && contains(*template_text, kAssistant) &&
-                        contains(*template_text, kEndOfSentence);
+                        contains(*template_text, kEndOfSentence) && contains(*template_text, "ns.system_prompt");
   if (!deepseek) {
     return {ChatFormat::kPlain, "the model's chat template is not one nextn renders (only DeepSeek-V3's is): chat "
                                 "requests get the plain template"};
@@ -59,8 +59,10 @@ ChatFormatChoice choose_chat_format(const tokenizer::Tokenizer& tok) {
                                               "added token ") + marker + ": chat requests get the plain template"};
     }
   }
-  NEXTN_CHECK(tok.find_bos_id().has_value(), "the model's chat template is DeepSeek-V3's, whose prompts start with "
-              "the BOS token, but its tokenizer names none");
+  if (!tok.find_bos_id()) {
+    return {ChatFormat::kPlain, "the model's chat template is DeepSeek-V3's, whose prompts start with the BOS token, "
+                                "but its tokenizer names none: chat requests get the plain template"};
+  }
   return {ChatFormat::kDeepSeekV3, "the model's chat template is DeepSeek-V3's"};
 }
 

@@ -2,9 +2,11 @@
 // not interpreted; two formats are rendered natively, and the server says at start which one it
 // uses and why (`choose_chat_format`):
 //
-// - DeepSeek-V3's, when the model's chat template is DeepSeek-V3's (its markers below, none of the
-//   thinking markers of R1's and V3.1's) and the tokenizer has the markers as added tokens: what
-//   that template renders for messages without tool calls, with add_generation_prompt:
+// - DeepSeek-V3's, when the model's chat template is DeepSeek-V3's (its markers below and its
+//   system prompt gathered first, none of the thinking markers of R1's and V3.1's) and the
+//   tokenizer has the markers as added tokens and a BOS: what that template renders for messages
+//   without tool calls, with add_generation_prompt (a "developer" message counts as "system"; the
+//   template itself would drop it):
 //
 //     <bos> + the system messages' contents joined by "\n\n"
 //           + per user message "<｜User｜>" + content

@@ -56,20 +56,22 @@ std::vector<std::shared_ptr<CompletionSession>> open_sessions(const CompletionRe
   return sessions;
 }
 
-// Queues every session's request, or none: when one is refused the ones before are cancelled.
 // More choices than the server ever holds at once (--max-batch running + --max-queue waiting)
-// would be refused however long the client waited: 400, not a 503 to retry.
+// would be refused however long the client waited: 400, not a 503 to retry. Checked before any
+// prompt is tokenized.
+void check_servable(const CompletionRequest& request, const EngineOptions& limits) {
+  const size_t choices = choice_count(request), prompts = std::max<size_t>(request.prompts.size(), 1);
+  if (static_cast<int64_t>(choices) <= limits.max_batch + limits.max_queue) return;
+  throw ApiError(400, std::to_string(choices) + " choices (" + std::to_string(prompts) + " prompts x n = " +
+                          std::to_string(request.n) + ") exceed the " +
+                          std::to_string(limits.max_batch + limits.max_queue) +
+                          " requests this server holds at once (--max-batch + --max-queue)",
+                 request.n > 1 ? "n" : "prompt", "too_many_choices");
+}
+
+// Queues every session's request, or none: when one is refused the ones before are cancelled.
 void submit_all(Engine& engine, const std::vector<std::shared_ptr<CompletionSession>>& sessions,
                 httplib::Response& res) {
-  const EngineOptions& limits = engine.options();
-  if (static_cast<int64_t>(sessions.size()) > limits.max_batch + limits.max_queue) {
-    const CompletionRequest& request = sessions.front()->request();
-    throw ApiError(400, std::to_string(sessions.size()) + " choices (" +
-                            std::to_string(std::max<size_t>(request.prompts.size(), 1)) + " prompts x n) exceed the " +
-                            std::to_string(limits.max_batch + limits.max_queue) +
-                            " requests this server holds at once (--max-batch + --max-queue)",
-                   "n", "too_many_choices");
-  }
   for (size_t i = 0; i < sessions.size(); ++i) {
     Engine::Admission admission;
     try {
@@ -334,6 +336,7 @@ void HttpServer::routes() {
           throw ApiError(404, "The model '" + request.model + "' does not exist; this server has '" + model_.name + "'",
                          "model", "model_not_found");
         }
+        check_servable(request, engine->options());
         const std::vector<std::shared_ptr<CompletionSession>> sessions = open_sessions(request, model_, &metrics_);
         submit_all(*engine, sessions, res);
         const std::shared_ptr<CompletionSession>& session = sessions.front();  // the one of a single choice
@@ -490,6 +493,9 @@ void HttpServer::routes() {
       } catch (const ApiError& e) {
         send_json(res, e.status(), e.to_json());
         metrics_.request(name, e.status());
+      } catch (const Error& e) {  // the tokenizer refusing input (an id it cannot decode)
+        send_json(res, 400, ApiError(400, e.what(), tokenize ? "" : "tokens").to_json());
+        metrics_.request(name, 400);
       }
     };
   };
