@@ -1,7 +1,8 @@
 // The prefix cache (inference/prefix_cache.h): a prompt whose first chunks an earlier prompt left
-// gets exactly the KV entries, hidden states and logits it would have computed; only full chunks
-// before the prompt's last are reused; least recently used chunks leave first; nothing is kept
-// past the byte budget.
+// gets exactly the KV entries, hidden states and logits it would have computed; full chunks are
+// reused by longer prompts, a prompt's last chunk (with its logits) by the same prompt again; least
+// recently used chunks leave first, a prefix's last ones before its first; nothing is kept past
+// the byte budget; one cache serves one chunk size.
 #include <gtest/gtest.h>
 
 #include "inference_test_support.h"
@@ -51,11 +52,11 @@ TEST(PrefixCache, APromptStartingWithAnEarlierOnesChunksGetsTheBitsItWouldComput
   DeepSeekV3 model = testing::random_model(testing::tiny_config(), 71, 0.3, torch::kFloat);
   const int64_t vocab = model->config().vocab_size;
   std::vector<int64_t> first = testing::random_prompt(30, vocab, 1);
-  PrefixCache cache(64 << 20);
+  PrefixCache cache(64 << 20, 8);
   const Prefilled uncached_first = prefill(model, first, 8, nullptr);
   const Prefilled cached_first = prefill(model, first, 8, &cache);
   EXPECT_EQ(cached_first.reused, 0);
-  EXPECT_EQ(cache.chunks(), 3);  // [0, 8), [8, 16), [16, 24); [24, 30) is not full
+  EXPECT_EQ(cache.chunks(), 4);  // [0, 8), [8, 16), [16, 24), and the last, [24, 30), with its logits
   expect_same_bits(cached_first, uncached_first);
 
   // The same 20 first tokens: chunks [0, 8) and [8, 16) are reused, [16, 24) differs.
@@ -66,44 +67,73 @@ TEST(PrefixCache, APromptStartingWithAnEarlierOnesChunksGetsTheBitsItWouldComput
   expect_same_bits(reused, prefill(model, second, 8, nullptr));
   EXPECT_EQ(cache.hits(), 2);
 
-  // The same prompt again: all but its last chunk ([24, 30), computed for its logits).
-  EXPECT_EQ(prefill(model, first, 8, &cache).reused, 24);
-  // A prompt of exactly 3 chunks: the last full chunk is computed, not copied, and then kept.
+  // The same prompt again: all of it, the last chunk's logits too (no forward at all).
+  const Prefilled again = prefill(model, first, 8, &cache);
+  EXPECT_EQ(again.reused, 30);
+  expect_same_bits(again, uncached_first);
+  // A prompt of exactly 3 chunks: its last, [16, 24), was kept as a longer prompt's chunk, without
+  // logits: computed, and its logits then kept with it; the next time, all of it.
   const std::vector<int64_t> exact(first.begin(), first.begin() + 24);
+  const Prefilled uncached_exact = prefill(model, exact, 8, nullptr);
   const Prefilled exact_run = prefill(model, exact, 8, &cache);
   EXPECT_EQ(exact_run.reused, 16);
-  expect_same_bits(exact_run, prefill(model, exact, 8, nullptr));
-  // Another chunk size has other bounds: nothing matches.
-  EXPECT_EQ(prefill(model, first, 6, &cache).reused, 0);
+  expect_same_bits(exact_run, uncached_exact);
+  const Prefilled exact_again = prefill(model, exact, 8, &cache);
+  EXPECT_EQ(exact_again.reused, 24);
+  expect_same_bits(exact_again, uncached_exact);
+  // A one-token prompt: its only chunk is its last.
+  const std::vector<int64_t> one = {first[0]};
+  prefill(model, one, 8, &cache);
+  const Prefilled one_again = prefill(model, one, 8, &cache);
+  EXPECT_EQ(one_again.reused, 1);
+  expect_same_bits(one_again, prefill(model, one, 8, nullptr));
+  // Another chunk size has other bounds (a last chunk [24, 30) would match while the chunks before
+  // it were computed at other bounds): refused.
+  EXPECT_THROW(prefill(model, first, 6, &cache), Error);
+}
+
+// The logits handed out are the caller's: writing to them (as a sampler with a logit bias may)
+// leaves the kept ones as they were.
+TEST(PrefixCache, RestoredLogitsAreACopy) {
+  DeepSeekV3 model = testing::random_model(testing::tiny_config(), 75, 0.3, torch::kFloat);
+  const auto prompt = testing::random_prompt(11, model->config().vocab_size, 8);
+  PrefixCache cache(1 << 20, 4);
+  const Prefilled computed = prefill(model, prompt, 4, &cache);
+  Prefilled copied = prefill(model, prompt, 4, &cache);
+  ASSERT_EQ(copied.reused, 11);
+  copied.logits.fill_(0.0f);
+  expect_same_bits(prefill(model, prompt, 4, &cache), computed);
 }
 
 TEST(PrefixCache, TheLeastRecentlyUsedChunksLeaveFirstWithinTheBudget) {
   DeepSeekV3 model = testing::random_model(testing::tiny_config(), 72, 0.3, torch::kFloat);
   const int64_t vocab = model->config().vocab_size;
-  const auto a = testing::random_prompt(9, vocab, 2), b = testing::random_prompt(9, vocab, 3),
-             c = testing::random_prompt(9, vocab, 4);
-  // One chunk's bytes, measured.
-  PrefixCache probe(1 << 20);
+  // Prompts of one chunk each (full, and their last: kept with logits), all of the same size.
+  const auto a = testing::random_prompt(8, vocab, 2), b = testing::random_prompt(8, vocab, 3),
+             c = testing::random_prompt(8, vocab, 4);
+  PrefixCache probe(1 << 20, 8);
   prefill(model, a, 8, &probe);
   ASSERT_EQ(probe.chunks(), 1);
   const int64_t chunk_bytes = probe.bytes();
   EXPECT_GT(chunk_bytes, 0);
 
-  PrefixCache cache(2 * chunk_bytes);
+  PrefixCache cache(2 * chunk_bytes, 8);
   prefill(model, a, 8, &cache);
   prefill(model, b, 8, &cache);
   EXPECT_EQ(prefill(model, a, 8, &cache).reused, 8);  // a is now the most recently used
   prefill(model, c, 8, &cache);                       // b leaves
   EXPECT_EQ(cache.chunks(), 2);
   EXPECT_LE(cache.bytes(), cache.max_bytes());
-  EXPECT_EQ(prefill(model, b, 8, &cache).reused, 0);
+  EXPECT_EQ(prefill(model, b, 8, &cache).reused, 0);  // computed, and kept again: a leaves
   EXPECT_EQ(prefill(model, c, 8, &cache).reused, 8);
+  EXPECT_EQ(prefill(model, a, 8, &cache).reused, 0);
 
-  PrefixCache none(0);
+  PrefixCache none(0, 8);
   prefill(model, a, 8, &none);
   EXPECT_EQ(none.chunks(), 0);
   EXPECT_EQ(prefill(model, a, 8, &none).reused, 0);
-  EXPECT_THROW(PrefixCache(-1), Error);
+  EXPECT_THROW(PrefixCache(-1, 8), Error);
+  EXPECT_THROW(PrefixCache(1 << 20, 0), Error);
 }
 
 // Under pressure a prefix loses its last chunks first: its first is what every prompt sharing it
@@ -111,24 +141,28 @@ TEST(PrefixCache, TheLeastRecentlyUsedChunksLeaveFirstWithinTheBudget) {
 TEST(PrefixCache, APrefixLosesItsLastChunksFirst) {
   DeepSeekV3 model = testing::random_model(testing::tiny_config(), 74, 0.3, torch::kFloat);
   const int64_t vocab = model->config().vocab_size;
-  const auto a = testing::random_prompt(19, vocab, 6), c = testing::random_prompt(9, vocab, 7);
-  PrefixCache probe(1 << 20);
-  prefill(model, c, 8, &probe);
-  PrefixCache cache(2 * probe.bytes() + probe.bytes() / 2);  // two chunks of 8 (a's are as large)
-  prefill(model, a, 8, &cache);  // keeps a[0, 8) and a[8, 16)
-  ASSERT_EQ(cache.chunks(), 2);
-  prefill(model, c, 8, &cache);  // one must go: a[8, 16)
-  EXPECT_EQ(cache.chunks(), 2);
-  EXPECT_EQ(prefill(model, a, 8, &cache).reused, 8) << "a's first chunk stayed";
+  const auto a = testing::random_prompt(19, vocab, 6), c = testing::random_prompt(8, vocab, 7);
+  PrefixCache probe(1 << 20, 8);
+  prefill(model, a, 8, &probe);
+  ASSERT_EQ(probe.chunks(), 3);  // a[0, 8), a[8, 16), and its last, a[16, 19)
+  PrefixCache cache(probe.bytes(), 8);
+  prefill(model, a, 8, &cache);
+  ASSERT_EQ(cache.chunks(), 3);
+  prefill(model, c, 8, &cache);  // room for c: a's last chunks go, from its end
+  EXPECT_EQ(prefill(model, c, 8, &cache).reused, 8);
+  EXPECT_GE(prefill(model, a, 8, &cache).reused, 8) << "a's first chunk stayed";
 }
 
 TEST(PrefixCache, RefusesACacheThatDoesNotHoldThePositionsBefore) {
   DeepSeekV3 model = testing::random_model(testing::tiny_config(), 73, 0.3, torch::kFloat);
   const auto prompt = testing::random_prompt(12, model->config().vocab_size, 5);
-  PrefixCache cache(1 << 20);
+  PrefixCache cache(1 << 20, 4);
   Prefilled run = prefill(model, prompt, 4, &cache);
   EXPECT_THROW(cache.restore(prompt, 4, 8, run.cache), Error);   // it holds 12 entries, not 4
   EXPECT_THROW(cache.restore(prompt, 8, 16, run.cache), Error);  // past the prompt
+  Prefilled fresh = prefill(model, {prompt[0], prompt[1]}, 4, nullptr);
+  EXPECT_THROW(cache.restore(prompt, 2, 6, fresh.cache), Error);  // not a chunk's bounds
+  EXPECT_THROW(cache.keep(prompt, 0, 2, fresh.cache, fresh.hidden), Error);  // not a chunk: the prompt goes on
   EXPECT_NE(prefix_key(prompt, 4), prefix_key(prompt, 8));
 }
 

@@ -623,14 +623,21 @@ test('--prefill-chunk: a long prompt runs in chunks beside a running stream, the
     assert.equal(running.ids.length, 40);
     assert.deepEqual(running.ids, generateTokenIds('class Parser:', 40, ['--greedy', '--no-eos-stop']));
     assert.equal(prefilled.usage.prompt_tokens_details.cached_tokens, 0);
-    // The same prompt again: its full chunks but the last come from the prefix cache, the same tokens.
+    // The same prompt again: all of it from the prefix cache (its last chunk with its logits), the
+    // same tokens.
     const again = await c.completions.create({ model: 'tiny', prompt: long, max_tokens: 20, temperature: 0,
                                                return_token_ids: true });
-    const chunks = Math.ceil(again.usage.prompt_tokens / 16);
-    assert.equal(again.usage.prompt_tokens_details.cached_tokens, 16 * (chunks - 1));
+    assert.equal(again.usage.prompt_tokens_details.cached_tokens, again.usage.prompt_tokens);
     assert.deepEqual(again.choices[0].token_ids, prefilled.choices[0].token_ids);
+    // A longer prompt that starts with it: its full chunks up to where the tokens differ.
+    const longer = `${long}    with open(path, "w") as f:\n`;
+    const extended = await c.completions.create({ model: 'tiny', prompt: longer, max_tokens: 20, temperature: 0,
+                                                  return_token_ids: true });
+    const reused = extended.usage.prompt_tokens_details.cached_tokens;
+    assert.ok(reused >= 48 && reused % 16 === 0 && reused < again.usage.prompt_tokens, `${reused} cached`);
+    assert.deepEqual(extended.choices[0].token_ids, generateTokenIds(longer, 20, ['--greedy', '--prefill-chunk', '16']));
     const m = await metrics(chunked.url);
-    assert.equal(m.nextn_prompt_tokens_cached_total, again.usage.prompt_tokens_details.cached_tokens);
+    assert.equal(m.nextn_prompt_tokens_cached_total, again.usage.prompt_tokens_details.cached_tokens + reused);
     assert.ok(m.nextn_prefix_cache_bytes > 0);
   } finally {
     assert.equal(await chunked.stop(), 0);

@@ -40,11 +40,15 @@ class PromptPrefill {
   // Runs the next chunk through the main model, appending its entries to `cache` (which holds the
   // chunks before it): its hidden states h^0 [1, chunk, hidden], and, for the prompt's last chunk,
   // the logits [1, 1, V] at the last position (undefined before). With a prefix cache, the kept
-  // chunks from here on come first (copied, never the prompt's last: its logits are computed), then
-  // one computed chunk: the hidden states span them all, from the next_position() of the call.
+  // chunks from here on come first (copied), then one computed chunk, or the prompt's last chunk
+  // copied with its logits when the same prompt ran before: the hidden states span them all, from
+  // the next_position() of the call.
   MainModelStep run_next_chunk(DeepSeekV3Impl& model, KvCache& cache);
 
  private:
+  // The chunk of `tokens` prompt tokens from `start` through the model (kept in the prefix cache).
+  MainModelStep compute_chunk(DeepSeekV3Impl& model, KvCache& cache, int64_t start, int64_t tokens, bool last);
+
   std::vector<int64_t> prompt_;
   int64_t chunk_ = 1;
   int64_t next_ = 0;

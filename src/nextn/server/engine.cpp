@@ -51,7 +51,8 @@ Engine::Engine(DeepSeekV3 model, EngineOptions options) : model_(std::move(model
   NEXTN_CHECK(!options_.adaptive_draft || options_.draft_tokens > 0, "adaptive drafting needs draft_tokens > 0");
   inference::check_prefill_chunk(options_.prefill_chunk);
   NEXTN_CHECK(options_.prefix_cache_bytes >= 0, "the prefix cache's size must be >= 0, got ", options_.prefix_cache_bytes);
-  if (options_.prefix_cache_bytes > 0) prefix_cache_ = std::make_unique<inference::PrefixCache>(options_.prefix_cache_bytes);
+  if (options_.prefix_cache_bytes > 0) prefix_cache_ = std::make_unique<inference::PrefixCache>(options_.prefix_cache_bytes,
+                                                                                              options_.prefill_chunk);
   NEXTN_CHECK(options_.draft_tree.empty() ||
                   (options_.draft_tokens == static_cast<int64_t>(options_.draft_tree.size()) && !options_.adaptive_draft),
               "a draft tree of ", options_.draft_tree.size(), " levels drafts ", options_.draft_tree.size(),
