@@ -75,9 +75,14 @@ TEST(PrefixCache, APromptStartingWithAnEarlierOnesChunksGetsTheBitsItWouldComput
   // logits: computed, and its logits then kept with it; the next time, all of it.
   const std::vector<int64_t> exact(first.begin(), first.begin() + 24);
   const Prefilled uncached_exact = prefill(model, exact, 8, nullptr);
+  const int64_t bytes_before = cache.bytes(), chunks_before = cache.chunks();
+  EXPECT_EQ(PromptPrefill(exact, 8, &cache).next_computed_tokens(), 8);  // [0, 16) copied, [16, 24) computed
   const Prefilled exact_run = prefill(model, exact, 8, &cache);
   EXPECT_EQ(exact_run.reused, 16);
   expect_same_bits(exact_run, uncached_exact);
+  EXPECT_EQ(cache.chunks(), chunks_before);
+  EXPECT_EQ(cache.bytes() - bytes_before, vocab * static_cast<int64_t>(sizeof(float)));  // its logits joined it
+  EXPECT_EQ(PromptPrefill(exact, 8, &cache).next_computed_tokens(), 0);  // all of it held
   const Prefilled exact_again = prefill(model, exact, 8, &cache);
   EXPECT_EQ(exact_again.reused, 24);
   expect_same_bits(exact_again, uncached_exact);
@@ -150,7 +155,7 @@ TEST(PrefixCache, APrefixLosesItsLastChunksFirst) {
   ASSERT_EQ(cache.chunks(), 3);
   prefill(model, c, 8, &cache);  // room for c: a's last chunks go, from its end
   EXPECT_EQ(prefill(model, c, 8, &cache).reused, 8);
-  EXPECT_GE(prefill(model, a, 8, &cache).reused, 8) << "a's first chunk stayed";
+  EXPECT_EQ(prefill(model, a, 8, &cache).reused, 8) << "a's first chunk stayed, its later ones went";
 }
 
 TEST(PrefixCache, RefusesACacheThatDoesNotHoldThePositionsBefore) {

@@ -426,9 +426,10 @@ TEST(Engine, APromptReusesAnEarlierPromptsChunks) {
   const auto first_prompt = random_prompt(14, vocab, 50);
   auto second_prompt = first_prompt;  // the same 9 first tokens: chunks [0, 4) and [4, 8) reused
   for (size_t i = 9; i < second_prompt.size(); ++i) second_prompt[i] = (second_prompt[i] + 3) % vocab;
-  std::vector<TokenEvent> scores_whole, scores_reused;
-  for (auto* prompt_and_scores : {&scores_whole, &scores_reused}) {
-    const auto& prompt = prompt_and_scores == &scores_whole ? first_prompt : second_prompt;
+  std::vector<TokenEvent> scores_whole, scores_reused, scores_again;
+  for (auto* prompt_and_scores : {&scores_whole, &scores_reused, &scores_again}) {
+    // The first prompt, another sharing its first chunks, then the first again (all of it copied).
+    const auto& prompt = prompt_and_scores == &scores_reused ? second_prompt : first_prompt;
     auto outcome = std::make_shared<Outcome>();
     auto r = make_request(prompt, 5, outcome);
     r->prompt_logprobs = 1;
@@ -436,7 +437,14 @@ TEST(Engine, APromptReusesAnEarlierPromptsChunks) {
     ASSERT_EQ(engine.submit(r), Engine::Admission::kAccepted);
     wait_for(*outcome);
     EXPECT_EQ(outcome->tokens, alone(model, prompt, 5, 0.0, 0, 0, 4).tokens);
-    EXPECT_EQ(outcome->stats.cached_prompt_tokens, prompt_and_scores == &scores_whole ? 0 : 8);
+    EXPECT_EQ(outcome->stats.cached_prompt_tokens,
+              prompt_and_scores == &scores_whole ? 0 : prompt_and_scores == &scores_reused ? 8 : 14);
+  }
+  ASSERT_EQ(scores_again.size(), scores_whole.size());
+  for (size_t i = 0; i < scores_whole.size(); ++i) {
+    EXPECT_EQ(scores_again[i].token, scores_whole[i].token);
+    EXPECT_EQ(scores_again[i].logprob, scores_whole[i].logprob) << "position " << i;
+    EXPECT_EQ(scores_again[i].top, scores_whole[i].top) << "position " << i;
   }
   EXPECT_GT(engine.prefix_cache_bytes(), 0);
   // The scores of the shared positions are the same bits, copied or computed.
@@ -457,6 +465,33 @@ TEST(Engine, APromptReusesAnEarlierPromptsChunks) {
   wait_for(*again);
   EXPECT_EQ(again->stats.cached_prompt_tokens, 0);
   EXPECT_EQ(plain.prefix_cache_bytes(), 0);
+}
+
+// The same prompt several times at once (the n choices of one request): one computes it, the
+// others copy all of it, one call each, and every greedy output is the one of decoding it alone.
+// (That a copy counts nothing against an iteration's prefill budget is PromptPrefill's
+// next_computed_tokens, tested in tests/inference/prefix_cache_test.cpp.)
+TEST(Engine, TheSamePromptAtOnceIsComputedOnce) {
+  DeepSeekV3 model = float_model(43);
+  EngineOptions options;
+  options.prefill_chunk = 8;
+  options.prefix_cache_bytes = 1 << 20;
+  const auto prompt = random_prompt(13, model->config().vocab_size, 52);
+  const std::vector<int64_t> expected = alone(model, prompt, 6, 0.0, 0, 0, 8).tokens;
+  Engine engine(model, options);
+  std::vector<std::shared_ptr<Outcome>> outcomes;
+  for (int i = 0; i < 4; ++i) {
+    outcomes.push_back(std::make_shared<Outcome>());
+    ASSERT_EQ(engine.submit(make_request(prompt, 6, outcomes.back())), Engine::Admission::kAccepted);
+  }
+  int64_t cached = 0;
+  for (const auto& outcome : outcomes) {
+    wait_for(*outcome);
+    EXPECT_EQ(outcome->tokens, expected);
+    cached += outcome->stats.cached_prompt_tokens;
+  }
+  EXPECT_EQ(cached, 3 * 13);  // whichever the engine admitted first computed it
+  EXPECT_EQ(engine.prefill_chunks(), 1 + 1 + 3);  // the first's two chunks, one call each for the others
 }
 
 // Penalties and logit bias adjust each step's logits by the request's own history: such a request

@@ -44,6 +44,12 @@ PrefixCache::Order::iterator PrefixCache::find(uint64_t key, const std::vector<i
   return order_.end();
 }
 
+bool PrefixCache::holds(const std::vector<int64_t>& prompt, int64_t start, int64_t end, bool with_logits) {
+  check_bounds(prompt, start, end);
+  auto it = find(prefix_key(prompt, end), prompt, start, end);
+  return it != order_.end() && (!with_logits || it->logits.defined());
+}
+
 torch::Tensor PrefixCache::restore(const std::vector<int64_t>& prompt, int64_t start, int64_t end, KvCache& cache,
                                    torch::Tensor* logits) {
   check_bounds(prompt, start, end);
@@ -94,7 +100,8 @@ void PrefixCache::keep(const std::vector<int64_t>& prompt, int64_t start, int64_
   const uint64_t key = prefix_key(prompt, end);
   if (auto kept = find(key, prompt, start, end); kept != order_.end()) {
     touch(kept, prompt);
-    if (logits.defined() && !kept->logits.defined()) {  // kept as a longer prompt's chunk; now a prompt's last
+    // Kept as a longer prompt's chunk, now a prompt's last: its logits join it if both fit.
+    if (logits.defined() && !kept->logits.defined() && kept->bytes + logits_bytes <= max_bytes_) {
       kept->logits = logits.clone();
       kept->bytes += logits_bytes;
       bytes_ += logits_bytes;

@@ -43,6 +43,10 @@ class PrefixCache {
   void keep(const std::vector<int64_t>& prompt, int64_t start, int64_t end, const KvCache& cache,
             const torch::Tensor& hidden, const torch::Tensor& logits = {});
 
+  // Whether restore() would copy this chunk (with its logits where `with_logits`): touches nothing,
+  // counts nothing.
+  bool holds(const std::vector<int64_t>& prompt, int64_t start, int64_t end, bool with_logits);
+
   int64_t max_bytes() const { return max_bytes_; }
   int64_t chunk() const { return chunk_; }
   int64_t bytes() const { return bytes_; }

@@ -23,6 +23,15 @@ int64_t PromptPrefill::next_chunk_tokens() const {
   return std::min<int64_t>(chunk_, static_cast<int64_t>(prompt_.size()) - next_);
 }
 
+int64_t PromptPrefill::next_computed_tokens() const {
+  if (done() || prefix_cache_ == nullptr) return next_chunk_tokens();
+  const auto length = static_cast<int64_t>(prompt_.size());
+  int64_t at = next_;
+  while (at + chunk_ < length && prefix_cache_->holds(prompt_, at, at + chunk_, false)) at += chunk_;
+  if (at + chunk_ >= length && prefix_cache_->holds(prompt_, at, length, true)) return 0;
+  return std::min<int64_t>(chunk_, length - at);
+}
+
 int64_t PromptPrefill::chunks() const {
   return (static_cast<int64_t>(prompt_.size()) + chunk_ - 1) / chunk_;
 }
@@ -49,6 +58,7 @@ MainModelStep PromptPrefill::run_next_chunk(DeepSeekV3Impl& model, KvCache& cach
   if (prefix_cache_ && last) out.hidden = prefix_cache_->restore(prompt_, start, length, cache, &out.logits);
   if (out.hidden.defined()) {
     out.logits = out.logits.clone();  // the caller's to use as it likes (samplers may write to logits)
+    out.hidden = out.hidden.clone();  // (the full chunks' are copied by the torch::cat below)
     next_ = length;
     reused_ += tokens;
   } else {

@@ -34,6 +34,9 @@ class PromptPrefill {
   bool done() const { return next_ == static_cast<int64_t>(prompt_.size()); }
   int64_t next_position() const { return next_; }          // the first position of the next chunk
   int64_t next_chunk_tokens() const;                         // 0 once done
+  // The prompt tokens the next run_next_chunk() computes: its chunk's, or 0 where the prefix cache
+  // holds the rest of the prompt (a server's prefill budget counts these).
+  int64_t next_computed_tokens() const;
   int64_t chunks() const;                                    // in all
   int64_t reused_tokens() const { return reused_; }          // copied from the prefix cache so far
 

@@ -91,7 +91,7 @@ class SpeculativeDecoder : public TokenDecoder {
 
   void begin(const std::vector<int64_t>& prompt) override;
   std::optional<int64_t> run_prefill_chunk() override;
-  int64_t next_prefill_tokens() const override { return prefill_.next_chunk_tokens(); }
+  int64_t next_prefill_tokens() const override { return prefill_.next_computed_tokens(); }
   // Asked before begin(): the prompt's full chunks are kept in and reused from `cache` (not owned;
   // it must outlive the prefill). Null: none.
   void use_prefix_cache(PrefixCache* cache) { prefix_cache_ = cache; }

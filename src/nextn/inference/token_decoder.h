@@ -17,7 +17,8 @@ class TokenDecoder {
   virtual void begin(const std::vector<int64_t>& prompt) = 0;
   // Runs the prompt's next chunk (prompt_prefill.h); after its last, the first generated token.
   virtual std::optional<int64_t> run_prefill_chunk() = 0;
-  // The prompt's tokens that the next run_prefill_chunk() runs (0 once the prompt has run).
+  // The prompt's tokens that the next run_prefill_chunk() computes (0 once the prompt has run, or
+  // where the prefix cache holds all the rest of it).
   virtual int64_t next_prefill_tokens() const = 0;
   // Runs the whole prompt, chunk after chunk, and returns the first generated token.
   std::vector<int64_t> start(const std::vector<int64_t>& prompt) {
