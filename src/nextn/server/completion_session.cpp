@@ -51,7 +51,8 @@ std::vector<int64_t> request_prompt_ids(const CompletionRequest& request, const 
   return ids;
 }
 
-CompletionSession::CompletionSession(const CompletionRequest& request, const ServedModel& model, Metrics* metrics)
+CompletionSession::CompletionSession(const CompletionRequest& request, const ServedModel& model, Metrics* metrics,
+                                     const std::vector<int64_t>* prompt_ids)
     : request_(request), model_(model), metrics_(metrics), id_(new_response_id(request.endpoint)),
       created_(unix_time()), arrived_(Clock::now()) {
   const tokenizer::Tokenizer& tok = *model_.tokenizer;
@@ -59,7 +60,7 @@ CompletionSession::CompletionSession(const CompletionRequest& request, const Ser
   if (request_.endpoint == Endpoint::kChatCompletions) {
     for (const std::string& s : chat_stop_strings(model_.chat_format)) stops.push_back(s);
   }
-  prompt_ = request_prompt_ids(request_, model_);
+  prompt_ = prompt_ids != nullptr ? *prompt_ids : request_prompt_ids(request_, model_);
   const int64_t length = prompt_tokens();
   if (length >= model_.context_length) {
     throw ApiError(400, "the prompt has " + std::to_string(length) + " tokens, more than the model's context of " +

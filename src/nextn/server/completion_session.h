@@ -46,7 +46,10 @@ class CompletionSession : public std::enable_shared_from_this<CompletionSession>
   // Tokenizes and checks the request against the model: ApiError (400) for a prompt that is
   // empty, holds ids outside the vocabulary, or leaves no room in the context for max_tokens.
   // A text prompt starts a document: EOS goes before it, as `nextn generate` does.
-  CompletionSession(const CompletionRequest& request, const ServedModel& model, Metrics* metrics);
+  // `prompt_ids`: request_prompt_ids(request, model) when the caller has them (a prompt's n
+  // choices are tokenized once), else computed here.
+  CompletionSession(const CompletionRequest& request, const ServedModel& model, Metrics* metrics,
+                    const std::vector<int64_t>* prompt_ids = nullptr);
 
   // The request for the engine (the session must be owned by a shared_ptr). Its callbacks hold the
   // session, the session only a weak reference to it, so whichever side is done first may go.
@@ -94,6 +97,7 @@ class CompletionSession : public std::enable_shared_from_this<CompletionSession>
 
   const CompletionRequest& request() const { return request_; }
   int64_t prompt_tokens() const { return static_cast<int64_t>(prompt_.size()); }
+  const std::vector<int64_t>& prompt() const { return prompt_; }  // the ids fed to the model
 
  private:
   void on_prompt(const std::vector<TokenEvent>& scored);  // engine thread, before any token

@@ -39,18 +39,21 @@ ApiError loading(httplib::Response& res) {
   return ApiError(503, "the model is still loading", "", "model_loading");
 }
 
-// A session per choice of the request (n per prompt of a batch; errors naming the prompt).
+// A session per choice of the request (n per prompt of a batch, the prompt tokenized once for
+// them; errors naming the prompt).
 std::vector<std::shared_ptr<CompletionSession>> open_sessions(const CompletionRequest& request,
                                                               const ServedModel& model, Metrics* metrics) {
   std::vector<std::shared_ptr<CompletionSession>> sessions;
-  const size_t count = choice_count(request);
+  const size_t count = choice_count(request), per_prompt = static_cast<size_t>(request.n);
   for (size_t c = 0; c < count; ++c) {
     try {
-      sessions.push_back(std::make_shared<CompletionSession>(count > 1 ? for_choice(request, c) : request, model, metrics));
+      const CompletionRequest one = count > 1 ? for_choice(request, c) : request;
+      const std::vector<int64_t>* ids = c % per_prompt == 0 ? nullptr : &sessions[c - c % per_prompt]->prompt();
+      sessions.push_back(std::make_shared<CompletionSession>(one, model, metrics, ids));
       if (c > 0) sessions[c]->answer_as(*sessions.front());
     } catch (const ApiError& e) {
       if (request.prompts.size() <= 1) throw;
-      throw ApiError(e.status(), "prompt[" + std::to_string(c / static_cast<size_t>(request.n)) + "]: " + e.what(), e.param(), e.code());
+      throw ApiError(e.status(), "prompt[" + std::to_string(c / per_prompt) + "]: " + e.what(), e.param(), e.code());
     }
   }
   return sessions;
@@ -297,19 +300,22 @@ void HttpServer::routes() {
     res.set_content(metrics_.render(gauges), "text/plain; version=0.0.4; charset=utf-8");
   });
 
+  // 404 in OpenAI's words for a model this server does not have.
+  auto check_model = [this](const std::string& name) {
+    if (name == model_.name) return;
+    throw ApiError(404, "The model '" + name + "' does not exist; this server has '" + model_.name + "'", "model",
+                   "model_not_found");
+  };
+
   // GET /v1/models lists the one model; GET /v1/models/{id} retrieves it (client.models.retrieve).
-  auto models = [this, authorized](const httplib::Request& req, httplib::Response& res) {
+  auto models = [this, authorized, check_model](const httplib::Request& req, httplib::Response& res) {
     try {
       authorized(req);
       if (engine_ == nullptr) throw loading(res);
       json model = {{"id", model_.name}, {"object", "model"}, {"created", unix_time()}, {"owned_by", "nextn"},
                     {"max_model_len", model_.context_length}};
       if (req.matches.size() > 1) {
-        const std::string id = req.matches[1];
-        if (id != model_.name) {
-          throw ApiError(404, "The model '" + id + "' does not exist; this server has '" + model_.name + "'", "model",
-                         "model_not_found");
-        }
+        check_model(req.matches[1]);
         send_json(res, 200, model);
       } else {
         send_json(res, 200, {{"object", "list"}, {"data", json::array({model})}});
@@ -323,19 +329,16 @@ void HttpServer::routes() {
   http_->Get("/v1/models", models);
   http_->Get(R"(/v1/models/(.+))", models);
 
-  auto completions = [this, authorized](Endpoint endpoint) {
+  auto completions = [this, authorized, check_model](Endpoint endpoint) {
     const std::string name = endpoint == Endpoint::kCompletions ? "completions" : "chat_completions";
-    return [this, authorized, endpoint, name](const httplib::Request& req, httplib::Response& res) {
+    return [this, authorized, check_model, endpoint, name](const httplib::Request& req, httplib::Response& res) {
       try {
         authorized(req);
         Engine* engine = engine_;
         if (engine == nullptr) throw loading(res);
         if (!accepting_) throw ApiError(503, "the server is shutting down", "", "server_shutting_down");
         CompletionRequest request = parse_completion_request(endpoint, req.body);
-        if (request.model != model_.name) {
-          throw ApiError(404, "The model '" + request.model + "' does not exist; this server has '" + model_.name + "'",
-                         "model", "model_not_found");
-        }
+        check_model(request.model);
         check_servable(request, engine->options());
         const std::vector<std::shared_ptr<CompletionSession>> sessions = open_sessions(request, model_, &metrics_);
         submit_all(*engine, sessions, res);
@@ -450,8 +453,8 @@ void HttpServer::routes() {
   // vLLM's /tokenize and /detokenize: the token ids a completion's "prompt" or a chat's "messages"
   // feed the model (the chat format applied, the document's first token included), and the text
   // of token ids. Fields are checked as the completions endpoints check them; "model" may be left out.
-  auto tokens = [this, authorized](bool tokenize) {
-    return [this, authorized, tokenize](const httplib::Request& req, httplib::Response& res) {
+  auto tokens = [this, authorized, check_model](bool tokenize) {
+    return [this, authorized, check_model, tokenize](const httplib::Request& req, httplib::Response& res) {
       const char* name = tokenize ? "tokenize" : "detokenize";
       try {
         authorized(req);
@@ -459,10 +462,8 @@ void HttpServer::routes() {
         json body = json::parse(req.body, nullptr, false);
         if (body.is_discarded() || !body.is_object()) throw ApiError(400, "the body must be a JSON object");
         if (!body.contains("model")) body["model"] = model_.name;
-        if (!body["model"].is_string() || body["model"] != model_.name) {
-          throw ApiError(404, "The model '" + body["model"].dump() + "' does not exist; this server has '" +
-                                  model_.name + "'", "model", "model_not_found");
-        }
+        if (!body["model"].is_string()) throw ApiError(400, "'model' must be a string", "model");
+        check_model(body["model"]);
         if (tokenize) {
           const bool chat = body.contains("messages");
           if (chat && body.contains("add_generation_prompt") && body["add_generation_prompt"] != true) {
