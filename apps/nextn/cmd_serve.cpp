@@ -126,7 +126,7 @@ void run_serve(ServeFlags& f) {
   std::cout << "nextn serve: model '" << served.name << "' from " << dir << " ready (context " << served.context_length
             << ", max batch " << f.engine.max_batch << ", queue " << f.engine.max_queue << ", prefill chunk "
             << f.engine.prefill_chunk << ", prefix cache " << f.prefix_cache_mib << " MiB, chat format "
-            << server::chat_format_name(chat.format) << ": " << chat.reason
+            << server::chat_format_name(chat.format) << " (" << chat.reason << ")"
             << (!f.engine.draft_tree.empty() ? ", MTP draft tree " + inference::draft_tree_label(f.engine.draft_tree)
                 : f.engine.adaptive_draft ? ", MTP drafts auto (0.." + std::to_string(f.engine.draft_tokens) + " per step)"
                 : f.engine.draft_tokens > 0 ? ", MTP drafts " + std::to_string(f.engine.draft_tokens) : std::string())
