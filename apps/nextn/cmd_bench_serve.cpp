@@ -30,7 +30,7 @@ void setup_bench_serve(CLI::App& app) {
   cmd->add_option("--shared-prefix", o->shared_prefix, "of the --prompt-tokens, the first this many the same in "
                   "every request (a system prompt)")->check(non_negative());
   cmd->add_option("--prefix-cache-mb", o->prefix_cache_mib, "the started servers' --prefix-cache-mb, one server per "
-                  "value (repeatable; default: the servers' own)")->check(non_negative());
+                  "value (repeatable; default: the servers' own, 0 with the short text prompts, which repeat)")->check(non_negative());
   cmd->add_option("--prefill-chunk", o->prefill_chunks, "the started servers' --prefill-chunk, one server per value "
                   "(repeatable; default: the servers' own)")->check(positive());
   cmd->add_option("--rounds", o->rounds, "sweeps over the streams per server (medians, and ratios to the same "
@@ -53,6 +53,8 @@ void setup_bench_serve(CLI::App& app) {
               << " --max-tokens " << o->max_tokens << " --requests " << o->requests_per_client << " --rounds " << o->rounds
               << (o->prompt_tokens > 0 ? " --prompt-tokens " + std::to_string(o->prompt_tokens) : std::string())
               << (o->shared_prefix > 0 ? " --shared-prefix " + std::to_string(o->shared_prefix) : std::string())
+              << (o->prompt_tokens == 0 && o->prefix_cache_mib.empty() ? " --prefix-cache-mb 0 (the short prompts repeat)"
+                                                                        : std::string())
               << " (greedy, ignore_eos; medians over rounds, 'vs 1': the median of each round's ratio; ITL: the gaps "
                  "between a request's tokens)\n"
               << format_serve_bench(rows);

@@ -219,7 +219,11 @@ std::vector<ServeBenchRow> benchmark_serving(const ServeBenchOptions& o) {
               o.shared_prefix, " must be within --prompt-tokens ", o.prompt_tokens);
   std::vector<int64_t> chunks = o.prefill_chunks, caches = o.prefix_cache_mib;
   if (chunks.empty()) chunks.push_back(-1);  // the servers' defaults
-  if (caches.empty()) caches.push_back(-1);
+  // The short text prompts repeat (a few texts over every stream and round), and the prefix cache
+  // serves a repeated prompt without a forward: unless asked, their servers keep none, so that the
+  // figures are of prompts computed. Random prompts are new in every request: the servers' own.
+  const bool cache_asked = !caches.empty();
+  if (caches.empty()) caches.push_back(o.prompt_tokens > 0 ? -1 : 0);
   for (const std::string& drafts : o.draft_variants) {
     NEXTN_CHECK(drafts == "auto" || (!drafts.empty() && drafts.find_first_not_of("0123456789") == std::string::npos),
                 "bench serve: --drafts '", drafts, "': expected 0 (plain), a number of drafts or 'auto'");
@@ -230,7 +234,7 @@ std::vector<ServeBenchRow> benchmark_serving(const ServeBenchOptions& o) {
         Server server = start_server(o, drafts, chunk, mib);
         std::string variant = drafts == "0" ? "plain" : drafts == "auto" ? "MTP, auto" : "MTP, " + drafts + " draft(s)";
         if (chunk > 0) variant += ", chunk " + std::to_string(chunk);
-        if (mib >= 0) variant += ", cache " + std::to_string(mib) + " MiB";
+        if (cache_asked && mib >= 0) variant += ", cache " + std::to_string(mib) + " MiB";
         try {
           const StreamServer target = server_at(server.url);
           // Warm-up: a prompt of the requests' kind (sharing their prefix, which a cache then holds).
