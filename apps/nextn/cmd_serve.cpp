@@ -133,7 +133,7 @@ void run_serve(ServeFlags& f) {
             << (f.http.api_key.empty() ? std::string() : ", API key required") << ", decoding reads "
             << describe_decoding_weights(panels.get()) << ")" << std::endl;
 
-  while (!stop.requested()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  while (!stop.requested()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   // SIGTERM / SIGINT: no new requests; the running ones finish within the grace period.
   std::cout << "nextn serve: stopping (signal " << stop.signal_number() << "); finishing the running requests"
             << std::endl;

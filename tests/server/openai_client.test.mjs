@@ -730,16 +730,17 @@ test('SIGTERM: the running request finishes, then the server exits 0', async () 
 });
 
 test('SIGTERM past the grace period: a cut stream ends in an error the client raises, not a finish', async () => {
-  // One place: the stream waits behind three long requests (already there: counted in the metrics),
-  // and no grace cuts it before it runs (the tiny model would finish a running stream before the
-  // signal arrived, and a stream that overtook a single request ahead of it did in CI).
+  // One place: the stream waits behind eight long requests (already there: counted in the
+  // metrics), and no grace cuts it before it runs (the tiny model would finish a running stream
+  // before the signal arrived; a stream that overtook a single request ahead of it did in CI, and
+  // one behind three such requests, ~10 ms each, once finished whole).
   const s = await startServer(['--grace', '0', '--max-batch', '1']);
   const c = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'x', maxRetries: 0 });
-  const aheads = Array.from({ length: 3 }, () => c.completions.create({
+  const aheads = Array.from({ length: 8 }, () => c.completions.create({
     model: 'tiny', prompt: 'def main():', max_tokens: 240, temperature: 0, ignore_eos: true }).catch((e) => e));
   for (let i = 0; i < 200; ++i) {
     const m = await metrics(s.url);
-    if (m.nextn_requests_running + m.nextn_requests_queued >= 3) break;
+    if (m.nextn_requests_running + m.nextn_requests_queued >= 8) break;
     await new Promise((r) => setTimeout(r, 5));
   }
   const stream = await c.completions.create({ model: 'tiny', prompt: 'import os', max_tokens: 240, temperature: 0,
